@@ -1,0 +1,185 @@
+// Command demoapp is the small web app that baton's demo, integration tests
+// and benchmark deploy. It is built static so it runs in a FROM scratch image,
+// and its failure modes are chosen by environment variables so one binary can
+// play a healthy release, a broken one and a slow one.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strconv"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+func main() {
+	probe := flag.String("probe", "", "act as a HEALTHCHECK command: GET this URL and exit 0 on 2xx")
+	flag.Parse()
+	if *probe != "" {
+		os.Exit(runProbe(*probe))
+	}
+	if err := run(); err != nil {
+		log.Printf("demoapp: %v", err)
+		os.Exit(1)
+	}
+}
+
+func runProbe(url string) int {
+	c := http.Client{Timeout: 2 * time.Second}
+	resp, err := c.Get(url)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 256))
+	fmt.Printf("%d %s\n", resp.StatusCode, body)
+	if resp.StatusCode/100 != 2 {
+		return 1
+	}
+	return 0
+}
+
+type config struct {
+	listen         string
+	version        string
+	mode           string        // normal, never-healthy, crash, unhealthy-after
+	warmup         time.Duration // time before /healthz turns 200
+	lateListen     bool          // open the port only after warm-up
+	stopDelay      time.Duration // extra time spent in SIGTERM handling before closing the listener
+	unhealthyAfter time.Duration
+}
+
+func loadConfig() config {
+	c := config{
+		listen:  env("LISTEN", ":8080"),
+		version: env("VERSION", "dev"),
+		mode:    env("MODE", "normal"),
+	}
+	c.warmup = envDuration("WARMUP", 0)
+	c.stopDelay = envDuration("STOP_DELAY", 0)
+	c.unhealthyAfter = envDuration("UNHEALTHY_AFTER", 0)
+	c.lateListen = env("LISTEN_AFTER_WARMUP", "") == "1"
+	return c
+}
+
+func run() error {
+	cfg := loadConfig()
+	log.SetFlags(log.LstdFlags | log.Lmicroseconds)
+	log.Printf("demoapp %s starting mode=%s warmup=%s", cfg.version, cfg.mode, cfg.warmup)
+	if cfg.mode == "crash" {
+		return errors.New("crashing at start as MODE=crash asks")
+	}
+
+	started := time.Now()
+	var ready atomic.Bool
+	var served atomic.Int64
+	hostname, _ := os.Hostname()
+
+	mux := http.NewServeMux()
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case cfg.mode == "never-healthy":
+			http.Error(w, "never healthy (MODE=never-healthy)", http.StatusServiceUnavailable)
+		case cfg.mode == "unhealthy-after" && time.Since(started) > cfg.unhealthyAfter:
+			http.Error(w, "turned unhealthy (MODE=unhealthy-after)", http.StatusServiceUnavailable)
+		case !ready.Load():
+			http.Error(w, "warming up", http.StatusServiceUnavailable)
+		default:
+			fmt.Fprintln(w, "ok")
+		}
+	})
+	mux.HandleFunc("/version", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintln(w, cfg.version)
+	})
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		if !ready.Load() {
+			http.Error(w, "warming up", http.StatusServiceUnavailable)
+			return
+		}
+		n, err := io.Copy(io.Discard, r.Body)
+		if err != nil {
+			http.Error(w, "reading body: "+err.Error(), http.StatusBadRequest)
+			return
+		}
+		served.Add(1)
+		w.Header().Set("X-Version", cfg.version)
+		fmt.Fprintf(w, "%s %s %s host=%s body=%d\n", cfg.version, r.Method, r.URL.Path, hostname, n)
+	})
+
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+
+	var ln net.Listener
+	listen := func() error {
+		var err error
+		ln, err = net.Listen("tcp", cfg.listen)
+		return err
+	}
+	if !cfg.lateListen {
+		if err := listen(); err != nil {
+			return err
+		}
+	}
+	select {
+	case <-time.After(cfg.warmup):
+	case <-ctx.Done():
+		return nil
+	}
+	if cfg.lateListen {
+		if err := listen(); err != nil {
+			return err
+		}
+	}
+	ready.Store(true)
+	log.Printf("demoapp %s ready on %s", cfg.version, ln.Addr())
+
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	log.Printf("demoapp %s: SIGTERM, stopping after %s (served %d requests)", cfg.version, cfg.stopDelay, served.Load())
+	time.Sleep(cfg.stopDelay) // a slow-stopping app keeps serving for a while, as real ones do
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(shutdownCtx); err != nil {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	log.Printf("demoapp %s stopped cleanly", cfg.version)
+	return nil
+}
+
+func env(key, def string) string {
+	if v, ok := os.LookupEnv(key); ok && v != "" {
+		return v
+	}
+	return def
+}
+
+func envDuration(key string, def time.Duration) time.Duration {
+	v := env(key, "")
+	if v == "" {
+		return def
+	}
+	if d, err := time.ParseDuration(v); err == nil {
+		return d
+	}
+	if n, err := strconv.Atoi(v); err == nil {
+		return time.Duration(n) * time.Millisecond
+	}
+	log.Printf("demoapp: ignoring bad %s=%q", key, v)
+	return def
+}

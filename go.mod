@@ -1,0 +1,3 @@
+module github.com/baton-sh/baton
+
+go 1.26.8

@@ -1,0 +1,53 @@
+package dockerctl
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/pkg/stdcopy"
+)
+
+// ExecResult is the outcome of a command run in a container.
+type ExecResult struct {
+	Stdout   string
+	Stderr   string
+	ExitCode int
+}
+
+// Exec runs argv in a running container and waits for it. It fails only when
+// the command could not be run; a non-zero exit is in ExitCode.
+func (c *Client) Exec(ctx context.Context, containerID string, argv []string) (ExecResult, error) {
+	var res ExecResult
+	created, err := c.ContainerExecCreate(ctx, containerID, container.ExecOptions{Cmd: argv, AttachStdout: true, AttachStderr: true})
+	if err != nil {
+		return res, fmt.Errorf("exec %s in %s: %w", strings.Join(argv, " "), containerID, err)
+	}
+	att, err := c.ContainerExecAttach(ctx, created.ID, container.ExecStartOptions{})
+	if err != nil {
+		return res, fmt.Errorf("exec %s in %s: %w", strings.Join(argv, " "), containerID, err)
+	}
+	defer att.Close()
+	var stdout, stderr bytes.Buffer
+	done := make(chan error, 1)
+	go func() {
+		_, err := stdcopy.StdCopy(&stdout, &stderr, att.Reader)
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			return res, fmt.Errorf("exec %s in %s: reading output: %w", strings.Join(argv, " "), containerID, err)
+		}
+	case <-ctx.Done():
+		return res, fmt.Errorf("exec %s in %s: %w", strings.Join(argv, " "), containerID, ctx.Err())
+	}
+	insp, err := c.ContainerExecInspect(ctx, created.ID)
+	if err != nil {
+		return res, fmt.Errorf("exec %s in %s: %w", strings.Join(argv, " "), containerID, err)
+	}
+	res.Stdout, res.Stderr, res.ExitCode = stdout.String(), stderr.String(), insp.ExitCode
+	return res, nil
+}

@@ -1,0 +1,105 @@
+// Package cli is baton's command line: each command maps its flags to an
+// options struct and calls one function.
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+
+	ucli "github.com/urfave/cli/v2"
+
+	"github.com/baton-sh/baton/internal/deploy"
+	"github.com/baton-sh/baton/internal/relay"
+	"github.com/baton-sh/baton/internal/state"
+)
+
+// Version is set at build time with -ldflags "-X .../internal/cli.Version=...".
+var Version = "dev"
+
+// exitError carries an exit code and a message already meant for the user.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string { return e.err.Error() }
+func (e *exitError) Unwrap() error { return e.err }
+
+// Run runs baton with args and returns the process exit code. Errors go to
+// stderr as one line.
+func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	app := newApp(stdout, stderr)
+	err := app.RunContext(ctx, args)
+	if err == nil {
+		return 0
+	}
+	code := 1
+	var ee *exitError
+	if errors.As(err, &ee) {
+		code = ee.code
+	} else if isUsageError(err) {
+		code = 2
+	}
+	msg := strings.ReplaceAll(strings.TrimSpace(err.Error()), "\n", " ")
+	if msg != "" {
+		fmt.Fprintf(stderr, "baton: %s\n", msg)
+	}
+	return code
+}
+
+func newApp(stdout, stderr io.Writer) *ucli.App {
+	app := &ucli.App{
+		Name:      "baton",
+		Usage:     "replace a running Docker container with a new image, with zero failed requests",
+		Version:   Version,
+		Writer:    stdout,
+		ErrWriter: stderr,
+		Flags: []ucli.Flag{
+			&ucli.StringFlag{Name: "state-dir", Usage: "where baton keeps locks and deploy records", Value: state.DefaultPath(), EnvVars: []string{"BATON_STATE_DIR"}},
+			&ucli.StringFlag{Name: "log-level", Usage: "debug, info, warn or error (logs go to stderr)", Value: "warn", EnvVars: []string{"BATON_LOG_LEVEL"}},
+		},
+		Commands: []*ucli.Command{
+			newDeployCommand(),
+			newRollbackCommand(),
+			newStatusCommand(),
+			relay.Command(),
+		},
+		// Usage errors are reported by Run as one line with exit code 2.
+		OnUsageError: func(c *ucli.Context, err error, isSub bool) error {
+			return &exitError{code: 2, err: fmt.Errorf("%v (see baton %s --help)", err, c.Command.Name)}
+		},
+		HideHelpCommand: true,
+	}
+	app.ExitErrHandler = func(*ucli.Context, error) {} // Run prints and exits
+	return app
+}
+
+func isUsageError(err error) bool {
+	s := err.Error()
+	return strings.Contains(s, "flag provided but not defined") || strings.Contains(s, "Required flag") || strings.Contains(s, "No help topic")
+}
+
+// logger makes the slog logger the --log-level flag asks for.
+func logger(c *ucli.Context) *slog.Logger {
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(c.String("log-level"))); err != nil {
+		lvl = slog.LevelWarn
+	}
+	return slog.New(slog.NewTextHandler(c.App.ErrWriter, &slog.HandlerOptions{Level: lvl}))
+}
+
+// deployErr wraps a deploy error with its documented exit code.
+func deployErr(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &exitError{code: deploy.ExitCode(err), err: err}
+}
+
+func usageErr(format string, args ...any) error {
+	return &exitError{code: 2, err: fmt.Errorf(format, args...)}
+}

@@ -1,0 +1,115 @@
+package cli
+
+import (
+	"time"
+
+	ucli "github.com/urfave/cli/v2"
+
+	"github.com/baton-sh/baton/internal/deploy"
+)
+
+// settingFlags are the flags that map onto deploy.Settings; each can also be
+// recorded as a baton.<name> label.
+func settingFlags() []ucli.Flag {
+	return []ucli.Flag{
+		&ucli.IntFlag{Name: "port", Usage: "the app's container port that probes, the relay and nginx use (default: the only port it exposes)"},
+		&ucli.StringFlag{Name: "http-probe", Usage: "GET `PATH` on the new container's own address until it answers 2xx", Category: "Health"},
+		&ucli.BoolFlag{Name: "tcp-probe", Usage: "wait until the new container accepts TCP connections on --port", Category: "Health"},
+		&ucli.DurationFlag{Name: "health-timeout", Usage: "how long the new container may take to become healthy (default 1m0s)", Category: "Health"},
+		&ucli.IntFlag{Name: "warmup-requests", Usage: "send `N` GET requests to the probe path after healthy, before traffic moves", Category: "Health"},
+		&ucli.DurationFlag{Name: "drain", Usage: "longest wait for requests in flight on the old container after traffic moved (default 30s)", Category: "Traffic"},
+		&ucli.DurationFlag{Name: "stop-timeout", Usage: "time the old container gets to stop before it is killed (default: its own)", Category: "Traffic"},
+		&ucli.StringFlag{Name: "nginx-upstream", Usage: "the upstream `FILE` baton owns and rewrites atomically (nginx: upstream web { include FILE; })", Category: "Traffic"},
+		&ucli.StringFlag{Name: "nginx-reload", Usage: "`CMD` that reloads nginx on the host, e.g. \"nginx -s reload\"", Category: "Traffic"},
+		&ucli.StringFlag{Name: "nginx-container", Usage: "nginx runs in container `NAME`: baton sends it HUP", Category: "Traffic"},
+		&ucli.BoolFlag{Name: "relay", Usage: "put baton's relay between nginx and the app, so a deploy needs no nginx reload (default true with --nginx-upstream)", Category: "Traffic"},
+		&ucli.IntFlag{Name: "relay-port", Usage: "host port on 127.0.0.1 for the relay when nginx runs on the host (default: a free one)", Category: "Traffic"},
+	}
+}
+
+// explicitSettings returns the setting flags the user actually gave, as the
+// strings deploy.ResolveSettings parses.
+func explicitSettings(c *ucli.Context) map[string]string {
+	out := map[string]string{}
+	for _, name := range deploy.SettingNames() {
+		if !c.IsSet(name) {
+			continue
+		}
+		switch v := c.Value(name).(type) {
+		case time.Duration:
+			out[name] = v.String()
+		case bool:
+			out[name] = boolString(v)
+		case int:
+			out[name] = itoa(v)
+		case string:
+			out[name] = v
+		}
+	}
+	return out
+}
+
+type deployOptions struct {
+	target   string
+	image    string
+	pull     string
+	force    bool
+	dryRun   bool
+	json     bool
+	quiet    bool
+	settings map[string]string
+}
+
+func newDeployCommand() *ucli.Command {
+	return &ucli.Command{
+		Name:      "deploy",
+		Usage:     "replace a running container with one from a new image, without dropping a request",
+		ArgsUsage: "CONTAINER",
+		Description: `Pulls the new image, starts a new container cloned from the old one's configuration,
+waits until it is healthy, moves traffic to it, stops the old one gracefully and gives
+it the old one's name and published ports. If anything fails before the old container
+is stopped, the old one keeps serving and baton says why.
+
+Exit codes: 0 deployed or already up to date; 1 failed, the old container still serves;
+2 bad input, nothing changed; 3 failed after the old container stopped (service may be down).`,
+		Flags: append([]ucli.Flag{
+			&ucli.StringFlag{Name: "image", Usage: "new image `REF` (default: pull again the reference the container runs)"},
+			&ucli.StringFlag{Name: "pull", Value: "always", Usage: "always, missing or never"},
+			&ucli.BoolFlag{Name: "force", Usage: "deploy even if the image did not change"},
+			&ucli.BoolFlag{Name: "dry-run", Usage: "print the plan and change nothing"},
+			&ucli.BoolFlag{Name: "json", Usage: "progress events and the result as JSON lines on stdout"},
+			&ucli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "no progress on stderr"},
+		}, settingFlags()...),
+		Action: func(c *ucli.Context) error {
+			if c.NArg() != 1 {
+				return usageErr("deploy takes exactly one CONTAINER, got %d arguments (baton deploy [flags] CONTAINER)", c.NArg())
+			}
+			return runDeploy(c, deployOptions{
+				target: c.Args().First(), image: c.String("image"), pull: c.String("pull"),
+				force: c.Bool("force"), dryRun: c.Bool("dry-run"), json: c.Bool("json"), quiet: c.Bool("quiet"),
+				settings: explicitSettings(c),
+			})
+		},
+	}
+}
+
+func runDeploy(c *ucli.Context, opts deployOptions) error {
+	out := newOutput(c.App.Writer, c.App.ErrWriter, opts.json, opts.quiet)
+	pull, err := deploy.ParsePullPolicy(opts.pull)
+	if err != nil {
+		return deployErr(err)
+	}
+	d, eng, err := newDeployer(c, out)
+	if err != nil {
+		return err
+	}
+	defer eng.Close()
+	res, err := d.Deploy(c.Context, deploy.Request{
+		Target: opts.target, Image: opts.image, Pull: pull, Force: opts.force, DryRun: opts.dryRun,
+		Flags: opts.settings, PullProgress: out.pullProgress(), Trigger: "cli",
+	})
+	if err == nil || opts.json {
+		out.result(res)
+	}
+	return deployErr(err)
+}

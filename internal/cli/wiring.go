@@ -1,0 +1,36 @@
+package cli
+
+import (
+	"fmt"
+
+	ucli "github.com/urfave/cli/v2"
+
+	"github.com/baton-sh/baton/dockerctl"
+	"github.com/baton-sh/baton/internal/deploy"
+	"github.com/baton-sh/baton/internal/state"
+	"github.com/baton-sh/baton/internal/traffic"
+)
+
+// newDeployer connects to Docker and opens the state directory. The caller
+// closes the returned client.
+func newDeployer(c *ucli.Context, out *output) (*deploy.Deployer, *dockerctl.Client, error) {
+	eng, err := dockerctl.New(c.Context)
+	if err != nil {
+		return nil, nil, err
+	}
+	st, err := state.Open(c.String("state-dir"))
+	if err != nil {
+		_ = eng.Close()
+		return nil, nil, fmt.Errorf("%w (set --state-dir or BATON_STATE_DIR to a writable directory)", err)
+	}
+	log := logger(c)
+	f := &traffic.Factory{Engine: eng, Log: log, Notify: out.note}
+	return &deploy.Deployer{
+		Engine:       eng,
+		State:        st,
+		Traffic:      f.New,
+		Report:       out,
+		Log:          log,
+		HostPortFree: dockerctl.HostPortFree,
+	}, eng, nil
+}

@@ -1,0 +1,146 @@
+package deploy
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/image"
+	"github.com/docker/docker/errdefs"
+	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
+
+	"github.com/baton-sh/baton/dockerctl"
+)
+
+// Plan is what a deploy would do, for --dry-run.
+type Plan struct {
+	Service      string                `json:"service"`
+	Container    string                `json:"container"`
+	CurrentImage string                `json:"current_image"`
+	CurrentID    string                `json:"current_image_id"`
+	NewImage     string                `json:"new_image"`
+	NewImageID   string                `json:"new_image_id,omitempty"`
+	Pull         string                `json:"pull"`
+	UpToDate     bool                  `json:"up_to_date"`
+	Traffic      string                `json:"traffic"`
+	Settings     string                `json:"settings"`
+	Isolated     bool                  `json:"isolated"`
+	Exclusive    []string              `json:"exclusive,omitempty"`
+	Steps        []string              `json:"steps"`
+	Changes      []dockerctl.FieldDiff `json:"changes,omitempty"`
+	Leftovers    []string              `json:"leftovers,omitempty"`
+}
+
+// dryRun works out the plan without changing anything: no lock, no pull, no
+// converging of leftovers (they are listed instead).
+func (r *run) dryRun(ctx context.Context, old container.InspectResponse) error {
+	r.old = old
+	if err := r.resolve(ctx); err != nil {
+		return err
+	}
+	p := &Plan{
+		Service: r.svc.Key, Container: r.svc.Name,
+		CurrentImage: old.Config.Image, CurrentID: old.Image,
+		NewImage: r.newRef, Traffic: describeTraffic(r.settings), Settings: orNone(r.settings.String()),
+	}
+	r.res.Plan = p
+	r.res.Outcome = OutcomeDryRun
+	if l, err := r.d.leftovers(ctx, r.svc); err == nil {
+		for _, c := range l {
+			p.Leftovers = append(p.Leftovers, strings.TrimPrefix(c.Names[0], "/")+" ("+c.State+")")
+		}
+	}
+	img, err := r.d.Engine.ImageInspect(ctx, r.newRef)
+	switch {
+	case err == nil:
+		p.NewImageID = img.ID
+		p.Pull = fmt.Sprintf("%s is on this host as %s", r.newRef, shortID(img.ID))
+		if r.req.Pull == PullAlways {
+			p.Pull += fmt.Sprintf("; would pull it again (--pull %s) and compare", r.req.Pull)
+		}
+	case errdefs.IsNotFound(err):
+		if r.req.Pull == PullNever {
+			p.Pull = fmt.Sprintf("%s is not on this host and --pull never forbids pulling: the deploy would fail", r.newRef)
+		} else {
+			p.Pull = fmt.Sprintf("would pull %s (not on this host yet; the configuration changes below assume its defaults are unknown)", r.newRef)
+		}
+	default:
+		return fmt.Errorf("image %s: %w", r.newRef, err)
+	}
+	if err == nil && img.ID == old.Image && !r.req.Force && r.req.Pull != PullAlways {
+		p.UpToDate = true
+		p.Steps = []string{fmt.Sprintf("nothing: %s already runs %s", r.svc.Name, shortID(img.ID))}
+		return nil
+	}
+	newImg := img
+	if err != nil {
+		newImg = r.oldImgOrEmpty(ctx)
+	}
+	oldImg := r.oldImgOrEmpty(ctx)
+	spec, cerr := dockerctl.CloneConfig(old, oldImg, newImg, r.newRef)
+	if cerr != nil {
+		return fmt.Errorf("%w: %v", ErrUnsupported, cerr)
+	}
+	p.Changes = spec.Diff
+	p.Exclusive = spec.Exclusive
+	nets := planNetworks(spec, dockerctl.BatonNetwork, r.svc.Name)
+	p.Isolated = nets.Isolated
+	newName := r.svc.Name + "-baton-<id>"
+	p.Steps = append(p.Steps, "create "+newName+" from "+r.newRef)
+	if nets.Isolated {
+		p.Steps = append(p.Steps, fmt.Sprintf("warm it up on baton's internal network only (it publishes %s, which %s holds)", strings.Join(spec.Exclusive, ", "), r.svc.Name))
+	} else if nets.NetworkMode != "none" {
+		p.Steps = append(p.Steps, "warm it up on its networks ("+attachmentNames(nets)+") without published traffic")
+	}
+	p.Steps = append(p.Steps, "wait until healthy (up to "+r.settings.HealthTimeout.String()+")")
+	switch r.settings.TrafficMode() {
+	case "relay":
+		p.Steps = append(p.Steps, "switch baton's relay to it, then wait for requests in flight on "+r.svc.Name+" (up to "+r.settings.Drain.String()+")")
+	case "nginx":
+		p.Steps = append(p.Steps, "rewrite "+r.settings.NginxUpstream+" to it and reload nginx, then wait for requests in flight on "+r.svc.Name+" (up to "+r.settings.Drain.String()+")")
+	}
+	p.Steps = append(p.Steps, "stop "+r.svc.Name+" gracefully (point of no return)")
+	if len(nets.AtHandover) > 0 {
+		p.Steps = append(p.Steps, "connect the new container to "+handoverNames(nets)+" (it takes over the published ports)")
+	}
+	p.Steps = append(p.Steps, "remove "+r.svc.Name+" (volumes kept) and rename "+newName+" to "+r.svc.Name)
+	return nil
+}
+
+func (r *run) oldImgOrEmpty(ctx context.Context) image.InspectResponse {
+	img, err := r.d.Engine.ImageInspect(ctx, r.old.Image)
+	if err != nil {
+		return image.InspectResponse{Config: &dockerspec.DockerOCIImageConfig{}}
+	}
+	return img
+}
+
+func describeTraffic(s Settings) string {
+	switch s.TrafficMode() {
+	case "relay":
+		return "baton relay behind nginx (" + s.NginxUpstream + ")"
+	case "nginx":
+		return "nginx upstream file " + s.NginxUpstream + " with reload"
+	}
+	return "none: the published port is handed over when the old container stops"
+}
+
+func attachmentNames(n networkPlan) string {
+	var names []string
+	for name := range n.AtCreate {
+		names = append(names, name)
+	}
+	for _, a := range n.BeforeStart {
+		names = append(names, a.Name)
+	}
+	return strings.Join(names, ", ")
+}
+
+func handoverNames(n networkPlan) string {
+	var names []string
+	for _, a := range n.AtHandover {
+		names = append(names, a.Name)
+	}
+	return strings.Join(names, ", ")
+}

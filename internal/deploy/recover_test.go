@@ -1,0 +1,104 @@
+package deploy
+
+import (
+	"context"
+	"testing"
+)
+
+func TestDecideRecovery(t *testing.T) {
+	cases := []struct {
+		name string
+		o    observed
+		want recoveryAction
+	}{
+		{"new never created", observed{OldExists: true, OldRunning: true}, recoverBack},
+		{"warming when killed", observed{OldExists: true, OldRunning: true, NewExists: true, NewRunning: true}, recoverBack},
+		{"new healthy, traffic not yet stopped old", observed{OldExists: true, OldRunning: true, NewExists: true, NewRunning: true, NewHealthy: true}, recoverBack},
+		{"killed during the old one's stop", observed{PastNoReturn: true, OldExists: true, OldRunning: true, NewExists: true, NewRunning: true, NewHealthy: true}, recoverForward},
+		{"old stopped, new serving", observed{PastNoReturn: true, OldExists: true, NewExists: true, NewRunning: true, NewHealthy: true}, recoverForward},
+		{"old removed, new not renamed", observed{PastNoReturn: true, NewExists: true, NewRunning: true, NewHealthy: true}, recoverForward},
+		{"old died by itself before the stop, new ready", observed{OldExists: true, NewExists: true, NewRunning: true, NewHealthy: true}, recoverForward},
+		{"old died, new unhealthy", observed{OldExists: true, NewExists: true, NewRunning: true}, recoverRestartOld},
+		{"past no return, new died", observed{PastNoReturn: true, OldExists: true, NewExists: true}, recoverRestartOld},
+		{"nothing left", observed{PastNoReturn: true}, recoverStuck},
+		{"only a dead new one", observed{PastNoReturn: true, NewExists: true}, recoverStuck},
+	}
+	for _, tc := range cases {
+		if got := decideRecovery(tc.o); got != tc.want {
+			t.Errorf("%s: got %s, want %s", tc.name, got, tc.want)
+		}
+	}
+}
+
+// TestKilledDeployConverges kills baton (runtime.Goexit in the middle of an
+// engine call) at every step of a deploy, then runs the next deploy's
+// convergence, and checks the service ends with exactly one container named
+// web, running, receiving the traffic, and no record left.
+func TestKilledDeployConverges(t *testing.T) {
+	steps := []struct {
+		killOn    string
+		wantImage string // what web runs after converging
+	}{
+		{"create web-baton-", "web:v1"},
+		{"connect web-baton-", "web:v1"},
+		{"start web-baton-", "web:v1"},
+		{"switch", "web:v1"},
+		{"stop web", "web:v2"},
+		{"remove web", "web:v2"},
+		{"rename web-baton-", "web:v2"},
+	}
+	for _, hostPort := range []string{"", "8080"} {
+		for _, st := range steps {
+			t.Run(st.killOn+"/port="+hostPort, func(t *testing.T) {
+				h := newHarness(t, "relay", hostPort)
+				flags := map[string]string{"nginx-upstream": "/tmp/x.conf", "nginx-reload": "true"}
+				if st.killOn == "switch" {
+					h.traffic.killOnSwitch = true
+				} else {
+					h.eng.killOn = st.killOn
+				}
+				done := make(chan struct{})
+				go func() {
+					defer close(done)
+					_, _ = h.deploy(context.WithoutCancel(t.Context()), "web:v2", flags)
+				}()
+				<-done
+				if h.eng.killOn != "" || h.traffic.killOnSwitch {
+					t.Fatalf("step %s never reached: %v", st.killOn, h.eng.calls())
+				}
+				// The next run converges first.
+				list, err := h.d.Status(t.Context(), "", func(Phase, string, string, ...any) {})
+				if err != nil {
+					t.Fatalf("status: %v", err)
+				}
+				if len(list) > 0 && list[0].Problem != "" {
+					t.Fatalf("status problem: %s", list[0].Problem)
+				}
+				if got := h.eng.state("web"); got != "running" {
+					t.Fatalf("web is %s after converging (calls %v)", got, h.eng.calls())
+				}
+				want := st.wantImage
+				if hostPort != "" && st.killOn == "connect web-baton-" {
+					want = "web:v2" // with a published port the first connect is the handover, after the stop
+				}
+				if got := h.eng.imageOf("web"); got != want {
+					t.Fatalf("web runs %s, want %s", got, want)
+				}
+				if n := h.eng.count(); n != 1 {
+					t.Fatalf("%d containers left, want 1: %v", n, h.eng.calls())
+				}
+				webC, _ := h.eng.ContainerInspect(t.Context(), "web")
+				if cur := h.traffic.target(); cur != webC.ID {
+					t.Fatalf("traffic goes to %s, want web %s", cur, webC.ID)
+				}
+				var rec Record
+				if found, _ := h.d.State.ReadRecord("web", &rec); found {
+					t.Fatalf("record left: %+v", rec)
+				}
+				if len(h.eng.brokenConns) > 0 {
+					t.Fatalf("a connect hit a held port: %v", h.eng.brokenConns)
+				}
+			})
+		}
+	}
+}

@@ -1,0 +1,89 @@
+package deploy
+
+import (
+	"fmt"
+	"net"
+	"strconv"
+	"time"
+
+	"github.com/baton-sh/baton/dockerctl"
+)
+
+// PullPolicy says when the new image is pulled.
+type PullPolicy string
+
+const (
+	PullAlways  PullPolicy = "always"
+	PullMissing PullPolicy = "missing"
+	PullNever   PullPolicy = "never"
+)
+
+// ParsePullPolicy validates a --pull value.
+func ParsePullPolicy(s string) (PullPolicy, error) {
+	switch p := PullPolicy(s); p {
+	case PullAlways, PullMissing, PullNever:
+		return p, nil
+	}
+	return "", fmt.Errorf("%w: --pull %q: want always, missing or never", ErrInvalid, s)
+}
+
+// Request is one deploy as the user asked for it.
+type Request struct {
+	Target       string            // container name or ID
+	Image        string            // new image reference; "" re-pulls the one the container runs
+	ImageID      string            // pin to this local image ID (rollback); Image is then only for display
+	Pull         PullPolicy        // default always
+	Force        bool              // deploy even when the image ID did not change
+	DryRun       bool              // print the plan, change nothing
+	Flags        map[string]string // settings the user gave as flags, by setting name
+	PullProgress dockerctl.PullProgress
+	Trigger      string // who asked: cli, rollback, watch, webhook (for the record)
+
+	// expectImageID makes the deploy fail unless the pulled image has this
+	// ID (a rollback whose image had to be pulled again by its tag).
+	expectImageID string
+}
+
+// Outcome is how a deploy ended.
+type Outcome string
+
+const (
+	OutcomeDeployed Outcome = "deployed"
+	OutcomeUpToDate Outcome = "up-to-date"
+	OutcomeDryRun   Outcome = "dry-run"
+	OutcomeFailed   Outcome = "failed"
+)
+
+// Result describes a finished deploy, successful or not.
+type Result struct {
+	Service      string        `json:"service"`
+	Outcome      Outcome       `json:"outcome"`
+	Container    string        `json:"container"` // the serving container's name
+	OldID        string        `json:"old_id,omitempty"`
+	NewID        string        `json:"new_id,omitempty"`
+	OldImage     string        `json:"old_image,omitempty"`
+	OldImageID   string        `json:"old_image_id,omitempty"`
+	NewImage     string        `json:"new_image,omitempty"`
+	NewImageID   string        `json:"new_image_id,omitempty"`
+	Traffic      string        `json:"traffic"`
+	Duration     time.Duration `json:"duration_ns"`
+	Phases       []PhaseTime   `json:"phases,omitempty"`
+	Plan         *Plan         `json:"plan,omitempty"`
+	Notes        []string      `json:"notes,omitempty"`
+	Error        string        `json:"error,omitempty"`
+	OldServing   bool          `json:"old_serving"`
+	Recovered    string        `json:"recovered,omitempty"` // what converging leftovers did, if anything
+	DeployID     string        `json:"deploy_id,omitempty"`
+	StartedAt    time.Time     `json:"started_at"`
+	PreviousDesc string        `json:"-"`
+}
+
+// PhaseTime is how long one phase took.
+type PhaseTime struct {
+	Phase    Phase         `json:"phase"`
+	Duration time.Duration `json:"duration_ns"`
+}
+
+func joinHostPort(host string, port int) string {
+	return net.JoinHostPort(host, strconv.Itoa(port))
+}

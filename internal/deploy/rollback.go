@@ -1,0 +1,36 @@
+package deploy
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/docker/docker/errdefs"
+)
+
+// Rollback redeploys the image the container ran before baton's last deploy
+// of it, the same zero-downtime way. The exact previous image is used when it
+// is still on the host, even if its tag has moved since.
+func (d *Deployer) Rollback(ctx context.Context, req Request) (*Result, error) {
+	c, err := inspectTarget(ctx, d.Engine, req.Target)
+	if err != nil {
+		return &Result{Outcome: OutcomeFailed, Error: err.Error()}, err
+	}
+	prevRef := c.Config.Labels[LabelPreviousImage]
+	prevID := c.Config.Labels[LabelPreviousImageID]
+	svc := ServiceOf(c)
+	if prevID == "" {
+		err := fmt.Errorf("%w: container %s has no previous image recorded (baton records it when it deploys; this one was not deployed by baton yet)", ErrInvalid, svc.Name)
+		return &Result{Service: svc.Key, Container: svc.Name, Outcome: OutcomeFailed, Error: err.Error()}, err
+	}
+	req.Image, req.ImageID = prevRef, ""
+	if _, err := d.Engine.ImageInspect(ctx, prevID); err == nil {
+		req.ImageID = prevID
+	} else if !errdefs.IsNotFound(err) {
+		return &Result{Service: svc.Key, Container: svc.Name, Outcome: OutcomeFailed, Error: err.Error()}, err
+	} else {
+		req.Pull = PullMissing
+		req.expectImageID = prevID
+	}
+	req.Trigger = "rollback"
+	return d.Deploy(ctx, req)
+}

@@ -1,0 +1,231 @@
+package deploy
+
+import (
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Settings are the per-service knobs of a deploy. Each can come from a CLI
+// flag, from a baton.<name> label on the running container (written there by
+// the previous deploy, or by the user in a compose file), or from its default,
+// in that order.
+type Settings struct {
+	Port           int           // the app's container port that traffic and probes use; 0 = derive from the container
+	HTTPProbe      string        // path probed with GET on the new container until 2xx
+	TCPProbe       bool          // probe the port with a TCP connect
+	HealthTimeout  time.Duration // how long the new container may take to become healthy
+	WarmupRequests int           // GETs sent to the probe path after healthy, before traffic moves
+	Drain          time.Duration // longest wait for in-flight connections to the old container after traffic moved
+	StopTimeout    int           // seconds the old container gets to stop; -1 = its own
+	NginxUpstream  string        // the upstream file baton owns
+	NginxReload    string        // command that reloads nginx on the host
+	NginxContainer string        // nginx container to send HUP to
+	Relay          bool          // put baton's relay between nginx and the app
+	RelayPort      int           // host port the relay listens on for an nginx on the host; 0 = pick one
+}
+
+// DefaultSettings are the values used when neither a flag nor a label says.
+func DefaultSettings() Settings {
+	return Settings{
+		HealthTimeout: 60 * time.Second,
+		Drain:         30 * time.Second,
+		StopTimeout:   -1,
+		Relay:         true,
+	}
+}
+
+// setting describes one knob once, for flags, labels and validation alike.
+type setting struct {
+	name string // flag name and label suffix
+	get  func(*Settings) string
+	set  func(*Settings, string) error
+}
+
+var settingDefs = []setting{
+	{"port", func(s *Settings) string { return itoa0(s.Port) }, func(s *Settings, v string) error { return parsePort(v, &s.Port) }},
+	{"http-probe", func(s *Settings) string { return s.HTTPProbe }, func(s *Settings, v string) error {
+		if v != "" && !strings.HasPrefix(v, "/") {
+			return fmt.Errorf("must be a path starting with /, like /healthz")
+		}
+		s.HTTPProbe = v
+		return nil
+	}},
+	{"tcp-probe", func(s *Settings) string { return boolStr(s.TCPProbe) }, func(s *Settings, v string) error { return parseBool(v, &s.TCPProbe) }},
+	{"health-timeout", func(s *Settings) string { return s.HealthTimeout.String() }, func(s *Settings, v string) error { return parsePositiveDuration(v, &s.HealthTimeout) }},
+	{"warmup-requests", func(s *Settings) string { return itoa0(s.WarmupRequests) }, func(s *Settings, v string) error { return parseNonNegative(v, &s.WarmupRequests) }},
+	{"drain", func(s *Settings) string { return s.Drain.String() }, func(s *Settings, v string) error { return parseDuration(v, &s.Drain) }},
+	{"stop-timeout", func(s *Settings) string {
+		if s.StopTimeout < 0 {
+			return ""
+		}
+		return strconv.Itoa(s.StopTimeout) + "s"
+	}, func(s *Settings, v string) error {
+		var d time.Duration
+		if err := parseDuration(v, &d); err != nil {
+			return err
+		}
+		s.StopTimeout = int((d + time.Second - 1) / time.Second)
+		return nil
+	}},
+	{"nginx-upstream", func(s *Settings) string { return s.NginxUpstream }, func(s *Settings, v string) error { s.NginxUpstream = v; return nil }},
+	{"nginx-reload", func(s *Settings) string { return s.NginxReload }, func(s *Settings, v string) error { s.NginxReload = v; return nil }},
+	{"nginx-container", func(s *Settings) string { return s.NginxContainer }, func(s *Settings, v string) error { s.NginxContainer = v; return nil }},
+	{"relay", func(s *Settings) string { return boolStr(s.Relay) }, func(s *Settings, v string) error { return parseBool(v, &s.Relay) }},
+	{"relay-port", func(s *Settings) string { return itoa0(s.RelayPort) }, func(s *Settings, v string) error { return parsePort(v, &s.RelayPort) }},
+}
+
+// SettingNames lists every setting, which is also its flag name and, after
+// "baton.", its label key.
+func SettingNames() []string {
+	names := make([]string, len(settingDefs))
+	for i, d := range settingDefs {
+		names[i] = d.name
+	}
+	return names
+}
+
+// ResolveSettings merges, for each setting, the flag value (when the user gave
+// that flag) over the container's baton.<name> label over the default. A bad
+// label value is an error naming the label, so a typo in a compose file is not
+// silently ignored.
+func ResolveSettings(flags map[string]string, labels map[string]string) (Settings, error) {
+	s := DefaultSettings()
+	for _, d := range settingDefs {
+		if v, ok := labels[settingLabelPrefix+d.name]; ok {
+			if err := d.set(&s, v); err != nil {
+				return s, fmt.Errorf("%w: label %s%s=%q: %v", ErrInvalid, settingLabelPrefix, d.name, v, err)
+			}
+		}
+	}
+	for name, v := range flags {
+		d, ok := findSetting(name)
+		if !ok {
+			return s, fmt.Errorf("%w: unknown setting %q", ErrInvalid, name)
+		}
+		if err := d.set(&s, v); err != nil {
+			return s, fmt.Errorf("%w: --%s %q: %v", ErrInvalid, name, v, err)
+		}
+	}
+	return s, s.validate()
+}
+
+// Labels returns the baton.<name> labels that record s, leaving out settings
+// at their default so the container's labels stay short.
+func (s Settings) Labels() map[string]string {
+	def := DefaultSettings()
+	out := map[string]string{}
+	for _, d := range settingDefs {
+		if v := d.get(&s); v != d.get(&def) {
+			out[settingLabelPrefix+d.name] = v
+		}
+	}
+	return out
+}
+
+// String lists the non-default settings, for logs and dry runs.
+func (s Settings) String() string {
+	l := s.Labels()
+	keys := make([]string, 0, len(l))
+	for k := range l {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		parts[i] = strings.TrimPrefix(k, settingLabelPrefix) + "=" + l[k]
+	}
+	return strings.Join(parts, " ")
+}
+
+func (s Settings) validate() error {
+	switch {
+	case s.NginxReload != "" && s.NginxContainer != "":
+		return fmt.Errorf("%w: --nginx-reload and --nginx-container both given; nginx runs either on the host (reload command) or in a container (HUP), pick one", ErrInvalid)
+	case s.NginxUpstream == "" && (s.NginxReload != "" || s.NginxContainer != ""):
+		return fmt.Errorf("%w: --nginx-reload/--nginx-container need --nginx-upstream FILE, the upstream file baton writes", ErrInvalid)
+	case s.NginxUpstream != "" && s.NginxReload == "" && s.NginxContainer == "":
+		return fmt.Errorf("%w: --nginx-upstream needs --nginx-reload CMD (nginx on the host) or --nginx-container NAME (nginx in a container) so nginx can be told to reload", ErrInvalid)
+	case s.NginxUpstream != "" && !strings.HasPrefix(s.NginxUpstream, "/"):
+		return fmt.Errorf("%w: --nginx-upstream %q must be an absolute path", ErrInvalid, s.NginxUpstream)
+	}
+	return nil
+}
+
+// TrafficMode names how traffic moves for these settings.
+func (s Settings) TrafficMode() string {
+	switch {
+	case s.NginxUpstream == "":
+		return "none"
+	case s.Relay:
+		return "relay"
+	default:
+		return "nginx"
+	}
+}
+
+func findSetting(name string) (setting, bool) {
+	for _, d := range settingDefs {
+		if d.name == name {
+			return d, true
+		}
+	}
+	return setting{}, false
+}
+
+func parsePort(v string, dst *int) error {
+	n, err := strconv.Atoi(strings.TrimSuffix(v, "/tcp"))
+	if err != nil || n < 0 || n > 65535 {
+		return fmt.Errorf("not a port number")
+	}
+	*dst = n
+	return nil
+}
+
+func parseBool(v string, dst *bool) error {
+	b, err := strconv.ParseBool(v)
+	if err != nil {
+		return fmt.Errorf("want true or false")
+	}
+	*dst = b
+	return nil
+}
+
+func parseDuration(v string, dst *time.Duration) error {
+	d, err := time.ParseDuration(v)
+	if err != nil || d < 0 {
+		return fmt.Errorf("want a duration like 30s or 2m")
+	}
+	*dst = d
+	return nil
+}
+
+func parsePositiveDuration(v string, dst *time.Duration) error {
+	if err := parseDuration(v, dst); err != nil {
+		return err
+	}
+	if *dst == 0 {
+		return fmt.Errorf("must be more than 0")
+	}
+	return nil
+}
+
+func parseNonNegative(v string, dst *int) error {
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 0 {
+		return fmt.Errorf("want a whole number, 0 or more")
+	}
+	*dst = n
+	return nil
+}
+
+func itoa0(n int) string {
+	if n == 0 {
+		return ""
+	}
+	return strconv.Itoa(n)
+}
+
+func boolStr(b bool) string { return strconv.FormatBool(b) }

@@ -1,0 +1,42 @@
+package deploy
+
+import (
+	"context"
+	"time"
+)
+
+// Endpoint is one app container as traffic sees it: reachable at IP:Port on
+// baton's network, from the host, from the relay and from an nginx container.
+type Endpoint struct {
+	ID   string // full container ID
+	Name string // container name, no leading slash
+	IP   string // address on baton's network
+	Port int    // the app's container port
+	PID  int    // main process on the host, for reading its connection table
+}
+
+// Addr is IP:Port.
+func (e Endpoint) Addr() string { return joinHostPort(e.IP, e.Port) }
+
+// Traffic moves a service's traffic between containers. Implementations: the
+// relay, an nginx upstream file plus reload, and none (the published port is
+// handed over when the old container stops).
+type Traffic interface {
+	// Mode names the mechanism: relay, nginx or none.
+	Mode() string
+	// Ensure makes traffic reach cur, setting things up the first time
+	// (relay container, upstream file) and repairing them after a reboot.
+	// It is safe to call on every deploy.
+	Ensure(ctx context.Context, cur Endpoint) error
+	// Describe says where traffic goes now, for baton status.
+	Describe(ctx context.Context) (string, error)
+	// Switch sends new traffic to `to`; requests already on `from` finish there.
+	Switch(ctx context.Context, from, to Endpoint) error
+	// Drain waits until `from` has no traffic left, at most max.
+	Drain(ctx context.Context, from Endpoint, max time.Duration) error
+	// Finish tidies up once `old` is gone and `cur` serves alone.
+	Finish(ctx context.Context, cur, old Endpoint) error
+}
+
+// TrafficFactory builds the Traffic for a service's settings.
+type TrafficFactory func(ctx context.Context, svc Service, s Settings) (Traffic, error)

@@ -1,0 +1,97 @@
+package traffic
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/baton-sh/baton/internal/deploy"
+)
+
+// Nginx moves traffic by rewriting the upstream file to the new container's
+// address on baton's network and reloading nginx. The old container leaves
+// nginx's rotation at the reload, before it is asked to stop; what nginx's
+// reload cannot avoid is closing idle client keep-alive connections in its
+// retiring workers, which a client may be reusing at that instant.
+type Nginx struct {
+	ctl *nginxControl
+	log *slog.Logger
+
+	mu         sync.Mutex
+	oldWorkers workerSet // workers that served before the last switch
+}
+
+func (t *Nginx) Mode() string { return "nginx" }
+
+func (t *Nginx) Ensure(ctx context.Context, cur deploy.Endpoint) error {
+	if cur.IP == "" {
+		return fmt.Errorf("container %s has no address on baton's network", cur.Name)
+	}
+	_, err := t.ctl.apply(ctx, []string{cur.Addr()})
+	return err
+}
+
+func (t *Nginx) Describe(ctx context.Context) (string, error) {
+	data, err := os.ReadFile(t.ctl.file)
+	if err != nil {
+		return "", fmt.Errorf("upstream file: %w", err)
+	}
+	var servers []string
+	for _, line := range strings.Split(string(data), "\n") {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == "server" {
+			servers = append(servers, strings.TrimSuffix(f[1], ";"))
+		}
+	}
+	return fmt.Sprintf("nginx (%s) via %s -> %s", t.ctl.where(), t.ctl.file, strings.Join(servers, ", ")), nil
+}
+
+func (t *Nginx) Switch(ctx context.Context, from, to deploy.Endpoint) error {
+	if to.IP == "" {
+		return fmt.Errorf("container %s has no address on baton's network", to.Name)
+	}
+	old, err := t.ctl.apply(ctx, []string{to.Addr()})
+	if err != nil {
+		return err
+	}
+	t.mu.Lock()
+	t.oldWorkers = old
+	t.mu.Unlock()
+	return nil
+}
+
+// Drain waits until the nginx workers that ran before the switch have exited
+// (they finish their requests, then quit) and the old container has no
+// established connection left on the app's port, at most max. Past max it
+// returns nil: the old container then gets its graceful stop.
+func (t *Nginx) Drain(ctx context.Context, from deploy.Endpoint, max time.Duration) error {
+	t.mu.Lock()
+	old := t.oldWorkers
+	t.mu.Unlock()
+	ctx, cancel := context.WithTimeout(ctx, max)
+	defer cancel()
+	for {
+		alive, err := t.ctl.alive(ctx, old)
+		if err != nil && ctx.Err() == nil {
+			return err
+		}
+		conns, ok := establishedConns(from.PID, from.Port)
+		if alive == 0 && (conns == 0 || !ok) {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			if ctx.Err() == context.DeadlineExceeded {
+				t.log.Warn("drain time over; stopping the old container with requests possibly in flight", "container", from.Name, "old_workers", alive, "connections", conns)
+				return nil
+			}
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+func (t *Nginx) Finish(context.Context, deploy.Endpoint, deploy.Endpoint) error { return nil }

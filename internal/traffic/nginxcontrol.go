@@ -1,0 +1,238 @@
+package traffic
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/docker/docker/api/types/network"
+
+	"github.com/baton-sh/baton/internal/atomicfile"
+	"github.com/baton-sh/baton/internal/deploy"
+)
+
+// nginxControl owns a service's upstream file and tells nginx to reload it.
+type nginxControl struct {
+	eng       Engine
+	file      string
+	reloadCmd string // nginx on the host
+	container string // nginx in a container
+	log       *slog.Logger
+	notify    func(string)
+}
+
+func newNginxControl(eng Engine, s deploy.Settings, log *slog.Logger, notify func(string)) *nginxControl {
+	return &nginxControl{eng: eng, file: s.NginxUpstream, reloadCmd: s.NginxReload, container: s.NginxContainer, log: log, notify: notify}
+}
+
+// reloadTimeout bounds the reload command and the wait for nginx's new
+// workers.
+const reloadTimeout = 30 * time.Second
+
+// upstreamContent is the file baton writes: only server lines, so the user's
+// config stays `upstream web { include <file>; }`. max_fails=0 keeps nginx
+// from ever marking the only server down after a failed attempt.
+func upstreamContent(servers []string) []byte {
+	var b bytes.Buffer
+	b.WriteString("# Written by baton: it rewrites this file on every deploy; edit the deploy, not this file.\n")
+	for _, s := range servers {
+		fmt.Fprintf(&b, "server %s max_fails=0;\n", s)
+	}
+	return b.Bytes()
+}
+
+// apply makes the upstream file list servers and, when that changed it,
+// reloads nginx and checks the reload took effect. On failure the previous
+// file is put back, so nginx keeps routing where it did. It returns the
+// workers that served before the reload (nil when nothing changed).
+func (n *nginxControl) apply(ctx context.Context, servers []string) (oldWorkers workerSet, err error) {
+	want := upstreamContent(servers)
+	have, err := os.ReadFile(n.file)
+	existed := err == nil
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("reading upstream file %s: %w", n.file, err)
+	}
+	if existed && bytes.Equal(have, want) {
+		return nil, nil
+	}
+	if err := os.MkdirAll(filepath.Dir(n.file), 0o755); err != nil {
+		return nil, fmt.Errorf("upstream file %s: %w", n.file, err)
+	}
+	if n.container != "" {
+		if err := n.ensureContainerOnBaton(ctx); err != nil {
+			return nil, err
+		}
+	}
+	before, err := n.workers(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if err := atomicfile.Write(n.file, want, 0o644); err != nil {
+		return nil, err
+	}
+	n.log.Debug("upstream file written", "file", n.file, "servers", strings.Join(servers, " "))
+	if err := n.reload(ctx, before); err != nil {
+		n.restore(ctx, existed, have)
+		return nil, err
+	}
+	return before, nil
+}
+
+// restore puts the previous upstream file back after a failed reload, and
+// reloads again so nginx agrees with the file.
+func (n *nginxControl) restore(ctx context.Context, existed bool, prev []byte) {
+	var err error
+	if existed {
+		err = atomicfile.Write(n.file, prev, 0o644)
+	} else {
+		err = os.Remove(n.file)
+	}
+	if err != nil {
+		n.log.Warn("restoring the upstream file", "file", n.file, "error", err)
+		return
+	}
+	if before, err := n.workers(ctx); err == nil {
+		if err := n.reload(ctx, before); err != nil {
+			n.log.Warn("reloading nginx after restoring the upstream file", "file", n.file, "error", err)
+		}
+	}
+}
+
+// reload tells nginx to reload and waits until a new worker runs, which is
+// the sign that nginx accepted the new configuration: nginx answers a reload
+// of a broken configuration by logging an error and keeping its old workers,
+// and the reload command itself exits 0 either way.
+func (n *nginxControl) reload(ctx context.Context, before workerSet) error {
+	ctx, cancel := context.WithTimeout(ctx, reloadTimeout)
+	defer cancel()
+	if n.container != "" {
+		if err := n.testContainerConfig(ctx); err != nil {
+			return err
+		}
+		if err := n.eng.ContainerKill(ctx, n.container, "HUP"); err != nil {
+			return fmt.Errorf("sending HUP to nginx container %s: %w", n.container, err)
+		}
+	} else {
+		cmd := exec.CommandContext(ctx, "/bin/sh", "-c", n.reloadCmd)
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("nginx reload command %q failed: %v: %s", n.reloadCmd, err, lastLine(out))
+		}
+	}
+	if len(before) == 0 {
+		n.log.Warn("no nginx workers visible; cannot confirm the reload took effect", "nginx", n.where())
+		return nil
+	}
+	for {
+		now, err := n.workers(ctx)
+		if err != nil {
+			return err
+		}
+		if now.hasNew(before) {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("nginx (%s) did not start new workers within %s after the reload; is the configuration valid? (nginx -t)", n.where(), reloadTimeout)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// testContainerConfig runs `nginx -t` in the nginx container when it can, so
+// a broken configuration fails the deploy with nginx's own message.
+func (n *nginxControl) testContainerConfig(ctx context.Context) error {
+	res, err := n.eng.Exec(ctx, n.container, []string{"nginx", "-t", "-q"})
+	if err != nil {
+		n.log.Debug("cannot run nginx -t in the container; relying on the worker check", "container", n.container, "error", err)
+		return nil
+	}
+	if res.ExitCode == 126 || res.ExitCode == 127 {
+		return nil // no nginx on PATH in that image
+	}
+	if res.ExitCode != 0 {
+		return fmt.Errorf("nginx in container %s rejects its configuration: %s", n.container, lastLine([]byte(res.Stderr+res.Stdout)))
+	}
+	return nil
+}
+
+// workers lists nginx's current (not shutting down) worker processes.
+func (n *nginxControl) workers(ctx context.Context) (workerSet, error) {
+	if n.container != "" {
+		top, err := n.eng.ContainerTop(ctx, n.container, nil)
+		if err != nil {
+			return nil, fmt.Errorf("listing processes of nginx container %s: %w", n.container, err)
+		}
+		return workersFromTop(top.Titles, top.Processes), nil
+	}
+	return hostWorkers()
+}
+
+// allWorkers lists every nginx worker, including those shutting down.
+func (n *nginxControl) alive(ctx context.Context, set workerSet) (int, error) {
+	var procs workerSet
+	var err error
+	if n.container != "" {
+		top, terr := n.eng.ContainerTop(ctx, n.container, nil)
+		if terr != nil {
+			return 0, fmt.Errorf("listing processes of nginx container %s: %w", n.container, terr)
+		}
+		procs = allWorkersFromTop(top.Titles, top.Processes)
+	} else {
+		procs, err = hostAllWorkers()
+		if err != nil {
+			return 0, err
+		}
+	}
+	count := 0
+	for pid := range set {
+		if procs[pid] {
+			count++
+		}
+	}
+	return count, nil
+}
+
+// ensureContainerOnBaton attaches the nginx container to baton's network, so
+// it can reach the app containers and the relay whatever its own networks
+// are. Attaching an internal network does not restart or republish it.
+func (n *nginxControl) ensureContainerOnBaton(ctx context.Context) error {
+	netName, err := n.eng.EnsureBatonNetwork(ctx)
+	if err != nil {
+		return err
+	}
+	c, err := n.eng.ContainerInspect(ctx, n.container)
+	if err != nil {
+		return fmt.Errorf("nginx container %s: %w", n.container, err)
+	}
+	if !c.State.Running {
+		return fmt.Errorf("nginx container %s is not running", n.container)
+	}
+	if _, ok := c.NetworkSettings.Networks[netName]; ok {
+		return nil
+	}
+	if err := n.eng.NetworkConnect(ctx, netName, c.ID, &network.EndpointSettings{}); err != nil {
+		return fmt.Errorf("attaching nginx container %s to network %s: %w", n.container, netName, err)
+	}
+	n.notify(fmt.Sprintf("attached nginx container %s to baton's internal network %s", n.container, netName))
+	return nil
+}
+
+func (n *nginxControl) where() string {
+	if n.container != "" {
+		return "container " + n.container
+	}
+	return "host"
+}
+
+func lastLine(out []byte) string {
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	return strings.TrimSpace(lines[len(lines)-1])
+}

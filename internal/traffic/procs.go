@@ -1,0 +1,141 @@
+package traffic
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+)
+
+// workerSet is a set of nginx worker PIDs.
+type workerSet map[int]bool
+
+// hasNew reports whether s holds a PID that before does not.
+func (s workerSet) hasNew(before workerSet) bool {
+	for pid := range s {
+		if !before[pid] {
+			return true
+		}
+	}
+	return false
+}
+
+const (
+	workerTitle   = "nginx: worker process"
+	shuttingDown  = "is shutting down"
+	procRoot      = "/proc"
+	tcpEstablised = "01"
+)
+
+func workersFromTop(titles []string, procs [][]string) workerSet {
+	return topWorkers(titles, procs, false)
+}
+
+func allWorkersFromTop(titles []string, procs [][]string) workerSet {
+	return topWorkers(titles, procs, true)
+}
+
+func topWorkers(titles []string, procs [][]string, includeExiting bool) workerSet {
+	pidCol, cmdCol := -1, -1
+	for i, t := range titles {
+		switch t {
+		case "PID":
+			pidCol = i
+		case "CMD", "COMMAND":
+			cmdCol = i
+		}
+	}
+	out := workerSet{}
+	if pidCol < 0 || cmdCol < 0 {
+		return out
+	}
+	for _, p := range procs {
+		if len(p) <= pidCol || len(p) <= cmdCol {
+			continue
+		}
+		if !isWorker(p[cmdCol], includeExiting) {
+			continue
+		}
+		if pid, err := strconv.Atoi(p[pidCol]); err == nil {
+			out[pid] = true
+		}
+	}
+	return out
+}
+
+func isWorker(cmdline string, includeExiting bool) bool {
+	if !strings.HasPrefix(cmdline, workerTitle) {
+		return false
+	}
+	return includeExiting || !strings.Contains(cmdline, shuttingDown)
+}
+
+// hostWorkers lists the live workers of nginx masters in this process's PID
+// namespace: the host's nginx, not one inside a container (whose processes
+// the host's /proc also shows).
+func hostWorkers() (workerSet, error) { return scanHostWorkers(false) }
+
+func hostAllWorkers() (workerSet, error) { return scanHostWorkers(true) }
+
+func scanHostWorkers(includeExiting bool) (workerSet, error) {
+	self, err := os.Readlink(filepath.Join(procRoot, "self", "ns", "pid"))
+	if err != nil {
+		return nil, fmt.Errorf("reading this process's PID namespace: %w", err)
+	}
+	entries, err := os.ReadDir(procRoot)
+	if err != nil {
+		return nil, fmt.Errorf("listing processes: %w", err)
+	}
+	out := workerSet{}
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		cmd, err := os.ReadFile(filepath.Join(procRoot, e.Name(), "cmdline"))
+		if err != nil || !isWorker(strings.TrimRight(strings.ReplaceAll(string(cmd), "\x00", " "), " "), includeExiting) {
+			continue
+		}
+		ns, err := os.Readlink(filepath.Join(procRoot, e.Name(), "ns", "pid"))
+		if err != nil || ns != self {
+			continue
+		}
+		out[pid] = true
+	}
+	return out, nil
+}
+
+// establishedConns counts the TCP connections in state ESTABLISHED on local
+// port in the network namespace of process pid (a container's main process),
+// read from /proc/<pid>/net/tcp{,6}. ok is false when the table cannot be read
+// (baton not on the host, or not root).
+func establishedConns(pid, port int) (n int, ok bool) {
+	if pid <= 0 || port <= 0 {
+		return 0, false
+	}
+	hexPort := fmt.Sprintf("%04X", port)
+	read := false
+	for _, f := range []string{"tcp", "tcp6"} {
+		file, err := os.Open(filepath.Join(procRoot, strconv.Itoa(pid), "net", f))
+		if err != nil {
+			continue
+		}
+		read = true
+		sc := bufio.NewScanner(file)
+		sc.Scan() // header
+		for sc.Scan() {
+			fields := strings.Fields(sc.Text())
+			if len(fields) < 4 || fields[3] != tcpEstablised {
+				continue
+			}
+			local := fields[1]
+			if i := strings.LastIndexByte(local, ':'); i >= 0 && local[i+1:] == hexPort {
+				n++
+			}
+		}
+		_ = file.Close()
+	}
+	return n, read
+}

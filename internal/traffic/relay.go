@@ -1,0 +1,325 @@
+package traffic
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/mount"
+	"github.com/docker/docker/api/types/network"
+	"github.com/docker/docker/errdefs"
+	"github.com/docker/go-connections/nat"
+
+	"github.com/baton-sh/baton/internal/deploy"
+	"github.com/baton-sh/baton/internal/relay"
+)
+
+// Relay moves traffic with baton's relay: nginx's upstream names the relay
+// once, and every later switch is a control call to the relay, with no nginx
+// reload at all, so no client keep-alive connection is ever closed by a
+// deploy. The relay runs in its own container (from an image of this baton
+// binary), on baton's network, and for an nginx on the host it also publishes
+// a port on 127.0.0.1.
+type Relay struct {
+	eng      Engine
+	svc      deploy.Service
+	settings deploy.Settings
+	image    string
+	nginx    *nginxControl
+	log      *slog.Logger
+	notify   func(string)
+}
+
+const (
+	relayListenPort = 8080
+	relayStateDir   = "/state"
+	relayControl    = relayStateDir + "/ctl.sock"
+	// LabelRelayPort records the host port a relay publishes for an nginx
+	// on the host.
+	LabelRelayPort = "baton.relay-port"
+)
+
+var unsafeName = regexp.MustCompile(`[^a-zA-Z0-9_.-]`)
+
+// RelayName is the relay container of a service.
+func RelayName(serviceKey string) string {
+	return "baton-relay-" + unsafeName.ReplaceAllString(serviceKey, "_")
+}
+
+func (t *Relay) Mode() string { return "relay" }
+
+// Ensure makes sure the relay runs, targets cur, and that nginx's upstream
+// names the relay.
+func (t *Relay) Ensure(ctx context.Context, cur deploy.Endpoint) error {
+	c, err := t.ensureContainer(ctx)
+	if err != nil {
+		return err
+	}
+	st, err := t.status(ctx)
+	if err != nil {
+		return err
+	}
+	want := relayTarget(cur)
+	if st.Current == nil || !st.Current.Target.Equal(want) {
+		if _, err := t.set(ctx, want); err != nil {
+			return err
+		}
+	}
+	server, err := t.upstreamServer(c)
+	if err != nil {
+		return err
+	}
+	if _, err := t.nginx.apply(ctx, []string{server}); err != nil {
+		return err
+	}
+	return nil
+}
+
+func (t *Relay) Describe(ctx context.Context) (string, error) {
+	st, err := t.status(ctx)
+	if err != nil {
+		return "", err
+	}
+	if st.Current == nil {
+		return "relay " + RelayName(t.svc.Key) + " has no target", nil
+	}
+	desc := fmt.Sprintf("relay %s -> %s (%d open)", RelayName(t.svc.Key), strings.Join(st.Current.Addrs, " | "), st.Current.Active)
+	for _, d := range st.Draining {
+		desc += fmt.Sprintf("; draining %s (%d open)", d.Name[:min(12, len(d.Name))], d.Active)
+	}
+	return desc, nil
+}
+
+func (t *Relay) Switch(ctx context.Context, from, to deploy.Endpoint) error {
+	if to.IP == "" {
+		return fmt.Errorf("container %s has no address on baton's network", to.Name)
+	}
+	_, err := t.set(ctx, relayTarget(to))
+	return err
+}
+
+// Drain waits on the relay's own count of connections to `from`: the relay
+// reports the moment it reaches zero, so the wait is exactly as long as the
+// slowest request in flight, at most max.
+func (t *Relay) Drain(ctx context.Context, from deploy.Endpoint, max time.Duration) error {
+	res, code, err := t.ctl(ctx, "wait-drained", "--name", from.ID, "--timeout", max.String())
+	if err != nil {
+		if errors.Is(err, relay.ErrNotDraining) || errors.Is(err, relay.ErrUnknownTarget) {
+			return nil // never was a target, or already gone: nothing in flight
+		}
+		if code == 1 {
+			t.log.Warn("drain time over; stopping the old container with connections still open", "container", from.Name, "max", max)
+			return nil
+		}
+		return err
+	}
+	var w relay.WaitResult
+	if err := json.Unmarshal(res, &w); err != nil {
+		return fmt.Errorf("relay wait-drained answer: %w", err)
+	}
+	return nil
+}
+
+func (t *Relay) Finish(ctx context.Context, cur, old deploy.Endpoint) error {
+	if _, _, err := t.ctl(ctx, "forget", "--name", old.ID); err != nil && !errors.Is(err, relay.ErrUnknownTarget) && !errors.Is(err, relay.ErrNotDraining) {
+		return err
+	}
+	return nil
+}
+
+// relayTarget is an app container as a relay target: its IP on baton's
+// network first, then its short ID, which Docker's DNS resolves on that
+// network even after a daemon restart gave it another IP.
+func relayTarget(ep deploy.Endpoint) relay.Target {
+	addrs := []string{ep.Addr()}
+	if len(ep.ID) >= 12 {
+		addrs = append(addrs, net.JoinHostPort(ep.ID[:12], strconv.Itoa(ep.Port)))
+	}
+	return relay.Target{Name: ep.ID, Addrs: addrs}
+}
+
+// upstreamServer is the address nginx uses for the relay: the relay's
+// container name on baton's network for an nginx container, the published
+// loopback port for an nginx on the host.
+func (t *Relay) upstreamServer(c container.InspectResponse) (string, error) {
+	if t.settings.NginxContainer != "" {
+		return net.JoinHostPort(RelayName(t.svc.Key), strconv.Itoa(relayListenPort)), nil
+	}
+	port := c.Config.Labels[LabelRelayPort]
+	if port == "" {
+		return "", fmt.Errorf("relay container %s publishes no host port for an nginx on the host; remove it (docker rm -f %s) and deploy again to recreate it", RelayName(t.svc.Key), RelayName(t.svc.Key))
+	}
+	return net.JoinHostPort("127.0.0.1", port), nil
+}
+
+// ensureContainer starts the service's relay container, creating it the
+// first time.
+func (t *Relay) ensureContainer(ctx context.Context) (container.InspectResponse, error) {
+	name := RelayName(t.svc.Key)
+	c, err := t.eng.ContainerInspect(ctx, name)
+	if err == nil {
+		if !c.State.Running {
+			if err := t.eng.ContainerStart(ctx, c.ID, container.StartOptions{}); err != nil {
+				return c, fmt.Errorf("starting relay container %s: %w", name, err)
+			}
+			if err := t.waitReady(ctx); err != nil {
+				return c, err
+			}
+		}
+		return c, nil
+	}
+	if !errdefs.IsNotFound(err) {
+		return c, fmt.Errorf("inspecting relay container %s: %w", name, err)
+	}
+	if err := t.create(ctx, name); err != nil {
+		return c, err
+	}
+	return t.eng.ContainerInspect(ctx, name)
+}
+
+func (t *Relay) create(ctx context.Context, name string) error {
+	img := t.image
+	if img == "" {
+		var err error
+		if img, err = t.eng.EnsureSelfImage(ctx); err != nil {
+			return err
+		}
+	}
+	batonNet, err := t.eng.EnsureBatonNetwork(ctx)
+	if err != nil {
+		return err
+	}
+	listen := nat.Port(strconv.Itoa(relayListenPort) + "/tcp")
+	cfg := &container.Config{
+		Image: img,
+		Cmd: []string{"relay", "serve", "--listen", ":" + strconv.Itoa(relayListenPort),
+			"--control", relayControl, "--state", relayStateDir + "/relay.json"},
+		Labels: map[string]string{
+			deploy.LabelManaged: "true",
+			deploy.LabelRole:    deploy.RoleRelay,
+			deploy.LabelService: t.svc.Key,
+		},
+		ExposedPorts: nat.PortSet{listen: struct{}{}},
+	}
+	host := &container.HostConfig{
+		RestartPolicy: container.RestartPolicy{Name: container.RestartPolicyUnlessStopped},
+		Mounts:        []mount.Mount{{Type: mount.TypeVolume, Source: name, Target: relayStateDir}},
+		NetworkMode:   container.NetworkMode(batonNet),
+	}
+	if t.settings.NginxContainer == "" {
+		port := t.settings.RelayPort
+		if port == 0 {
+			if port, err = freeLoopbackPort(); err != nil {
+				return err
+			}
+		}
+		cfg.Labels[LabelRelayPort] = strconv.Itoa(port)
+		host.PortBindings = nat.PortMap{listen: {{HostIP: "127.0.0.1", HostPort: strconv.Itoa(port)}}}
+		// Publishing needs a gateway network; baton's is internal.
+		host.NetworkMode = "bridge"
+	}
+	created, err := t.eng.ContainerCreate(ctx, cfg, host, nil, nil, name)
+	if err != nil {
+		return fmt.Errorf("creating relay container %s: %w", name, err)
+	}
+	if host.NetworkMode != container.NetworkMode(batonNet) {
+		if err := t.eng.NetworkConnect(ctx, batonNet, created.ID, &network.EndpointSettings{Aliases: []string{name}}); err != nil {
+			_ = t.eng.ContainerRemove(ctx, created.ID, container.RemoveOptions{Force: true})
+			return fmt.Errorf("attaching relay container %s to network %s: %w", name, batonNet, err)
+		}
+	}
+	if err := t.eng.ContainerStart(ctx, created.ID, container.StartOptions{}); err != nil {
+		_ = t.eng.ContainerRemove(ctx, created.ID, container.RemoveOptions{Force: true})
+		return fmt.Errorf("starting relay container %s: %w", name, err)
+	}
+	t.notify(fmt.Sprintf("started relay container %s for %s", name, t.svc.Name))
+	return t.waitReady(ctx)
+}
+
+// waitReady waits for a just-started relay to answer on its control socket.
+func (t *Relay) waitReady(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	backoff := 20 * time.Millisecond
+	for {
+		_, err := t.status(ctx)
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("relay container %s did not answer on its control socket: %w", RelayName(t.svc.Key), err)
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 500*time.Millisecond)
+	}
+}
+
+func (t *Relay) status(ctx context.Context) (relay.Status, error) {
+	var st relay.Status
+	out, _, err := t.ctl(ctx, "status")
+	if err != nil {
+		return st, err
+	}
+	if err := json.Unmarshal(out, &st); err != nil {
+		return st, fmt.Errorf("relay %s status answer: %w", RelayName(t.svc.Key), err)
+	}
+	return st, nil
+}
+
+func (t *Relay) set(ctx context.Context, target relay.Target) (relay.Status, error) {
+	args := []string{"set", "--name", target.Name}
+	for _, a := range target.Addrs {
+		args = append(args, "--addr", a)
+	}
+	var st relay.Status
+	out, _, err := t.ctl(ctx, args...)
+	if err != nil {
+		return st, err
+	}
+	if err := json.Unmarshal(out, &st); err != nil {
+		return st, fmt.Errorf("relay %s set answer: %w", RelayName(t.svc.Key), err)
+	}
+	return st, nil
+}
+
+// ctl runs `baton relay ctl ARGS` inside the relay container. Going through
+// docker exec means the control socket needs no network exposure and no
+// token: whoever may exec into the relay may control it.
+func (t *Relay) ctl(ctx context.Context, args ...string) ([]byte, int, error) {
+	name := RelayName(t.svc.Key)
+	argv := append([]string{"/baton", "relay", "ctl"}, args...)
+	argv = append(argv, "--control", relayControl)
+	res, err := t.eng.Exec(ctx, name, argv)
+	if err != nil {
+		return nil, -1, err
+	}
+	if res.ExitCode != 0 {
+		var e struct {
+			Error string `json:"error"`
+			Code  string `json:"code"`
+		}
+		if jerr := json.Unmarshal([]byte(res.Stdout), &e); jerr == nil && e.Error != "" {
+			return []byte(res.Stdout), res.ExitCode, &relay.RemoteError{Code: e.Code, Message: e.Error}
+		}
+		return []byte(res.Stdout), res.ExitCode, fmt.Errorf("relay %s: ctl %s exited %d: %s", name, args[0], res.ExitCode, lastLine([]byte(res.Stderr+res.Stdout)))
+	}
+	return []byte(res.Stdout), 0, nil
+}
+
+func freeLoopbackPort() (int, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, fmt.Errorf("finding a free port for the relay: %w", err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port, nil
+}

@@ -1,0 +1,74 @@
+// Package traffic holds the ways baton moves a service's traffic from the
+// old container to the new one:
+//
+//   - relay: nginx proxies to baton's relay, a small L4 proxy in its own
+//     container; a switch is one control call, no nginx reload, and the relay
+//     counts the old container's connections to know when it has drained.
+//   - nginx: baton rewrites the service's upstream file to the new
+//     container's address and reloads nginx (on the host or in a container).
+//   - none: no proxy control; the published port moves when the old
+//     container stops.
+package traffic
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/network"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/baton-sh/baton/dockerctl"
+	"github.com/baton-sh/baton/internal/deploy"
+)
+
+// Engine is what traffic control needs from Docker; *dockerctl.Client
+// satisfies it.
+type Engine interface {
+	ContainerInspect(ctx context.Context, containerID string) (container.InspectResponse, error)
+	ContainerCreate(ctx context.Context, config *container.Config, hostConfig *container.HostConfig, networkingConfig *network.NetworkingConfig, platform *ocispec.Platform, containerName string) (container.CreateResponse, error)
+	ContainerStart(ctx context.Context, containerID string, options container.StartOptions) error
+	ContainerRemove(ctx context.Context, containerID string, options container.RemoveOptions) error
+	ContainerKill(ctx context.Context, containerID, signal string) error
+	ContainerTop(ctx context.Context, containerID string, arguments []string) (container.TopResponse, error)
+	NetworkConnect(ctx context.Context, networkID, containerID string, config *network.EndpointSettings) error
+	Exec(ctx context.Context, containerID string, argv []string) (dockerctl.ExecResult, error)
+	EnsureSelfImage(ctx context.Context) (string, error)
+	EnsureBatonNetwork(ctx context.Context) (string, error)
+}
+
+// Factory builds the Traffic for a service; it is a deploy.TrafficFactory.
+type Factory struct {
+	Engine Engine
+	Log    *slog.Logger
+	// RelayImage overrides the image the relay runs (default: one built
+	// from this baton binary).
+	RelayImage string
+	// Notify receives human-readable notes about what was set up.
+	Notify func(msg string)
+}
+
+// New returns the Traffic for s.
+func (f *Factory) New(ctx context.Context, svc deploy.Service, s deploy.Settings) (deploy.Traffic, error) {
+	log := f.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	notify := f.Notify
+	if notify == nil {
+		notify = func(string) {}
+	}
+	switch s.TrafficMode() {
+	case "none":
+		return None{}, nil
+	case "nginx":
+		return &Nginx{ctl: newNginxControl(f.Engine, s, log, notify), log: log}, nil
+	case "relay":
+		return &Relay{
+			eng: f.Engine, svc: svc, settings: s, image: f.RelayImage,
+			nginx: newNginxControl(f.Engine, s, log, notify), log: log, notify: notify,
+		}, nil
+	}
+	return nil, fmt.Errorf("unknown traffic mode %q", s.TrafficMode())
+}

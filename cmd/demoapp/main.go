@@ -120,14 +120,19 @@ func run() error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 
-	var ln net.Listener
-	listen := func() error {
-		var err error
-		ln, err = net.Listen("tcp", cfg.listen)
-		return err
+	// Serve as soon as the port is open: during warm-up every endpoint
+	// answers 503, as a real app still loading does.
+	errc := make(chan error, 1)
+	serve := func() error {
+		ln, err := net.Listen("tcp", cfg.listen)
+		if err != nil {
+			return err
+		}
+		go func() { errc <- srv.Serve(ln) }()
+		return nil
 	}
 	if !cfg.lateListen {
-		if err := listen(); err != nil {
+		if err := serve(); err != nil {
 			return err
 		}
 	}
@@ -135,17 +140,17 @@ func run() error {
 	case <-time.After(cfg.warmup):
 	case <-ctx.Done():
 		return nil
+	case err := <-errc:
+		return err
 	}
 	if cfg.lateListen {
-		if err := listen(); err != nil {
+		if err := serve(); err != nil {
 			return err
 		}
 	}
 	ready.Store(true)
-	log.Printf("demoapp %s ready on %s", cfg.version, ln.Addr())
+	log.Printf("demoapp %s ready on %s", cfg.version, cfg.listen)
 
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
 	select {
 	case err := <-errc:
 		return err

@@ -1,0 +1,122 @@
+package healthcheck
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+)
+
+// probeTimeout bounds one attempt, so a peer that accepts but never answers
+// costs one attempt rather than the whole wait.
+const probeTimeout = 2 * time.Second
+
+// bodyExcerpt is how much of a failing response body an error quotes: enough
+// for "warming up" or a stack trace's first line, short enough for one line.
+const bodyExcerpt = 200
+
+// Probe is one readiness check run from baton's side, as a client would reach
+// the container. Check returns nil when healthy, else an error that names
+// what it tried and what happened.
+type Probe interface {
+	Check(ctx context.Context) error
+	String() string
+}
+
+type httpProbe struct {
+	url    string
+	client *http.Client
+}
+
+// HTTP probes GET http://addr+path; healthy on a 2xx answer within 2s.
+// Redirects are followed as net/http does. Each attempt opens a fresh
+// connection: a kept-alive one would prove nothing about the listener, and
+// the proxy environment is ignored because addr is normally a container IP.
+func HTTP(addr, path string) Probe {
+	if !strings.HasPrefix(path, "/") {
+		path = "/" + path
+	}
+	return &httpProbe{
+		url: "http://" + addr + path,
+		client: &http.Client{
+			Timeout:   probeTimeout,
+			Transport: &http.Transport{DisableKeepAlives: true, Proxy: nil},
+		},
+	}
+}
+
+func (p *httpProbe) String() string { return p.url }
+
+func (p *httpProbe) Check(ctx context.Context) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, p.url, nil)
+	if err != nil {
+		return fmt.Errorf("GET %s: %w", p.url, err)
+	}
+	resp, err := p.client.Do(req)
+	if err != nil {
+		return fmt.Errorf("GET %s: %w", p.url, transportError(err, probeTimeout))
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode/100 == 2 {
+		return nil
+	}
+	return fmt.Errorf("GET %s: %s", p.url, statusDetail(resp))
+}
+
+// statusDetail renders a non-2xx answer as "503 Service Unavailable: body"
+// with the body cut and folded onto one line.
+func statusDetail(resp *http.Response) string {
+	b, err := io.ReadAll(io.LimitReader(resp.Body, bodyExcerpt))
+	body := oneLine(string(b))
+	if err != nil && body == "" {
+		body = "(reading body: " + err.Error() + ")"
+	}
+	if body == "" {
+		return resp.Status
+	}
+	return resp.Status + ": " + body
+}
+
+// transportError drops net/http's `Get "url":` prefix (the caller names the
+// URL already) and says plainly when the attempt timed out.
+func transportError(err error, timeout time.Duration) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		if ue.Timeout() {
+			return fmt.Errorf("no response within %s: %w", timeout, ue.Err)
+		}
+		return ue.Err
+	}
+	return err
+}
+
+type tcpProbe struct {
+	addr string
+}
+
+// TCP probes addr; healthy when a TCP connection is accepted within 2s.
+func TCP(addr string) Probe { return &tcpProbe{addr: addr} }
+
+func (p *tcpProbe) String() string { return "tcp " + p.addr }
+
+func (p *tcpProbe) Check(ctx context.Context) error {
+	d := net.Dialer{Timeout: probeTimeout}
+	conn, err := d.DialContext(ctx, "tcp", p.addr)
+	if err != nil {
+		return fmt.Errorf("tcp %s: %w", p.addr, err)
+	}
+	if err := conn.Close(); err != nil {
+		return fmt.Errorf("tcp %s: close: %w", p.addr, err)
+	}
+	return nil
+}
+
+// oneLine folds runs of whitespace, newlines included, into single spaces.
+func oneLine(s string) string {
+	return strings.Join(strings.Fields(s), " ")
+}

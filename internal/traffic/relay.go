@@ -108,28 +108,28 @@ func (t *Relay) Switch(ctx context.Context, from, to deploy.Endpoint) error {
 
 // Drain waits on the relay's own count of connections to `from`: the relay
 // reports the moment it reaches zero, so the wait is exactly as long as the
-// slowest request in flight, at most max.
+// slowest request in flight, at most max. Then the relay forgets `from`, so
+// it is no longer a dial fallback once it is stopped.
 func (t *Relay) Drain(ctx context.Context, from deploy.Endpoint, max time.Duration) error {
-	res, code, err := t.ctl(ctx, "wait-drained", "--name", from.ID, "--timeout", max.String())
-	if err != nil {
-		if errors.Is(err, relay.ErrNotDraining) || errors.Is(err, relay.ErrUnknownTarget) {
-			return nil // never was a target, or already gone: nothing in flight
-		}
-		if code == 1 {
-			t.log.Warn("drain time over; stopping the old container with connections still open", "container", from.Name, "max", max)
-			return nil
-		}
+	_, code, err := t.ctl(ctx, "wait-drained", "--name", from.ID, "--timeout", max.String())
+	switch {
+	case err == nil:
+	case errors.Is(err, relay.ErrNotDraining) || errors.Is(err, relay.ErrUnknownTarget):
+		return nil // never was a target, or already gone: nothing in flight
+	case code == 1:
+		t.log.Warn("drain time over; stopping the old container with connections still open", "container", from.Name, "max", max)
+	default:
 		return err
 	}
-	var w relay.WaitResult
-	if err := json.Unmarshal(res, &w); err != nil {
-		return fmt.Errorf("relay wait-drained answer: %w", err)
-	}
-	return nil
+	return t.forget(ctx, from)
 }
 
-func (t *Relay) Finish(ctx context.Context, cur, old deploy.Endpoint) error {
-	if _, _, err := t.ctl(ctx, "forget", "--name", old.ID); err != nil && !errors.Is(err, relay.ErrUnknownTarget) && !errors.Is(err, relay.ErrNotDraining) {
+// Finish has nothing left to do: Drain already made the relay forget the old
+// container, and the relay knows the new one by ID, which a rename keeps.
+func (t *Relay) Finish(context.Context, deploy.Endpoint, deploy.Endpoint) error { return nil }
+
+func (t *Relay) forget(ctx context.Context, ep deploy.Endpoint) error {
+	if _, _, err := t.ctl(ctx, "forget", "--name", ep.ID); err != nil && !errors.Is(err, relay.ErrUnknownTarget) && !errors.Is(err, relay.ErrNotDraining) {
 		return err
 	}
 	return nil

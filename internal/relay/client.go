@@ -1,0 +1,174 @@
+package relay
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"sync"
+	"time"
+)
+
+// RemoteError is an error the relay answered a control request with.
+type RemoteError struct {
+	Code    string
+	Message string
+}
+
+func (e *RemoteError) Error() string { return "relay: " + e.Message }
+
+// Is lets callers test remote errors against ErrUnknownTarget and
+// ErrNotDraining with errors.Is.
+func (e *RemoteError) Is(target error) bool {
+	switch target {
+	case ErrUnknownTarget:
+		return e.Code == codeUnknownTarget
+	case ErrNotDraining:
+		return e.Code == codeNotDraining
+	}
+	return false
+}
+
+// Client talks to a relay over its control socket. It is safe for
+// concurrent use; requests are sent one at a time. A connection broken by
+// an I/O error or a cancelled context is replaced on the next request.
+type Client struct {
+	path string
+
+	mu   sync.Mutex
+	conn net.Conn
+	rd   *bufio.Reader
+}
+
+// Dial connects to the relay's control socket at socketPath.
+func Dial(ctx context.Context, socketPath string) (*Client, error) {
+	c := &Client{path: socketPath}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err := c.connectLocked(ctx); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+func (c *Client) connectLocked(ctx context.Context) error {
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, "unix", c.path)
+	if err != nil {
+		return fmt.Errorf("relay control socket %s: %w", c.path, err)
+	}
+	c.conn = conn
+	c.rd = bufio.NewReaderSize(conn, 64<<10)
+	return nil
+}
+
+// Close closes the connection to the relay.
+func (c *Client) Close() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.conn == nil {
+		return nil
+	}
+	err := c.conn.Close()
+	c.conn = nil
+	return err
+}
+
+// Status returns the relay's targets and counts.
+func (c *Client) Status(ctx context.Context) (Status, error) {
+	var st Status
+	err := c.do(ctx, request{Op: opStatus}, &st)
+	return st, err
+}
+
+// Set makes t the current target; the previous one starts draining.
+func (c *Client) Set(ctx context.Context, t Target) (Status, error) {
+	var st Status
+	err := c.do(ctx, request{Op: opSet, Target: &t}, &st)
+	return st, err
+}
+
+// WaitDrained waits up to timeout for the draining target called name to
+// have no active connection. Not being drained in time is not an error:
+// WaitResult.Drained is false.
+func (c *Client) WaitDrained(ctx context.Context, name string, timeout time.Duration) (WaitResult, error) {
+	var res WaitResult
+	err := c.do(ctx, request{Op: opWaitDrained, Name: name, Timeout: timeout.String()}, &res)
+	return res, err
+}
+
+// Forget stops the relay offering the draining target called name as a
+// dial fallback; it leaves the status once its connections have ended.
+func (c *Client) Forget(ctx context.Context, name string) (Status, error) {
+	var st Status
+	err := c.do(ctx, request{Op: opForget, Name: name}, &st)
+	return st, err
+}
+
+// do sends one request and decodes its response into out.
+func (c *Client) do(ctx context.Context, req request, out any) error {
+	line, err := c.roundTrip(ctx, req)
+	if err != nil {
+		return fmt.Errorf("relay %s: %w", req.Op, err)
+	}
+	var e errorResponse
+	if err := json.Unmarshal(line, &e); err != nil {
+		return fmt.Errorf("relay %s: decode response: %w", req.Op, err)
+	}
+	if e.Error != "" {
+		return &RemoteError{Code: e.Code, Message: e.Error}
+	}
+	if err := json.Unmarshal(line, out); err != nil {
+		return fmt.Errorf("relay %s: decode response: %w", req.Op, err)
+	}
+	return nil
+}
+
+func (c *Client) roundTrip(ctx context.Context, req request) ([]byte, error) {
+	b, err := json.Marshal(req)
+	if err != nil {
+		return nil, err
+	}
+	b = append(b, '\n')
+
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.conn == nil {
+		if err := c.connectLocked(ctx); err != nil {
+			return nil, err
+		}
+	}
+	conn := c.conn
+	// A request that ends early leaves its response unread on the stream,
+	// so the connection cannot be reused: drop it on any failure.
+	fail := func(err error) ([]byte, error) {
+		_ = conn.Close()
+		c.conn = nil
+		if ctxErr := ctx.Err(); ctxErr != nil {
+			return nil, ctxErr
+		}
+		return nil, err
+	}
+	dl, _ := ctx.Deadline()
+	if err := conn.SetDeadline(dl); err != nil {
+		return fail(err)
+	}
+	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Unix(1, 0)) })
+	defer stop()
+
+	if _, err := conn.Write(b); err != nil {
+		return fail(err)
+	}
+	line, err := c.rd.ReadBytes('\n')
+	if err != nil {
+		return fail(err)
+	}
+	if !stop() {
+		// ctx ended as the reply arrived: the reply is whole, but the
+		// conn's deadline is being forced into the past, so retire it.
+		_ = conn.Close()
+		c.conn = nil
+	}
+	return line, nil
+}

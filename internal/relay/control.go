@@ -1,0 +1,238 @@
+package relay
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net"
+	"os"
+	"path/filepath"
+	"time"
+)
+
+// The control protocol: one JSON request per line on the unix socket, one
+// JSON response per line back. Errors are {"error":"...","code":"..."}.
+const (
+	opStatus      = "status"
+	opSet         = "set"
+	opWaitDrained = "wait-drained"
+	opForget      = "forget"
+
+	codeBadRequest    = "bad_request"
+	codeUnknownTarget = "unknown_target"
+	codeNotDraining   = "not_draining"
+	codeUnavailable   = "unavailable"
+	codeInternal      = "internal"
+
+	maxRequestLine = 1 << 20
+)
+
+// request is one control request.
+type request struct {
+	Op      string  `json:"op"`
+	Target  *Target `json:"target,omitempty"`
+	Name    string  `json:"name,omitempty"`
+	Timeout string  `json:"timeout,omitempty"`
+}
+
+// errorResponse is the reply to a request that failed.
+type errorResponse struct {
+	Error string `json:"error"`
+	Code  string `json:"code,omitempty"`
+}
+
+// errBadRequest marks requests the relay cannot act on as sent.
+var errBadRequest = errors.New("bad request")
+
+// listenControl binds the control socket, replacing a stale socket file
+// but never a live relay's socket or a file that is not a socket.
+func listenControl(path string) (net.Listener, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, fmt.Errorf("control socket %s: %w", path, err)
+	}
+	fi, err := os.Lstat(path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+	case err != nil:
+		return nil, fmt.Errorf("control socket %s: %w", path, err)
+	case fi.Mode()&fs.ModeSocket == 0:
+		return nil, fmt.Errorf("control socket %s: exists and is not a socket", path)
+	default:
+		if c, err := net.DialTimeout("unix", path, 200*time.Millisecond); err == nil {
+			_ = c.Close()
+			return nil, fmt.Errorf("control socket %s: another relay is listening on it", path)
+		}
+		if err := os.Remove(path); err != nil {
+			return nil, fmt.Errorf("control socket %s: remove stale socket: %w", path, err)
+		}
+	}
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		return nil, fmt.Errorf("control socket %s: %w", path, err)
+	}
+	// The socket redirects production traffic: owner only.
+	if err := os.Chmod(path, 0o600); err != nil {
+		_ = ln.Close()
+		return nil, fmt.Errorf("control socket %s: %w", path, err)
+	}
+	return ln, nil
+}
+
+func (r *Relay) controlLoop() {
+	for {
+		c, err := r.ctlLn.Accept()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) || r.ctlCtx.Err() != nil {
+				return
+			}
+			r.log.Warn("control accept failed", "error", err)
+			t := time.NewTimer(50 * time.Millisecond)
+			select {
+			case <-t.C:
+			case <-r.ctlCtx.Done():
+				t.Stop()
+				return
+			}
+			continue
+		}
+		r.loops.Go(func() { r.serveControl(c) })
+	}
+}
+
+// serveControl answers the requests of one control connection in order.
+func (r *Relay) serveControl(c net.Conn) {
+	stop := context.AfterFunc(r.ctlCtx, func() { _ = c.Close() })
+	defer stop()
+	defer func() { _ = c.Close() }()
+
+	sc := bufio.NewScanner(c)
+	sc.Buffer(make([]byte, 0, 4096), maxRequestLine)
+	enc := json.NewEncoder(c)
+	enc.SetEscapeHTML(false)
+	for sc.Scan() {
+		line := bytes.TrimSpace(sc.Bytes())
+		if len(line) == 0 {
+			continue
+		}
+		if err := enc.Encode(r.handleRequest(r.ctlCtx, line)); err != nil {
+			r.log.Debug("control reply", "error", err)
+			return
+		}
+	}
+	if err := sc.Err(); err != nil && r.ctlCtx.Err() == nil {
+		if errors.Is(err, bufio.ErrTooLong) {
+			if err := enc.Encode(errorResponse{Error: "bad request: request line too long", Code: codeBadRequest}); err != nil {
+				r.log.Debug("control reply", "error", err)
+			}
+			return
+		}
+		r.log.Debug("control read", "error", err)
+	}
+}
+
+// handleRequest decodes and runs one request and returns the response.
+func (r *Relay) handleRequest(ctx context.Context, line []byte) any {
+	resp, err := r.runRequest(ctx, line)
+	if err != nil {
+		return errorResponse{Error: err.Error(), Code: errorCode(err)}
+	}
+	return resp
+}
+
+func (r *Relay) runRequest(ctx context.Context, line []byte) (any, error) {
+	var req request
+	dec := json.NewDecoder(bytes.NewReader(line))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		return nil, fmt.Errorf("%w: invalid json: %v", errBadRequest, err)
+	}
+	if dec.More() {
+		return nil, fmt.Errorf("%w: invalid json: more than one value on the line", errBadRequest)
+	}
+	switch req.Op {
+	case "":
+		return nil, fmt.Errorf("%w: missing op", errBadRequest)
+	case opStatus:
+		return r.st.status(), nil
+	case opSet:
+		if req.Target == nil {
+			return nil, fmt.Errorf("%w: set: missing target", errBadRequest)
+		}
+		return r.set(*req.Target)
+	case opWaitDrained:
+		if req.Name == "" {
+			return nil, fmt.Errorf("%w: wait-drained: missing name", errBadRequest)
+		}
+		if req.Timeout == "" {
+			return nil, fmt.Errorf("%w: wait-drained: missing timeout", errBadRequest)
+		}
+		timeout, err := time.ParseDuration(req.Timeout)
+		if err != nil || timeout < 0 {
+			return nil, fmt.Errorf("%w: wait-drained: invalid timeout %q", errBadRequest, req.Timeout)
+		}
+		res, err := r.st.waitDrained(ctx, req.Name, timeout)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil, fmt.Errorf("wait-drained: relay shutting down: %w", err)
+			}
+			return nil, fmt.Errorf("wait-drained: %w", err)
+		}
+		return res, nil
+	case opForget:
+		if req.Name == "" {
+			return nil, fmt.Errorf("%w: forget: missing name", errBadRequest)
+		}
+		st, err := r.st.forget(req.Name)
+		if err != nil {
+			return nil, fmt.Errorf("forget: %w", err)
+		}
+		r.log.Info("forgot draining target", "target", req.Name)
+		return st, nil
+	default:
+		return nil, fmt.Errorf("%w: unknown op %q", errBadRequest, req.Op)
+	}
+}
+
+// set switches the current target, saving it first.
+func (r *Relay) set(t Target) (Status, error) {
+	if err := t.Validate(); err != nil {
+		return Status{}, fmt.Errorf("%w: set: %v", errBadRequest, err)
+	}
+	persist := func(gen int, t Target, since time.Time) error {
+		if r.cfg.StateFile == "" {
+			return nil
+		}
+		return saveState(r.cfg.StateFile, savedState{Generation: gen, Target: t, Since: since})
+	}
+	st, prev, switched, err := r.st.set(t.clone(), time.Now(), persist)
+	if err != nil {
+		return Status{}, fmt.Errorf("set: target %s: %w", t.Name, err)
+	}
+	if switched {
+		args := []any{"target", t.Name, "addrs", t.Addrs, "generation", st.Generation}
+		if prev != nil {
+			args = append(args, "previous", prev.Name)
+		}
+		r.log.Info("switched target", args...)
+	}
+	return st, nil
+}
+
+func errorCode(err error) string {
+	switch {
+	case errors.Is(err, errBadRequest):
+		return codeBadRequest
+	case errors.Is(err, ErrUnknownTarget):
+		return codeUnknownTarget
+	case errors.Is(err, ErrNotDraining):
+		return codeNotDraining
+	case errors.Is(err, context.Canceled):
+		return codeUnavailable
+	default:
+		return codeInternal
+	}
+}

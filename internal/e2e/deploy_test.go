@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"os"
 	"strconv"
 	"strings"
 	"testing"
@@ -22,10 +23,16 @@ func TestZeroDowntimeRelayHostNginx(t *testing.T) {
 	published := "http://127.0.0.1:" + itoa(hostPort) + "/"
 	// nginx as the user had it before baton: proxying to the published port.
 	ng := testenv.HostNginx(t, testenv.NginxOpts{UpstreamFile: t.TempDir() + "/web.conf", InitialServers: []string{"127.0.0.1:" + itoa(hostPort)}})
-	load := startLoad(t, ng.URL()+"/", 3*time.Minute)
-
 	flags := []string{"--nginx-upstream", ng.UpstreamFile(), "--nginx-reload", ng.ReloadCommand(), "--http-probe", "/healthz"}
-	for i, ref := range []string{v2, v1, v2} {
+	// The first deploy with nginx flags sets up the relay and points nginx at
+	// it: the one nginx reload baton ever does for this service. Later
+	// deploys need none; those run under load.
+	e.mustDeploy(append(append([]string{"--image", v2}, flags...), name)...)
+	if got := readFile(t, ng.UpstreamFile()); !strings.Contains(got, "server 127.0.0.1:") {
+		t.Fatalf("upstream file does not name the relay: %q", got)
+	}
+	load := startLoad(t, ng.URL()+"/", 3*time.Minute)
+	for i, ref := range []string{v1, v2, v1, v2} {
 		r := e.mustDeploy(append(append([]string{"--image", ref}, flags...), name)...)
 		if !strings.Contains(r.stdout, "deployed "+name) || !strings.Contains(r.stdout, "traffic: relay") {
 			t.Fatalf("deploy %d: stdout %q", i, r.stdout)
@@ -51,19 +58,20 @@ func TestZeroDowntimeRelayContainerNginx(t *testing.T) {
 	name := testenv.UniqueName("web-")
 	e.runWeb(name, v1)
 	ng := testenv.ContainerNginx(t, e.cli, testenv.NginxOpts{Network: e.net, UpstreamFile: "web.conf", InitialServers: []string{name + ":8080"}})
-	load := startLoad(t, ng.URL()+"/", 2*time.Minute)
 	flags := []string{"--nginx-upstream", ng.UpstreamFile(), "--nginx-container", ng.Container(), "--http-probe", "/healthz"}
-	e.mustDeploy(append(append([]string{"--image", v2}, flags...), name)...)
-	// The settings are recorded on the container: the next deploy (from cron,
-	// say) needs no flags.
+	e.mustDeploy(append(append([]string{"--image", v2}, flags...), name)...) // set-up: relay, one HUP
+	load := startLoad(t, ng.URL()+"/", 2*time.Minute)
 	e.mustDeploy("--image", v1, name)
+	// The settings are recorded on the container: later deploys (from cron,
+	// say) need no flags.
+	e.mustDeploy("--image", v2, name)
 	res := load.Stop()
 	checkLoad(t, res)
-	if res.Versions()["v2"] == 0 {
+	if res.Versions()["v1"] == 0 || res.Versions()["v2"] == 0 {
 		t.Fatalf("versions served %v", res.Versions())
 	}
-	e.assertSingle(name, v1)
-	assertServes(t, ng.URL()+"/", "v1")
+	e.assertSingle(name, v2)
+	assertServes(t, ng.URL()+"/", "v2")
 }
 
 // TestNginxReloadMode moves traffic by rewriting the upstream file and
@@ -200,6 +208,15 @@ func TestRegistryAuth(t *testing.T) {
 	e.extraEnv = []string{"DOCKER_CONFIG=" + e.reg.DockerConfigDir(t)}
 	e.mustDeploy("--image", v2, name)
 	e.assertSingle(name, v2)
+}
+
+func readFile(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }
 
 func contains(list []string, s string) bool {

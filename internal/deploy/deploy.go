@@ -48,25 +48,26 @@ type Deployer struct {
 
 // run is the state of one deploy.
 type run struct {
-	d        *Deployer
-	req      Request
-	res      *Result
-	svc      Service
-	settings Settings
-	traffic  Traffic
-	old      container.InspectResponse
-	oldImg   image.InspectResponse
-	newImg   image.InspectResponse
-	newRef   string
-	spec     *dockerctl.CloneSpec
-	nets     networkPlan
-	batonNet string
-	rec      Record
-	newEP    Endpoint
-	oldEP    Endpoint
-	phase    Phase
-	phaseT0  time.Time
-	switched bool
+	d          *Deployer
+	req        Request
+	res        *Result
+	svc        Service
+	settings   Settings
+	traffic    Traffic
+	old        container.InspectResponse
+	oldImg     image.InspectResponse
+	newImg     image.InspectResponse
+	newRef     string
+	spec       *dockerctl.CloneSpec
+	nets       networkPlan
+	batonNet   string
+	rec        Record
+	newEP      Endpoint
+	oldEP      Endpoint
+	phase      Phase
+	phaseT0    time.Time
+	switched   bool
+	rolledBack bool // rollback already explained what keeps serving
 	// portBindings are the new container's host port bindings, checked free
 	// before the handover connect.
 	portBindings nat.PortMap
@@ -89,6 +90,12 @@ func (d *Deployer) Deploy(ctx context.Context, req Request) (*Result, error) {
 		var pe *PhaseError
 		if errors.As(err, &pe) {
 			r.res.OldServing = pe.OldServing
+			if pe.OldServing && !r.rolledBack && r.svc.Name != "" {
+				// Failed before anything was created: say so, as a
+				// rollback does.
+				pe.Err = fmt.Errorf("%w; %s keeps serving %s", pe.Err, r.svc.Name, orUnknown(r.res.OldImage))
+				err = pe
+			}
 		}
 	}
 	return r.res, err
@@ -642,6 +649,7 @@ func (r *run) rollback(ctx context.Context, cause error) error {
 		pe = &PhaseError{Phase: r.phase, Err: cause}
 	}
 	pe.OldServing = true
+	r.rolledBack = true
 	if len(problems) > 0 {
 		pe.Err = fmt.Errorf("%w; %s keeps serving, but the rollback left work: %s (baton status %s converges it)", pe.Err, r.svc.Name, strings.Join(problems, "; "), r.svc.Name)
 		return pe
@@ -803,6 +811,13 @@ func stateWord(s *container.State) string {
 		return s.Status
 	}
 	return "not running"
+}
+
+func orUnknown(s string) string {
+	if s == "" {
+		return "its current image"
+	}
+	return s
 }
 
 func orNone(s string) string {

@@ -541,6 +541,9 @@ func (r *run) rollForward(ctx context.Context) error {
 		return r.rescue(ctx, PhaseHandover, err)
 	}
 	r.enter(PhaseFinalize)
+	if err := r.saveRecord(PhaseFinalize); err != nil {
+		r.warn("could not record the finalize phase: %v", err)
+	}
 	if err := r.finalize(ctx); err != nil {
 		return &PhaseError{Phase: PhaseFinalize, OldServing: false, Err: fmt.Errorf("%w (the new container serves; run baton status %s to converge)", err, r.svc.Name)}
 	}
@@ -553,17 +556,23 @@ func (r *run) handover(ctx context.Context) error {
 	if len(r.rec.Handover) == 0 {
 		return nil
 	}
-	if err := r.waitHostPortsFree(ctx); err != nil {
-		return err
-	}
 	cur, err := r.d.Engine.ContainerInspect(ctx, r.rec.NewID)
 	if err != nil {
 		return err
 	}
+	var todo []dockerctl.NetworkAttachment
 	for _, a := range r.rec.Handover {
-		if _, ok := cur.NetworkSettings.Networks[a.Name]; ok {
-			continue // connected by an earlier, interrupted run
+		if _, ok := cur.NetworkSettings.Networks[a.Name]; !ok {
+			todo = append(todo, a) // else connected by an earlier, interrupted run
 		}
+	}
+	if len(todo) == 0 {
+		return nil
+	}
+	if err := r.waitHostPortsFree(ctx); err != nil {
+		return err
+	}
+	for _, a := range todo {
 		r.event(PhaseHandover, r.rec.NewName, "connecting %s to network %s", r.rec.NewName, a.Name)
 		if err := r.d.Engine.NetworkConnect(ctx, a.Name, r.rec.NewID, a.Endpoint); err != nil {
 			return fmt.Errorf("connecting %s to network %s: %w", r.rec.NewName, a.Name, err)
@@ -600,6 +609,7 @@ func (r *run) waitHostPortsFree(ctx context.Context) error {
 }
 
 func (r *run) finalize(ctx context.Context) error {
+	r.event(PhaseFinalize, r.rec.NewName, "removing %s (its volumes stay) and renaming %s to %s", r.rec.OldName, r.rec.NewName, r.rec.OldName)
 	if err := r.d.Engine.ContainerRemove(ctx, r.rec.OldID, container.RemoveOptions{}); err != nil && !errdefs.IsNotFound(err) {
 		return fmt.Errorf("removing old container %s: %w", r.rec.OldName, err)
 	}

@@ -1,0 +1,79 @@
+package e2e
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/baton-sh/baton/internal/testenv"
+)
+
+// TestKilledBatonConverges SIGKILLs baton at each phase of a deploy behind
+// the relay, under load, then runs `baton status`, which converges the
+// leftovers. Through it all nginx keeps answering (zero failed requests), and
+// afterwards exactly one container serves under the service's name, on the
+// version the rule predicts: before the old container's stop began, back to
+// the old image; after, forward to the new one.
+func TestKilledBatonConverges(t *testing.T) {
+	e := newEnv(t)
+	// STOP_DELAY keeps the old container serving for a while after SIGTERM,
+	// as real apps do, so a kill can land in the middle of the stop.
+	env := map[string]string{"STOP_DELAY": "2s"}
+	v1 := e.version("v1", "v1", env)
+	v2 := e.version("v2", "v2", env)
+	hostPort := testenv.FreePort(t)
+	name := testenv.UniqueName("web-")
+	e.runWeb(name, v1, "127.0.0.1:"+itoa(hostPort)+":8080")
+	published := "http://127.0.0.1:" + itoa(hostPort) + "/"
+	ng := testenv.HostNginx(t, testenv.NginxOpts{UpstreamFile: t.TempDir() + "/web.conf", InitialServers: []string{"127.0.0.1:" + itoa(hostPort)}})
+	e.mustDeploy("--force", "--nginx-upstream", ng.UpstreamFile(), "--nginx-reload", ng.ReloadCommand(), "--http-probe", "/healthz", name)
+	load := startLoad(t, ng.URL()+"/", 5*time.Minute)
+
+	current, currentV := v1, "v1"
+	steps := []struct {
+		phase   string // kill when baton reports this phase
+		forward bool   // whether converging completes the deploy
+	}{
+		{"create", false},
+		{"warm", false},
+		{"healthy", false},
+		{"switch", false},
+		{"drain", false},
+		{"stop-old", true},
+		{"handover", true},
+		{"finalize", true},
+	}
+	for _, st := range steps {
+		next, nextV := v2, "v2"
+		if current == v2 {
+			next, nextV = v1, "v1"
+		}
+		killed, _ := e.runUntil(func(phase, msg string) bool { return phase == st.phase },
+			"deploy", "--json", "--image", next, name)
+		if !killed {
+			t.Fatalf("baton finished before reaching phase %s", st.phase)
+		}
+		r := e.run("status", name)
+		if r.code != 0 {
+			t.Fatalf("status after a kill at %s: exit %d: %s", st.phase, r.code, r.stderr)
+		}
+		want, wantV := current, currentV
+		if st.forward {
+			want, wantV = next, nextV
+		}
+		// Converging may finish with a forward completion whose handover
+		// needs the old container fully stopped first.
+		e.assertSingle(name, want)
+		assertServes(t, ng.URL()+"/", wantV)
+		assertServes(t, published, wantV)
+		if st.forward && !strings.Contains(r.stderr, "finished interrupted deploy") {
+			t.Fatalf("status did not report finishing the deploy: %s", r.stderr)
+		}
+		if !st.forward && !strings.Contains(r.stderr, "rolled back interrupted deploy") && st.phase != "create" {
+			t.Fatalf("status did not report rolling back: %s", r.stderr)
+		}
+		current, currentV = want, wantV
+	}
+	res := load.Stop()
+	checkLoad(t, res)
+}

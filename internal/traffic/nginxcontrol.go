@@ -26,15 +26,14 @@ type nginxControl struct {
 	container string // nginx in a container
 	log       *slog.Logger
 	notify    func(string)
+	// reloadTimeout bounds the reload command and the wait for nginx's
+	// new workers.
+	reloadTimeout time.Duration
 }
 
 func newNginxControl(eng Engine, s deploy.Settings, log *slog.Logger, notify func(string)) *nginxControl {
-	return &nginxControl{eng: eng, file: s.NginxUpstream, reloadCmd: s.NginxReload, container: s.NginxContainer, log: log, notify: notify}
+	return &nginxControl{eng: eng, file: s.NginxUpstream, reloadCmd: s.NginxReload, container: s.NginxContainer, log: log, notify: notify, reloadTimeout: 30 * time.Second}
 }
-
-// reloadTimeout bounds the reload command and the wait for nginx's new
-// workers.
-const reloadTimeout = 30 * time.Second
 
 // upstreamContent is the file baton writes: only server lines, so the user's
 // config stays `upstream web { include <file>; }`. max_fails=0 keeps nginx
@@ -105,12 +104,14 @@ func (n *nginxControl) restore(ctx context.Context, existed bool, prev []byte) {
 	}
 }
 
-// reload tells nginx to reload and waits until a new worker runs, which is
-// the sign that nginx accepted the new configuration: nginx answers a reload
-// of a broken configuration by logging an error and keeping its old workers,
+// reload tells nginx to reload and waits until a new worker runs and every
+// worker from before is gone or shutting down (it has closed its listening
+// sockets), so no new request can use the old configuration. New workers are
+// also the sign that nginx accepted the configuration: nginx answers a
+// reload of a broken one by logging an error and keeping its old workers,
 // and the reload command itself exits 0 either way.
 func (n *nginxControl) reload(ctx context.Context, before workerSet) error {
-	ctx, cancel := context.WithTimeout(ctx, reloadTimeout)
+	ctx, cancel := context.WithTimeout(ctx, n.reloadTimeout)
 	defer cancel()
 	if n.container != "" {
 		if err := n.testContainerConfig(ctx); err != nil {
@@ -135,12 +136,12 @@ func (n *nginxControl) reload(ctx context.Context, before workerSet) error {
 		if err != nil {
 			return err
 		}
-		if now.hasNew(before) {
+		if now.hasNew(before) && !now.hasAny(before) {
 			return nil
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("nginx (%s) did not start new workers within %s after the reload; is the configuration valid? (nginx -t)", n.where(), reloadTimeout)
+			return fmt.Errorf("nginx (%s) did not start new workers within %s after the reload; is the configuration valid? (nginx -t)", n.where(), n.reloadTimeout)
 		case <-time.After(50 * time.Millisecond):
 		}
 	}

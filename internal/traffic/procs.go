@@ -22,6 +22,16 @@ func (s workerSet) hasNew(before workerSet) bool {
 	return false
 }
 
+// hasAny reports whether s and other share a PID.
+func (s workerSet) hasAny(other workerSet) bool {
+	for pid := range s {
+		if other[pid] {
+			return true
+		}
+	}
+	return false
+}
+
 const (
 	workerTitle   = "nginx: worker process"
 	shuttingDown  = "is shutting down"

@@ -1,0 +1,105 @@
+package deploy
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestResolveSettings(t *testing.T) {
+	cases := []struct {
+		name    string
+		flags   map[string]string
+		labels  map[string]string
+		check   func(Settings) bool
+		wantErr string
+	}{
+		{name: "defaults", check: func(s Settings) bool {
+			return s.HealthTimeout == time.Minute && s.Drain == 30*time.Second && s.StopTimeout == -1 && s.Relay && s.TrafficMode() == "none"
+		}},
+		{name: "label applies", labels: map[string]string{"baton.http-probe": "/up", "baton.drain": "5s"}, check: func(s Settings) bool {
+			return s.HTTPProbe == "/up" && s.Drain == 5*time.Second
+		}},
+		{name: "flag beats label", flags: map[string]string{"http-probe": "/flag"}, labels: map[string]string{"baton.http-probe": "/label"}, check: func(s Settings) bool {
+			return s.HTTPProbe == "/flag"
+		}},
+		{name: "relay mode", flags: map[string]string{"nginx-upstream": "/etc/nginx/baton/web.conf", "nginx-reload": "nginx -s reload"}, check: func(s Settings) bool {
+			return s.TrafficMode() == "relay"
+		}},
+		{name: "reload mode", flags: map[string]string{"nginx-upstream": "/u.conf", "nginx-container": "nginx", "relay": "false"}, check: func(s Settings) bool {
+			return s.TrafficMode() == "nginx"
+		}},
+		{name: "stop timeout rounds up to seconds", flags: map[string]string{"stop-timeout": "1500ms"}, check: func(s Settings) bool { return s.StopTimeout == 2 }},
+		{name: "bad label names the label", labels: map[string]string{"baton.drain": "soon"}, wantErr: "label baton.drain"},
+		{name: "bad flag names the flag", flags: map[string]string{"health-timeout": "0s"}, wantErr: "--health-timeout"},
+		{name: "probe needs a path", flags: map[string]string{"http-probe": "healthz"}, wantErr: "starting with /"},
+		{name: "upstream needs a reload", flags: map[string]string{"nginx-upstream": "/u.conf"}, wantErr: "--nginx-reload CMD"},
+		{name: "reload needs an upstream", flags: map[string]string{"nginx-reload": "x"}, wantErr: "need --nginx-upstream"},
+		{name: "host or container, not both", flags: map[string]string{"nginx-upstream": "/u", "nginx-reload": "x", "nginx-container": "n"}, wantErr: "pick one"},
+		{name: "upstream path absolute", flags: map[string]string{"nginx-upstream": "u.conf", "nginx-reload": "x"}, wantErr: "absolute path"},
+		{name: "port range", flags: map[string]string{"port": "70000"}, wantErr: "not a port"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			s, err := ResolveSettings(tc.flags, tc.labels)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) || !errors.Is(err, ErrInvalid) {
+					t.Fatalf("got %v, want an ErrInvalid saying %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !tc.check(s) {
+				t.Fatalf("settings %+v", s)
+			}
+		})
+	}
+}
+
+// Settings written as labels read back the same: the next deploy, a
+// rollback or the watcher behaves like the deploy that wrote them.
+func TestSettingsLabelsRoundTrip(t *testing.T) {
+	s, err := ResolveSettings(map[string]string{
+		"port": "8080", "http-probe": "/healthz", "tcp-probe": "true", "health-timeout": "90s",
+		"warmup-requests": "3", "drain": "10s", "stop-timeout": "20s", "nginx-upstream": "/etc/nginx/baton/web.conf",
+		"nginx-container": "proxy", "relay": "false", "relay-port": "18080",
+	}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	back, err := ResolveSettings(nil, s.Labels())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if back != s {
+		t.Fatalf("round trip changed settings:\n%+v\n%+v", s, back)
+	}
+	if len(DefaultSettings().Labels()) != 0 {
+		t.Fatalf("defaults produce labels: %v", DefaultSettings().Labels())
+	}
+}
+
+func TestExitCode(t *testing.T) {
+	cases := []struct {
+		err  error
+		want int
+	}{
+		{nil, 0},
+		{ErrInvalid, 2},
+		{ErrNotFound, 2},
+		{ErrNotRunning, 2},
+		{ErrUnsupported, 2},
+		{&PhaseError{Phase: PhaseWarm, OldServing: true, Err: errors.New("unhealthy")}, 1},
+		{&PhaseError{Phase: PhaseHandover, OldServing: false, Err: errors.New("x")}, 3},
+		{&PhaseError{Phase: PhaseHandover, OldServing: false, Err: ErrOldStopped}, 3},
+		{errors.New("docker daemon gone"), 1},
+	}
+	for _, tc := range cases {
+		if got := ExitCode(tc.err); got != tc.want {
+			t.Errorf("ExitCode(%v) = %d, want %d", tc.err, got, tc.want)
+		}
+	}
+}

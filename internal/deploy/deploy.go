@@ -44,6 +44,10 @@ type Deployer struct {
 	// the handover connect (a connect that fails on a held port breaks the
 	// container's networking). Nil skips the check.
 	HostPortFree func(ip string, port string, proto string) bool
+	// OnFinish, if set, is called with the result of every deploy that is
+	// not a dry run, successful or not: the journal, notifications and
+	// metrics hang off it.
+	OnFinish func(*Result)
 }
 
 // run is the state of one deploy.
@@ -78,11 +82,15 @@ type run struct {
 // ErrNotFound, ErrNotRunning or ErrUnsupported (nothing changed), or is a
 // *PhaseError saying whether the old container still serves.
 func (d *Deployer) Deploy(ctx context.Context, req Request) (*Result, error) {
-	r := &run{d: d, req: req, res: &Result{StartedAt: time.Now(), Outcome: OutcomeFailed, OldServing: true}}
+	r := &run{d: d, req: req, res: &Result{StartedAt: time.Now(), Outcome: OutcomeFailed, OldServing: true,
+		Target: req.Target, Trigger: req.Trigger, Who: req.Who}}
 	if r.req.Pull == "" {
 		r.req.Pull = PullAlways
 	}
 	err := r.deploy(ctx)
+	if d.OnFinish != nil && !req.DryRun {
+		defer func() { d.OnFinish(r.res) }()
+	}
 	r.res.Duration = time.Since(r.res.StartedAt)
 	if err != nil {
 		r.res.Outcome = OutcomeFailed

@@ -37,7 +37,8 @@ type Request struct {
 	DryRun       bool              // print the plan, change nothing
 	Flags        map[string]string // settings the user gave as flags, by setting name
 	PullProgress dockerctl.PullProgress
-	Trigger      string // who asked: cli, rollback, watch, webhook (for the record)
+	Trigger      string // what started it: cli, rollback, watch, webhook (for the journal)
+	Who          string // who asked: a user, a webhook's remote address (for the journal)
 
 	// expectImageID makes the deploy fail unless the pulled image has this
 	// ID (a rollback whose image had to be pulled again by its tag).
@@ -56,26 +57,28 @@ const (
 
 // Result describes a finished deploy, successful or not.
 type Result struct {
-	Service      string        `json:"service"`
-	Outcome      Outcome       `json:"outcome"`
-	Container    string        `json:"container"` // the serving container's name
-	OldID        string        `json:"old_id,omitempty"`
-	NewID        string        `json:"new_id,omitempty"`
-	OldImage     string        `json:"old_image,omitempty"`
-	OldImageID   string        `json:"old_image_id,omitempty"`
-	NewImage     string        `json:"new_image,omitempty"`
-	NewImageID   string        `json:"new_image_id,omitempty"`
-	Traffic      string        `json:"traffic"`
-	Duration     time.Duration `json:"duration_ns"`
-	Phases       []PhaseTime   `json:"phases,omitempty"`
-	Plan         *Plan         `json:"plan,omitempty"`
-	Notes        []string      `json:"notes,omitempty"`
-	Error        string        `json:"error,omitempty"`
-	OldServing   bool          `json:"old_serving"`
-	Recovered    string        `json:"recovered,omitempty"` // what converging leftovers did, if anything
-	DeployID     string        `json:"deploy_id,omitempty"`
-	StartedAt    time.Time     `json:"started_at"`
-	PreviousDesc string        `json:"-"`
+	Target     string        `json:"target"` // as the caller named it
+	Trigger    string        `json:"trigger,omitempty"`
+	Who        string        `json:"who,omitempty"`
+	Service    string        `json:"service"`
+	Outcome    Outcome       `json:"outcome"`
+	Container  string        `json:"container"` // the serving container's name
+	OldID      string        `json:"old_id,omitempty"`
+	NewID      string        `json:"new_id,omitempty"`
+	OldImage   string        `json:"old_image,omitempty"`
+	OldImageID string        `json:"old_image_id,omitempty"`
+	NewImage   string        `json:"new_image,omitempty"`
+	NewImageID string        `json:"new_image_id,omitempty"`
+	Traffic    string        `json:"traffic"`
+	Duration   time.Duration `json:"duration_ns"`
+	Phases     []PhaseTime   `json:"phases,omitempty"`
+	Plan       *Plan         `json:"plan,omitempty"`
+	Notes      []string      `json:"notes,omitempty"`
+	Error      string        `json:"error,omitempty"`
+	OldServing bool          `json:"old_serving"`
+	Recovered  string        `json:"recovered,omitempty"` // what converging leftovers did, if anything
+	DeployID   string        `json:"deploy_id,omitempty"`
+	StartedAt  time.Time     `json:"started_at"`
 }
 
 // PhaseTime is how long one phase took.

@@ -31,6 +31,8 @@ func (d *Deployer) Rollback(ctx context.Context, req Request) (*Result, error) {
 		req.Pull = PullMissing
 		req.expectImageID = prevID
 	}
-	req.Trigger = "rollback"
+	if req.Trigger == "" {
+		req.Trigger = "rollback"
+	}
 	return d.Deploy(ctx, req)
 }

@@ -165,8 +165,13 @@ func (r *run) deploy(ctx context.Context) error {
 func (r *run) resolve(ctx context.Context) error {
 	old := r.old
 	if !old.State.Running || old.State.Paused || old.State.Restarting {
-		return fmt.Errorf("%w: container %s is %s, so nothing is serving that baton could replace without downtime; start it first (docker start %s)",
-			ErrNotRunning, r.svc.Name, stateWord(old.State), r.svc.Name)
+		return classify(ErrNotRunning, "container %s is %s, so nothing is serving that baton could replace without downtime; start it first (docker start %s)", r.svc.Name, stateWord(old.State), r.svc.Name)
+	}
+	if mode := old.HostConfig.NetworkMode; mode.IsHost() || mode.IsContainer() {
+		return classify(ErrUnsupported, "container %s uses network mode %s: a second copy would share its ports, so it cannot be replaced without downtime (compose: network_mode host or service:X)", r.svc.Name, mode)
+	}
+	if err := checkOldStateful(old); err != nil {
+		return fmt.Errorf("container %s: %w", r.svc.Name, err)
 	}
 	settings, err := ResolveSettings(r.req.Flags, old.Config.Labels)
 	if err != nil {
@@ -187,12 +192,12 @@ func (r *run) resolve(ctx context.Context) error {
 	case r.req.Image != "":
 		named, err := reference.ParseNormalizedNamed(r.req.Image)
 		if err != nil {
-			return fmt.Errorf("%w: --image %q is not a valid image reference: %v", ErrInvalid, r.req.Image, err)
+			return classify(ErrInvalid, "--image %q is not a valid image reference: %v", r.req.Image, err)
 		}
 		r.newRef = reference.FamiliarString(reference.TagNameOnly(named))
 	default:
 		if strings.HasPrefix(old.Config.Image, "sha256:") {
-			return fmt.Errorf("%w: container %s was started from image ID %s, not a name baton could pull again; pass --image", ErrInvalid, r.svc.Name, shortID(old.Config.Image))
+			return classify(ErrInvalid, "container %s was started from image ID %s, not a name baton could pull again; pass --image", r.svc.Name, shortID(old.Config.Image))
 		}
 		r.newRef = old.Config.Image
 	}
@@ -222,7 +227,7 @@ func (r *run) checkPortNeeded() error {
 	if len(needs) == 0 {
 		return nil
 	}
-	return fmt.Errorf("%w: %s needs the app's port, and container %s exposes %s; pass --port", ErrInvalid,
+	return classify(ErrInvalid, "%s needs the app's port, and container %s exposes %s; pass --port",
 		strings.Join(needs, " and "), r.svc.Name, describeExposed(r.old))
 }
 
@@ -278,6 +283,10 @@ func (r *run) checkUpToDate(ctx context.Context) (bool, error) {
 	if !sameImage || r.req.Force {
 		return false, nil
 	}
+	if r.req.Changed != "" {
+		r.event(PhasePull, "", "image unchanged but %s; redeploying", r.req.Changed)
+		return false, nil
+	}
 	if !sameSettings {
 		r.event(PhasePull, "", "image unchanged but settings changed (%s -> %s); redeploying so the new settings are recorded on the container", orNone(recorded.String()), orNone(r.settings.String()))
 		return false, nil
@@ -304,10 +313,25 @@ func (r *run) prepare(ctx context.Context) error {
 	if r.req.ImageID != "" && configRef == "" {
 		configRef = r.req.ImageID
 	}
-	r.spec, err = dockerctl.CloneConfig(r.old, r.oldImg, r.newImg, configRef)
+	if r.req.Spec != nil {
+		var note string
+		r.spec, note, err = r.req.Spec(ctx, r.old, r.oldImg, r.newImg, configRef)
+		if note != "" && err == nil {
+			r.event(PhaseCreate, "", "%s", note)
+			r.note("%s", note)
+		}
+	} else {
+		r.spec, err = dockerctl.CloneConfig(r.old, r.oldImg, r.newImg, configRef)
+	}
+	if err == nil {
+		err = checkStateful(r.spec, r.settings)
+	}
 	if err != nil {
-		if errors.Is(err, dockerctl.ErrUnsupported) {
-			return fmt.Errorf("%w: %v", ErrUnsupported, err)
+		switch {
+		case errors.Is(err, ErrUnsupported), errors.Is(err, ErrInvalid):
+			return err
+		case errors.Is(err, dockerctl.ErrUnsupported):
+			return classify(ErrUnsupported, "%v", err)
 		}
 		return &PhaseError{Phase: PhaseCreate, OldServing: true, Err: err}
 	}
@@ -320,7 +344,7 @@ func (r *run) prepare(ctx context.Context) error {
 			return &PhaseError{Phase: PhaseCreate, OldServing: true, Err: err}
 		}
 	} else if r.settings.TrafficMode() != "none" || r.settings.HTTPProbe != "" || r.settings.TCPProbe {
-		return fmt.Errorf("%w: container %s has network mode none, so nothing can reach it: no probes, relay or nginx", ErrInvalid, r.svc.Name)
+		return classify(ErrInvalid, "container %s has network mode none, so nothing can reach it: no probes, relay or nginx", r.svc.Name)
 	}
 	r.nets = planNetworks(r.spec, r.batonNet, r.svc.Name)
 	if err := r.ensureTraffic(ctx); err != nil {
@@ -690,7 +714,7 @@ func (r *run) rescue(ctx context.Context, phase Phase, cause error) error {
 		}
 	}
 	if restartErr != nil {
-		return &PhaseError{Phase: phase, OldServing: false, Err: fmt.Errorf("%w: %v; restarting %s also failed: %v", ErrOldStopped, cause, r.svc.Name, restartErr)}
+		return &PhaseError{Phase: phase, OldServing: false, Err: classify(ErrOldStopped, "%v; restarting %s also failed: %v", cause, r.svc.Name, restartErr)}
 	}
 	if err := r.d.Engine.ContainerRemove(ctx, r.rec.NewID, container.RemoveOptions{Force: true}); err != nil && !errdefs.IsNotFound(err) {
 		r.warn("removing %s: %v", r.rec.NewName, err)
@@ -698,7 +722,7 @@ func (r *run) rescue(ctx context.Context, phase Phase, cause error) error {
 	if err := r.d.State.RemoveRecord(r.svc.Key); err != nil {
 		r.warn("%v", err)
 	}
-	return &PhaseError{Phase: phase, OldServing: false, Err: fmt.Errorf("%w: %v; %s was started again and serves, after a short outage", ErrOldStopped, cause, r.svc.Name)}
+	return &PhaseError{Phase: phase, OldServing: false, Err: classify(ErrOldStopped, "%v; %s was started again and serves, after a short outage", cause, r.svc.Name)}
 }
 
 // endpoint inspects a container for its address on baton's network,
@@ -781,11 +805,11 @@ func (r *run) note(format string, args ...any) {
 
 func inspectTarget(ctx context.Context, eng Engine, target string) (container.InspectResponse, error) {
 	if target == "" {
-		return container.InspectResponse{}, fmt.Errorf("%w: no container named; usage: baton deploy [flags] CONTAINER", ErrInvalid)
+		return container.InspectResponse{}, classify(ErrInvalid, "no container named; usage: baton deploy [flags] CONTAINER")
 	}
 	c, err := eng.ContainerInspect(ctx, target)
 	if errdefs.IsNotFound(err) {
-		return c, fmt.Errorf("%w: no container named %q on this Docker host (docker ps lists them)", ErrNotFound, target)
+		return c, classify(ErrNotFound, "no container named %q on this Docker host (docker ps lists them)", target)
 	}
 	if err != nil {
 		return c, fmt.Errorf("inspecting container %s: %w", target, err)

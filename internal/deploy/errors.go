@@ -70,3 +70,19 @@ func ExitCode(err error) int {
 		return 1
 	}
 }
+
+// kindError is an error of one of the sentinel kinds whose message does not
+// repeat the kind: "no container named web", not "not found: no container...".
+type kindError struct {
+	kind error
+	err  error
+}
+
+func (e *kindError) Error() string   { return e.err.Error() }
+func (e *kindError) Unwrap() []error { return []error{e.kind, e.err} }
+
+// classify makes an error of kind with a formatted message (which may wrap
+// another error with %w).
+func classify(kind error, format string, args ...any) error {
+	return &kindError{kind: kind, err: fmt.Errorf(format, args...)}
+}

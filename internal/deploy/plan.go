@@ -80,7 +80,7 @@ func (r *run) dryRun(ctx context.Context, old container.InspectResponse) error {
 	oldImg := r.oldImgOrEmpty(ctx)
 	spec, cerr := dockerctl.CloneConfig(old, oldImg, newImg, r.newRef)
 	if cerr != nil {
-		return fmt.Errorf("%w: %v", ErrUnsupported, cerr)
+		return classify(ErrUnsupported, "%v", cerr)
 	}
 	p.Changes = spec.Diff
 	p.Exclusive = spec.Exclusive

@@ -1,10 +1,13 @@
 package deploy
 
 import (
-	"fmt"
+	"context"
 	"net"
 	"strconv"
 	"time"
+
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/image"
 
 	"github.com/baton-sh/baton/dockerctl"
 )
@@ -24,7 +27,7 @@ func ParsePullPolicy(s string) (PullPolicy, error) {
 	case PullAlways, PullMissing, PullNever:
 		return p, nil
 	}
-	return "", fmt.Errorf("%w: --pull %q: want always, missing or never", ErrInvalid, s)
+	return "", classify(ErrInvalid, "--pull %q: want always, missing or never", s)
 }
 
 // Request is one deploy as the user asked for it.
@@ -40,10 +43,23 @@ type Request struct {
 	Trigger      string // what started it: cli, rollback, watch, webhook (for the journal)
 	Who          string // who asked: a user, a webhook's remote address (for the journal)
 
+	// Spec, if set, builds the new container's configuration instead of a
+	// plain clone of the old one onto the new image; compose targets use it
+	// to create what compose would create now. It runs after the pull.
+	Spec SpecFunc
+	// Changed, if set, says why the deploy must run even when the image ID
+	// did not change (the compose file changed, say).
+	Changed string
+
 	// expectImageID makes the deploy fail unless the pulled image has this
 	// ID (a rollback whose image had to be pulled again by its tag).
 	expectImageID string
 }
+
+// SpecFunc builds the new container's configuration from the old
+// container, its image and the new image. note says where the configuration
+// comes from, for the output.
+type SpecFunc func(ctx context.Context, old container.InspectResponse, oldImg, newImg image.InspectResponse, ref string) (spec *dockerctl.CloneSpec, note string, err error)
 
 // Outcome is how a deploy ended.
 type Outcome string

@@ -2,7 +2,6 @@ package deploy
 
 import (
 	"context"
-	"fmt"
 
 	"github.com/docker/docker/errdefs"
 )
@@ -19,7 +18,7 @@ func (d *Deployer) Rollback(ctx context.Context, req Request) (*Result, error) {
 	prevID := c.Config.Labels[LabelPreviousImageID]
 	svc := ServiceOf(c)
 	if prevID == "" {
-		err := fmt.Errorf("%w: container %s has no previous image recorded (baton records it when it deploys; this one was not deployed by baton yet)", ErrInvalid, svc.Name)
+		err := classify(ErrInvalid, "container %s has no previous image recorded (baton records it when it deploys; this one was not deployed by baton yet)", svc.Name)
 		return &Result{Service: svc.Key, Container: svc.Name, Outcome: OutcomeFailed, Error: err.Error()}, err
 	}
 	req.Image, req.ImageID = prevRef, ""

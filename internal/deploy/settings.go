@@ -96,17 +96,17 @@ func ResolveSettings(flags map[string]string, labels map[string]string) (Setting
 	for _, d := range settingDefs {
 		if v, ok := labels[settingLabelPrefix+d.name]; ok {
 			if err := d.set(&s, v); err != nil {
-				return s, fmt.Errorf("%w: label %s%s=%q: %v", ErrInvalid, settingLabelPrefix, d.name, v, err)
+				return s, classify(ErrInvalid, "label %s%s=%q: %v", settingLabelPrefix, d.name, v, err)
 			}
 		}
 	}
 	for name, v := range flags {
 		d, ok := findSetting(name)
 		if !ok {
-			return s, fmt.Errorf("%w: unknown setting %q", ErrInvalid, name)
+			return s, classify(ErrInvalid, "unknown setting %q", name)
 		}
 		if err := d.set(&s, v); err != nil {
-			return s, fmt.Errorf("%w: --%s %q: %v", ErrInvalid, name, v, err)
+			return s, classify(ErrInvalid, "--%s %q: %v", name, v, err)
 		}
 	}
 	return s, s.validate()
@@ -143,13 +143,13 @@ func (s Settings) String() string {
 func (s Settings) validate() error {
 	switch {
 	case s.NginxReload != "" && s.NginxContainer != "":
-		return fmt.Errorf("%w: --nginx-reload and --nginx-container both given; nginx runs either on the host (reload command) or in a container (HUP), pick one", ErrInvalid)
+		return classify(ErrInvalid, "--nginx-reload and --nginx-container both given; nginx runs either on the host (reload command) or in a container (HUP), pick one")
 	case s.NginxUpstream == "" && (s.NginxReload != "" || s.NginxContainer != ""):
-		return fmt.Errorf("%w: --nginx-reload/--nginx-container need --nginx-upstream FILE, the upstream file baton writes", ErrInvalid)
+		return classify(ErrInvalid, "--nginx-reload/--nginx-container need --nginx-upstream FILE, the upstream file baton writes")
 	case s.NginxUpstream != "" && s.NginxReload == "" && s.NginxContainer == "":
-		return fmt.Errorf("%w: --nginx-upstream needs --nginx-reload CMD (nginx on the host) or --nginx-container NAME (nginx in a container) so nginx can be told to reload", ErrInvalid)
+		return classify(ErrInvalid, "--nginx-upstream needs --nginx-reload CMD (nginx on the host) or --nginx-container NAME (nginx in a container) so nginx can be told to reload")
 	case s.NginxUpstream != "" && !strings.HasPrefix(s.NginxUpstream, "/"):
-		return fmt.Errorf("%w: --nginx-upstream %q must be an absolute path", ErrInvalid, s.NginxUpstream)
+		return classify(ErrInvalid, "--nginx-upstream %q must be an absolute path", s.NginxUpstream)
 	}
 	return nil
 }

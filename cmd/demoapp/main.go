@@ -86,7 +86,7 @@ func run() error {
 	hostname, _ := os.Hostname()
 
 	mux := http.NewServeMux()
-	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
+	health := func(w http.ResponseWriter, r *http.Request) {
 		switch {
 		case cfg.mode == "never-healthy":
 			http.Error(w, "never healthy (MODE=never-healthy)", http.StatusServiceUnavailable)
@@ -97,7 +97,9 @@ func run() error {
 		default:
 			fmt.Fprintln(w, "ok")
 		}
-	})
+	}
+	mux.HandleFunc("/healthz", health)
+	mux.HandleFunc("/health", health) // the path traefik/whoami, used in compose-examples, answers
 	mux.HandleFunc("/version", func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintln(w, cfg.version)
 	})

@@ -58,6 +58,7 @@ type deployOptions struct {
 	json     bool
 	quiet    bool
 	settings map[string]string
+	compose  composeOptions
 }
 
 func newDeployCommand() *ucli.Command {
@@ -70,6 +71,11 @@ waits until it is healthy, moves traffic to it, stops the old one gracefully and
 it the old one's name and published ports. If anything fails before the old container
 is stopped, the old one keeps serving and baton says why.
 
+With -f/--compose-file or -p/--project-name the argument is a compose SERVICE: every
+replica is replaced, one at a time, as compose would create it now, and compose still owns
+it afterwards. --all deploys every service whose image or configuration changed, in
+depends_on order.
+
 Exit codes: 0 deployed or already up to date; 1 failed, the old container still serves;
 2 bad input, nothing changed; 3 failed after the old container stopped (service may be down).`,
 		Flags: append([]ucli.Flag{
@@ -79,16 +85,21 @@ Exit codes: 0 deployed or already up to date; 1 failed, the old container still 
 			&ucli.BoolFlag{Name: "dry-run", Usage: "print the plan and change nothing"},
 			&ucli.BoolFlag{Name: "json", Usage: "progress events and the result as JSON lines on stdout"},
 			&ucli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "no progress on stderr"},
-		}, settingFlags()...),
+		}, append(composeFlags(), settingFlags()...)...),
 		Action: func(c *ucli.Context) error {
-			if c.NArg() != 1 {
-				return usageErr("deploy takes exactly one CONTAINER, got %d arguments (baton deploy [flags] CONTAINER)", c.NArg())
-			}
-			return runDeploy(c, deployOptions{
-				target: c.Args().First(), image: c.String("image"), pull: c.String("pull"),
+			opts := deployOptions{
+				image: c.String("image"), pull: c.String("pull"),
 				force: c.Bool("force"), dryRun: c.Bool("dry-run"), json: c.Bool("json"), quiet: c.Bool("quiet"),
-				settings: explicitSettings(c),
-			})
+				settings: explicitSettings(c), compose: composeOptionsFrom(c),
+			}
+			if opts.compose.enabled() {
+				return runComposeDeploy(c, opts)
+			}
+			if c.NArg() != 1 {
+				return usageErr("deploy takes exactly one CONTAINER, got %d arguments (baton deploy [flags] CONTAINER, or -f docker-compose.yml SERVICE)", c.NArg())
+			}
+			opts.target = c.Args().First()
+			return runDeploy(c, opts)
 		},
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/baton-sh/baton/dockerctl"
+	"github.com/baton-sh/baton/internal/compose"
 	"github.com/baton-sh/baton/internal/deploy"
 )
 
@@ -173,4 +174,30 @@ func orDash(s string) string {
 		return "-"
 	}
 	return s
+}
+
+// composeResults prints one line per service, and each replica's result.
+func (o *output) composeResults(project string, results []compose.ServiceResult) {
+	if o.json {
+		o.mu.Lock()
+		o.writeJSON(struct {
+			Type     string                  `json:"type"`
+			Project  string                  `json:"project"`
+			Services []compose.ServiceResult `json:"services"`
+		}{"compose-result", project, results})
+		o.mu.Unlock()
+		return
+	}
+	for _, s := range results {
+		for _, r := range s.Replicas {
+			if r != nil && r.Outcome != deploy.OutcomeFailed {
+				o.result(r)
+			}
+		}
+		line := fmt.Sprintf("%s/%s: %s", project, s.Service, s.Outcome)
+		if s.Detail != "" && s.Outcome != compose.OutcomeFailed {
+			line += " (" + s.Detail + ")"
+		}
+		fmt.Fprintln(o.stdout, line)
+	}
 }

@@ -318,7 +318,6 @@ func (r *run) prepare(ctx context.Context) error {
 		r.spec, note, err = r.req.Spec(ctx, r.old, r.oldImg, r.newImg, configRef)
 		if note != "" && err == nil {
 			r.event(PhaseCreate, "", "%s", note)
-			r.note("%s", note)
 		}
 	} else {
 		r.spec, err = dockerctl.CloneConfig(r.old, r.oldImg, r.newImg, configRef)

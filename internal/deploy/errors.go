@@ -86,3 +86,9 @@ func (e *kindError) Unwrap() []error { return []error{e.kind, e.err} }
 func classify(kind error, format string, args ...any) error {
 	return &kindError{kind: kind, err: fmt.Errorf(format, args...)}
 }
+
+// Classify is classify for other packages: an error of kind (ErrInvalid,
+// ErrNotFound, ...) whose message is just the formatted text.
+func Classify(kind error, format string, args ...any) error {
+	return classify(kind, format, args...)
+}

@@ -8,11 +8,13 @@ import (
 	"log/slog"
 	"net"
 	"regexp"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/mount"
 	"github.com/docker/docker/api/types/network"
 	"github.com/docker/docker/errdefs"
@@ -45,6 +47,10 @@ const (
 	// LabelRelayPort records the host port a relay publishes for an nginx
 	// on the host.
 	LabelRelayPort = "baton.relay-port"
+	// LabelRelayUpstream records the nginx upstream file a relay belongs
+	// in. Replicas of one service each have a relay, and the file lists all
+	// of them, so nginx balances across the replicas.
+	LabelRelayUpstream = "baton.relay-upstream"
 )
 
 var unsafeName = regexp.MustCompile(`[^a-zA-Z0-9_.-]`)
@@ -73,14 +79,55 @@ func (t *Relay) Ensure(ctx context.Context, cur deploy.Endpoint) error {
 			return err
 		}
 	}
-	server, err := t.upstreamServer(c)
+	servers, err := t.upstreamServers(ctx, c)
 	if err != nil {
 		return err
 	}
-	if _, err := t.nginx.apply(ctx, []string{server}); err != nil {
+	if _, err := t.nginx.apply(ctx, servers); err != nil {
 		return err
 	}
 	return nil
+}
+
+// upstreamServers lists the relays that belong in this service's upstream
+// file: this one and those of the service's other replicas.
+func (t *Relay) upstreamServers(ctx context.Context, self container.InspectResponse) ([]string, error) {
+	list, err := t.eng.ContainerList(ctx, container.ListOptions{Filters: filters.NewArgs(
+		filters.Arg("label", deploy.LabelRole+"="+deploy.RoleRelay),
+		filters.Arg("label", LabelRelayUpstream+"="+t.settings.NginxUpstream))})
+	if err != nil {
+		return nil, fmt.Errorf("listing relays of %s: %w", t.settings.NginxUpstream, err)
+	}
+	seen := map[string]bool{}
+	var servers []string
+	add := func(c container.InspectResponse) error {
+		s, err := t.upstreamServer(c)
+		if err != nil {
+			return err
+		}
+		if !seen[s] {
+			seen[s] = true
+			servers = append(servers, s)
+		}
+		return nil
+	}
+	if err := add(self); err != nil {
+		return nil, err
+	}
+	for _, l := range list {
+		if l.ID == self.ID {
+			continue
+		}
+		c, err := t.eng.ContainerInspect(ctx, l.ID)
+		if err != nil {
+			continue // gone meanwhile
+		}
+		if err := add(c); err != nil {
+			return nil, err
+		}
+	}
+	sort.Strings(servers)
+	return servers, nil
 }
 
 func (t *Relay) Describe(ctx context.Context) (string, error) {
@@ -150,12 +197,13 @@ func relayTarget(ep deploy.Endpoint) relay.Target {
 // container name on baton's network for an nginx container, the published
 // loopback port for an nginx on the host.
 func (t *Relay) upstreamServer(c container.InspectResponse) (string, error) {
+	name := strings.TrimPrefix(c.Name, "/")
 	if t.settings.NginxContainer != "" {
-		return net.JoinHostPort(RelayName(t.svc.Key), strconv.Itoa(relayListenPort)), nil
+		return net.JoinHostPort(name, strconv.Itoa(relayListenPort)), nil
 	}
 	port := c.Config.Labels[LabelRelayPort]
 	if port == "" {
-		return "", fmt.Errorf("relay container %s publishes no host port for an nginx on the host; remove it (docker rm -f %s) and deploy again to recreate it", RelayName(t.svc.Key), RelayName(t.svc.Key))
+		return "", fmt.Errorf("relay container %s publishes no host port for an nginx on the host; remove it (docker rm -f %s) and deploy again to recreate it", name, name)
 	}
 	return net.JoinHostPort("127.0.0.1", port), nil
 }
@@ -206,6 +254,7 @@ func (t *Relay) create(ctx context.Context, name string) error {
 			deploy.LabelManaged: "true",
 			deploy.LabelRole:    deploy.RoleRelay,
 			deploy.LabelService: t.svc.Key,
+			LabelRelayUpstream:  t.settings.NginxUpstream,
 		},
 		ExposedPorts: nat.PortSet{listen: struct{}{}},
 	}

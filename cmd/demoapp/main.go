@@ -23,7 +23,11 @@ import (
 
 func main() {
 	probe := flag.String("probe", "", "act as a HEALTHCHECK command: GET this URL and exit 0 on 2xx")
+	port := flag.Int("port", 0, "listen on this port (overrides LISTEN), as traefik/whoami takes it")
 	flag.Parse()
+	if *port != 0 {
+		os.Setenv("LISTEN", fmt.Sprintf(":%d", *port))
+	}
 	if *probe != "" {
 		os.Exit(runProbe(*probe))
 	}

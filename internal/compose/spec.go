@@ -40,6 +40,10 @@ func (p *Project) specFor(eng Engine, service string, svc ServiceConfig, changed
 			spec, err = dockerctl.CloneConfig(old, oldImg, newImg, ref)
 		case svc.ContainerName == "":
 			note = fmt.Sprintf("compose file changed for %s: following it (the configuration compose creates for %s now)", service, service)
+			if p.Tool.Major == 1 {
+				// v1's hash covers the local image ID too.
+				note = fmt.Sprintf("compose file or image changed for %s: following what compose creates for %s now", service, service)
+			}
 			spec, hash, err = p.candidateSpec(ctx, eng, service, newImg, report)
 		default:
 			note = fmt.Sprintf("compose file changed for %s (container_name %s): following its image, environment, command, entrypoint, labels, user and working_dir; other changes need %s up -d", service, svc.ContainerName, strings.Join(p.Tool.Argv, " "))

@@ -1,0 +1,122 @@
+// Command baton-bench measures zero-downtime redeploys: for each traffic mode
+// of baton, and for a plain docker stop/rm/run as the baseline, it deploys
+// the demo app back and forth under steady keep-alive load through nginx and
+// reports failed requests, latency inside and outside the swaps, and deploy
+// durations. Everything it creates is labelled baton.test=1 and removed at
+// the end, on an error or on Ctrl-C.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/baton-sh/baton/internal/atomicfile"
+	"github.com/baton-sh/baton/internal/bench"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// run returns the exit code: 0 every mode ran, 1 one could not, 2 bad flags.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("baton-bench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	modes := fs.String("modes", strings.Join(bench.Modes(), ","), "comma-separated `MODES` to measure")
+	deploys := fs.Int("deploys", bench.DefaultDeploys, "measured deploys per mode")
+	clients := fs.Int("clients", bench.DefaultClients, "concurrent load clients, one keep-alive connection each")
+	rate := fs.Float64("rate", bench.DefaultRate, "requests per second per client (0: closed loop)")
+	warmup := fs.Duration("warmup", bench.DefaultWarmup, "the demo app's warm-up after it starts, answering 503")
+	jsonFile := fs.String("json", "", "write the full report as JSON to `FILE`")
+	markdown := fs.Bool("markdown", false, "print the summary table as a Markdown table")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	cfg := bench.Config{Deploys: *deploys, Clients: *clients, Rate: *rate, Warmup: *warmup, Out: stderr}
+	var bad []string
+	if fs.NArg() > 0 {
+		bad = append(bad, fmt.Sprintf("unexpected arguments %q", fs.Args()))
+	}
+	for _, m := range strings.Split(*modes, ",") {
+		if m = strings.TrimSpace(m); m != "" {
+			cfg.Modes = append(cfg.Modes, m)
+		}
+	}
+	if len(cfg.Modes) == 0 {
+		bad = append(bad, "-modes names no mode")
+	}
+	if *deploys <= 0 || *clients <= 0 || *rate < 0 || *warmup <= 0 {
+		bad = append(bad, "-deploys, -clients and -warmup must be positive, -rate not negative")
+	}
+	if *rate == 0 {
+		cfg.Rate = bench.ClosedLoop
+	}
+	if len(bad) > 0 {
+		fmt.Fprintf(stderr, "baton-bench: %s\n", strings.Join(bad, "; "))
+		fs.Usage()
+		return 2
+	}
+
+	rep, err := bench.Run(ctx, cfg)
+	if rep == nil {
+		fmt.Fprintf(stderr, "baton-bench: %v\n", err)
+		return 2
+	}
+	if werr := write(stdout, rep, *markdown); werr != nil {
+		err = errors.Join(err, werr)
+	}
+	if *jsonFile != "" {
+		if jerr := writeJSON(*jsonFile, rep); jerr != nil {
+			err = errors.Join(err, jerr)
+		}
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "baton-bench: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+func write(w io.Writer, rep *bench.Report, markdown bool) error {
+	load := fmt.Sprintf("%.0f req/s each", rep.Rate)
+	if rep.Rate < 0 {
+		load = "closed loop"
+	}
+	if _, err := fmt.Fprintf(w, "\n%d deploys per mode under %d keep-alive clients (%s, GET+POST) through nginx; app warm-up %s\n\n",
+		rep.Deploys, rep.Clients, load, rep.Warmup.Round(time.Millisecond)); err != nil {
+		return err
+	}
+	var err error
+	if markdown {
+		err = rep.WriteMarkdown(w)
+	} else {
+		err = rep.WriteTable(w)
+	}
+	if err != nil {
+		return err
+	}
+	if _, err := fmt.Fprintln(w); err != nil {
+		return err
+	}
+	return rep.WriteDetails(w)
+}
+
+func writeJSON(path string, rep *bench.Report) error {
+	data, err := json.MarshalIndent(rep, "", "  ")
+	if err != nil {
+		return fmt.Errorf("report: %w", err)
+	}
+	return atomicfile.Write(path, append(data, '\n'), 0o644)
+}

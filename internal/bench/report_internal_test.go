@@ -1,0 +1,63 @@
+package bench
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/baton-sh/baton/internal/loadgen"
+)
+
+func TestFailureReasonGroupsAcrossURLs(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		s    loadgen.Sample
+		want string
+	}{
+		{loadgen.Sample{Method: "POST", Err: `Post "http://127.0.0.1:41234/": EOF`}, "POST EOF"},
+		{loadgen.Sample{Method: "GET", Err: `Get "http://127.0.0.1:5/": dial tcp 127.0.0.1:5: connect: connection refused`}, "GET dial tcp 127.0.0.1:5: connect: connection refused"},
+		{loadgen.Sample{Method: "GET", Err: "status 502: <html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>"}, "GET status 502: 502 Bad Gateway"},
+		{loadgen.Sample{Method: "GET", Err: "status 503: warming up"}, "GET status 503: warming up"},
+		{loadgen.Sample{Method: "POST", Err: "read tcp 127.0.0.1:37528->127.0.0.1:41745: read: connection reset by peer"}, "POST read tcp 127.0.0.1:*->127.0.0.1:41745: read: connection reset by peer"},
+	} {
+		if got := failureReason(tc.s); got != tc.want {
+			t.Errorf("failureReason(%q) = %q, want %q", tc.s.Err, got, tc.want)
+		}
+	}
+	long := failureReason(loadgen.Sample{Method: "GET", Err: strings.Repeat("é", 200)})
+	if !strings.HasSuffix(long, "…") || len([]rune(long)) != len("GET ")+90+1 {
+		t.Errorf("a long reason is not cut short: %q", long)
+	}
+}
+
+func TestTableShowsEveryMode(t *testing.T) {
+	t.Parallel()
+	rep := &Report{Modes: []*ModeReport{
+		{Mode: ModeRelayHost, Deploys: make([]Deploy, 3), Requests: 81234, DeployP50: 3100 * time.Millisecond, DeployMax: 4 * time.Second,
+			Inside:  Latency{P50: 2100 * time.Microsecond, P99: 9800 * time.Microsecond, Max: 40 * time.Millisecond, Count: 10},
+			Outside: Latency{P50: 1900 * time.Microsecond, P99: 8 * time.Millisecond, Max: 35 * time.Millisecond, Count: 10}},
+		{Mode: ModeNaive, Error: "setting up: boom"},
+	}}
+	var text, md strings.Builder
+	if err := rep.WriteTable(&text); err != nil {
+		t.Fatal(err)
+	}
+	if err := rep.WriteMarkdown(&md); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(text.String()), "\n")
+	if len(lines) != 3 || !strings.HasPrefix(lines[0], "mode ") {
+		t.Fatalf("table:\n%s", text.String())
+	}
+	for _, want := range []string{"0/81234", "3.1s/4.0s", "2.1ms/9.8ms/40ms", "1.9ms/8.0ms/35ms"} {
+		if !strings.Contains(lines[1], want) {
+			t.Errorf("relay-host row %q lacks %q", lines[1], want)
+		}
+	}
+	if !strings.Contains(lines[2], "naive") || !strings.Contains(lines[2], "error") {
+		t.Errorf("naive row %q does not show the error", lines[2])
+	}
+	if mdLines := strings.Split(strings.TrimSpace(md.String()), "\n"); len(mdLines) != 4 || !strings.HasPrefix(mdLines[1], "| --- |") {
+		t.Fatalf("markdown:\n%s", md.String())
+	}
+}

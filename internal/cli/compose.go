@@ -51,6 +51,13 @@ func runComposeDeploy(c *ucli.Context, opts deployOptions) error {
 	case opts.dryRun:
 		return usageErr("--dry-run is not available for compose services yet; use it on a container: baton deploy --dry-run CONTAINER")
 	}
+	if co.all {
+		for _, name := range []string{"port", "http-probe", "tcp-probe", "warmup-requests", "nginx-upstream", "nginx-reload", "nginx-container", "relay", "relay-port"} {
+			if _, given := opts.settings[name]; given || co.nginxService != "" {
+				return usageErr("--%s applies to one service; with --all each service's settings come from its baton.* labels (in the compose file, or recorded by its last deploy)", map[bool]string{true: "nginx-service", false: name}[co.nginxService != ""])
+			}
+		}
+	}
 	out := newOutput(c.App.Writer, c.App.ErrWriter, opts.json, opts.quiet)
 	pull, err := deploy.ParsePullPolicy(opts.pull)
 	if err != nil {

@@ -107,6 +107,13 @@ func Resolve(ctx context.Context, eng Engine, opts Options, service string) (*Pr
 	if err != nil {
 		return nil, err
 	}
+	if len(files) > 0 {
+		// Check the file and the service first, so a typo is reported as
+		// one rather than as a service with no containers.
+		if err := checkService(ctx, files, opts, service); err != nil {
+			return nil, err
+		}
+	}
 	list, err := eng.ContainerList(ctx, container.ListOptions{All: true, Filters: filters.NewArgs(
 		filters.Arg("label", LabelService+"="+service),
 		filters.Arg("label", LabelOneoff+"=False"))})
@@ -155,6 +162,30 @@ func Resolve(ctx context.Context, eng Engine, opts Options, service string) (*Pr
 	return p, nil
 }
 
+// checkService renders the files with any installed compose tool and checks
+// they define service.
+func checkService(ctx context.Context, files []string, opts Options, service string) error {
+	tool, err := AnyTool(ctx)
+	if err != nil {
+		return err
+	}
+	probe := &Project{Name: opts.ProjectName, Dir: opts.ProjectDir, Files: files, Tool: tool}
+	if probe.Name == "" {
+		probe.Name = "baton-check"
+	}
+	if probe.Dir == "" {
+		probe.Dir = filepath.Dir(files[0])
+	}
+	cfg, err := probe.Config(ctx)
+	if err != nil {
+		return err
+	}
+	if _, ok := cfg.Services[service]; !ok {
+		return classify(deploy.ErrNotFound, "service %q is not in %s (its services: %s)", service, strings.Join(files, ", "), strings.Join(cfg.Names(), ", "))
+	}
+	return nil
+}
+
 // ResolveProject is Resolve for a whole project (--all): any service's
 // containers identify it.
 func ResolveProject(ctx context.Context, eng Engine, opts Options) (*Project, *Config, error) {
@@ -175,6 +206,9 @@ func ResolveProject(ctx context.Context, eng Engine, opts Options) (*Project, *C
 		probe := &Project{Name: opts.ProjectName, Dir: opts.ProjectDir, Files: files, Tool: tool}
 		if probe.Name == "" {
 			probe.Name = "baton-probe"
+		}
+		if probe.Dir == "" {
+			probe.Dir = filepath.Dir(files[0])
 		}
 		cfg, err := probe.Config(ctx)
 		if err != nil {

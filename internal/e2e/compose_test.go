@@ -91,13 +91,13 @@ func copyFile(t *testing.T, from, to string) {
 	}
 }
 
-func (p *project) cmd(args ...string) *exec.Cmd {
+func (p *project) cmd(ctx context.Context, args ...string) *exec.Cmd {
 	full := append(append([]string{}, p.argv[1:]...), "-p", p.name)
 	for _, f := range p.files {
 		full = append(full, "-f", f)
 	}
 	full = append(full, args...)
-	c := exec.CommandContext(p.t.Context(), p.argv[0], full...)
+	c := exec.CommandContext(ctx, p.argv[0], full...)
 	c.Dir = p.dir
 	c.Env = append(os.Environ(), p.env...)
 	return c
@@ -114,8 +114,11 @@ func (p *project) compose(args ...string) string {
 }
 
 func (p *project) composeErr(args ...string) (string, error) {
+	// Also used in cleanups, when the test's context is already done.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(p.t.Context()), 3*time.Minute)
+	defer cancel()
 	var buf bytes.Buffer
-	c := p.cmd(args...)
+	c := p.cmd(ctx, args...)
 	c.Stdout, c.Stderr = &buf, &buf
 	err := c.Run()
 	return buf.String(), err

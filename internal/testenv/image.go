@@ -87,7 +87,7 @@ func demoDockerfile(opts DemoImageOpts, lbl map[string]string) (string, error) {
 	b.WriteString("FROM scratch\nCOPY demoapp /demoapp\nEXPOSE 8080\nENTRYPOINT [\"/demoapp\"]\n")
 	if opts.HealthCheck {
 		interval := orDuration(opts.HealthInterval, 500*time.Millisecond)
-		timeout := orDuration(opts.HealthTimeout, 2*time.Second)
+		timeout := orDuration(opts.HealthTimeout, 10*time.Second) // generous: a busy machine slows the check
 		start := orDuration(opts.HealthStartPeriod, 10*time.Second)
 		retries := opts.HealthRetries
 		if retries <= 0 {

@@ -220,16 +220,24 @@ func sameArgs(a, b []string) bool {
 	return slices.Equal(a, b)
 }
 
+// deployLabels are the labels baton writes for each deploy (identity,
+// lineage); the caller sets them afresh. Other baton.* labels (settings,
+// baton.enable, baton.stateful...) are the user's and are kept.
+var deployLabels = map[string]bool{
+	"baton.managed": true, "baton.service": true, "baton.role": true, "baton.deploy-id": true,
+	"baton.replaces": true, "baton.previous-image": true, "baton.previous-image-id": true,
+}
+
 // userLabels returns the labels the user set: not the image's (same key and
-// value), and none of baton's own, which the caller sets afresh. Compose
-// labels are always kept, so the new container stays part of its service.
-// The map is never nil, so the caller can add to it.
+// value), and none of those baton writes for each deploy. Compose labels are
+// always kept, so the new container stays part of its service. The map is
+// never nil, so the caller can add to it.
 func userLabels(labels, imageLabels map[string]string) map[string]string {
 	out := make(map[string]string, len(labels))
 	for k, v := range labels {
 		switch {
-		case strings.HasPrefix(k, batonLabelPrefix):
-		case strings.HasPrefix(k, composeLabelPrefix):
+		case deployLabels[k]:
+		case strings.HasPrefix(k, batonLabelPrefix), strings.HasPrefix(k, composeLabelPrefix):
 			out[k] = v
 		default:
 			if iv, ok := imageLabels[k]; ok && iv == v {

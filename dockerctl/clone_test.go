@@ -325,6 +325,7 @@ func TestCloneConfigLabels(t *testing.T) {
 	spec, got := cloneToV2(t, old)
 	want := map[string]string{
 		"app":                        "shop",
+		"baton.test":                 "1", // the user's; only deploy identity labels are dropped
 		"org.example.shared":         "mine",
 		"com.docker.compose.service": "web",
 		"com.docker.compose.project": "shop",

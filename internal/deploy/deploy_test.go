@@ -107,6 +107,9 @@ func TestDeployReplacesContainerBehindRelay(t *testing.T) {
 	if got := newC.Config.Labels["baton.nginx-upstream"]; got != "/tmp/x.conf" {
 		t.Fatalf("settings not recorded on the new container: %v", newC.Config.Labels)
 	}
+	if newC.Config.Labels["baton.enable"] != "true" || newC.Config.Labels["baton.stateful"] != "false" {
+		t.Fatalf("the user's baton.* labels did not survive the deploy: %v", newC.Config.Labels)
+	}
 	if newC.Config.Labels["app"] != "shop" || !slices.Contains(newC.Config.Env, "DB=postgres://db") {
 		t.Fatalf("user config not cloned: labels %v env %v", newC.Config.Labels, newC.Config.Env)
 	}

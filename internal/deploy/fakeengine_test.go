@@ -92,7 +92,7 @@ func (f *fakeEngine) addImage(ref, version, health string) string {
 
 // runOld starts a container the way a user would have.
 func (f *fakeEngine) runOld(name, ref string, hostPort string, nets ...string) string {
-	cfg := &container.Config{Image: ref, Env: []string{"DB=postgres://db"}, Labels: map[string]string{"app": "shop"}}
+	cfg := &container.Config{Image: ref, Env: []string{"DB=postgres://db"}, Labels: map[string]string{"app": "shop", "baton.enable": "true", "baton.stateful": "false"}}
 	host := &container.HostConfig{NetworkMode: container.NetworkMode(nets[0]), RestartPolicy: container.RestartPolicy{Name: "unless-stopped"}}
 	if hostPort != "" {
 		host.PortBindings = nat.PortMap{"8080/tcp": {{HostIP: "127.0.0.1", HostPort: hostPort}}}

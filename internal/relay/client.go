@@ -34,7 +34,9 @@ func (e *RemoteError) Is(target error) bool {
 // concurrent use; requests are sent one at a time. A connection broken by
 // an I/O error or a cancelled context is replaced on the next request.
 type Client struct {
-	path string
+	network string // unix or tcp
+	path    string // socket path or host:port
+	token   string // sent with every request (TCP control)
 
 	mu   sync.Mutex
 	conn net.Conn
@@ -43,7 +45,16 @@ type Client struct {
 
 // Dial connects to the relay's control socket at socketPath.
 func Dial(ctx context.Context, socketPath string) (*Client, error) {
-	c := &Client{path: socketPath}
+	return dial(ctx, &Client{network: "unix", path: socketPath})
+}
+
+// DialTCP connects to a relay's TCP control address; every request carries
+// token.
+func DialTCP(ctx context.Context, addr, token string) (*Client, error) {
+	return dial(ctx, &Client{network: "tcp", path: addr, token: token})
+}
+
+func dial(ctx context.Context, c *Client) (*Client, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if err := c.connectLocked(ctx); err != nil {
@@ -54,9 +65,9 @@ func Dial(ctx context.Context, socketPath string) (*Client, error) {
 
 func (c *Client) connectLocked(ctx context.Context) error {
 	var d net.Dialer
-	conn, err := d.DialContext(ctx, "unix", c.path)
+	conn, err := d.DialContext(ctx, c.network, c.path)
 	if err != nil {
-		return fmt.Errorf("relay control socket %s: %w", c.path, err)
+		return fmt.Errorf("relay control %s %s: %w", c.network, c.path, err)
 	}
 	c.conn = conn
 	c.rd = bufio.NewReaderSize(conn, 64<<10)
@@ -126,6 +137,7 @@ func (c *Client) do(ctx context.Context, req request, out any) error {
 }
 
 func (c *Client) roundTrip(ctx context.Context, req request) ([]byte, error) {
+	req.Token = c.token
 	b, err := json.Marshal(req)
 	if err != nil {
 		return nil, err

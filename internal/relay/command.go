@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -48,6 +49,7 @@ func serveCommand() *cli.Command {
 			&cli.StringFlag{Name: "listen", Value: ":8080", Usage: "TCP address to accept connections on"},
 			&cli.StringFlag{Name: "control", Value: defaultControlSocket, Usage: "control unix socket path"},
 			&cli.StringFlag{Name: "state", Value: "/state/relay.json", Usage: "state file keeping the current target across restarts"},
+			&cli.StringFlag{Name: "control-tcp", Usage: "also serve control on this TCP address; requests must carry the token in $BATON_RELAY_TOKEN"},
 			&cli.DurationFlag{Name: "dial-timeout", Value: defaultDialTimeout, Usage: "timeout of one dial to one backend addr"},
 			&cli.DurationFlag{Name: "dial-deadline", Value: defaultDialDeadline, Usage: "how long a connection keeps retrying its dial"},
 			&cli.DurationFlag{Name: "shutdown-grace", Value: defaultShutdownGrace, Usage: "how long to wait for open connections on stop"},
@@ -62,6 +64,8 @@ func serveCommand() *cli.Command {
 			err := Serve(cCtx.Context, Config{
 				Listen:        cCtx.String("listen"),
 				ControlSocket: cCtx.String("control"),
+				ControlTCP:    cCtx.String("control-tcp"),
+				ControlToken:  os.Getenv("BATON_RELAY_TOKEN"),
 				StateFile:     cCtx.String("state"),
 				DialTimeout:   cCtx.Duration("dial-timeout"),
 				DialDeadline:  cCtx.Duration("dial-deadline"),

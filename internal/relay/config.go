@@ -18,6 +18,12 @@ type Config struct {
 	// ControlSocket is the path of the unix socket baton controls the
 	// relay through. A stale socket file left there is removed.
 	ControlSocket string
+	// ControlTCP, if set, is a TCP address the control protocol is also
+	// served on, for a baton that can reach the relay's network: a call
+	// costs a round trip instead of a docker exec. Every request on it must
+	// carry ControlToken.
+	ControlTCP   string
+	ControlToken string
 	// StateFile keeps the current target across restarts. Empty disables
 	// persistence.
 	StateFile string
@@ -45,6 +51,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.ControlSocket == "" {
 		return c, errors.New("relay config: control socket path is required")
+	}
+	if c.ControlTCP != "" && len(c.ControlToken) < 16 {
+		return c, errors.New("relay config: a TCP control address needs a control token of at least 16 characters")
 	}
 	if c.DialTimeout <= 0 {
 		c.DialTimeout = defaultDialTimeout

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -27,12 +28,14 @@ const (
 	codeNotDraining   = "not_draining"
 	codeUnavailable   = "unavailable"
 	codeInternal      = "internal"
+	codeUnauthorized  = "unauthorized"
 
 	maxRequestLine = 1 << 20
 )
 
 // request is one control request.
 type request struct {
+	Token   string  `json:"token,omitempty"` // required on the TCP control listener
 	Op      string  `json:"op"`
 	Target  *Target `json:"target,omitempty"`
 	Name    string  `json:"name,omitempty"`
@@ -82,9 +85,9 @@ func listenControl(path string) (net.Listener, error) {
 	return ln, nil
 }
 
-func (r *Relay) controlLoop() {
+func (r *Relay) controlLoop(ln net.Listener, token string) {
 	for {
-		c, err := r.ctlLn.Accept()
+		c, err := ln.Accept()
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) || r.ctlCtx.Err() != nil {
 				return
@@ -99,12 +102,14 @@ func (r *Relay) controlLoop() {
 			}
 			continue
 		}
-		r.loops.Go(func() { r.serveControl(c) })
+		r.loops.Go(func() { r.serveControl(c, token) })
 	}
 }
 
 // serveControl answers the requests of one control connection in order.
-func (r *Relay) serveControl(c net.Conn) {
+// With a token, every request must carry it; one that does not ends the
+// connection.
+func (r *Relay) serveControl(c net.Conn, token string) {
 	stop := context.AfterFunc(r.ctlCtx, func() { _ = c.Close() })
 	defer stop()
 	defer func() { _ = c.Close() }()
@@ -117,6 +122,11 @@ func (r *Relay) serveControl(c net.Conn) {
 		line := bytes.TrimSpace(sc.Bytes())
 		if len(line) == 0 {
 			continue
+		}
+		if token != "" && !hasToken(line, token) {
+			r.log.Warn("control request without the right token", "remote", c.RemoteAddr().String())
+			_ = enc.Encode(errorResponse{Error: "unauthorized: missing or wrong token", Code: codeUnauthorized})
+			return
 		}
 		if err := enc.Encode(r.handleRequest(r.ctlCtx, line)); err != nil {
 			r.log.Debug("control reply", "error", err)
@@ -132,6 +142,18 @@ func (r *Relay) serveControl(c net.Conn) {
 		}
 		r.log.Debug("control read", "error", err)
 	}
+}
+
+// hasToken reports whether a request line carries token, compared in
+// constant time.
+func hasToken(line []byte, token string) bool {
+	var req struct {
+		Token string `json:"token"`
+	}
+	if json.Unmarshal(line, &req) != nil {
+		return false
+	}
+	return subtle.ConstantTimeCompare([]byte(req.Token), []byte(token)) == 1
 }
 
 // handleRequest decodes and runs one request and returns the response.

@@ -20,6 +20,7 @@ type Relay struct {
 	st    *state
 	ln    net.Listener
 	ctlLn net.Listener
+	tcpLn net.Listener // control over TCP, with a token; nil if not configured
 
 	// ctlCtx ends when shutdown begins: control requests stop.
 	ctlCtx    context.Context
@@ -91,6 +92,15 @@ func Start(ctx context.Context, cfg Config) (r *Relay, err error) {
 		}
 		return nil, err
 	}
+	if cfg.ControlTCP != "" {
+		if r.tcpLn, err = net.Listen("tcp", cfg.ControlTCP); err != nil {
+			_ = r.ctlLn.Close()
+			if cfg.Listener == nil {
+				_ = r.ln.Close()
+			}
+			return nil, fmt.Errorf("relay control listen %s: %w", cfg.ControlTCP, err)
+		}
+	}
 
 	// Connections get their own contexts: cancelling ctx must let open
 	// connections finish, not cut them.
@@ -99,7 +109,10 @@ func Start(ctx context.Context, cfg Config) (r *Relay, err error) {
 
 	r.log.Info("relay serving", "addr", r.ln.Addr().String(), "control", cfg.ControlSocket)
 	r.loops.Go(r.acceptLoop)
-	r.loops.Go(r.controlLoop)
+	r.loops.Go(func() { r.controlLoop(r.ctlLn, "") })
+	if r.tcpLn != nil {
+		r.loops.Go(func() { r.controlLoop(r.tcpLn, cfg.ControlToken) })
+	}
 	go r.shutdownOn(ctx)
 	return r, nil
 }
@@ -125,6 +138,11 @@ func (r *Relay) shutdownOn(ctx context.Context) {
 	}
 	if err := r.ctlLn.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
 		r.log.Warn("close control socket", "error", err)
+	}
+	if r.tcpLn != nil {
+		if err := r.tcpLn.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
+			r.log.Warn("close control listener", "error", err)
+		}
 	}
 	r.ctlCancel()
 	// The accept loop must be gone before conns.Wait: it is what adds.

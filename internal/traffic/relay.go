@@ -2,7 +2,6 @@ package traffic
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -38,6 +37,7 @@ type Relay struct {
 	nginx    *nginxControl
 	log      *slog.Logger
 	notify   func(string)
+	ctl      relayController // chosen on first use
 }
 
 const (
@@ -158,15 +158,18 @@ func (t *Relay) Switch(ctx context.Context, from, to deploy.Endpoint) error {
 // slowest request in flight, at most max. Then the relay forgets `from`, so
 // it is no longer a dial fallback once it is stopped.
 func (t *Relay) Drain(ctx context.Context, from deploy.Endpoint, max time.Duration) error {
-	_, code, err := t.ctl(ctx, "wait-drained", "--name", from.ID, "--timeout", max.String())
+	ctl, err := t.control(ctx)
+	if err != nil {
+		return err
+	}
+	drained, err := ctl.WaitDrained(ctx, from.ID, max)
 	switch {
-	case err == nil:
 	case errors.Is(err, relay.ErrNotDraining) || errors.Is(err, relay.ErrUnknownTarget):
 		return nil // never was a target, or already gone: nothing in flight
-	case code == 1:
-		t.log.Warn("drain time over; stopping the old container with connections still open", "container", from.Name, "max", max)
-	default:
+	case err != nil:
 		return err
+	case !drained:
+		t.log.Warn("drain time over; stopping the old container with connections still open", "container", from.Name, "max", max)
 	}
 	return t.forget(ctx, from)
 }
@@ -176,7 +179,11 @@ func (t *Relay) Drain(ctx context.Context, from deploy.Endpoint, max time.Durati
 func (t *Relay) Finish(context.Context, deploy.Endpoint, deploy.Endpoint) error { return nil }
 
 func (t *Relay) forget(ctx context.Context, ep deploy.Endpoint) error {
-	if _, _, err := t.ctl(ctx, "forget", "--name", ep.ID); err != nil && !errors.Is(err, relay.ErrUnknownTarget) && !errors.Is(err, relay.ErrNotDraining) {
+	ctl, err := t.control(ctx)
+	if err != nil {
+		return err
+	}
+	if err := ctl.Forget(ctx, ep.ID); err != nil && !errors.Is(err, relay.ErrUnknownTarget) && !errors.Is(err, relay.ErrNotDraining) {
 		return err
 	}
 	return nil
@@ -245,11 +252,17 @@ func (t *Relay) create(ctx context.Context, name string) error {
 	if err != nil {
 		return err
 	}
+	token, err := newToken()
+	if err != nil {
+		return err
+	}
 	listen := nat.Port(strconv.Itoa(relayListenPort) + "/tcp")
 	cfg := &container.Config{
 		Image: img,
 		Cmd: []string{"relay", "serve", "--listen", ":" + strconv.Itoa(relayListenPort),
-			"--control", relayControl, "--state", relayStateDir + "/relay.json"},
+			"--control", relayControl, "--state", relayStateDir + "/relay.json",
+			"--control-tcp", ":" + strconv.Itoa(relayControlPort)},
+		Env: []string{relayTokenEnv + "=" + token},
 		Labels: map[string]string{
 			deploy.LabelManaged: "true",
 			deploy.LabelRole:    deploy.RoleRelay,
@@ -303,6 +316,7 @@ func (t *Relay) waitReady(ctx context.Context) error {
 		if err == nil {
 			return nil
 		}
+		t.ctl = nil // the TCP control port may just not be listening yet
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("relay container %s did not answer on its control socket: %w", RelayName(t.svc.Key), err)
@@ -313,55 +327,19 @@ func (t *Relay) waitReady(ctx context.Context) error {
 }
 
 func (t *Relay) status(ctx context.Context) (relay.Status, error) {
-	var st relay.Status
-	out, _, err := t.ctl(ctx, "status")
+	ctl, err := t.control(ctx)
 	if err != nil {
-		return st, err
+		return relay.Status{}, err
 	}
-	if err := json.Unmarshal(out, &st); err != nil {
-		return st, fmt.Errorf("relay %s status answer: %w", RelayName(t.svc.Key), err)
-	}
-	return st, nil
+	return ctl.Status(ctx)
 }
 
 func (t *Relay) set(ctx context.Context, target relay.Target) (relay.Status, error) {
-	args := []string{"set", "--name", target.Name}
-	for _, a := range target.Addrs {
-		args = append(args, "--addr", a)
-	}
-	var st relay.Status
-	out, _, err := t.ctl(ctx, args...)
+	ctl, err := t.control(ctx)
 	if err != nil {
-		return st, err
+		return relay.Status{}, err
 	}
-	if err := json.Unmarshal(out, &st); err != nil {
-		return st, fmt.Errorf("relay %s set answer: %w", RelayName(t.svc.Key), err)
-	}
-	return st, nil
-}
-
-// ctl runs `baton relay ctl ARGS` inside the relay container. Going through
-// docker exec means the control socket needs no network exposure and no
-// token: whoever may exec into the relay may control it.
-func (t *Relay) ctl(ctx context.Context, args ...string) ([]byte, int, error) {
-	name := RelayName(t.svc.Key)
-	argv := append([]string{"/baton", "relay", "ctl"}, args...)
-	argv = append(argv, "--control", relayControl)
-	res, err := t.eng.Exec(ctx, name, argv)
-	if err != nil {
-		return nil, -1, err
-	}
-	if res.ExitCode != 0 {
-		var e struct {
-			Error string `json:"error"`
-			Code  string `json:"code"`
-		}
-		if jerr := json.Unmarshal([]byte(res.Stdout), &e); jerr == nil && e.Error != "" {
-			return []byte(res.Stdout), res.ExitCode, &relay.RemoteError{Code: e.Code, Message: e.Error}
-		}
-		return []byte(res.Stdout), res.ExitCode, fmt.Errorf("relay %s: ctl %s exited %d: %s", name, args[0], res.ExitCode, lastLine([]byte(res.Stderr+res.Stdout)))
-	}
-	return []byte(res.Stdout), 0, nil
+	return ctl.Set(ctx, target)
 }
 
 func freeLoopbackPort() (int, error) {

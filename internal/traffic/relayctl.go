@@ -1,0 +1,173 @@
+package traffic
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/baton-sh/baton/internal/relay"
+)
+
+const (
+	// relayControlPort is the relay's TCP control port on baton's network.
+	relayControlPort = 9091
+	// relayTokenEnv holds the control token in the relay container's
+	// environment: readable only by whoever may inspect the container.
+	relayTokenEnv = "BATON_RELAY_TOKEN"
+)
+
+// relayController is the relay's control protocol, over TCP or docker exec.
+type relayController interface {
+	Status(ctx context.Context) (relay.Status, error)
+	Set(ctx context.Context, t relay.Target) (relay.Status, error)
+	WaitDrained(ctx context.Context, name string, timeout time.Duration) (drained bool, err error)
+	Forget(ctx context.Context, name string) error
+}
+
+// control returns the fastest way to talk to the service's relay: its TCP
+// control port on baton's network (a round trip) when this baton can reach
+// it, else a docker exec of `baton relay ctl` in the relay container
+// (hundreds of milliseconds each, but it needs nothing but the Docker API).
+func (t *Relay) control(ctx context.Context) (relayController, error) {
+	if t.ctl != nil {
+		return t.ctl, nil
+	}
+	name := RelayName(t.svc.Key)
+	c, err := t.eng.ContainerInspect(ctx, name)
+	if err != nil {
+		return nil, fmt.Errorf("relay container %s: %w", name, err)
+	}
+	token := envValue(c.Config.Env, relayTokenEnv)
+	var ip string
+	if n, ok := c.NetworkSettings.Networks[t.batonNet(ctx)]; ok && n != nil {
+		ip = n.IPAddress
+	}
+	if token != "" && ip != "" {
+		dctx, cancel := context.WithTimeout(ctx, time.Second)
+		client, err := relay.DialTCP(dctx, net.JoinHostPort(ip, strconv.Itoa(relayControlPort)), token)
+		cancel()
+		if err == nil {
+			t.ctl = tcpControl{client}
+			return t.ctl, nil
+		}
+		t.log.Debug("relay control over TCP unreachable; using docker exec", "container", name, "error", err)
+	}
+	t.ctl = &execControl{eng: t.eng, container: name}
+	return t.ctl, nil
+}
+
+func (t *Relay) batonNet(ctx context.Context) string {
+	n, err := t.eng.EnsureBatonNetwork(ctx)
+	if err != nil {
+		return ""
+	}
+	return n
+}
+
+func envValue(env []string, key string) string {
+	for _, kv := range env {
+		if v, ok := strings.CutPrefix(kv, key+"="); ok {
+			return v
+		}
+	}
+	return ""
+}
+
+func newToken() (string, error) {
+	var b [24]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", fmt.Errorf("making a relay control token: %w", err)
+	}
+	return hex.EncodeToString(b[:]), nil
+}
+
+// tcpControl is the relay's control protocol over its TCP port.
+type tcpControl struct{ c *relay.Client }
+
+func (c tcpControl) Status(ctx context.Context) (relay.Status, error) { return c.c.Status(ctx) }
+func (c tcpControl) Set(ctx context.Context, t relay.Target) (relay.Status, error) {
+	return c.c.Set(ctx, t)
+}
+func (c tcpControl) WaitDrained(ctx context.Context, name string, timeout time.Duration) (bool, error) {
+	w, err := c.c.WaitDrained(ctx, name, timeout)
+	return w.Drained, err
+}
+func (c tcpControl) Forget(ctx context.Context, name string) error {
+	_, err := c.c.Forget(ctx, name)
+	return err
+}
+
+// execControl runs `baton relay ctl ...` in the relay container. Going
+// through docker exec needs no network path to the relay and no token:
+// whoever may exec into the relay may control it.
+type execControl struct {
+	eng       Engine
+	container string
+}
+
+func (c *execControl) Status(ctx context.Context) (relay.Status, error) {
+	var st relay.Status
+	err := c.run(ctx, &st, "status")
+	return st, err
+}
+
+func (c *execControl) Set(ctx context.Context, t relay.Target) (relay.Status, error) {
+	args := []string{"set", "--name", t.Name}
+	for _, a := range t.Addrs {
+		args = append(args, "--addr", a)
+	}
+	var st relay.Status
+	err := c.run(ctx, &st, args...)
+	return st, err
+}
+
+func (c *execControl) WaitDrained(ctx context.Context, name string, timeout time.Duration) (bool, error) {
+	var w relay.WaitResult
+	err := c.run(ctx, &w, "wait-drained", "--name", name, "--timeout", timeout.String())
+	if _, notDrained := err.(notDrainedError); notDrained {
+		return false, nil
+	}
+	return w.Drained, err
+}
+
+func (c *execControl) Forget(ctx context.Context, name string) error {
+	var st relay.Status
+	return c.run(ctx, &st, "forget", "--name", name)
+}
+
+// notDrainedError is wait-drained's exit code 1: an answer, not a failure.
+type notDrainedError struct{}
+
+func (notDrainedError) Error() string { return "not drained" }
+
+func (c *execControl) run(ctx context.Context, out any, args ...string) error {
+	argv := append([]string{"/baton", "relay", "ctl"}, args...)
+	argv = append(argv, "--control", relayControl)
+	res, err := c.eng.Exec(ctx, c.container, argv)
+	if err != nil {
+		return err
+	}
+	if res.ExitCode != 0 {
+		var e struct {
+			Error string `json:"error"`
+			Code  string `json:"code"`
+		}
+		if jerr := json.Unmarshal([]byte(res.Stdout), &e); jerr == nil && e.Error != "" {
+			return &relay.RemoteError{Code: e.Code, Message: e.Error}
+		}
+		if res.ExitCode == 1 && args[0] == "wait-drained" {
+			return notDrainedError{}
+		}
+		return fmt.Errorf("relay %s: ctl %s exited %d: %s", c.container, args[0], res.ExitCode, lastLine([]byte(res.Stderr+res.Stdout)))
+	}
+	if err := json.Unmarshal([]byte(res.Stdout), out); err != nil {
+		return fmt.Errorf("relay %s: ctl %s answer: %w", c.container, args[0], err)
+	}
+	return nil
+}

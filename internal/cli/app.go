@@ -66,6 +66,9 @@ func newApp(stdout, stderr io.Writer) *ucli.App {
 			newDeployCommand(),
 			newRollbackCommand(),
 			newStatusCommand(),
+			newHistoryCommand(),
+			newWatchCommand(),
+			newServeCommand(),
 			relay.Command(),
 		},
 		// Usage errors are reported by Run as one line with exit code 2.

@@ -2,11 +2,13 @@ package cli
 
 import (
 	"fmt"
+	"time"
 
 	ucli "github.com/urfave/cli/v2"
 
 	"github.com/baton-sh/baton/dockerctl"
 	"github.com/baton-sh/baton/internal/deploy"
+	"github.com/baton-sh/baton/internal/journal"
 	"github.com/baton-sh/baton/internal/state"
 	"github.com/baton-sh/baton/internal/traffic"
 )
@@ -25,6 +27,7 @@ func newDeployer(c *ucli.Context, out *output) (*deploy.Deployer, *dockerctl.Cli
 	}
 	log := logger(c)
 	f := &traffic.Factory{Engine: eng, Log: log, Notify: out.note}
+	jr := journal.Open(st.Path())
 	return &deploy.Deployer{
 		Engine:       eng,
 		State:        st,
@@ -32,5 +35,15 @@ func newDeployer(c *ucli.Context, out *output) (*deploy.Deployer, *dockerctl.Cli
 		Report:       out,
 		Log:          log,
 		HostPortFree: dockerctl.HostPortFree,
+		// Every CLI deploy and rollback goes into the journal (baton
+		// history), with the OS user as who ran it.
+		OnFinish: func(res *deploy.Result) {
+			if res.Who == "" {
+				res.Who = cliUser()
+			}
+			if err := jr.Append(journal.FromResult(res, nil, journal.NewID(), nil)); err != nil {
+				out.Event(deploy.Event{Time: time.Now(), Phase: "journal", Message: err.Error(), Warning: true})
+			}
+		},
 	}, eng, nil
 }

@@ -1,0 +1,200 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	ucli "github.com/urfave/cli/v2"
+
+	"github.com/baton-sh/baton/dockerctl"
+	"github.com/baton-sh/baton/internal/deploy"
+	"github.com/baton-sh/baton/internal/journal"
+	"github.com/baton-sh/baton/internal/metrics"
+	"github.com/baton-sh/baton/internal/notify"
+	"github.com/baton-sh/baton/internal/unattended"
+)
+
+// unattendedFlags are the flags baton watch and baton serve share.
+func unattendedFlags() []ucli.Flag {
+	return []ucli.Flag{
+		&ucli.BoolFlag{Name: "all", Usage: "manage every running container, not only those labelled " + unattended.LabelEnable + "=true (" + unattended.LabelEnable + "=false still opts one out)"},
+		&ucli.StringFlag{Name: "scope", Usage: "manage only containers labelled " + unattended.LabelScope + "=`NAME`", EnvVars: []string{"BATON_SCOPE"}},
+		&ucli.StringFlag{Name: "notify-url", Usage: "POST a JSON message to `URL` after each deploy that changed something or failed", EnvVars: []string{"BATON_NOTIFY_URL"}, Category: "Hooks and notifications"},
+		&ucli.StringFlag{Name: "notify-secret-file", Usage: "sign notifications with the HMAC secret in `FILE` (" + "X-Baton-Signature: sha256=...; or set BATON_NOTIFY_SECRET)", Category: "Hooks and notifications"},
+		&ucli.StringFlag{Name: "pre-deploy", Usage: "run `CMD` before each deploy, details in BATON_* environment variables; a failure cancels the deploy (CMD is split into words, never run by a shell)", Category: "Hooks and notifications"},
+		&ucli.StringFlag{Name: "post-deploy", Usage: "run `CMD` after each deploy, details (outcome, error) in BATON_* environment variables", Category: "Hooks and notifications"},
+		&ucli.DurationFlag{Name: "hook-timeout", Value: 2 * time.Minute, Usage: "kill a --pre-deploy or --post-deploy command running longer than this", Category: "Hooks and notifications"},
+		&ucli.DurationFlag{Name: "shutdown-timeout", Value: 5 * time.Minute, Usage: "on SIGTERM, how long a running deploy may take to finish before it is cancelled (it then rolls back, or completes if the old container was already stopped)"},
+		&ucli.StringFlag{Name: "metrics-listen", Usage: "serve Prometheus metrics on `ADDR` (host:port) at /metrics"},
+	}
+}
+
+// unattendedRun is what baton watch and baton serve build on.
+type unattendedRun struct {
+	log     *slog.Logger
+	eng     *dockerctl.Client
+	queue   *unattended.Queue
+	journal *journal.Journal
+	metrics *metrics.Metrics
+	sel     unattended.Selector
+	bound   time.Duration
+}
+
+// longRunningLogger logs at info unless --log-level says otherwise: what an
+// unattended baton did is the point of its logs.
+func longRunningLogger(c *ucli.Context) *slog.Logger {
+	lvl := slog.LevelInfo
+	if c.IsSet("log-level") {
+		if err := lvl.UnmarshalText([]byte(c.String("log-level"))); err != nil {
+			lvl = slog.LevelInfo
+		}
+	}
+	return slog.New(slog.NewTextHandler(c.App.ErrWriter, &slog.HandlerOptions{Level: lvl}))
+}
+
+func newUnattended(c *ucli.Context, log *slog.Logger) (*unattendedRun, error) {
+	ex := &unattended.Executor{Log: log}
+	var err error
+	if ex.Notify, err = notifierFromFlags(c); err != nil {
+		return nil, usageErr("%v", err)
+	}
+	if cmd := c.String("pre-deploy"); cmd != "" {
+		if ex.Pre, err = notify.ParseHook("pre-deploy", cmd, c.Duration("hook-timeout")); err != nil {
+			return nil, usageErr("%v", err)
+		}
+	}
+	if cmd := c.String("post-deploy"); cmd != "" {
+		if ex.Post, err = notify.ParseHook("post-deploy", cmd, c.Duration("hook-timeout")); err != nil {
+			return nil, usageErr("%v", err)
+		}
+	}
+	if c.Duration("shutdown-timeout") <= 0 {
+		return nil, usageErr("--shutdown-timeout must be more than 0")
+	}
+	out := newOutput(c.App.Writer, c.App.ErrWriter, false, true)
+	d, eng, err := newDeployer(c, out)
+	if err != nil {
+		return nil, err
+	}
+	// Progress goes to the log; the executor journals each deploy itself,
+	// with the request ids it served.
+	d.Report = slogReporter{log: log}
+	d.OnFinish = nil
+	m := metrics.New()
+	ex.Deploy = d.Deploy
+	ex.Journal = journal.Open(d.State.Path())
+	ex.Metrics = m
+	ex.LogTail = func(ctx context.Context, id string) []string {
+		ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		lines, err := notify.ContainerLogTail(ctx, eng, id, notify.TailLines)
+		if err != nil {
+			log.Debug("log tail", "container", id, "error", err)
+		}
+		return lines
+	}
+	q := unattended.NewQueue(c.Context, ex.Run, 1000)
+	q.OnEvent(func(event string, s unattended.Status) {
+		log.Info("request "+event, "id", s.ID, "target", s.Target, "image", s.Image, "trigger", s.Trigger, "who", s.Who, "run", s.RunID, "state", s.State)
+	})
+	return &unattendedRun{
+		log: log, eng: eng, queue: q, journal: ex.Journal, metrics: m,
+		sel:   unattended.Selector{All: c.Bool("all"), Scope: c.String("scope")},
+		bound: c.Duration("shutdown-timeout"),
+	}, nil
+}
+
+// shutdown stops the queue: no new deploys, running ones get the bound.
+func (u *unattendedRun) shutdown() error {
+	u.log.Info("stopping: no new deploys; waiting for running ones", "bound", u.bound)
+	if !u.queue.Close(u.bound) {
+		return &exitError{code: 1, err: fmt.Errorf("a deploy was still running %s after the stop signal and was cancelled (it rolled back if it had not stopped the old container yet; baton history shows how it ended)", u.bound)}
+	}
+	u.log.Info("stopped")
+	return nil
+}
+
+func (u *unattendedRun) close() { _ = u.eng.Close() }
+
+// serveMetrics serves /metrics on addr until ctx ends. It returns once the
+// listener is bound.
+func serveMetrics(ctx context.Context, addr string, h http.Handler, log *slog.Logger) (wait func(), err error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("--metrics-listen %s: %w", addr, err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", h)
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("metrics server", "addr", ln.Addr().String(), "error", err)
+		}
+	}()
+	go func() {
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(sctx)
+	}()
+	log.Info("metrics", "addr", ln.Addr().String())
+	return func() { <-done }, nil
+}
+
+func notifierFromFlags(c *ucli.Context) (*notify.Notifier, error) {
+	url := c.String("notify-url")
+	if url == "" {
+		return nil, nil
+	}
+	if !strings.HasPrefix(url, "http://") && !strings.HasPrefix(url, "https://") {
+		return nil, fmt.Errorf("--notify-url %q: want an http:// or https:// URL", url)
+	}
+	secret, err := readSecret(c.String("notify-secret-file"), "BATON_NOTIFY_SECRET")
+	if err != nil {
+		return nil, fmt.Errorf("--notify-secret-file: %w", err)
+	}
+	return &notify.Notifier{URL: url, Secret: secret}, nil
+}
+
+// readSecret reads a secret from a file (trailing newline trimmed) or, when
+// no file is named, from an environment variable. Secrets never come from a
+// flag's value: those show in ps.
+func readSecret(file, env string) ([]byte, error) {
+	if file == "" {
+		return []byte(os.Getenv(env)), nil
+	}
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return nil, err
+	}
+	b = []byte(strings.TrimRight(string(b), "\r\n"))
+	if len(b) == 0 {
+		return nil, fmt.Errorf("%s is empty", file)
+	}
+	return b, nil
+}
+
+// slogReporter logs deploy progress events.
+type slogReporter struct{ log *slog.Logger }
+
+func (r slogReporter) Event(e deploy.Event) {
+	if e.Progress {
+		return // health-wait ticks: too chatty for a log
+	}
+	args := []any{"target", e.Service, "phase", string(e.Phase), "container", e.Container}
+	if e.Warning {
+		r.log.Warn(e.Message, args...)
+		return
+	}
+	r.log.Info(e.Message, args...)
+}

@@ -1,0 +1,265 @@
+package watch
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/distribution/reference"
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/image"
+	"github.com/docker/docker/api/types/registry"
+	"github.com/docker/docker/client"
+	"github.com/robfig/cron/v3"
+
+	"github.com/baton-sh/baton/internal/deploy"
+	"github.com/baton-sh/baton/internal/unattended"
+)
+
+// Engine is what the watcher needs from the Docker Engine.
+type Engine interface {
+	ContainerList(ctx context.Context, options container.ListOptions) ([]container.Summary, error)
+	ContainerInspect(ctx context.Context, containerID string) (container.InspectResponse, error)
+	ImageInspect(ctx context.Context, imageID string, inspectOpts ...client.ImageInspectOption) (image.InspectResponse, error)
+	// DistributionInspect asks the registry, through the daemon (with its
+	// insecure-registry and mirror settings), for a tag's manifest digest;
+	// no layer is pulled.
+	DistributionInspect(ctx context.Context, image, encodedRegistryAuth string) (registry.DistributionInspect, error)
+}
+
+// Queue is where the watcher sends deploys.
+type Queue interface {
+	Submit(unattended.Job) (unattended.Status, error)
+	Status(id string) (unattended.Status, bool)
+	Wait(ctx context.Context, id string) (unattended.Status, error)
+}
+
+// Metrics counts checks.
+type Metrics interface {
+	Check(target, result string)
+}
+
+// Check results, as metrics and logs name them.
+const (
+	CheckUnchanged = "unchanged"
+	CheckChanged   = "changed"
+	CheckError     = "error"
+	CheckSkipped   = "skipped"
+)
+
+// errNotWatchable marks a container whose image cannot be watched (an image
+// ID or a digest instead of a tag).
+var errNotWatchable = errors.New("not watchable")
+
+// Watcher checks opted-in containers on a schedule.
+type Watcher struct {
+	Engine Engine
+	// Auth returns the X-Registry-Auth value for an image reference: the
+	// docker CLI's credentials, as a pull uses them.
+	Auth     func(ref string) (string, error)
+	Queue    Queue
+	Select   unattended.Selector
+	Schedule cron.Schedule // when containers without a baton.schedule label are checked
+	// Immediate checks once at start (an --interval watcher) rather than
+	// waiting for the schedule's first time (a --schedule one).
+	Immediate bool
+	// RetryAfter is how long a digest whose deploy failed is left alone
+	// before it is tried again (a new digest is tried at once).
+	RetryAfter time.Duration
+	Who        string
+	Metrics    Metrics // optional
+	Log        *slog.Logger
+
+	memo map[string]attempt // by service key
+}
+
+// attempt remembers the last digest the watcher queued a deploy for.
+type attempt struct {
+	digest string
+	id     string
+}
+
+// Run checks on schedule until ctx ends.
+func (w *Watcher) Run(ctx context.Context) error {
+	p := newPlanner(w.Schedule, time.Now(), w.Immediate)
+	for {
+		wake := p.wake(time.Now())
+		timer := time.NewTimer(time.Until(wake))
+		select {
+		case <-ctx.Done():
+			timer.Stop()
+			return nil
+		case <-timer.C:
+		}
+		now := time.Now()
+		due, done := p.round(now)
+		if _, err := w.pass(ctx, due); err != nil && ctx.Err() == nil {
+			w.Log.Warn("watch pass", "error", err)
+		}
+		done()
+	}
+}
+
+// Once checks every managed container now, waits for the deploys it queued
+// and returns how many failed.
+func (w *Watcher) Once(ctx context.Context) (failed int, err error) {
+	ids, err := w.pass(ctx, func(string, string) (bool, error) { return true, nil })
+	if err != nil {
+		return 0, err
+	}
+	for _, id := range ids {
+		st, err := w.Queue.Wait(ctx, id)
+		if err != nil {
+			return failed, err
+		}
+		if st.State == string(deploy.OutcomeFailed) || st.State == unattended.StateCancelled {
+			failed++
+		}
+	}
+	return failed, nil
+}
+
+// pass lists the managed containers and checks those due. It returns the
+// ids of the deploys it queued.
+func (w *Watcher) pass(ctx context.Context, due func(key, spec string) (bool, error)) ([]string, error) {
+	if w.memo == nil {
+		w.memo = map[string]attempt{}
+	}
+	list, err := w.Engine.ContainerList(ctx, container.ListOptions{Filters: w.Select.ListFilters()})
+	if err != nil {
+		return nil, fmt.Errorf("listing containers: %w", err)
+	}
+	var ids []string
+	seen := map[string]bool{}
+	for _, s := range list {
+		if ctx.Err() != nil {
+			break
+		}
+		c, err := w.Engine.ContainerInspect(ctx, s.ID)
+		if err != nil {
+			continue // gone since the list
+		}
+		name := strings.TrimPrefix(c.Name, "/")
+		svc := deploy.ServiceOf(c)
+		if svc.Name != name || seen[svc.Key] {
+			continue // a replacement mid-deploy, or seen already
+		}
+		seen[svc.Key] = true
+		if err := w.Select.Allows(c.Config.Labels); err != nil {
+			continue
+		}
+		isDue, err := due(svc.Key, c.Config.Labels[unattended.LabelSchedule])
+		if err != nil {
+			w.Log.Warn("not watching: bad label", "container", name, "error", fmt.Errorf("label %s: %w", unattended.LabelSchedule, err))
+			continue
+		}
+		if !isDue {
+			continue
+		}
+		if id, ok := w.checkOne(ctx, name, svc.Key, c); ok {
+			ids = append(ids, id)
+		}
+	}
+	return ids, nil
+}
+
+// checkOne compares the container's tag in the registry with its image and
+// queues a deploy when they differ.
+func (w *Watcher) checkOne(ctx context.Context, name, key string, c container.InspectResponse) (string, bool) {
+	changed, remote, ref, err := w.Changed(ctx, c)
+	switch {
+	case errors.Is(err, errNotWatchable):
+		w.count(name, CheckSkipped)
+		w.Log.Debug("not watchable", "container", name, "error", err)
+		return "", false
+	case err != nil:
+		w.count(name, CheckError)
+		w.Log.Warn("registry check failed", "container", name, "image", ref, "error", err)
+		return "", false
+	case !changed:
+		w.count(name, CheckUnchanged)
+		w.Log.Debug("unchanged", "container", name, "image", ref, "digest", remote)
+		return "", false
+	}
+	if last, ok := w.memo[key]; ok && last.digest == remote {
+		if st, ok := w.Queue.Status(last.id); ok {
+			switch {
+			case !st.Done():
+				w.count(name, CheckSkipped)
+				return "", false // its deploy is queued or running
+			case st.State == string(deploy.OutcomeFailed) && time.Since(st.FinishedAt) < w.RetryAfter:
+				w.count(name, CheckSkipped)
+				w.Log.Debug("not retrying a failed digest yet", "container", name, "image", ref, "digest", remote, "retry_at", st.FinishedAt.Add(w.RetryAfter))
+				return "", false
+			case st.State != string(deploy.OutcomeFailed) && st.State != unattended.StateCancelled:
+				// Deployed (or found up to date) already, yet the image does
+				// not carry the digest under this name: nothing more to do
+				// for this digest.
+				w.count(name, CheckUnchanged)
+				return "", false
+			}
+		}
+	}
+	w.count(name, CheckChanged)
+	st, err := w.Queue.Submit(unattended.Job{Target: name, Trigger: "watch", Who: w.Who})
+	if err != nil {
+		w.Log.Warn("not deploying", "container", name, "error", err)
+		return "", false
+	}
+	w.memo[key] = attempt{digest: remote, id: st.ID}
+	w.Log.Info("new image in the registry; deploy queued", "container", name, "image", ref, "digest", remote, "id", st.ID)
+	return st.ID, true
+}
+
+// Changed reports whether the registry's digest for the tag that c runs
+// differs from the digests its image was pulled or pushed with.
+func (w *Watcher) Changed(ctx context.Context, c container.InspectResponse) (changed bool, remote, ref string, err error) {
+	ref = c.Config.Image
+	if strings.HasPrefix(ref, "sha256:") {
+		return false, "", ref, fmt.Errorf("%w: started from an image ID", errNotWatchable)
+	}
+	named, err := reference.ParseNormalizedNamed(ref)
+	if err != nil {
+		return false, "", ref, fmt.Errorf("%w: image %q: %v", errNotWatchable, ref, err)
+	}
+	if _, ok := named.(reference.Digested); ok {
+		return false, "", ref, fmt.Errorf("%w: pinned to a digest", errNotWatchable)
+	}
+	named = reference.TagNameOnly(named)
+	full := named.String()
+	auth, err := w.Auth(full)
+	if err != nil {
+		return false, "", ref, err
+	}
+	di, err := w.Engine.DistributionInspect(ctx, full, auth)
+	if err != nil {
+		return false, "", ref, fmt.Errorf("asking the registry for %s: %w", ref, err)
+	}
+	remote = di.Descriptor.Digest.String()
+	if remote == "" {
+		return false, "", ref, fmt.Errorf("the registry gave no digest for %s", ref)
+	}
+	img, err := w.Engine.ImageInspect(ctx, c.Image)
+	if err != nil {
+		return false, remote, ref, fmt.Errorf("image %s of container %s: %w", c.Image, strings.TrimPrefix(c.Name, "/"), err)
+	}
+	for _, rd := range img.RepoDigests {
+		n, err := reference.ParseNormalizedNamed(rd)
+		if err != nil {
+			continue
+		}
+		if cn, ok := n.(reference.Canonical); ok && n.Name() == named.Name() && cn.Digest().String() == remote {
+			return false, remote, ref, nil
+		}
+	}
+	return true, remote, ref, nil
+}
+
+func (w *Watcher) count(target, result string) {
+	if w.Metrics != nil {
+		w.Metrics.Check(target, result)
+	}
+}

@@ -145,7 +145,9 @@ func (o *output) printPlan(p *deploy.Plan) {
 	for i, s := range p.Steps {
 		fmt.Fprintf(w, "    %d. %s\n", i+1, s)
 	}
-	if len(p.Changes) > 0 {
+	if p.ChangesUnknown {
+		fmt.Fprintln(w, "  configuration differences: unknown until the new image is pulled (docker pull it, then run --dry-run again)")
+	} else if len(p.Changes) > 0 {
 		fmt.Fprintln(w, "  configuration differences (old container -> new):")
 		for _, c := range p.Changes {
 			fmt.Fprintf(w, "    %s: %s -> %s\n", c.Field, orDash(c.Old), orDash(c.New))

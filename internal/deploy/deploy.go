@@ -112,6 +112,16 @@ func (d *Deployer) Deploy(ctx context.Context, req Request) (*Result, error) {
 func (r *run) deploy(ctx context.Context) error {
 	r.enter(PhaseResolve)
 	old, err := inspectTarget(ctx, r.d.Engine, r.req.Target)
+	if errors.Is(err, ErrNotFound) && !r.req.DryRun {
+		// A deploy killed between removing the old container and renaming
+		// the new one leaves no container under the service's name.
+		if note, rerr := r.d.recoverMissing(ctx, r.req.Target, r.event); rerr != nil {
+			return &PhaseError{Phase: PhaseRecover, OldServing: false, Err: rerr}
+		} else if note != "" {
+			r.res.Recovered = note
+			old, err = inspectTarget(ctx, r.d.Engine, r.req.Target)
+		}
+	}
 	if err != nil {
 		return err
 	}

@@ -29,7 +29,10 @@ type Plan struct {
 	Exclusive    []string              `json:"exclusive,omitempty"`
 	Steps        []string              `json:"steps"`
 	Changes      []dockerctl.FieldDiff `json:"changes,omitempty"`
-	Leftovers    []string              `json:"leftovers,omitempty"`
+	// ChangesUnknown: the new image is not on the host, so how its
+	// defaults change the configuration is unknown until it is pulled.
+	ChangesUnknown bool     `json:"changes_unknown,omitempty"`
+	Leftovers      []string `json:"leftovers,omitempty"`
 }
 
 // dryRun works out the plan without changing anything: no lock, no pull, no
@@ -74,7 +77,10 @@ func (r *run) dryRun(ctx context.Context, old container.InspectResponse) error {
 		return nil
 	}
 	newImg := img
-	if err != nil {
+	imageKnown := err == nil
+	if !imageKnown {
+		// Its defaults are unknown until it is pulled; plan with the old
+		// image's, and say the differences are unknown.
 		newImg = r.oldImgOrEmpty(ctx)
 	}
 	oldImg := r.oldImgOrEmpty(ctx)
@@ -82,7 +88,11 @@ func (r *run) dryRun(ctx context.Context, old container.InspectResponse) error {
 	if cerr != nil {
 		return classify(ErrUnsupported, "%v", cerr)
 	}
-	p.Changes = spec.Diff
+	if imageKnown {
+		p.Changes = spec.Diff
+	} else {
+		p.ChangesUnknown = true
+	}
 	p.Exclusive = spec.Exclusive
 	nets := planNetworks(spec, dockerctl.BatonNetwork, r.svc.Name)
 	p.Isolated = nets.Isolated

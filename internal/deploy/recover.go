@@ -156,6 +156,30 @@ func (d *Deployer) converge(ctx context.Context, svc Service, event func(Phase, 
 	}
 }
 
+// recoverMissing converges a service that has no container under its name
+// (name is both), if baton left a deploy record or leftovers for it. It
+// returns "" when there was nothing of baton's to converge.
+func (d *Deployer) recoverMissing(ctx context.Context, name string, event func(Phase, string, string, ...any)) (string, error) {
+	svc := Service{Key: name, Name: name}
+	var rec Record
+	found, err := d.State.ReadRecord(svc.Key, &rec)
+	if err != nil {
+		return "", err
+	}
+	if !found {
+		l, err := d.leftovers(ctx, svc)
+		if err != nil || len(l) == 0 {
+			return "", err
+		}
+	}
+	unlock, err := d.State.Lock(ctx, svc.Key, nil)
+	if err != nil {
+		return "", err
+	}
+	defer unlock()
+	return d.converge(ctx, svc, event)
+}
+
 // recoverBack sends traffic to the old container, lets the new one drain and
 // removes it.
 func (r *run) recoverBack(ctx context.Context, o observed) error {

@@ -102,3 +102,31 @@ func TestKilledDeployConverges(t *testing.T) {
 		}
 	}
 }
+
+// A deploy killed after removing the old container and before renaming the
+// new one leaves no container under the service's name; the next deploy,
+// naming the service, still finds and converges it.
+func TestNextDeployFindsServiceWithoutItsName(t *testing.T) {
+	h := newHarness(t, "relay", "8080")
+	h.eng.killOn = "remove web"
+	flags := map[string]string{"nginx-upstream": "/tmp/x.conf", "nginx-reload": "true"}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_, _ = h.deploy(context.WithoutCancel(t.Context()), "web:v2", flags)
+	}()
+	<-done
+	if h.eng.state("web") != "missing" {
+		t.Fatalf("setup: web should be gone, is %s", h.eng.state("web"))
+	}
+	res, err := h.deploy(t.Context(), "web:v2", nil)
+	if err != nil {
+		t.Fatalf("next deploy: %v", err)
+	}
+	if res.Recovered == "" || res.Outcome != OutcomeUpToDate {
+		t.Fatalf("next deploy: recovered %q, outcome %s; want it to converge, then find v2 up to date", res.Recovered, res.Outcome)
+	}
+	if h.eng.state("web") != "running" || h.eng.imageOf("web") != "web:v2" || h.eng.count() != 1 {
+		t.Fatalf("after converging: web %s %s, %d containers", h.eng.state("web"), h.eng.imageOf("web"), h.eng.count())
+	}
+}

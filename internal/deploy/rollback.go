@@ -22,8 +22,10 @@ func (d *Deployer) Rollback(ctx context.Context, req Request) (*Result, error) {
 		return &Result{Service: svc.Key, Container: svc.Name, Outcome: OutcomeFailed, Error: err.Error()}, err
 	}
 	req.Image, req.ImageID = prevRef, ""
-	if _, err := d.Engine.ImageInspect(ctx, prevID); err == nil {
-		req.ImageID = prevID
+	if img, err := d.Engine.ImageInspect(ctx, prevRef); err == nil && img.ID == prevID {
+		req.Pull = PullNever // the reference still names the exact previous image
+	} else if _, err := d.Engine.ImageInspect(ctx, prevID); err == nil {
+		req.ImageID = prevID // the tag moved: pin the image itself
 	} else if !errdefs.IsNotFound(err) {
 		return &Result{Service: svc.Key, Container: svc.Name, Outcome: OutcomeFailed, Error: err.Error()}, err
 	} else {

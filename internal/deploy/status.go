@@ -2,6 +2,7 @@ package deploy
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -38,6 +39,16 @@ func (d *Deployer) Status(ctx context.Context, target string, report func(Phase,
 	var services []Service
 	if target != "" {
 		c, err := inspectTarget(ctx, d.Engine, target)
+		if errors.Is(err, ErrNotFound) {
+			if note, rerr := d.recoverMissing(ctx, target, report); rerr != nil {
+				return nil, rerr
+			} else if note != "" {
+				c, err = inspectTarget(ctx, d.Engine, target)
+				if err == nil {
+					report(PhaseRecover, target, "%s", note)
+				}
+			}
+		}
 		if err != nil {
 			return nil, err
 		}

@@ -51,7 +51,29 @@ func TestComposeReplicasAndWorker(t *testing.T) {
 			}
 			workerID := e.inspect(p.container("worker", 1)).ID
 
+			// A failing service stops --all: web's new image crashes, so web
+			// fails (its replicas keep serving) and nothing after it runs.
+			crash, _ := testenv.DemoImage(t, e.cli, testenv.DemoImageOpts{Version: "crash", Env: map[string]string{"MODE": "crash"}})
+			p.setEnv("BATON_TEST_WEB_IMAGE", crash)
 			p.setEnv("BATON_TEST_WORKER_IMAGE", w2)
+			r = p.baton("--pull", "never", "--all")
+			if r.code != 1 || !strings.Contains(r.stdout, "/web: failed") || !strings.Contains(r.stdout, "/nginx: not-run") || !strings.Contains(r.stdout, "/worker: not-run") {
+				t.Fatalf("--all with a failing service: exit %d\nstdout: %s\nstderr: %s", r.code, r.stdout, r.stderr)
+			}
+			if !strings.Contains(lastLine(r.stderr), "crashing at start") {
+				t.Fatalf("the error does not say why web failed: %s", lastLine(r.stderr))
+			}
+			for name, id := range webIDs {
+				if c := e.inspect(name); c.ID != id || !c.State.Running {
+					t.Fatalf("a failed --all changed %s", name)
+				}
+			}
+			if e.inspect(p.container("worker", 1)).ID != workerID {
+				t.Fatal("--all deployed the worker after web had failed")
+			}
+			assertServes(t, p.url(), "web2")
+
+			p.setEnv("BATON_TEST_WEB_IMAGE", web2)
 			r = p.mustBaton("--pull", "never", "--all")
 			for _, want := range []string{"/web: up-to-date", "/worker: deployed", "/nginx: up-to-date"} {
 				if !strings.Contains(r.stdout, want) {
@@ -187,6 +209,56 @@ func TestComposeBadInput(t *testing.T) {
 			if len(after) != len(before) {
 				t.Fatalf("containers changed: %v", after)
 			}
+		})
+	}
+}
+
+// TestComposeContainerNameAndPorts: a service with container_name: and a
+// published port (what docker-rollout cannot do). The compose file changes
+// its image and environment; baton follows them, keeps the name, hands the
+// published port over, and compose still owns the container.
+func TestComposeContainerNameAndPorts(t *testing.T) {
+	for i, tool := range composeTools {
+		t.Run(tool.name, func(t *testing.T) {
+			e := newEnv(t)
+			v1, _ := testenv.DemoImage(t, e.cli, testenv.DemoImageOpts{Version: "v1", HealthCheck: true})
+			v2, _ := testenv.DemoImage(t, e.cli, testenv.DemoImageOpts{Version: "v2", HealthCheck: true})
+			dir := t.TempDir()
+			name := strings.ToLower(testenv.UniqueName("btfixed-"))
+			port := testenv.FreePort(t)
+			file := "services:\n  api:\n    image: ${API_IMAGE:?}\n    container_name: " + name + "\n    ports: [\"127.0.0.1:" + itoa(port) + ":8080\"]\n    environment:\n      FLAVOUR: ${FLAVOUR:?}\n"
+			if err := os.WriteFile(filepath.Join(dir, "docker-compose.yml"), []byte(file), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			p := &project{t: t, e: e, argv: composeTools[i].argv, sep: composeTools[i].sep, name: "btcn" + strings.ToLower(strings.TrimPrefix(testenv.UniqueName(""), "-")),
+				dir: dir, files: []string{"docker-compose.yml"}, env: []string{"API_IMAGE=" + v1, "FLAVOUR=plain"}}
+			t.Cleanup(func() { _, _ = p.composeErr("down", "-t", "1") })
+			p.compose("up", "-d")
+			testenv.WaitHealthy(t, e.cli, name, time.Minute)
+			e.cleanupService(name)
+			published := "http://127.0.0.1:" + itoa(port) + "/"
+			assertServes(t, published, "v1")
+
+			p.setEnv("API_IMAGE", v2)
+			p.setEnv("FLAVOUR", "spicy")
+			r := p.mustBaton("--pull", "never", "api")
+			if !strings.Contains(r.stderr, "container_name") {
+				t.Fatalf("deploy output does not say how it followed the file:\n%s", r.stderr)
+			}
+			c := e.inspect(name)
+			if c.Config.Image != v2 || !contains(c.Config.Env, "FLAVOUR=spicy") {
+				t.Fatalf("%s runs %s with env %v", name, c.Config.Image, c.Config.Env)
+			}
+			assertServes(t, published, "v2")
+			before := c.ID
+			out := p.compose("up", "-d")
+			if e.inspect(name).ID != before || strings.Contains(out, "Recreat") {
+				t.Fatalf("compose up -d recreated the container:\n%s", out)
+			}
+			if ps := p.compose("ps"); !strings.Contains(ps, name) {
+				t.Fatalf("compose ps does not list %s:\n%s", name, ps)
+			}
+			p.assertDownRemoves()
 		})
 	}
 }

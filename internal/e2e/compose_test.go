@@ -221,7 +221,7 @@ func (p *project) assertComposeOwns(service, wantVersion string, replicas int) {
 			p.t.Fatalf("compose ps does not list %s:\n%s", name, ps)
 		}
 		c := p.e.inspect(name)
-		if !c.State.Running || !strings.HasPrefix(c.Config.Labels["baton.deploy-id"], "") || c.Config.Labels["baton.managed"] != "true" {
+		if !c.State.Running || c.Config.Labels["baton.deploy-id"] == "" || c.Config.Labels["baton.managed"] != "true" {
 			p.t.Fatalf("%s is not baton's running replacement: %s %v", name, c.State.Status, c.Config.Labels)
 		}
 	}

@@ -104,6 +104,30 @@ func TestNginxReloadMode(t *testing.T) {
 	assertServes(t, ng.URL()+"/", "v1")
 }
 
+// TestNginxReloadModeContainer is reload mode with nginx in a container:
+// baton attaches it to its network, writes the new container's address
+// there and sends nginx HUP.
+func TestNginxReloadModeContainer(t *testing.T) {
+	e := newEnv(t)
+	v1 := e.version("v1", "v1", nil)
+	v2 := e.version("v2", "v2", nil)
+	name := testenv.UniqueName("web-")
+	e.runWeb(name, v1)
+	ng := testenv.ContainerNginx(t, e.cli, testenv.NginxOpts{Network: e.net, UpstreamFile: "web.conf", InitialServers: []string{name + ":8080"}})
+	load := startLoad(t, ng.URL()+"/", 2*time.Minute)
+	e.mustDeploy("--image", v2, "--relay=false", "--nginx-upstream", ng.UpstreamFile(), "--nginx-container", ng.Container(), "--http-probe", "/healthz", name)
+	res := load.Stop()
+	t.Logf("reload mode, nginx in a container: %s", res.Summary())
+	if res.Failed()*200 > res.Total() {
+		t.Fatalf("%d of %d requests failed", res.Failed(), res.Total())
+	}
+	c := e.assertSingle(name, v2)
+	if got := readFile(t, ng.UpstreamFile()); !strings.Contains(got, c.NetworkSettings.Networks["baton"].IPAddress+":8080") {
+		t.Fatalf("upstream file does not name the new container's address on baton's network:\n%s", got)
+	}
+	assertServes(t, ng.URL()+"/", "v2")
+}
+
 // TestNoProxyControlMode: no --nginx-* flags; nginx proxies to the published
 // port, which the new container takes over when the old one stops. The gap
 // between the two is what this mode loses (measured by the benchmark).
@@ -150,16 +174,25 @@ func TestUpToDateAndDryRun(t *testing.T) {
 	if e.inspect(name).ID != id {
 		t.Fatal("a no-op deploy replaced the container")
 	}
+	// The new image is not on the host: the plan says it would pull it, and
+	// the dry run pulls nothing.
 	r = e.mustDeploy("--dry-run", "--image", v2, name)
-	for _, want := range []string{"dry run", "would pull " + v2, "stop " + name, "VERSION"} {
+	for _, want := range []string{"dry run", "would pull " + v2, "stop " + name, "unknown until the new image is pulled"} {
 		if !strings.Contains(r.stdout, want) {
 			t.Fatalf("dry run output lacks %q:\n%s", want, r.stdout)
 		}
 	}
-	e.assertUntouched(name, id, "", "")
 	if _, _, err := e.cli.ImageInspectWithRaw(t.Context(), v2); err == nil {
 		t.Fatal("dry run pulled the image")
 	}
+	// With the image on the host, the plan lists the configuration
+	// differences its defaults make (the demo images differ in VERSION).
+	e.pull(v2, "")
+	r = e.mustDeploy("--dry-run", "--image", v2, name)
+	if !strings.Contains(r.stdout, "env VERSION: v1 -> v2") {
+		t.Fatalf("dry run does not list the VERSION change:\n%s", r.stdout)
+	}
+	e.assertUntouched(name, id, "", "")
 }
 
 // TestRollback redeploys the previous image, zero-downtime as well.

@@ -130,6 +130,16 @@ type batonRun struct {
 // run runs the baton binary and waits for it.
 func (e *env) run(args ...string) batonRun {
 	e.t.Helper()
+	r, err := e.runBaton(args...)
+	if err != nil {
+		e.t.Fatalf("running baton: %v", err)
+	}
+	e.t.Logf("baton %s -> exit %d in %s\nstdout: %s\nstderr: %s", strings.Join(args, " "), r.code, r.took.Round(time.Millisecond), r.stdout, r.stderr)
+	return r
+}
+
+// runBaton runs the baton binary; err is set only if it could not run.
+func (e *env) runBaton(args ...string) (batonRun, error) {
 	cmd := e.command(args...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
@@ -138,11 +148,9 @@ func (e *env) run(args ...string) batonRun {
 	r := batonRun{stdout: stdout.String(), stderr: stderr.String(), took: time.Since(start)}
 	if ee, ok := err.(*exec.ExitError); ok {
 		r.code = ee.ExitCode()
-	} else if err != nil {
-		e.t.Fatalf("running baton: %v", err)
+		err = nil
 	}
-	e.t.Logf("baton %s -> exit %d in %s\nstdout: %s\nstderr: %s", strings.Join(args, " "), r.code, r.took.Round(time.Millisecond), r.stdout, r.stderr)
-	return r
+	return r, err
 }
 
 func (e *env) command(args ...string) *exec.Cmd {

@@ -366,15 +366,8 @@ func (e *env) appContainersCtx(name string) []container.Summary {
 
 // runQuiet is run for a goroutine: it reports instead of failing.
 func (e *env) runQuiet(args ...string) batonRun {
-	cmd := e.command(args...)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	start := time.Now()
-	err := cmd.Run()
-	r := batonRun{stdout: stdout.String(), stderr: stderr.String(), took: time.Since(start)}
-	if ee, ok := err.(*exec.ExitError); ok {
-		r.code = ee.ExitCode()
-	} else if err != nil {
+	r, err := e.runBaton(args...)
+	if err != nil {
 		r.code, r.stderr = -1, err.Error()
 	}
 	return r

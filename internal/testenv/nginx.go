@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/docker/docker/client"
+
+	"github.com/baton-sh/baton/internal/atomicfile"
 )
 
 // NginxOpts says how HostNginx and ContainerNginx configure nginx.
@@ -131,31 +133,7 @@ func WriteUpstream(path string, addrs ...string) error {
 		// nginx rejects an empty upstream; this one answers 502.
 		b.WriteString("server 127.0.0.1:9 down;\n")
 	}
-	return writeFileAtomic(path, []byte(b.String()), 0o644)
-}
-
-func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	_, werr := f.Write(data)
-	if werr == nil {
-		werr = f.Chmod(mode)
-	}
-	if werr == nil {
-		werr = f.Sync()
-	}
-	if cerr := f.Close(); werr == nil {
-		werr = cerr
-	}
-	if werr == nil {
-		werr = os.Rename(f.Name(), path)
-	}
-	if werr != nil {
-		return fmt.Errorf("write %s: %w", path, errors.Join(werr, os.Remove(f.Name())))
-	}
-	return nil
+	return atomicfile.Write(path, []byte(b.String()), 0o644)
 }
 
 // prepareUpstream writes the upstream file as NginxOpts asks.

@@ -48,6 +48,13 @@ type Outcome struct {
 	Duration time.Duration `json:"duration_ns"`
 	Error    string        `json:"error,omitempty"`
 	NewImage string        `json:"new_image,omitempty"`
+	Phases   []PhaseTime   `json:"phases,omitempty"`
+}
+
+// PhaseTime is how long one phase of a deploy took, as baton reports it.
+type PhaseTime struct {
+	Phase    string        `json:"phase"`
+	Duration time.Duration `json:"duration_ns"`
 }
 
 // DeployRun is one `baton deploy` command.

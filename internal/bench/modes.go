@@ -122,6 +122,7 @@ func (st *stage) deploy(t testenv.TB, n int, v string) (Deploy, error) {
 	d.Start, d.End, d.Duration, d.ExitCode = run.Start, run.End, run.Took(), run.ExitCode
 	if run.Result != nil {
 		d.BatonDuration = run.Result.Duration
+		d.Phases = run.Result.Phases
 	}
 	if err := run.Err(); err != nil {
 		return d, err

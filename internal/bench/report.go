@@ -55,6 +55,8 @@ type Deploy struct {
 	Duration time.Duration `json:"duration_ns"`
 	// BatonDuration is the deploy's duration as baton reports it.
 	BatonDuration time.Duration `json:"baton_duration_ns,omitempty"`
+	// Phases is where the deploy's time went, as baton reports it.
+	Phases []PhaseTime `json:"phases,omitempty"`
 	// Swap is when clients could notice the change: from the switch (stop-old
 	// in mode none) to the command's end, padded; for naive, stop to healthy.
 	Swap Window `json:"swap"`

@@ -3,6 +3,7 @@ package bench
 import (
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -79,6 +80,9 @@ func (r *Report) WriteDetails(w io.Writer) error {
 				}
 			}
 			fmt.Fprintf(&b, "  deploy durations: %s\n", strings.Join(ds, " "))
+			if ph := medianPhases(m.Deploys); ph != "" {
+				fmt.Fprintf(&b, "  median time per phase: %s\n", ph)
+			}
 		}
 		if m.Requests > 0 {
 			fmt.Fprintf(&b, "  requests: %d, failed: %d (%d inside swap windows), inside swaps: %d requests\n",
@@ -110,4 +114,27 @@ func fmtDuration(d time.Duration) string {
 	default:
 		return fmt.Sprintf("%.1fms", ms)
 	}
+}
+
+// medianPhases lists, in deploy order, each phase's median duration over the
+// deploys: where a deploy's time goes (Docker's create/start/stop, the app's
+// warm-up, baton's own switch and drain).
+func medianPhases(deploys []Deploy) string {
+	var order []string
+	byPhase := map[string][]time.Duration{}
+	for _, d := range deploys {
+		for _, p := range d.Phases {
+			if _, ok := byPhase[p.Phase]; !ok {
+				order = append(order, p.Phase)
+			}
+			byPhase[p.Phase] = append(byPhase[p.Phase], p.Duration)
+		}
+	}
+	parts := make([]string, 0, len(order))
+	for _, ph := range order {
+		ds := byPhase[ph]
+		slices.Sort(ds)
+		parts = append(parts, ph+" "+fmtDuration(ds[len(ds)/2]))
+	}
+	return strings.Join(parts, ", ")
 }

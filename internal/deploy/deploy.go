@@ -88,6 +88,7 @@ func (d *Deployer) Deploy(ctx context.Context, req Request) (*Result, error) {
 		r.req.Pull = PullAlways
 	}
 	err := r.deploy(ctx)
+	r.enter("") // closes the last phase's timing
 	if d.OnFinish != nil && !req.DryRun {
 		defer func() { d.OnFinish(r.res) }()
 	}
@@ -788,7 +789,7 @@ func (r *run) enter(p Phase) {
 		r.res.Phases = append(r.res.Phases, PhaseTime{Phase: r.phase, Duration: now.Sub(r.phaseT0)})
 	}
 	r.phase, r.phaseT0 = p, now
-	if r.d.Log != nil {
+	if p != "" && r.d.Log != nil {
 		r.d.Log.Debug("phase", "phase", string(p), "service", r.svc.Key)
 	}
 }

@@ -107,6 +107,7 @@ func (d *Deployer) Deploy(ctx context.Context, req Request) (*Result, error) {
 			}
 		}
 	}
+	r.res.ExitCode = ExitCode(err)
 	return r.res, err
 }
 

@@ -223,7 +223,7 @@ func TestDeployFailuresLeaveOldServing(t *testing.T) {
 			if strings.Contains(err.Error(), "\n") {
 				t.Fatalf("error is not one line: %q", err)
 			}
-			if res.Outcome != OutcomeFailed || !res.OldServing {
+			if res.Outcome != OutcomeFailed || !res.OldServing || res.ExitCode != tc.wantCode {
 				t.Fatalf("result %+v", res)
 			}
 			h.assertOldServing()

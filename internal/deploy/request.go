@@ -91,6 +91,7 @@ type Result struct {
 	Plan       *Plan         `json:"plan,omitempty"`
 	Notes      []string      `json:"notes,omitempty"`
 	Error      string        `json:"error,omitempty"`
+	ExitCode   int           `json:"exit_code"` // the documented exit code of this outcome
 	OldServing bool          `json:"old_serving"`
 	Recovered  string        `json:"recovered,omitempty"` // what converging leftovers did, if anything
 	DeployID   string        `json:"deploy_id,omitempty"`

@@ -61,9 +61,7 @@ type Entry struct {
 
 // FromResult makes the journal entry of a finished deploy. err is the
 // deploy's error when the caller has it; without it (OnFinish sees only the
-// Result) the exit code is derived from the Result: 2 for a deploy refused
-// before it got past resolving the container, 3 when the old container no
-// longer serves, else 1.
+// Result) the exit code is the one the Result carries.
 func FromResult(res *deploy.Result, err error, id string, requests []string) Entry {
 	e := Entry{
 		ID: id, Requests: requests, Target: res.Target, Service: res.Service, Container: res.Container,
@@ -79,15 +77,8 @@ func FromResult(res *deploy.Result, err error, id string, requests []string) Ent
 	if err != nil && e.Error == "" {
 		e.Error = err.Error()
 	}
-	if err == nil && e.Outcome == string(deploy.OutcomeFailed) {
-		switch {
-		case !res.OldServing:
-			e.ExitCode = 3
-		case len(res.Phases) == 0:
-			e.ExitCode = 2
-		default:
-			e.ExitCode = 1
-		}
+	if err == nil {
+		e.ExitCode = res.ExitCode
 	}
 	if e.StartedAt.IsZero() {
 		e.StartedAt = time.Now().Add(-e.Duration)

@@ -16,19 +16,15 @@ import (
 func TestFromResult(t *testing.T) {
 	start := time.Now().Add(-5 * time.Second)
 	res := &deploy.Result{Target: "web", Service: "web", Container: "web", Trigger: "cli", Who: "alice", Outcome: deploy.OutcomeFailed,
-		OldImage: "a:1", NewImage: "a:2", StartedAt: start, Duration: 5 * time.Second, Error: "boom", OldServing: true,
+		OldImage: "a:1", NewImage: "a:2", StartedAt: start, Duration: 5 * time.Second, Error: "boom", OldServing: true, ExitCode: 1,
 		Phases: []deploy.PhaseTime{{Phase: deploy.PhaseResolve, Duration: time.Second}, {Phase: deploy.PhasePull, Duration: time.Second}}}
 	e := FromResult(res, nil, "id1", nil)
 	if e.ExitCode != 1 || e.Waited != time.Second || !e.FinishedAt.Equal(start.Add(5*time.Second)) || e.Error != "boom" || e.Host == "" {
 		t.Fatalf("%+v", e)
 	}
-	res.OldServing = false
+	res.OldServing, res.ExitCode = false, 3
 	if e := FromResult(res, nil, "id", nil); e.ExitCode != 3 {
 		t.Fatalf("old container stopped: exit %d", e.ExitCode)
-	}
-	res.OldServing, res.Phases = true, nil
-	if e := FromResult(res, nil, "id", nil); e.ExitCode != 2 {
-		t.Fatalf("refused while resolving: exit %d", e.ExitCode)
 	}
 	if e := FromResult(res, deploy.ErrInvalid, "id", nil); e.ExitCode != 2 {
 		t.Fatalf("with the error: exit %d", e.ExitCode)

@@ -55,7 +55,27 @@ func newEnv(t *testing.T) *env {
 		stateDir: t.TempDir(),
 		repo:     "shop/" + strings.ToLower(testenv.UniqueName("web-")),
 	}
+	t.Cleanup(e.removePulledImages)
 	return e
+}
+
+// removePulledImages removes the images deploys pulled from this test's
+// repository, which stay behind by digest once their tags are gone.
+func (e *env) removePulledImages() {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(e.t.Context()), time.Minute)
+	defer cancel()
+	list, err := e.cli.ImageList(ctx, image.ListOptions{All: true})
+	if err != nil {
+		return
+	}
+	for _, img := range list {
+		for _, ref := range append(append([]string{}, img.RepoTags...), img.RepoDigests...) {
+			if strings.Contains(ref, "/"+e.repo) {
+				_, _ = e.cli.ImageRemove(ctx, img.ID, image.RemoveOptions{Force: true, PruneChildren: true})
+				break
+			}
+		}
+	}
 }
 
 // version builds the demo app reporting version v (with env such as WARMUP

@@ -76,12 +76,6 @@ func runServe(c *ucli.Context) error {
 		return err
 	}
 	defer u.close()
-	var waitMetrics func()
-	if addr := c.String("metrics-listen"); addr != "" {
-		if waitMetrics, err = serveMetrics(c.Context, addr, u.metrics.Handler(), log); err != nil {
-			return usageErr("%v", err)
-		}
-	}
 	ln, err := net.Listen("tcp", c.String("listen"))
 	if err != nil {
 		return usageErr("--listen %s: %v", c.String("listen"), err)
@@ -102,9 +96,6 @@ func runServe(c *ucli.Context) error {
 	log.Info("serving webhooks", "addr", ln.Addr().String(), "all", u.sel.All, "scope", u.sel.Scope)
 	serveErr := webhook.Serve(c.Context, ln, srv.Handler(), 10*time.Second)
 	err = u.shutdown()
-	if waitMetrics != nil {
-		waitMetrics()
-	}
 	if serveErr != nil {
 		return serveErr
 	}

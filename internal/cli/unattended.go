@@ -45,6 +45,10 @@ type unattendedRun struct {
 	metrics *metrics.Metrics
 	sel     unattended.Selector
 	bound   time.Duration
+	// metricsDone, if set, waits for the --metrics-listen server, which
+	// stops with ctx.
+	metricsDone func()
+	ctx         context.Context
 }
 
 // longRunningLogger logs at info unless --log-level says otherwise: what an
@@ -104,11 +108,19 @@ func newUnattended(c *ucli.Context, log *slog.Logger) (*unattendedRun, error) {
 	q.OnEvent(func(event string, s unattended.Status) {
 		log.Info("request "+event, "id", s.ID, "target", s.Target, "image", s.Image, "trigger", s.Trigger, "who", s.Who, "run", s.RunID, "state", s.State)
 	})
-	return &unattendedRun{
+	u := &unattendedRun{
 		log: log, eng: eng, queue: q, journal: ex.Journal, metrics: m,
 		sel:   unattended.Selector{All: c.Bool("all"), Scope: c.String("scope")},
 		bound: c.Duration("shutdown-timeout"),
-	}, nil
+		ctx:   c.Context,
+	}
+	if addr := c.String("metrics-listen"); addr != "" {
+		if u.metricsDone, err = serveMetrics(c.Context, addr, m.Handler(), log); err != nil {
+			u.close()
+			return nil, usageErr("%v", err)
+		}
+	}
+	return u, nil
 }
 
 // shutdown stops the queue: no new deploys, running ones get the bound.
@@ -121,7 +133,14 @@ func (u *unattendedRun) shutdown() error {
 	return nil
 }
 
-func (u *unattendedRun) close() { _ = u.eng.Close() }
+// close releases the engine client; after a stop signal it first waits for
+// the metrics server, which stops with it (a --once run just exits).
+func (u *unattendedRun) close() {
+	if u.metricsDone != nil && u.ctx.Err() != nil {
+		u.metricsDone()
+	}
+	_ = u.eng.Close()
+}
 
 // serveMetrics serves /metrics on addr until ctx ends. It returns once the
 // listener is bound.

@@ -72,12 +72,6 @@ func runWatch(c *ucli.Context) error {
 		return err
 	}
 	defer u.close()
-	var waitMetrics func()
-	if addr := c.String("metrics-listen"); addr != "" {
-		if waitMetrics, err = serveMetrics(c.Context, addr, u.metrics.Handler(), log); err != nil {
-			return usageErr("%v", err)
-		}
-	}
 	w := &watch.Watcher{
 		Engine: u.eng,
 		Auth: func(ref string) (string, error) {
@@ -104,8 +98,5 @@ func runWatch(c *ucli.Context) error {
 		return err
 	}
 	err = u.shutdown()
-	if waitMetrics != nil {
-		waitMetrics()
-	}
 	return err
 }

@@ -74,9 +74,15 @@ type NetworkAttachment struct {
 // FieldDiff is one difference between the old container's configuration and
 // the one the new container will run with.
 type FieldDiff struct {
-	Field string
-	Old   string
-	New   string
+	Field string `json:"field"`
+	Old   string `json:"old"`
+	New   string `json:"new"`
+}
+
+// Rediff recomputes Diff after the caller changed the spec's Config (a
+// compose file's settings applied to the copy, say).
+func (s *CloneSpec) Rediff(old container.InspectResponse, oldImage, newImage image.InspectResponse) {
+	s.Diff = configDiff(old, oldImage.ID, s.Config, imageConfig(newImage), newImage.ID)
 }
 
 // CloneConfig derives the configuration of the container that replaces old,

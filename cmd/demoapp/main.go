@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/signal"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -61,6 +62,7 @@ type config struct {
 	lateListen     bool          // open the port only after warm-up
 	stopDelay      time.Duration // extra time spent in SIGTERM handling before closing the listener
 	unhealthyAfter time.Duration
+	needs          []string // host:port peers (a database) that must answer for the app to be healthy
 }
 
 func loadConfig() config {
@@ -73,6 +75,9 @@ func loadConfig() config {
 	c.stopDelay = envDuration("STOP_DELAY", 0)
 	c.unhealthyAfter = envDuration("UNHEALTHY_AFTER", 0)
 	c.lateListen = env("LISTEN_AFTER_WARMUP", "") == "1"
+	if n := env("NEEDS", ""); n != "" {
+		c.needs = strings.Split(n, ",")
+	}
 	return c
 }
 
@@ -99,6 +104,14 @@ func run() error {
 		case !ready.Load():
 			http.Error(w, "warming up", http.StatusServiceUnavailable)
 		default:
+			for _, peer := range cfg.needs {
+				c, err := net.DialTimeout("tcp", peer, time.Second)
+				if err != nil {
+					http.Error(w, "cannot reach "+peer+" (NEEDS): "+err.Error(), http.StatusServiceUnavailable)
+					return
+				}
+				_ = c.Close() // only reachability matters
+			}
 			fmt.Fprintln(w, "ok")
 		}
 	}

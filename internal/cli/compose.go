@@ -48,8 +48,6 @@ func runComposeDeploy(c *ucli.Context, opts deployOptions) error {
 		return usageErr("--all deploys every service; do not name one (got %s)", strings.Join(c.Args().Slice(), " "))
 	case !co.all && c.NArg() != 1:
 		return usageErr("name one compose SERVICE (got %d arguments), or use --all", c.NArg())
-	case opts.dryRun:
-		return usageErr("--dry-run is not available for compose services yet; use it on a container: baton deploy --dry-run CONTAINER")
 	}
 	if co.all {
 		for _, name := range []string{"port", "http-probe", "tcp-probe", "warmup-requests", "nginx-upstream", "nginx-reload", "nginx-container", "relay", "relay-port"} {
@@ -94,7 +92,7 @@ func runComposeDeploy(c *ucli.Context, opts deployOptions) error {
 		opts.settings["nginx-container"] = strings.TrimPrefix(reps[0].Names[0], "/")
 	}
 	out.note(fmt.Sprintf("compose project %s (%s, %s)", project.Name, strings.Join(project.Files, ", "), project.Tool))
-	req := deploy.Request{Image: opts.image, Pull: pull, Force: opts.force, Flags: opts.settings, PullProgress: out.pullProgress(), Trigger: "cli"}
+	req := deploy.Request{Image: opts.image, Pull: pull, Force: opts.force, DryRun: opts.dryRun, Flags: opts.settings, PullProgress: out.pullProgress(), Trigger: "cli"}
 	report := func(msg string) { out.Event(deploy.Event{Time: time.Now(), Phase: "compose", Message: msg}) }
 	var results []compose.ServiceResult
 	if co.all {

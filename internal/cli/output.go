@@ -138,6 +138,9 @@ func (o *output) printPlan(p *deploy.Plan) {
 	fmt.Fprintf(w, "  pull:          %s\n", p.Pull)
 	fmt.Fprintf(w, "  traffic:       %s\n", p.Traffic)
 	fmt.Fprintf(w, "  settings:      %s\n", p.Settings)
+	if p.Follows != "" {
+		fmt.Fprintf(w, "  configuration: %s\n", p.Follows)
+	}
 	if len(p.Leftovers) > 0 {
 		fmt.Fprintf(w, "  leftovers of an interrupted deploy (a real deploy converges them first): %s\n", strings.Join(p.Leftovers, ", "))
 	}

@@ -17,7 +17,7 @@ type Deployer interface {
 // ServiceResult is how one service fared in a compose deploy.
 type ServiceResult struct {
 	Service  string           `json:"service"`
-	Outcome  string           `json:"outcome"` // deployed, up-to-date, skipped, failed, not-run
+	Outcome  string           `json:"outcome"` // deployed, up-to-date, skipped, failed, not-run, dry-run
 	Detail   string           `json:"detail,omitempty"`
 	Replicas []*deploy.Result `json:"replicas,omitempty"`
 }
@@ -29,6 +29,7 @@ const (
 	OutcomeSkipped  = "skipped"
 	OutcomeFailed   = "failed"
 	OutcomeNotRun   = "not-run"
+	OutcomeDryRun   = "dry-run" // planned only; see each replica's plan
 )
 
 // DeployService replaces every running replica of service, one at a time,
@@ -74,7 +75,7 @@ func DeployService(ctx context.Context, d Deployer, eng Engine, p *Project, cfg 
 		r := req
 		r.Target = id
 		r.Image = svc.Image
-		r.Spec = p.specFor(eng, service, svc, changed, report)
+		r.Spec = p.specFor(eng, service, svc, changed, req.DryRun, report)
 		if changed {
 			r.Changed = "the compose file changed"
 		}
@@ -91,8 +92,11 @@ func DeployService(ctx context.Context, d Deployer, eng Engine, p *Project, cfg 
 			}
 			return res, err
 		}
-		if out.Outcome == deploy.OutcomeDeployed {
+		switch out.Outcome {
+		case deploy.OutcomeDeployed:
 			res.Outcome = OutcomeDeployed
+		case deploy.OutcomeDryRun:
+			res.Outcome = OutcomeDryRun
 		}
 	}
 	return res, nil

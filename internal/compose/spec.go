@@ -28,7 +28,10 @@ import (
 //
 // In every case the compose labels are set so that `up -d` leaves the new
 // container alone: config hash, container number, and (v2) image ID.
-func (p *Project) specFor(eng Engine, service string, svc ServiceConfig, changed bool, report func(string)) deploy.SpecFunc {
+//
+// A dry run must create nothing, so for a changed file it plans with the
+// container_name way (the file's settings on a copy) and says so.
+func (p *Project) specFor(eng Engine, service string, svc ServiceConfig, changed, dryRun bool, report func(string)) deploy.SpecFunc {
 	return func(ctx context.Context, old container.InspectResponse, oldImg, newImg image.InspectResponse, ref string) (*dockerctl.CloneSpec, string, error) {
 		var spec *dockerctl.CloneSpec
 		var note string
@@ -38,6 +41,12 @@ func (p *Project) specFor(eng Engine, service string, svc ServiceConfig, changed
 		case !changed:
 			note = fmt.Sprintf("compose file unchanged for %s: following the running container, on %s", service, ref)
 			spec, err = dockerctl.CloneConfig(old, oldImg, newImg, ref)
+		case dryRun && svc.ContainerName == "":
+			note = fmt.Sprintf("compose file changed for %s: the deploy follows it (compose creates the container it wants for %s); this plan shows the file's image, environment, command, entrypoint, labels, user and working_dir", service, service)
+			if spec, err = dockerctl.CloneConfig(old, oldImg, newImg, ref); err == nil {
+				applyFile(spec, svc)
+			}
+			hash = ""
 		case svc.ContainerName == "":
 			note = fmt.Sprintf("compose file changed for %s: following it (the configuration compose creates for %s now)", service, service)
 			if p.Tool.Major == 1 {
@@ -75,6 +84,7 @@ func (p *Project) specFor(eng Engine, service string, svc ServiceConfig, changed
 			l[LabelImage] = newImg.ID
 		}
 		delete(l, LabelReplace)
+		spec.Rediff(old, oldImg, newImg)
 		return spec, note, nil
 	}
 }

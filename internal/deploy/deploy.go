@@ -164,6 +164,14 @@ func (r *run) deploy(ctx context.Context) error {
 	if err := r.prepare(ctx); err != nil {
 		return err
 	}
+	if len(mirrorsFor(r.nets)) > 0 {
+		defer func() {
+			// Whichever way the deploy ended, the warm-up copies are done with.
+			if _, err := r.d.removeWarmNetworks(context.WithoutCancel(ctx), r.svc); err != nil {
+				r.warn("removing the warm-up networks: %v", err)
+			}
+		}()
+	}
 	if err := r.beforeNoReturn(ctx); err != nil {
 		return r.rollback(ctx, err)
 	}
@@ -441,6 +449,9 @@ func (r *run) create(ctx context.Context) error {
 		if err := r.d.Engine.NetworkConnect(ctx, a.Name, created.ID, a.Endpoint); err != nil {
 			return &PhaseError{Phase: PhaseCreate, OldServing: true, Err: fmt.Errorf("connecting %s to network %s: %w", newName, a.Name, err)}
 		}
+	}
+	if err := r.joinWarmNetworks(ctx); err != nil {
+		return &PhaseError{Phase: PhaseCreate, OldServing: true, Err: err}
 	}
 	return nil
 }

@@ -9,6 +9,9 @@ import (
 	"time"
 
 	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/image"
+
+	"github.com/baton-sh/baton/dockerctl"
 
 	"github.com/baton-sh/baton/internal/state"
 )
@@ -137,7 +140,9 @@ func TestDeployHandsOverPublishedPortAfterOldStops(t *testing.T) {
 	}
 	calls := h.eng.calls()
 	stop := indexOf(t, calls, "stop web")
-	connect := indexOf(t, calls, "connect web-baton-")
+	connect := slices.IndexFunc(calls, func(c string) bool {
+		return strings.HasPrefix(c, "connect web-baton-") && strings.HasSuffix(c, " shop")
+	})
 	for _, c := range calls[:stop] {
 		if strings.HasPrefix(c, "connect web-baton-") && strings.HasSuffix(c, " shop") {
 			t.Fatalf("connected to shop before the old container stopped: %v", calls)
@@ -296,5 +301,103 @@ func TestDeployHandoverFailureRestartsOld(t *testing.T) {
 	}
 	if st := h.eng.state(h.oldID); st != "running" {
 		t.Fatalf("old container %s, want restarted", st)
+	}
+}
+
+// TestDryRunPlansAndChangesNothing: a dry run reports the plan, built by the
+// caller's Spec when it has one, and makes no engine call that changes
+// anything.
+func TestDryRunPlansAndChangesNothing(t *testing.T) {
+	addEnv := func(_ context.Context, old container.InspectResponse, oldImg, newImg image.InspectResponse, ref string) (*dockerctl.CloneSpec, string, error) {
+		spec, err := dockerctl.CloneConfig(old, oldImg, newImg, ref)
+		if err != nil {
+			return nil, "", err
+		}
+		spec.Config.Env = append(spec.Config.Env, "FROM_FILE=yes")
+		spec.Rediff(old, oldImg, newImg)
+		return spec, "following the file", nil
+	}
+	for _, tc := range []struct {
+		name         string
+		image        string
+		spec         SpecFunc
+		changed      string
+		wantUpToDate bool
+		wantFollows  string
+		wantChange   string
+	}{
+		{name: "new image", image: "web:v2", wantChange: "image"},
+		{name: "same image", image: "web:v1", wantUpToDate: true},
+		{name: "same image, caller's configuration changed", image: "web:v1", spec: addEnv, changed: "the compose file changed", wantFollows: "following the file", wantChange: "env FROM_FILE"},
+		{name: "new image through caller's spec", image: "web:v2", spec: addEnv, wantFollows: "following the file", wantChange: "env FROM_FILE"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, "relay", "")
+			res, err := h.d.Deploy(t.Context(), Request{Target: "web", Image: tc.image, Pull: PullMissing, DryRun: true, Spec: tc.spec, Changed: tc.changed})
+			if err != nil || res.Outcome != OutcomeDryRun || res.Plan == nil {
+				t.Fatalf("got %v %v, want a dry-run plan", res.Outcome, err)
+			}
+			p := res.Plan
+			if p.UpToDate != tc.wantUpToDate {
+				t.Fatalf("up to date = %v, want %v (steps %v)", p.UpToDate, tc.wantUpToDate, p.Steps)
+			}
+			if p.Follows != tc.wantFollows {
+				t.Fatalf("follows %q, want %q", p.Follows, tc.wantFollows)
+			}
+			if tc.wantChange != "" && !slices.ContainsFunc(p.Changes, func(d dockerctl.FieldDiff) bool { return d.Field == tc.wantChange }) {
+				t.Fatalf("changes %v lack %q", p.Changes, tc.wantChange)
+			}
+			if tc.changed != "" && !slices.ContainsFunc(p.Steps, func(s string) bool { return strings.Contains(s, tc.changed) }) {
+				t.Fatalf("steps %v do not say why it redeploys", p.Steps)
+			}
+			for _, c := range h.eng.calls() {
+				for _, verb := range []string{"create", "start", "stop", "remove", "rename", "connect", "pull"} {
+					if strings.HasPrefix(c, verb) {
+						t.Fatalf("dry run changed something: %v", h.eng.calls())
+					}
+				}
+			}
+			h.assertOldServing()
+		})
+	}
+}
+
+// TestDeployWithHostPortReachesPeersWhileWarming: a container whose host
+// port the old one still holds warms up without its real network, on an
+// internal copy of it that its peers (a database) are attached to; the copy
+// is gone after the deploy, succeeded or failed.
+func TestDeployWithHostPortReachesPeersWhileWarming(t *testing.T) {
+	for _, image := range []string{"web:v2", "web:sick"} {
+		t.Run(image, func(t *testing.T) {
+			h := newHarness(t, "none", "8080")
+			h.eng.runOld("db", "web:v1", "", "shop")
+			_, err := h.deploy(t.Context(), image, map[string]string{"health-timeout": "2s"})
+			if (err == nil) != (image == "web:v2") {
+				t.Fatalf("deploy of %s: %v", image, err)
+			}
+			warm := warmNetworkName("web", "shop")
+			var started []string
+			for name, nets := range h.eng.startNets {
+				if strings.HasPrefix(name, "web-baton-") {
+					started = nets
+				}
+			}
+			if !slices.Equal(started, []string{"baton", warm}) {
+				t.Fatalf("new container started on %v, want baton and %s only (no published port while the old holds it)", started, warm)
+			}
+			calls := h.eng.calls()
+			if m, s := indexOf(t, calls, "mirror shop "+warm), indexOf(t, calls, "start web-baton-"); m > s {
+				t.Fatalf("network copied after the start: %v", calls)
+			}
+			if nets := h.eng.networksOf("db"); !slices.Equal(nets, []string{"shop"}) {
+				t.Fatalf("db left on %v, want only shop", nets)
+			}
+			if len(h.eng.netLabels) > 0 {
+				t.Fatalf("warm-up networks left: %v", h.eng.netLabels)
+			}
+			if len(h.eng.brokenConns) > 0 {
+				t.Fatalf("a connect hit a held port: %v", h.eng.brokenConns)
+			}
+		})
 	}
 }

@@ -35,4 +35,11 @@ type Engine interface {
 	// EnsureBatonNetwork returns the name of baton's internal network,
 	// creating the network if needed.
 	EnsureBatonNetwork(ctx context.Context) (string, error)
+	// MirrorNetwork creates internal network mirror if missing and
+	// attaches to it the running containers of network real (but skip)
+	// under their names there.
+	MirrorNetwork(ctx context.Context, real, mirror string, labels map[string]string, skip ...string) error
+	// RemoveNetworks detaches everything from the networks carrying all of
+	// labels and removes them.
+	RemoveNetworks(ctx context.Context, labels map[string]string) ([]string, error)
 }

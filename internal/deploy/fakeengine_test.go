@@ -5,7 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
+	"path"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -33,7 +36,9 @@ type fakeEngine struct {
 	mu         sync.Mutex
 	containers map[string]*fakeContainer // by ID
 	images     map[string]image.InspectResponse
-	internal   map[string]bool // network name -> internal
+	internal   map[string]bool              // network name -> internal
+	netLabels  map[string]map[string]string // network name -> labels (networks baton made)
+	startNets  map[string][]string          // container name -> its networks when last started
 	subs       []chan events.Message
 	seq        int
 	log        []string // calls, in order, for ordering assertions
@@ -65,6 +70,8 @@ func newFakeEngine() *fakeEngine {
 		containers: map[string]*fakeContainer{},
 		images:     map[string]image.InspectResponse{},
 		internal:   map[string]bool{"shop": false, "bridge": false},
+		netLabels:  map[string]map[string]string{},
+		startNets:  map[string][]string{},
 		startErr:   map[string]error{},
 		connectErr: map[string]error{},
 	}
@@ -119,7 +126,8 @@ func (f *fakeEngine) runOld(name, ref string, hostPort string, nets ...string) s
 func (f *fakeEngine) record(format string, args ...any) {
 	entry := fmt.Sprintf(format, args...)
 	f.log = append(f.log, entry)
-	if f.killOn != "" && strings.HasPrefix(entry, f.killOn) {
+	glob, _ := path.Match(f.killOn, entry)
+	if f.killOn != "" && (strings.HasPrefix(entry, f.killOn) || glob) {
 		f.killNow = true
 		f.killOn = ""
 	}
@@ -321,6 +329,7 @@ func (f *fakeEngine) ContainerStart(_ context.Context, id string, _ container.St
 		return err
 	}
 	f.record("start %s", strings.TrimPrefix(fc.c.Name, "/"))
+	f.startNets[strings.TrimPrefix(fc.c.Name, "/")] = slices.Sorted(maps.Keys(fc.c.NetworkSettings.Networks))
 	if err := f.startErr[fc.c.Config.Image]; err != nil {
 		return err
 	}
@@ -463,6 +472,68 @@ func (f *fakeEngine) EnsureBatonNetwork(context.Context) (string, error) {
 	defer f.mu.Unlock()
 	f.internal[dockerctl.BatonNetwork] = true
 	return dockerctl.BatonNetwork, nil
+}
+
+func (f *fakeEngine) MirrorNetwork(_ context.Context, real, mirror string, labels map[string]string, skip ...string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	defer f.killIfDue()
+	f.record("mirror %s %s", real, mirror)
+	if err := f.connectErr[mirror]; err != nil {
+		return err
+	}
+	if _, ok := f.internal[real]; !ok {
+		return errdefs.NotFound(fmt.Errorf("network %s not found", real))
+	}
+	f.internal[mirror] = true
+	f.netLabels[mirror] = labels
+	for id, fc := range f.containers {
+		on := fc.c.NetworkSettings.Networks[real]
+		if on == nil || !fc.c.State.Running || slices.Contains(skip, id) {
+			continue
+		}
+		if _, ok := fc.c.NetworkSettings.Networks[mirror]; !ok {
+			fc.c.NetworkSettings.Networks[mirror] = f.endpoint(mirror, &network.EndpointSettings{Aliases: append([]string{strings.TrimPrefix(fc.c.Name, "/")}, on.Aliases...)})
+		}
+	}
+	return nil
+}
+
+func (f *fakeEngine) RemoveNetworks(_ context.Context, labels map[string]string) ([]string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	defer f.killIfDue()
+	var removed []string
+	for name, l := range f.netLabels {
+		match := true
+		for k, v := range labels {
+			match = match && l[k] == v
+		}
+		if !match {
+			continue
+		}
+		for _, fc := range f.containers {
+			delete(fc.c.NetworkSettings.Networks, name)
+		}
+		delete(f.netLabels, name)
+		delete(f.internal, name)
+		removed = append(removed, name)
+	}
+	if len(removed) > 0 {
+		f.record("remove-networks %s", strings.Join(removed, " "))
+	}
+	return removed, nil
+}
+
+// networksOf lists the networks a container is on, sorted.
+func (f *fakeEngine) networksOf(name string) []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	fc, err := f.find(name)
+	if err != nil {
+		return nil
+	}
+	return slices.Sorted(maps.Keys(fc.c.NetworkSettings.Networks))
 }
 
 // state returns a container's status by name, or "missing".

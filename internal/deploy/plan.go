@@ -2,6 +2,7 @@ package deploy
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 
@@ -15,20 +16,23 @@ import (
 
 // Plan is what a deploy would do, for --dry-run.
 type Plan struct {
-	Service      string                `json:"service"`
-	Container    string                `json:"container"`
-	CurrentImage string                `json:"current_image"`
-	CurrentID    string                `json:"current_image_id"`
-	NewImage     string                `json:"new_image"`
-	NewImageID   string                `json:"new_image_id,omitempty"`
-	Pull         string                `json:"pull"`
-	UpToDate     bool                  `json:"up_to_date"`
-	Traffic      string                `json:"traffic"`
-	Settings     string                `json:"settings"`
-	Isolated     bool                  `json:"isolated"`
-	Exclusive    []string              `json:"exclusive,omitempty"`
-	Steps        []string              `json:"steps"`
-	Changes      []dockerctl.FieldDiff `json:"changes,omitempty"`
+	Service      string `json:"service"`
+	Container    string `json:"container"`
+	CurrentImage string `json:"current_image"`
+	CurrentID    string `json:"current_image_id"`
+	NewImage     string `json:"new_image"`
+	NewImageID   string `json:"new_image_id,omitempty"`
+	Pull         string `json:"pull"`
+	UpToDate     bool   `json:"up_to_date"`
+	Traffic      string `json:"traffic"`
+	Settings     string `json:"settings"`
+	// Follows says where the new configuration comes from when the caller
+	// builds it (compose: the running container or the changed file).
+	Follows   string                `json:"follows,omitempty"`
+	Isolated  bool                  `json:"isolated"`
+	Exclusive []string              `json:"exclusive,omitempty"`
+	Steps     []string              `json:"steps"`
+	Changes   []dockerctl.FieldDiff `json:"changes,omitempty"`
 	// ChangesUnknown: the new image is not on the host, so how its
 	// defaults change the configuration is unknown until it is pulled.
 	ChangesUnknown bool     `json:"changes_unknown,omitempty"`
@@ -71,7 +75,7 @@ func (r *run) dryRun(ctx context.Context, old container.InspectResponse) error {
 	default:
 		return fmt.Errorf("image %s: %w", r.newRef, err)
 	}
-	if err == nil && img.ID == old.Image && !r.req.Force && r.req.Pull != PullAlways {
+	if err == nil && img.ID == old.Image && !r.req.Force && r.req.Pull != PullAlways && r.req.Changed == "" {
 		p.UpToDate = true
 		p.Steps = []string{fmt.Sprintf("nothing: %s already runs %s", r.svc.Name, shortID(img.ID))}
 		return nil
@@ -84,9 +88,27 @@ func (r *run) dryRun(ctx context.Context, old container.InspectResponse) error {
 		newImg = r.oldImgOrEmpty(ctx)
 	}
 	oldImg := r.oldImgOrEmpty(ctx)
-	spec, cerr := dockerctl.CloneConfig(old, oldImg, newImg, r.newRef)
-	if cerr != nil {
+	var spec *dockerctl.CloneSpec
+	var cerr error
+	if r.req.Spec != nil {
+		spec, p.Follows, cerr = r.req.Spec(ctx, old, oldImg, newImg, r.newRef)
+	} else {
+		spec, cerr = dockerctl.CloneConfig(old, oldImg, newImg, r.newRef)
+	}
+	if cerr == nil {
+		cerr = checkStateful(spec, r.settings)
+	}
+	switch {
+	case cerr == nil:
+	case errors.Is(cerr, ErrUnsupported), errors.Is(cerr, ErrInvalid):
+		return cerr
+	case errors.Is(cerr, dockerctl.ErrUnsupported):
 		return classify(ErrUnsupported, "%v", cerr)
+	default:
+		return fmt.Errorf("container %s: %w", r.svc.Name, cerr)
+	}
+	if r.req.Changed != "" && imageKnown && img.ID == old.Image {
+		p.Steps = append(p.Steps, "redeploy although the image is unchanged: "+r.req.Changed)
 	}
 	if imageKnown {
 		p.Changes = spec.Diff
@@ -99,7 +121,15 @@ func (r *run) dryRun(ctx context.Context, old container.InspectResponse) error {
 	newName := r.svc.Name + "-baton-<id>"
 	p.Steps = append(p.Steps, "create "+newName+" from "+r.newRef)
 	if nets.Isolated {
-		p.Steps = append(p.Steps, fmt.Sprintf("warm it up on baton's internal network only (it publishes %s, which %s holds)", strings.Join(spec.Exclusive, ", "), r.svc.Name))
+		step := fmt.Sprintf("warm it up on baton's internal network (it publishes %s, which %s holds)", strings.Join(spec.Exclusive, ", "), r.svc.Name)
+		var copies []string
+		for _, a := range mirrorsFor(nets) {
+			copies = append(copies, a.Name)
+		}
+		if len(copies) > 0 {
+			step += " and on internal copies of " + strings.Join(copies, ", ") + ", so it reaches its peers by name; the copies are removed after the deploy"
+		}
+		p.Steps = append(p.Steps, step)
 	} else if nets.NetworkMode != "none" {
 		p.Steps = append(p.Steps, "warm it up on its networks ("+attachmentNames(nets)+") without published traffic")
 	}

@@ -61,6 +61,13 @@ func decideRecovery(o observed) recoveryAction {
 // or undoes it. It returns a note saying what it did ("" when there was
 // nothing to do). Callers hold the service's lock.
 func (d *Deployer) converge(ctx context.Context, svc Service, event func(Phase, string, string, ...any)) (string, error) {
+	// Warm-up networks outlive only a killed deploy; nothing needs them
+	// between deploys, whichever way the rest converges.
+	if removed, err := d.removeWarmNetworks(ctx, svc); err != nil {
+		event(PhaseRecover, svc.Name, "could not remove warm-up networks of an interrupted deploy: %v", err)
+	} else if len(removed) > 0 {
+		event(PhaseRecover, svc.Name, "removed warm-up network %s left by an interrupted deploy", strings.Join(removed, ", "))
+	}
 	var rec Record
 	found, err := d.State.ReadRecord(svc.Key, &rec)
 	if err != nil {

@@ -2,6 +2,7 @@ package deploy
 
 import (
 	"context"
+	"slices"
 	"testing"
 )
 
@@ -38,17 +39,24 @@ func TestKilledDeployConverges(t *testing.T) {
 	steps := []struct {
 		killOn    string
 		wantImage string // what web runs after converging
+		hostPort  bool   // a step only a container with a fixed host port takes
 	}{
-		{"create web-baton-", "web:v1"},
-		{"connect web-baton-", "web:v1"},
-		{"start web-baton-", "web:v1"},
-		{"switch", "web:v1"},
-		{"stop web", "web:v2"},
-		{"remove web", "web:v2"},
-		{"rename web-baton-", "web:v2"},
+		{killOn: "create web-baton-", wantImage: "web:v1"},
+		{killOn: "connect web-baton-", wantImage: "web:v1"},
+		{killOn: "mirror shop", wantImage: "web:v1", hostPort: true},
+		{killOn: "start web-baton-", wantImage: "web:v1"},
+		{killOn: "switch", wantImage: "web:v1"},
+		{killOn: "stop web", wantImage: "web:v2"},
+		{killOn: "connect web-baton-* shop", wantImage: "web:v2", hostPort: true}, // the handover
+		{killOn: "remove web", wantImage: "web:v2"},
+		{killOn: "rename web-baton-", wantImage: "web:v2"},
+		{killOn: "remove-networks", wantImage: "web:v2", hostPort: true},
 	}
 	for _, hostPort := range []string{"", "8080"} {
 		for _, st := range steps {
+			if st.hostPort && hostPort == "" {
+				continue
+			}
 			t.Run(st.killOn+"/port="+hostPort, func(t *testing.T) {
 				h := newHarness(t, "relay", hostPort)
 				flags := map[string]string{"nginx-upstream": "/tmp/x.conf", "nginx-reload": "true"}
@@ -77,12 +85,14 @@ func TestKilledDeployConverges(t *testing.T) {
 				if got := h.eng.state("web"); got != "running" {
 					t.Fatalf("web is %s after converging (calls %v)", got, h.eng.calls())
 				}
-				want := st.wantImage
-				if hostPort != "" && st.killOn == "connect web-baton-" {
-					want = "web:v2" // with a published port the first connect is the handover, after the stop
+				if got := h.eng.imageOf("web"); got != st.wantImage {
+					t.Fatalf("web runs %s, want %s", got, st.wantImage)
 				}
-				if got := h.eng.imageOf("web"); got != want {
-					t.Fatalf("web runs %s, want %s", got, want)
+				if nets := h.eng.networksOf("web"); !slices.Equal(nets, []string{"baton", "shop"}) {
+					t.Fatalf("web is on networks %v, want baton and shop (no warm-up copy left)", nets)
+				}
+				if len(h.eng.netLabels) > 0 {
+					t.Fatalf("warm-up networks left: %v", h.eng.netLabels)
 				}
 				if n := h.eng.count(); n != 1 {
 					t.Fatalf("%d containers left, want 1: %v", n, h.eng.calls())

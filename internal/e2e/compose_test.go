@@ -3,6 +3,7 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -287,6 +288,17 @@ func TestComposeMinimal(t *testing.T) {
 			}
 			assertServes(t, p.url(), "v2")
 			p.setEnv("BATON_TEST_WEB_IMAGE", v3) // the compose file now names another image
+			before := p.ids()
+			r = p.mustBaton("--dry-run", "--pull", "never", "web")
+			for _, want := range []string{"plan for " + p.container("web", 1), "compose file changed for web", "    image: " + live} {
+				if !strings.Contains(r.stdout, want) {
+					t.Fatalf("dry run output lacks %q:\n%s", want, r.stdout)
+				}
+			}
+			if after := p.ids(); !maps.Equal(before, after) {
+				t.Fatalf("dry run changed the project's containers: %v -> %v", before, after)
+			}
+			assertServes(t, p.url(), "v2")
 			r = p.mustBaton("--pull", "never", "web")
 			if !strings.Contains(r.stderr, "changed for web") {
 				t.Fatalf("deploy did not follow the changed file:\n%s", r.stderr)

@@ -2,10 +2,14 @@ package e2e
 
 import (
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/docker/docker/api/types/filters"
+	"github.com/docker/docker/api/types/network"
 
 	"github.com/baton-sh/baton/internal/testenv"
 )
@@ -262,3 +266,51 @@ func contains(list []string, s string) bool {
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }
+
+// TestPublishedPortAppReachesItsDatabaseWhileWarming: the common host-nginx
+// setup where the app publishes a loopback port and needs a database on its
+// network to be healthy. The new container cannot join that network while
+// the old one holds the port (joining would publish it), so it warms up on
+// an internal copy of the network with the database attached; under load
+// through nginx nothing fails, and the copy is gone afterwards.
+func TestPublishedPortAppReachesItsDatabaseWhileWarming(t *testing.T) {
+	e := newEnv(t)
+	dbImage, _ := testenv.DemoImage(t, e.cli, testenv.DemoImageOpts{Version: "db"})
+	db := testenv.UniqueName("db-")
+	testenv.RunDemo(t, e.cli, testenv.RunOpts{Name: db, Image: dbImage, Network: e.net, Aliases: []string{"db"}})
+	needsDB := map[string]string{"NEEDS": "db:8080"} // healthy only while db answers
+	v1 := e.version("v1", "v1", needsDB)
+	v2 := e.version("v2", "v2", needsDB)
+	hostPort := testenv.FreePort(t)
+	name := testenv.UniqueName("web-")
+	e.runWeb(name, v1, "127.0.0.1:"+itoa(hostPort)+":8080")
+	ng := testenv.HostNginx(t, testenv.NginxOpts{UpstreamFile: t.TempDir() + "/web.conf", InitialServers: []string{"127.0.0.1:" + itoa(hostPort)}})
+	flags := []string{"--nginx-upstream", ng.UpstreamFile(), "--nginx-reload", ng.ReloadCommand(), "--health-timeout", "30s"}
+	r := e.mustDeploy(append(append([]string{"--image", v2}, flags...), name)...)
+	if !strings.Contains(r.stderr, "internal copy of network "+e.net) {
+		t.Fatalf("deploy did not warm up on a copy of %s:\n%s", e.net, r.stderr)
+	}
+	load := startLoad(t, ng.URL()+"/", 2*time.Minute)
+	for _, ref := range []string{v1, v2} {
+		e.mustDeploy(append(append([]string{"--image", ref}, flags...), name)...)
+	}
+	checkLoad(t, load.Stop())
+	c := e.assertSingle(name, v2)
+	var nets []string
+	for n := range c.NetworkSettings.Networks {
+		nets = append(nets, n)
+	}
+	slices.Sort(nets)
+	if want := []string{"baton", e.net}; !slices.Equal(nets, slices.Sorted(slices.Values(want))) {
+		t.Fatalf("%s is on networks %v, want %v", name, nets, want)
+	}
+	if dbNets := e.inspect(db).NetworkSettings.Networks; len(dbNets) != 1 || dbNets[e.net] == nil {
+		t.Fatalf("%s left on networks %v, want only %s", db, dbNets, e.net)
+	}
+	left, err := e.cli.NetworkList(t.Context(), network.ListOptions{Filters: filters.NewArgs(filters.Arg("label", "baton.role=warm-network"))})
+	if err != nil || len(left) > 0 {
+		t.Fatalf("warm-up networks left: %v %v", left, err)
+	}
+	assertServes(t, ng.URL()+"/", "v2")
+	assertServes(t, "http://127.0.0.1:"+itoa(hostPort)+"/", "v2")
+}

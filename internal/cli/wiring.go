@@ -7,6 +7,7 @@ import (
 	ucli "github.com/urfave/cli/v2"
 
 	"github.com/baton-sh/baton/dockerctl"
+	"github.com/baton-sh/baton/internal/compose"
 	"github.com/baton-sh/baton/internal/deploy"
 	"github.com/baton-sh/baton/internal/journal"
 	"github.com/baton-sh/baton/internal/state"
@@ -35,6 +36,8 @@ func newDeployer(c *ucli.Context, out *output) (*deploy.Deployer, *dockerctl.Cli
 		Report:       out,
 		Log:          log,
 		HostPortFree: dockerctl.HostPortFree,
+		// A compose container deployed by name stays compose's.
+		SpecFor: compose.SpecForContainer(eng),
 		// Every CLI deploy and rollback goes into the journal (baton
 		// history), with the OS user as who ran it.
 		OnFinish: func(res *deploy.Result) {

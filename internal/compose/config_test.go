@@ -117,3 +117,20 @@ func TestLabelFilesAndMajor(t *testing.T) {
 		}
 	}
 }
+
+func TestUnsetVariables(t *testing.T) {
+	for _, tc := range []struct {
+		stderr string
+		want   []string
+	}{
+		{"WARNING: The HTTP_PORT variable is not set. Defaulting to a blank string.\n", []string{"HTTP_PORT"}},
+		{`time="2026-11-26T05:00:00Z" level=warning msg="The \"TAG\" variable is not set. Defaulting to a blank string."` + "\n" +
+			`time="2026-11-26T05:00:00Z" level=warning msg="The \"TAG\" variable is not set. Defaulting to a blank string."` + "\n", []string{"TAG"}},
+		{"WARNING: Some networks were defined but are not used by any service: x\n", nil},
+		{"", nil},
+	} {
+		if got := unsetVariables(tc.stderr); !slices.Equal(got, tc.want) {
+			t.Errorf("unsetVariables(%q) = %v, want %v", tc.stderr, got, tc.want)
+		}
+	}
+}

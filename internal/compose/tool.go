@@ -11,6 +11,7 @@ import (
 	"context"
 	"fmt"
 	"os/exec"
+	"slices"
 	"strings"
 )
 
@@ -90,15 +91,39 @@ func major(v string) int {
 // and returns stdout. A failure carries the tool's own error lines, which
 // name the problem in the file.
 func (t Tool) run(ctx context.Context, dir string, global []string, sub string, args ...string) ([]byte, error) {
+	stdout, _, err := t.runWarnings(ctx, dir, global, sub, args...)
+	return stdout, err
+}
+
+// runWarnings is run that also returns the tool's stderr (its warnings).
+func (t Tool) runWarnings(ctx context.Context, dir string, global []string, sub string, args ...string) ([]byte, string, error) {
 	all := append(append(append(append([]string{}, t.Argv[1:]...), global...), sub), args...)
 	cmd := exec.CommandContext(ctx, t.Argv[0], all...)
 	cmd.Dir = dir
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
-		return stdout.Bytes(), fmt.Errorf("%s %s: %s", strings.Join(t.Argv, " "), sub, toolError(stderr.String(), err))
+		return stdout.Bytes(), stderr.String(), fmt.Errorf("%s %s: %s", strings.Join(t.Argv, " "), sub, toolError(stderr.String(), err))
 	}
-	return stdout.Bytes(), nil
+	return stdout.Bytes(), stderr.String(), nil
+}
+
+// unsetVariables picks, from the tool's warnings, the variables the file
+// uses that were not set (both tools say "The X variable is not set").
+func unsetVariables(stderr string) []string {
+	var out []string
+	for _, l := range strings.Split(stderr, "\n") {
+		_, rest, ok := strings.Cut(l, "The ")
+		if !ok || !strings.Contains(rest, " variable is not set") {
+			continue
+		}
+		name, _, _ := strings.Cut(rest, " variable is not set")
+		name = strings.Trim(name, `\"'`)
+		if name != "" && !slices.Contains(out, name) {
+			out = append(out, name)
+		}
+	}
+	return out
 }
 
 // toolError picks the line of the tool's stderr that says what is wrong.

@@ -48,6 +48,18 @@ type Deployer struct {
 	// not a dry run, successful or not: the journal, notifications and
 	// metrics hang off it.
 	OnFinish func(*Result)
+	// SpecFor, if set, may supply the Spec of a request that has none, for
+	// targets whose new configuration someone else defines (a compose
+	// container deployed by name). A nil result means a plain copy.
+	SpecFor func(ctx context.Context, old container.InspectResponse, newRef string, dryRun bool, report func(string)) SpecFunc
+}
+
+// specFunc is the request's Spec, else the Deployer's SpecFor's.
+func (r *run) specFunc(ctx context.Context, ref string) SpecFunc {
+	if r.req.Spec != nil || r.d.SpecFor == nil {
+		return r.req.Spec
+	}
+	return r.d.SpecFor(ctx, r.old, ref, r.req.DryRun, func(msg string) { r.event(r.phase, "", "%s", msg) })
 }
 
 // run is the state of one deploy.
@@ -333,9 +345,9 @@ func (r *run) prepare(ctx context.Context) error {
 	if r.req.ImageID != "" && configRef == "" {
 		configRef = r.req.ImageID
 	}
-	if r.req.Spec != nil {
+	if specFn := r.specFunc(ctx, configRef); specFn != nil {
 		var note string
-		r.spec, note, err = r.req.Spec(ctx, r.old, r.oldImg, r.newImg, configRef)
+		r.spec, note, err = specFn(ctx, r.old, r.oldImg, r.newImg, configRef)
 		if note != "" && err == nil {
 			r.event(PhaseCreate, "", "%s", note)
 		}

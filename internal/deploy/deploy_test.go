@@ -401,3 +401,32 @@ func TestDeployWithHostPortReachesPeersWhileWarming(t *testing.T) {
 		})
 	}
 }
+
+// TestDeployerSpecForDefinesTheNewContainer: a target whose configuration
+// someone else defines (compose) gets it through SpecFor when the request
+// brings no Spec, and the note is reported.
+func TestDeployerSpecForDefinesTheNewContainer(t *testing.T) {
+	h := newHarness(t, "relay", "")
+	h.d.SpecFor = func(_ context.Context, old container.InspectResponse, newRef string, dryRun bool, _ func(string)) SpecFunc {
+		if newRef != "web:v2" || dryRun {
+			t.Errorf("SpecFor(%s, dryRun=%v)", newRef, dryRun)
+		}
+		return func(_ context.Context, old container.InspectResponse, oldImg, newImg image.InspectResponse, ref string) (*dockerctl.CloneSpec, string, error) {
+			spec, err := dockerctl.CloneConfig(old, oldImg, newImg, ref)
+			if err == nil {
+				spec.Config.Env = append(spec.Config.Env, "FROM_FILE=yes")
+			}
+			return spec, "following the file", err
+		}
+	}
+	if _, err := h.deploy(t.Context(), "web:v2", nil); err != nil {
+		t.Fatalf("deploy: %v", err)
+	}
+	c, _ := h.eng.ContainerInspect(t.Context(), "web")
+	if !slices.Contains(c.Config.Env, "FROM_FILE=yes") {
+		t.Fatalf("new container env %v lacks what SpecFor set", c.Config.Env)
+	}
+	if !slices.ContainsFunc(h.events, func(e Event) bool { return e.Message == "following the file" }) {
+		t.Fatalf("SpecFor's note not reported")
+	}
+}

@@ -90,8 +90,8 @@ func (r *run) dryRun(ctx context.Context, old container.InspectResponse) error {
 	oldImg := r.oldImgOrEmpty(ctx)
 	var spec *dockerctl.CloneSpec
 	var cerr error
-	if r.req.Spec != nil {
-		spec, p.Follows, cerr = r.req.Spec(ctx, old, oldImg, newImg, r.newRef)
+	if specFn := r.specFunc(ctx, r.newRef); specFn != nil {
+		spec, p.Follows, cerr = specFn(ctx, old, oldImg, newImg, r.newRef)
 	} else {
 		spec, cerr = dockerctl.CloneConfig(old, oldImg, newImg, r.newRef)
 	}

@@ -175,6 +175,19 @@ func (p *project) baton(args ...string) batonRun {
 	return p.e.run(append(full, args...)...)
 }
 
+// batonContainer runs baton deploy naming a container, with no compose
+// flags, and with the compose file's variables only when withEnv is set.
+func (p *project) batonContainer(withEnv bool, args ...string) batonRun {
+	p.t.Helper()
+	if !withEnv {
+		return p.e.run(append([]string{"deploy"}, args...)...)
+	}
+	saved := p.e.extraEnv
+	p.e.extraEnv = append(append([]string{}, saved...), p.env...)
+	defer func() { p.e.extraEnv = saved }()
+	return p.e.run(append([]string{"deploy"}, args...)...)
+}
+
 func (p *project) mustBaton(args ...string) batonRun {
 	p.t.Helper()
 	r := p.baton(args...)
@@ -303,9 +316,33 @@ func TestComposeMinimal(t *testing.T) {
 			if !strings.Contains(r.stderr, "changed for web") {
 				t.Fatalf("deploy did not follow the changed file:\n%s", r.stderr)
 			}
-			checkLoad(t, load.Stop())
 			assertServes(t, p.url(), "v3")
 			p.assertComposeOwns("web", "v3", 1)
+
+			// As cron does it: the container by name, its tag re-pushed.
+			tag(t, e, v1, v3)
+			r = p.batonContainer(true, "--pull", "never", p.container("web", 1))
+			if r.code != 0 || strings.Contains(r.stderr, "copied the running container") {
+				t.Fatalf("deploy by container name (exit %d) did not follow compose:\n%s", r.code, r.stderr)
+			}
+			assertServes(t, p.url(), "v1")
+			p.assertComposeOwns("web", "v1", 1)
+			// Without the variables the file needs (a bare cron
+			// environment; this file requires them with ${VAR:?}): a
+			// copy with its image label updated, and the output says
+			// what compose will do.
+			tag(t, e, v2, v3)
+			r = p.batonContainer(false, "--pull", "never", p.container("web", 1))
+			if r.code != 0 || !strings.Contains(r.stderr, "copied the running container") {
+				t.Fatalf("deploy without the file's variables (exit %d):\n%s", r.code, r.stderr)
+			}
+			checkLoad(t, load.Stop())
+			assertServes(t, p.url(), "v2")
+			if tool.name == "v2" {
+				p.assertComposeOwns("web", "v2", 1)
+			} else if !strings.Contains(r.stderr, "will recreate") {
+				t.Fatalf("v1 fallback does not say compose will recreate:\n%s", r.stderr)
+			}
 			p.assertDownRemoves()
 		})
 	}

@@ -385,6 +385,11 @@ func TestDeployWithHostPortReachesPeersWhileWarming(t *testing.T) {
 			if !slices.Equal(started, []string{"baton", warm}) {
 				t.Fatalf("new container started on %v, want baton and %s only (no published port while the old holds it)", started, warm)
 			}
+			for key, aliases := range h.eng.startAliases {
+				if strings.HasPrefix(key, "web-baton-") && strings.HasSuffix(key, " "+warm) && len(aliases) > 0 {
+					t.Fatalf("warming container is known on %s as %v; peers must not find it by the service's name", warm, aliases)
+				}
+			}
 			calls := h.eng.calls()
 			if m, s := indexOf(t, calls, "mirror shop "+warm), indexOf(t, calls, "start web-baton-"); m > s {
 				t.Fatalf("network copied after the start: %v", calls)

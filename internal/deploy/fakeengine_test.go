@@ -33,15 +33,16 @@ import (
 // port, published only through a non-internal network, as Docker does),
 // images, events for health and exits, and failure knobs.
 type fakeEngine struct {
-	mu         sync.Mutex
-	containers map[string]*fakeContainer // by ID
-	images     map[string]image.InspectResponse
-	internal   map[string]bool              // network name -> internal
-	netLabels  map[string]map[string]string // network name -> labels (networks baton made)
-	startNets  map[string][]string          // container name -> its networks when last started
-	subs       []chan events.Message
-	seq        int
-	log        []string // calls, in order, for ordering assertions
+	mu           sync.Mutex
+	containers   map[string]*fakeContainer // by ID
+	images       map[string]image.InspectResponse
+	internal     map[string]bool              // network name -> internal
+	netLabels    map[string]map[string]string // network name -> labels (networks baton made)
+	startNets    map[string][]string          // container name -> its networks when last started
+	startAliases map[string][]string          // "container network" -> its aliases there when last started
+	subs         []chan events.Message
+	seq          int
+	log          []string // calls, in order, for ordering assertions
 
 	// failure knobs
 	pullErr     error
@@ -67,13 +68,14 @@ type fakeContainer struct {
 
 func newFakeEngine() *fakeEngine {
 	return &fakeEngine{
-		containers: map[string]*fakeContainer{},
-		images:     map[string]image.InspectResponse{},
-		internal:   map[string]bool{"shop": false, "bridge": false},
-		netLabels:  map[string]map[string]string{},
-		startNets:  map[string][]string{},
-		startErr:   map[string]error{},
-		connectErr: map[string]error{},
+		containers:   map[string]*fakeContainer{},
+		images:       map[string]image.InspectResponse{},
+		internal:     map[string]bool{"shop": false, "bridge": false},
+		netLabels:    map[string]map[string]string{},
+		startNets:    map[string][]string{},
+		startAliases: map[string][]string{},
+		startErr:     map[string]error{},
+		connectErr:   map[string]error{},
 	}
 }
 
@@ -329,7 +331,11 @@ func (f *fakeEngine) ContainerStart(_ context.Context, id string, _ container.St
 		return err
 	}
 	f.record("start %s", strings.TrimPrefix(fc.c.Name, "/"))
-	f.startNets[strings.TrimPrefix(fc.c.Name, "/")] = slices.Sorted(maps.Keys(fc.c.NetworkSettings.Networks))
+	name := strings.TrimPrefix(fc.c.Name, "/")
+	f.startNets[name] = slices.Sorted(maps.Keys(fc.c.NetworkSettings.Networks))
+	for net, ep := range fc.c.NetworkSettings.Networks {
+		f.startAliases[name+" "+net] = slices.Clone(ep.Aliases)
+	}
 	if err := f.startErr[fc.c.Config.Image]; err != nil {
 		return err
 	}

@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
-	"slices"
 
 	"github.com/docker/docker/api/types/network"
 
@@ -45,8 +44,10 @@ func mirrorsFor(n networkPlan) []dockerctl.NetworkAttachment {
 }
 
 // joinWarmNetworks attaches the new container to a warm copy of each of its
-// user-defined networks, under its aliases there, with the peers it would
-// meet on the real one.
+// user-defined networks, with the peers it would meet on the real one. It
+// joins without its aliases: peers (an nginx resolving the service's name,
+// say) must not find the warming container by the service's name; probes
+// reach it on baton's network.
 func (r *run) joinWarmNetworks(ctx context.Context) error {
 	for _, a := range mirrorsFor(r.nets) {
 		warm := warmNetworkName(r.svc.Key, a.Name)
@@ -55,11 +56,7 @@ func (r *run) joinWarmNetworks(ctx context.Context) error {
 		if err := r.d.Engine.MirrorNetwork(ctx, a.Name, warm, labels, r.old.ID, r.rec.NewID); err != nil {
 			return fmt.Errorf("copying network %s for the warm-up: %w", a.Name, err)
 		}
-		ep := &network.EndpointSettings{}
-		if a.Endpoint != nil {
-			ep.Aliases = slices.Clone(a.Endpoint.Aliases)
-		}
-		if err := r.d.Engine.NetworkConnect(ctx, warm, r.rec.NewID, ep); err != nil {
+		if err := r.d.Engine.NetworkConnect(ctx, warm, r.rec.NewID, &network.EndpointSettings{}); err != nil {
 			return fmt.Errorf("connecting %s to network %s: %w", r.rec.NewName, warm, err)
 		}
 	}

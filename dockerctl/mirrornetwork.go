@@ -2,6 +2,8 @@ package dockerctl
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"slices"
@@ -12,35 +14,59 @@ import (
 	"github.com/docker/docker/errdefs"
 )
 
-// MirrorNetwork creates the internal network mirror (with labels) if it does
-// not exist, and attaches to it every running container of network real,
-// except those in skip, under the names they have on real (aliases and
-// container name). A container that must not publish yet (its host ports are
-// still held by the container it replaces) can join the mirror and reach its
-// peers by name, since an internal network never becomes a gateway and so
-// publishes nothing. Attaching a running container to one more network does
-// not disturb its connections. Running it again is harmless.
-func (c *Client) MirrorNetwork(ctx context.Context, real, mirror string, labels map[string]string, skip ...string) error {
+// Mirror networks let a container that must not publish yet (its host ports
+// are still held by the container it replaces) reach its peers by name while
+// it warms up: an internal copy of one of its networks, with that network's
+// containers attached under the names they have there. An internal network
+// never becomes a gateway, so joining it publishes nothing.
+//
+// A mirror outlives the deploy that made it: connections the new container
+// opened through it while warming up (a database pool) must keep working
+// once it serves, and tearing the network down would cut them. It is
+// removed once the network it copies is gone.
+const (
+	mirrorPrefix     = "baton-warm-"
+	LabelMirrorOf    = "baton.mirror-of"    // the copied network's name
+	LabelMirrorOfID  = "baton.mirror-of-id" // and ID, which survives a rename and tells a recreated network apart
+	labelMirrorRole  = "baton.role"
+	mirrorRoleValue  = "warm-network"
+	labelMirrorOwner = "baton.managed"
+)
+
+// MirrorName is the name of the mirror of the network with this ID (or,
+// lacking one, this name).
+func MirrorName(networkIDOrName string) string {
+	sum := sha256.Sum256([]byte(networkIDOrName))
+	return mirrorPrefix + hex.EncodeToString(sum[:6])
+}
+
+// IsMirrorNetwork tells baton's mirrors from the user's networks.
+func IsMirrorNetwork(name string) bool { return strings.HasPrefix(name, mirrorPrefix) }
+
+// MirrorNetwork creates the mirror of network real if it does not exist and
+// attaches to it every running container of real, except those in skip,
+// under the names they have on real (aliases and container name). It returns
+// the mirror's name. Running it again attaches what is missing.
+func (c *Client) MirrorNetwork(ctx context.Context, real string, skip ...string) (string, error) {
 	src, err := c.NetworkInspect(ctx, real, network.InspectOptions{})
 	if err != nil {
-		return fmt.Errorf("inspecting network %s: %w", real, err)
+		return "", fmt.Errorf("inspecting network %s: %w", real, err)
 	}
+	mirror := MirrorName(src.ID)
 	dst, err := c.NetworkInspect(ctx, mirror, network.InspectOptions{})
 	switch {
 	case errdefs.IsNotFound(err):
+		labels := map[string]string{labelMirrorOwner: "true", labelMirrorRole: mirrorRoleValue, LabelMirrorOf: src.Name, LabelMirrorOfID: src.ID}
 		if _, err := c.NetworkCreate(ctx, mirror, network.CreateOptions{Driver: "bridge", Internal: true, Labels: labels}); err != nil && !errdefs.IsConflict(err) {
-			return fmt.Errorf("creating network %s: %w", mirror, err)
+			return "", fmt.Errorf("creating network %s: %w", mirror, err)
 		}
 	case err != nil:
-		return fmt.Errorf("inspecting network %s: %w", mirror, err)
+		return "", fmt.Errorf("inspecting network %s: %w", mirror, err)
 	case !dst.Internal:
-		return fmt.Errorf("network %s exists but is not internal; remove it (docker network rm %s), baton recreates it", mirror, mirror)
+		return "", fmt.Errorf("network %s exists but is not internal; remove it (docker network rm %s), baton recreates it", mirror, mirror)
 	}
 	for id := range src.Containers {
-		if slices.ContainsFunc(skip, func(s string) bool { return s != "" && (s == id || strings.TrimPrefix(s, "/") == id) }) {
-			continue
-		}
-		if _, ok := dst.Containers[id]; ok {
+		if _, ok := dst.Containers[id]; ok || slices.Contains(skip, id) {
 			continue
 		}
 		peer, err := c.ContainerInspect(ctx, id)
@@ -48,40 +74,53 @@ func (c *Client) MirrorNetwork(ctx context.Context, real, mirror string, labels 
 			continue // gone since the network was inspected
 		}
 		if err != nil {
-			return fmt.Errorf("inspecting container %s on network %s: %w", id[:min(12, len(id))], real, err)
+			return "", fmt.Errorf("inspecting container %s on network %s: %w", shortID(id), real, err)
 		}
-		if peer.State == nil || !peer.State.Running || slices.Contains(skip, strings.TrimPrefix(peer.Name, "/")) {
+		// A peer that is not plainly running is left alone: it cannot
+		// serve the new container now, and a connect could fail on it.
+		if peer.State == nil || !peer.State.Running || peer.State.Paused || peer.State.Restarting {
 			continue
 		}
 		ep := &network.EndpointSettings{Aliases: []string{strings.TrimPrefix(peer.Name, "/")}}
-		if on := peer.NetworkSettings.Networks[real]; on != nil {
+		if on := peer.NetworkSettings.Networks[src.Name]; on != nil {
 			for _, a := range on.Aliases {
 				if !slices.Contains(ep.Aliases, a) {
 					ep.Aliases = append(ep.Aliases, a)
 				}
 			}
 		}
-		if err := c.NetworkConnect(ctx, mirror, id, ep); err != nil && !alreadyAttached(err) {
-			return fmt.Errorf("attaching %s to network %s: %w", strings.TrimPrefix(peer.Name, "/"), mirror, err)
+		err = c.NetworkConnect(ctx, mirror, id, ep)
+		switch {
+		case err == nil, alreadyAttached(err), errdefs.IsNotFound(err): // attached, or the peer is gone
+		default:
+			return "", fmt.Errorf("attaching %s to network %s: %w", strings.TrimPrefix(peer.Name, "/"), mirror, err)
 		}
 	}
-	return nil
+	return mirror, nil
 }
 
-// RemoveNetworks detaches every container from each network that carries all
-// of labels and removes the network. It returns the names it removed.
-func (c *Client) RemoveNetworks(ctx context.Context, labels map[string]string) ([]string, error) {
-	args := filters.NewArgs()
-	for k, v := range labels {
-		args.Add("label", k+"="+v)
-	}
-	list, err := c.NetworkList(ctx, network.ListOptions{Filters: args})
+// PruneMirrors removes the mirrors whose copied network no longer exists
+// (a compose project taken down, a test's network removed): nothing can
+// deploy onto such a network, so removing its mirror races with no deploy.
+// It returns the names it removed.
+func (c *Client) PruneMirrors(ctx context.Context) ([]string, error) {
+	list, err := c.NetworkList(ctx, network.ListOptions{Filters: filters.NewArgs(filters.Arg("label", labelMirrorRole+"="+mirrorRoleValue))})
 	if err != nil {
 		return nil, fmt.Errorf("listing networks: %w", err)
 	}
 	var removed []string
 	var errs []error
 	for _, n := range list {
+		srcID := n.Labels[LabelMirrorOfID]
+		if srcID == "" {
+			continue
+		}
+		if _, err := c.NetworkInspect(ctx, srcID, network.InspectOptions{}); !errdefs.IsNotFound(err) {
+			if err != nil {
+				errs = append(errs, fmt.Errorf("inspecting network %s: %w", n.Labels[LabelMirrorOf], err))
+			}
+			continue
+		}
 		full, err := c.NetworkInspect(ctx, n.ID, network.InspectOptions{})
 		if errdefs.IsNotFound(err) {
 			continue
@@ -92,7 +131,7 @@ func (c *Client) RemoveNetworks(ctx context.Context, labels map[string]string) (
 		}
 		for id := range full.Containers {
 			if err := c.NetworkDisconnect(ctx, n.ID, id, true); err != nil && !errdefs.IsNotFound(err) {
-				errs = append(errs, fmt.Errorf("detaching %s from network %s: %w", id[:min(12, len(id))], n.Name, err))
+				errs = append(errs, fmt.Errorf("detaching %s from network %s: %w", shortID(id), n.Name, err))
 			}
 		}
 		if err := c.NetworkRemove(ctx, n.ID); err != nil && !errdefs.IsNotFound(err) {

@@ -51,6 +51,10 @@ func SpecForContainer(eng Engine) func(ctx context.Context, old container.Inspec
 				return labelledCopy(old, oldImg, newImg, ref, err.Error())
 			}
 			svc := cfg.Services[service]
+			if svc.Image == "" {
+				// Built by compose: asking it for the container could start a build.
+				return labelledCopy(old, oldImg, newImg, ref, fmt.Sprintf("service %s has no image: in %s (compose builds it)", service, strings.Join(p.Files, ", ")))
+			}
 			if !sameImage(svc.Image, ref) {
 				spec, err := dockerctl.CloneConfig(old, oldImg, newImg, ref)
 				return spec, fmt.Sprintf("%s: the compose file names %s, not %s, so the next %s up -d will replace it with the file's image", service, svc.Image, ref, p.Tool.Argv[0]), err

@@ -42,7 +42,7 @@ func (p *Project) specFor(eng Engine, service string, svc ServiceConfig, changed
 			note = fmt.Sprintf("compose file unchanged for %s: following the running container, on %s", service, ref)
 			spec, err = dockerctl.CloneConfig(old, oldImg, newImg, ref)
 		case dryRun && svc.ContainerName == "":
-			note = fmt.Sprintf("compose file changed for %s: the deploy follows it (compose creates the container it wants for %s); this plan shows the file's image, environment, command, entrypoint, labels, user and working_dir", service, service)
+			note = fmt.Sprintf("compose file changed for %s: the deploy follows it (compose creates the container it wants for %s); this plan shows the file's image, environment, command, entrypoint, labels, user and working_dir, not changes to its ports, volumes or networks", service, service)
 			if spec, err = dockerctl.CloneConfig(old, oldImg, newImg, ref); err == nil {
 				applyFile(spec, svc)
 			}
@@ -55,7 +55,7 @@ func (p *Project) specFor(eng Engine, service string, svc ServiceConfig, changed
 			}
 			spec, hash, err = p.candidateSpec(ctx, eng, service, newImg, report)
 		default:
-			note = fmt.Sprintf("compose file changed for %s (container_name %s): following its image, environment, command, entrypoint, labels, user and working_dir; other changes need %s up -d", service, svc.ContainerName, strings.Join(p.Tool.Argv, " "))
+			note = fmt.Sprintf("compose file changed for %s (container_name %s): following its image, environment, command, entrypoint, labels, user and working_dir; other changes (ports, volumes, networks) need %s up -d --force-recreate %s, since the new container carries the file's config hash", service, svc.ContainerName, strings.Join(p.Tool.Argv, " "), service)
 			if spec, err = dockerctl.CloneConfig(old, oldImg, newImg, ref); err == nil {
 				applyFile(spec, svc)
 			}

@@ -160,6 +160,7 @@ func (r *run) deploy(ctx context.Context) error {
 	} else if note != "" {
 		r.res.Recovered = note
 	}
+	r.d.pruneMirrors(ctx, r.event)
 	// Converging may have finished an interrupted deploy: look again.
 	if r.old, err = inspectTarget(ctx, r.d.Engine, r.svc.Name); err != nil {
 		return err
@@ -175,14 +176,6 @@ func (r *run) deploy(ctx context.Context) error {
 	}
 	if err := r.prepare(ctx); err != nil {
 		return err
-	}
-	if len(mirrorsFor(r.nets)) > 0 {
-		defer func() {
-			// Whichever way the deploy ended, the warm-up copies are done with.
-			if _, err := r.d.removeWarmNetworks(context.WithoutCancel(ctx), r.svc); err != nil {
-				r.warn("removing the warm-up networks: %v", err)
-			}
-		}()
 	}
 	if err := r.beforeNoReturn(ctx); err != nil {
 		return r.rollback(ctx, err)

@@ -364,8 +364,9 @@ func TestDryRunPlansAndChangesNothing(t *testing.T) {
 
 // TestDeployWithHostPortReachesPeersWhileWarming: a container whose host
 // port the old one still holds warms up without its real network, on an
-// internal copy of it that its peers (a database) are attached to; the copy
-// is gone after the deploy, succeeded or failed.
+// internal copy of it that its peers (a database) are attached to. The copy
+// stays (connections opened through it must survive the deploy), is reused
+// by the next deploy, and goes once the network it copies is gone.
 func TestDeployWithHostPortReachesPeersWhileWarming(t *testing.T) {
 	for _, image := range []string{"web:v2", "web:sick"} {
 		t.Run(image, func(t *testing.T) {
@@ -375,7 +376,7 @@ func TestDeployWithHostPortReachesPeersWhileWarming(t *testing.T) {
 			if (err == nil) != (image == "web:v2") {
 				t.Fatalf("deploy of %s: %v", image, err)
 			}
-			warm := warmNetworkName("web", "shop")
+			warm := dockerctl.MirrorName("shop")
 			var started []string
 			for name, nets := range h.eng.startNets {
 				if strings.HasPrefix(name, "web-baton-") {
@@ -394,14 +395,33 @@ func TestDeployWithHostPortReachesPeersWhileWarming(t *testing.T) {
 			if m, s := indexOf(t, calls, "mirror shop "+warm), indexOf(t, calls, "start web-baton-"); m > s {
 				t.Fatalf("network copied after the start: %v", calls)
 			}
-			if nets := h.eng.networksOf("db"); !slices.Equal(nets, []string{"shop"}) {
-				t.Fatalf("db left on %v, want only shop", nets)
-			}
-			if len(h.eng.netLabels) > 0 {
-				t.Fatalf("warm-up networks left: %v", h.eng.netLabels)
+			if nets := h.eng.networksOf("db"); !slices.Equal(nets, []string{warm, "shop"}) {
+				t.Fatalf("db is on %v, want shop and its copy", nets)
 			}
 			if len(h.eng.brokenConns) > 0 {
 				t.Fatalf("a connect hit a held port: %v", h.eng.brokenConns)
+			}
+			if image == "web:v2" {
+				if nets := h.eng.networksOf("web"); !slices.Equal(nets, []string{"baton", warm, "shop"}) {
+					t.Fatalf("web serves on %v, want baton, shop and the copy it warmed up on", nets)
+				}
+				// The next deploy reuses the copy.
+				if _, err := h.deploy(t.Context(), "web:v1", nil); err != nil {
+					t.Fatalf("second deploy: %v", err)
+				}
+				if n := len(h.eng.netLabels); n != 1 {
+					t.Fatalf("%d copies after two deploys, want 1", n)
+				}
+			}
+			// The project is taken down: the next run removes the copy.
+			h.eng.mu.Lock()
+			delete(h.eng.internal, "shop")
+			h.eng.mu.Unlock()
+			if _, err := h.d.Status(t.Context(), "", func(Phase, string, string, ...any) {}); err != nil {
+				t.Fatalf("status: %v", err)
+			}
+			if len(h.eng.netLabels) > 0 || slices.Contains(h.eng.networksOf("db"), warm) {
+				t.Fatalf("copy of a removed network left: %v, db on %v", h.eng.netLabels, h.eng.networksOf("db"))
 			}
 		})
 	}

@@ -35,11 +35,10 @@ type Engine interface {
 	// EnsureBatonNetwork returns the name of baton's internal network,
 	// creating the network if needed.
 	EnsureBatonNetwork(ctx context.Context) (string, error)
-	// MirrorNetwork creates internal network mirror if missing and
-	// attaches to it the running containers of network real (but skip)
-	// under their names there.
-	MirrorNetwork(ctx context.Context, real, mirror string, labels map[string]string, skip ...string) error
-	// RemoveNetworks detaches everything from the networks carrying all of
-	// labels and removes them.
-	RemoveNetworks(ctx context.Context, labels map[string]string) ([]string, error)
+	// MirrorNetwork makes or updates the internal copy of network real
+	// (name or ID) with its running containers but skip attached, and
+	// returns its name.
+	MirrorNetwork(ctx context.Context, real string, skip ...string) (string, error)
+	// PruneMirrors removes the copies of networks that are gone.
+	PruneMirrors(ctx context.Context) ([]string, error)
 }

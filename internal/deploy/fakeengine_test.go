@@ -480,19 +480,20 @@ func (f *fakeEngine) EnsureBatonNetwork(context.Context) (string, error) {
 	return dockerctl.BatonNetwork, nil
 }
 
-func (f *fakeEngine) MirrorNetwork(_ context.Context, real, mirror string, labels map[string]string, skip ...string) error {
+func (f *fakeEngine) MirrorNetwork(_ context.Context, real string, skip ...string) (string, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	defer f.killIfDue()
+	mirror := dockerctl.MirrorName(real)
 	f.record("mirror %s %s", real, mirror)
 	if err := f.connectErr[mirror]; err != nil {
-		return err
+		return "", err
 	}
 	if _, ok := f.internal[real]; !ok {
-		return errdefs.NotFound(fmt.Errorf("network %s not found", real))
+		return "", errdefs.NotFound(fmt.Errorf("network %s not found", real))
 	}
 	f.internal[mirror] = true
-	f.netLabels[mirror] = labels
+	f.netLabels[mirror] = map[string]string{dockerctl.LabelMirrorOfID: real}
 	for id, fc := range f.containers {
 		on := fc.c.NetworkSettings.Networks[real]
 		if on == nil || !fc.c.State.Running || slices.Contains(skip, id) {
@@ -502,20 +503,16 @@ func (f *fakeEngine) MirrorNetwork(_ context.Context, real, mirror string, label
 			fc.c.NetworkSettings.Networks[mirror] = f.endpoint(mirror, &network.EndpointSettings{Aliases: append([]string{strings.TrimPrefix(fc.c.Name, "/")}, on.Aliases...)})
 		}
 	}
-	return nil
+	return mirror, nil
 }
 
-func (f *fakeEngine) RemoveNetworks(_ context.Context, labels map[string]string) ([]string, error) {
+func (f *fakeEngine) PruneMirrors(context.Context) ([]string, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	defer f.killIfDue()
 	var removed []string
 	for name, l := range f.netLabels {
-		match := true
-		for k, v := range labels {
-			match = match && l[k] == v
-		}
-		if !match {
+		if _, ok := f.internal[l[dockerctl.LabelMirrorOfID]]; ok {
 			continue
 		}
 		for _, fc := range f.containers {
@@ -526,7 +523,7 @@ func (f *fakeEngine) RemoveNetworks(_ context.Context, labels map[string]string)
 		removed = append(removed, name)
 	}
 	if len(removed) > 0 {
-		f.record("remove-networks %s", strings.Join(removed, " "))
+		f.record("prune-mirrors %s", strings.Join(removed, " "))
 	}
 	return removed, nil
 }

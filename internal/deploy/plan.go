@@ -127,7 +127,7 @@ func (r *run) dryRun(ctx context.Context, old container.InspectResponse) error {
 			copies = append(copies, a.Name)
 		}
 		if len(copies) > 0 {
-			step += " and on internal copies of " + strings.Join(copies, ", ") + ", so it reaches its peers by name; the copies are removed after the deploy"
+			step += " and on internal copies of " + strings.Join(copies, ", ") + " (made once, kept while those networks exist), so it reaches its peers by name"
 		}
 		p.Steps = append(p.Steps, step)
 	} else if nets.NetworkMode != "none" {

@@ -61,13 +61,6 @@ func decideRecovery(o observed) recoveryAction {
 // or undoes it. It returns a note saying what it did ("" when there was
 // nothing to do). Callers hold the service's lock.
 func (d *Deployer) converge(ctx context.Context, svc Service, event func(Phase, string, string, ...any)) (string, error) {
-	// Warm-up networks outlive only a killed deploy; nothing needs them
-	// between deploys, whichever way the rest converges.
-	if removed, err := d.removeWarmNetworks(ctx, svc); err != nil {
-		event(PhaseRecover, svc.Name, "could not remove warm-up networks of an interrupted deploy: %v", err)
-	} else if len(removed) > 0 {
-		event(PhaseRecover, svc.Name, "removed warm-up network %s left by an interrupted deploy", strings.Join(removed, ", "))
-	}
 	var rec Record
 	found, err := d.State.ReadRecord(svc.Key, &rec)
 	if err != nil {
@@ -284,4 +277,16 @@ func (d *Deployer) leftovers(ctx context.Context, svc Service) ([]container.Summ
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Created > out[j].Created })
 	return out, nil
+}
+
+// pruneMirrors removes copies of networks that are gone (a project taken
+// down): they are of no use to anyone, and a failure here hinders nothing.
+func (d *Deployer) pruneMirrors(ctx context.Context, event func(Phase, string, string, ...any)) {
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	if removed, err := d.Engine.PruneMirrors(ctx); err != nil {
+		event(PhaseRecover, "", "could not remove unused warm-up networks: %v", err)
+	} else if len(removed) > 0 {
+		event(PhaseRecover, "", "removed warm-up network %s (the network it copied is gone)", strings.Join(removed, ", "))
+	}
 }

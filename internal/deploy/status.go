@@ -70,6 +70,7 @@ func (d *Deployer) Status(ctx context.Context, target string, report func(Phase,
 		}
 		sort.Slice(services, func(i, j int) bool { return services[i].Key < services[j].Key })
 	}
+	d.pruneMirrors(ctx, report)
 	out := make([]ServiceStatus, 0, len(services))
 	for _, svc := range services {
 		out = append(out, d.serviceStatus(ctx, svc, report))

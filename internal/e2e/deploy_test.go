@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"maps"
 	"os"
 	"slices"
 	"strconv"
@@ -8,9 +9,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/network"
 
+	"github.com/baton-sh/baton/dockerctl"
 	"github.com/baton-sh/baton/internal/testenv"
 )
 
@@ -272,7 +275,8 @@ func itoa(n int) string { return strconv.Itoa(n) }
 // network to be healthy. The new container cannot join that network while
 // the old one holds the port (joining would publish it), so it warms up on
 // an internal copy of the network with the database attached; under load
-// through nginx nothing fails, and the copy is gone afterwards.
+// through nginx nothing fails. The copy stays while the network exists (the
+// app's connections through it must keep working) and goes with it.
 func TestPublishedPortAppReachesItsDatabaseWhileWarming(t *testing.T) {
 	e := newEnv(t)
 	dbImage, _ := testenv.DemoImage(t, e.cli, testenv.DemoImageOpts{Version: "db"})
@@ -295,22 +299,58 @@ func TestPublishedPortAppReachesItsDatabaseWhileWarming(t *testing.T) {
 		e.mustDeploy(append(append([]string{"--image", ref}, flags...), name)...)
 	}
 	checkLoad(t, load.Stop())
-	c := e.assertSingle(name, v2)
-	var nets []string
-	for n := range c.NetworkSettings.Networks {
-		nets = append(nets, n)
-	}
-	slices.Sort(nets)
-	if want := []string{"baton", e.net}; !slices.Equal(nets, slices.Sorted(slices.Values(want))) {
-		t.Fatalf("%s is on networks %v, want %v", name, nets, want)
-	}
-	if dbNets := e.inspect(db).NetworkSettings.Networks; len(dbNets) != 1 || dbNets[e.net] == nil {
-		t.Fatalf("%s left on networks %v, want only %s", db, dbNets, e.net)
-	}
-	left, err := e.cli.NetworkList(t.Context(), network.ListOptions{Filters: filters.NewArgs(filters.Arg("label", "baton.role=warm-network"))})
-	if err != nil || len(left) > 0 {
-		t.Fatalf("warm-up networks left: %v %v", left, err)
-	}
 	assertServes(t, ng.URL()+"/", "v2")
 	assertServes(t, "http://127.0.0.1:"+itoa(hostPort)+"/", "v2")
+
+	netInfo, err := e.cli.NetworkInspect(t.Context(), e.net, network.InspectOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mirror := dockerctl.MirrorName(netInfo.ID)
+	m, err := e.cli.NetworkInspect(t.Context(), mirror, network.InspectOptions{})
+	if err != nil || !m.Internal {
+		t.Fatalf("copy %s of %s: internal=%v, %v", mirror, e.net, m.Internal, err)
+	}
+	c := e.assertSingle(name, v2)
+	nets := slices.Sorted(maps.Keys(c.NetworkSettings.Networks))
+	if want := slices.Sorted(slices.Values([]string{"baton", e.net, mirror})); !slices.Equal(nets, want) {
+		t.Fatalf("%s is on networks %v, want %v", name, nets, want)
+	}
+	if al := c.NetworkSettings.Networks[mirror].Aliases; slices.Contains(al, "web") {
+		t.Fatalf("%s has the service alias on the copy (%v): peers would find a warming container by it", name, al)
+	}
+	dbNets := slices.Sorted(maps.Keys(e.inspect(db).NetworkSettings.Networks))
+	if want := slices.Sorted(slices.Values([]string{e.net, mirror})); !slices.Equal(dbNets, want) {
+		t.Fatalf("%s is on networks %v, want %v", db, dbNets, want)
+	}
+	if copies := e.mirrorsOf(netInfo.ID); len(copies) != 1 {
+		t.Fatalf("%d copies of %s after three deploys, want 1", len(copies), e.net)
+	}
+
+	// The network goes (the user takes the stack down): the next baton run
+	// removes its copy.
+	for _, id := range []string{name, db} {
+		if err := e.cli.ContainerRemove(t.Context(), id, container.RemoveOptions{Force: true}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := e.cli.NetworkRemove(t.Context(), e.net); err != nil {
+		t.Fatalf("removing %s: %v", e.net, err)
+	}
+	if r := e.run("status"); r.code != 0 || !strings.Contains(r.stderr, "removed warm-up network "+mirror) {
+		t.Fatalf("baton status (exit %d) did not remove the copy:\n%s", r.code, r.stderr)
+	}
+	if left := e.mirrorsOf(netInfo.ID); len(left) > 0 {
+		t.Fatalf("copy of removed network %s left: %v", e.net, left)
+	}
+}
+
+// mirrorsOf lists baton's warm-up copies of the network with this ID.
+func (e *env) mirrorsOf(networkID string) []network.Summary {
+	e.t.Helper()
+	list, err := e.cli.NetworkList(e.t.Context(), network.ListOptions{Filters: filters.NewArgs(filters.Arg("label", dockerctl.LabelMirrorOfID+"="+networkID))})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return list
 }

@@ -14,6 +14,8 @@ import (
 	"github.com/docker/docker/api/types/network"
 	"github.com/docker/docker/client"
 	"github.com/docker/go-connections/nat"
+
+	"github.com/baton-sh/baton/dockerctl"
 )
 
 // labels returns the test label plus extra.
@@ -63,6 +65,11 @@ func removeNetwork(t TB, cli *client.Client, name string) {
 	}
 	if err := cli.NetworkRemove(ctx, name); err != nil && !cerrdefs.IsNotFound(err) {
 		t.Errorf("network %s: remove: %v", name, err)
+	}
+	// baton's warm-up copy of the network would otherwise wait for the next
+	// baton run to prune it, holding an address pool meanwhile.
+	if mirror := dockerctl.MirrorName(nw.ID); mirror != name {
+		removeNetwork(t, cli, mirror)
 	}
 }
 

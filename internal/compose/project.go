@@ -165,18 +165,7 @@ func Resolve(ctx context.Context, eng Engine, opts Options, service string) (*Pr
 // checkService renders the files with any installed compose tool and checks
 // they define service.
 func checkService(ctx context.Context, files []string, opts Options, service string) error {
-	tool, err := AnyTool(ctx)
-	if err != nil {
-		return err
-	}
-	probe := &Project{Name: opts.ProjectName, Dir: opts.ProjectDir, Files: files, Tool: tool}
-	if probe.Name == "" {
-		probe.Name = "baton-check"
-	}
-	if probe.Dir == "" {
-		probe.Dir = filepath.Dir(files[0])
-	}
-	cfg, err := probe.Config(ctx)
+	cfg, _, err := renderFiles(ctx, files, opts)
 	if err != nil {
 		return err
 	}
@@ -184,6 +173,24 @@ func checkService(ctx context.Context, files []string, opts Options, service str
 		return classify(deploy.ErrNotFound, "service %q is not in %s (its services: %s)", service, strings.Join(files, ", "), strings.Join(cfg.Names(), ", "))
 	}
 	return nil
+}
+
+// renderFiles renders the user's compose files with any installed tool,
+// before the project's containers (and so the tool that made them) are known.
+func renderFiles(ctx context.Context, files []string, opts Options) (*Config, Tool, error) {
+	tool, err := AnyTool(ctx)
+	if err != nil {
+		return nil, Tool{}, err
+	}
+	probe := &Project{Name: opts.ProjectName, Dir: opts.ProjectDir, Files: files, Tool: tool}
+	if probe.Name == "" {
+		probe.Name = "baton-probe"
+	}
+	if probe.Dir == "" {
+		probe.Dir = filepath.Dir(files[0])
+	}
+	cfg, err := probe.Config(ctx)
+	return cfg, tool, err
 }
 
 // ResolveProject is Resolve for a whole project (--all): any service's
@@ -196,21 +203,10 @@ func ResolveProject(ctx context.Context, eng Engine, opts Options) (*Project, *C
 	if len(files) == 0 && opts.ProjectName == "" {
 		return nil, nil, classify(deploy.ErrInvalid, "--all needs the compose file (-f) or the project name (-p)")
 	}
-	tool, err := AnyTool(ctx)
-	if err != nil {
-		return nil, nil, err
-	}
 	// Render the file first: a broken file is reported as such, and its
 	// services name the containers to look for.
 	if len(files) > 0 {
-		probe := &Project{Name: opts.ProjectName, Dir: opts.ProjectDir, Files: files, Tool: tool}
-		if probe.Name == "" {
-			probe.Name = "baton-probe"
-		}
-		if probe.Dir == "" {
-			probe.Dir = filepath.Dir(files[0])
-		}
-		cfg, err := probe.Config(ctx)
+		cfg, tool, err := renderFiles(ctx, files, opts)
 		if err != nil {
 			return nil, nil, err
 		}

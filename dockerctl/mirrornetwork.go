@@ -17,8 +17,13 @@ import (
 // Mirror networks let a container that must not publish yet (its host ports
 // are still held by the container it replaces) reach its peers by name while
 // it warms up: an internal copy of one of its networks, with that network's
-// containers attached under the names they have there. An internal network
-// never becomes a gateway, so joining it publishes nothing.
+// other containers attached under the names they have there. An internal
+// network never becomes a gateway, so joining it publishes nothing.
+//
+// Each service has its own mirror of each of its networks. The service's own
+// containers join it without their aliases (nothing must find a warming
+// container by the service's name), so a mirror shared by two services would
+// hide each from the other's warm-up.
 //
 // A mirror outlives the deploy that made it: connections the new container
 // opened through it while warming up (a database pool) must keep working
@@ -28,35 +33,37 @@ const (
 	mirrorPrefix     = "baton-warm-"
 	LabelMirrorOf    = "baton.mirror-of"    // the copied network's name
 	LabelMirrorOfID  = "baton.mirror-of-id" // and ID, which survives a rename and tells a recreated network apart
+	LabelMirrorFor   = "baton.mirror-for"   // the service whose warm-ups it serves
 	labelMirrorRole  = "baton.role"
 	mirrorRoleValue  = "warm-network"
 	labelMirrorOwner = "baton.managed"
 )
 
-// MirrorName is the name of the mirror of the network with this ID (or,
-// lacking one, this name).
-func MirrorName(networkIDOrName string) string {
-	sum := sha256.Sum256([]byte(networkIDOrName))
+// MirrorName is the name of service owner's mirror of the network with this
+// ID.
+func MirrorName(owner, networkID string) string {
+	sum := sha256.Sum256([]byte(owner + "\x00" + networkID))
 	return mirrorPrefix + hex.EncodeToString(sum[:6])
 }
 
 // IsMirrorNetwork tells baton's mirrors from the user's networks.
 func IsMirrorNetwork(name string) bool { return strings.HasPrefix(name, mirrorPrefix) }
 
-// MirrorNetwork creates the mirror of network real if it does not exist and
-// attaches to it every running container of real, except those in skip,
-// under the names they have on real (aliases and container name). It returns
-// the mirror's name. Running it again attaches what is missing.
-func (c *Client) MirrorNetwork(ctx context.Context, real string, skip ...string) (string, error) {
+// MirrorNetwork creates service owner's mirror of network real (name or ID)
+// if it does not exist and attaches to it every running container of real,
+// except the service's own (skip), under the names they have on real
+// (aliases and container name). It returns the mirror's name. Running it
+// again attaches what is missing.
+func (c *Client) MirrorNetwork(ctx context.Context, real, owner string, skip ...string) (string, error) {
 	src, err := c.NetworkInspect(ctx, real, network.InspectOptions{})
 	if err != nil {
 		return "", fmt.Errorf("inspecting network %s: %w", real, err)
 	}
-	mirror := MirrorName(src.ID)
+	mirror := MirrorName(owner, src.ID)
 	dst, err := c.NetworkInspect(ctx, mirror, network.InspectOptions{})
 	switch {
 	case errdefs.IsNotFound(err):
-		labels := map[string]string{labelMirrorOwner: "true", labelMirrorRole: mirrorRoleValue, LabelMirrorOf: src.Name, LabelMirrorOfID: src.ID}
+		labels := map[string]string{labelMirrorOwner: "true", labelMirrorRole: mirrorRoleValue, LabelMirrorOf: src.Name, LabelMirrorOfID: src.ID, LabelMirrorFor: owner}
 		if _, err := c.NetworkCreate(ctx, mirror, network.CreateOptions{Driver: "bridge", Internal: true, Labels: labels}); err != nil && !errdefs.IsConflict(err) {
 			return "", fmt.Errorf("creating network %s: %w", mirror, err)
 		}
@@ -111,22 +118,24 @@ func (c *Client) PruneMirrors(ctx context.Context) ([]string, error) {
 	var removed []string
 	var errs []error
 	for _, n := range list {
-		srcID := n.Labels[LabelMirrorOfID]
-		if srcID == "" {
-			continue
-		}
-		if _, err := c.NetworkInspect(ctx, srcID, network.InspectOptions{}); !errdefs.IsNotFound(err) {
-			if err != nil {
-				errs = append(errs, fmt.Errorf("inspecting network %s: %w", n.Labels[LabelMirrorOf], err))
-			}
-			continue
-		}
 		full, err := c.NetworkInspect(ctx, n.ID, network.InspectOptions{})
 		if errdefs.IsNotFound(err) {
 			continue
 		}
 		if err != nil {
 			errs = append(errs, fmt.Errorf("inspecting network %s: %w", n.Name, err))
+			continue
+		}
+		if srcID := n.Labels[LabelMirrorOfID]; srcID == "" {
+			// Made by a development version that removed mirrors after each
+			// deploy: go once nothing uses it.
+			if len(full.Containers) > 0 {
+				continue
+			}
+		} else if _, err := c.NetworkInspect(ctx, srcID, network.InspectOptions{}); !errdefs.IsNotFound(err) {
+			if err != nil {
+				errs = append(errs, fmt.Errorf("inspecting network %s: %w", n.Labels[LabelMirrorOf], err))
+			}
 			continue
 		}
 		for id := range full.Containers {

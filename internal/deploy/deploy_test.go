@@ -376,7 +376,7 @@ func TestDeployWithHostPortReachesPeersWhileWarming(t *testing.T) {
 			if (err == nil) != (image == "web:v2") {
 				t.Fatalf("deploy of %s: %v", image, err)
 			}
-			warm := dockerctl.MirrorName("shop")
+			warm := dockerctl.MirrorName("web", "shop")
 			var started []string
 			for name, nets := range h.eng.startNets {
 				if strings.HasPrefix(name, "web-baton-") {

@@ -35,10 +35,10 @@ type Engine interface {
 	// EnsureBatonNetwork returns the name of baton's internal network,
 	// creating the network if needed.
 	EnsureBatonNetwork(ctx context.Context) (string, error)
-	// MirrorNetwork makes or updates the internal copy of network real
-	// (name or ID) with its running containers but skip attached, and
-	// returns its name.
-	MirrorNetwork(ctx context.Context, real string, skip ...string) (string, error)
+	// MirrorNetwork makes or updates service owner's internal copy of
+	// network real (name or ID), with its running containers but the
+	// service's own (skip) attached, and returns its name.
+	MirrorNetwork(ctx context.Context, real, owner string, skip ...string) (string, error)
 	// PruneMirrors removes the copies of networks that are gone.
 	PruneMirrors(ctx context.Context) ([]string, error)
 }

@@ -480,11 +480,11 @@ func (f *fakeEngine) EnsureBatonNetwork(context.Context) (string, error) {
 	return dockerctl.BatonNetwork, nil
 }
 
-func (f *fakeEngine) MirrorNetwork(_ context.Context, real string, skip ...string) (string, error) {
+func (f *fakeEngine) MirrorNetwork(_ context.Context, real, owner string, skip ...string) (string, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	defer f.killIfDue()
-	mirror := dockerctl.MirrorName(real)
+	mirror := dockerctl.MirrorName(owner, real)
 	f.record("mirror %s %s", real, mirror)
 	if err := f.connectErr[mirror]; err != nil {
 		return "", err

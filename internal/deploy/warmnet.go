@@ -40,7 +40,7 @@ func (r *run) joinWarmNetworks(ctx context.Context) error {
 		if a.Endpoint != nil && a.Endpoint.NetworkID != "" {
 			real = a.Endpoint.NetworkID
 		}
-		mirror, err := r.d.Engine.MirrorNetwork(ctx, real, r.old.ID, r.rec.NewID)
+		mirror, err := r.d.Engine.MirrorNetwork(ctx, real, r.svc.Key, r.old.ID, r.rec.NewID)
 		if err != nil {
 			return fmt.Errorf("copying network %s for the warm-up: %w", a.Name, err)
 		}

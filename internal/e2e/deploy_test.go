@@ -279,9 +279,14 @@ func itoa(n int) string { return strconv.Itoa(n) }
 // app's connections through it must keep working) and goes with it.
 func TestPublishedPortAppReachesItsDatabaseWhileWarming(t *testing.T) {
 	e := newEnv(t)
+	// The database is itself a service baton deployed, publishing a port:
+	// its container is on its own copy of the network, without aliases
+	// there, yet web's warm-up must still find it as "db".
 	dbImage, _ := testenv.DemoImage(t, e.cli, testenv.DemoImageOpts{Version: "db"})
 	db := testenv.UniqueName("db-")
-	testenv.RunDemo(t, e.cli, testenv.RunOpts{Name: db, Image: dbImage, Network: e.net, Aliases: []string{"db"}})
+	testenv.RunDemo(t, e.cli, testenv.RunOpts{Name: db, Image: dbImage, Network: e.net, Aliases: []string{"db"}, Publish: []string{"127.0.0.1:" + itoa(testenv.FreePort(t)) + ":8080"}})
+	e.cleanupService(db)
+	e.mustDeploy("--force", "--pull", "never", db)
 	needsDB := map[string]string{"NEEDS": "db:8080"} // healthy only while db answers
 	v1 := e.version("v1", "v1", needsDB)
 	v2 := e.version("v2", "v2", needsDB)
@@ -306,7 +311,7 @@ func TestPublishedPortAppReachesItsDatabaseWhileWarming(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	mirror := dockerctl.MirrorName(netInfo.ID)
+	mirror, dbMirror := dockerctl.MirrorName(name, netInfo.ID), dockerctl.MirrorName(db, netInfo.ID)
 	m, err := e.cli.NetworkInspect(t.Context(), mirror, network.InspectOptions{})
 	if err != nil || !m.Internal {
 		t.Fatalf("copy %s of %s: internal=%v, %v", mirror, e.net, m.Internal, err)
@@ -317,14 +322,18 @@ func TestPublishedPortAppReachesItsDatabaseWhileWarming(t *testing.T) {
 		t.Fatalf("%s is on networks %v, want %v", name, nets, want)
 	}
 	if al := c.NetworkSettings.Networks[mirror].Aliases; slices.Contains(al, "web") {
-		t.Fatalf("%s has the service alias on the copy (%v): peers would find a warming container by it", name, al)
+		t.Fatalf("%s has the service alias on its copy (%v): peers would find a warming container by it", name, al)
 	}
-	dbNets := slices.Sorted(maps.Keys(e.inspect(db).NetworkSettings.Networks))
-	if want := slices.Sorted(slices.Values([]string{e.net, mirror})); !slices.Equal(dbNets, want) {
+	dbC := e.inspect(db)
+	dbNets := slices.Sorted(maps.Keys(dbC.NetworkSettings.Networks))
+	if want := slices.Sorted(slices.Values([]string{"baton", e.net, dbMirror, mirror})); !slices.Equal(dbNets, want) {
 		t.Fatalf("%s is on networks %v, want %v", db, dbNets, want)
 	}
-	if copies := e.mirrorsOf(netInfo.ID); len(copies) != 1 {
-		t.Fatalf("%d copies of %s after three deploys, want 1", len(copies), e.net)
+	if al := dbC.NetworkSettings.Networks[mirror].Aliases; !slices.Contains(al, "db") {
+		t.Fatalf("%s is on %s's copy as %v, want alias db", db, name, al)
+	}
+	if copies := e.mirrorsOf(netInfo.ID); len(copies) != 2 {
+		t.Fatalf("%d copies of %s after deploys of two services, want 2 (one each)", len(copies), e.net)
 	}
 
 	// The network goes (the user takes the stack down): the next baton run
@@ -337,8 +346,8 @@ func TestPublishedPortAppReachesItsDatabaseWhileWarming(t *testing.T) {
 	if err := e.cli.NetworkRemove(t.Context(), e.net); err != nil {
 		t.Fatalf("removing %s: %v", e.net, err)
 	}
-	if r := e.run("status"); r.code != 0 || !strings.Contains(r.stderr, "removed warm-up network "+mirror) {
-		t.Fatalf("baton status (exit %d) did not remove the copy:\n%s", r.code, r.stderr)
+	if r := e.run("status"); r.code != 0 || !strings.Contains(r.stderr, mirror) || !strings.Contains(r.stderr, dbMirror) {
+		t.Fatalf("baton status (exit %d) did not remove the copies:\n%s", r.code, r.stderr)
 	}
 	if left := e.mirrorsOf(netInfo.ID); len(left) > 0 {
 		t.Fatalf("copy of removed network %s left: %v", e.net, left)

@@ -66,10 +66,15 @@ func removeNetwork(t TB, cli *client.Client, name string) {
 	if err := cli.NetworkRemove(ctx, name); err != nil && !cerrdefs.IsNotFound(err) {
 		t.Errorf("network %s: remove: %v", name, err)
 	}
-	// baton's warm-up copy of the network would otherwise wait for the next
-	// baton run to prune it, holding an address pool meanwhile.
-	if mirror := dockerctl.MirrorName(nw.ID); mirror != name {
-		removeNetwork(t, cli, mirror)
+	// baton's warm-up copies of the network would otherwise wait for the
+	// next baton run to prune them, holding address pools meanwhile.
+	mirrors, err := cli.NetworkList(ctx, network.ListOptions{Filters: filters.NewArgs(filters.Arg("label", dockerctl.LabelMirrorOfID+"="+nw.ID))})
+	if err != nil {
+		t.Errorf("network %s: listing its copies: %v", name, err)
+		return
+	}
+	for _, m := range mirrors {
+		removeNetwork(t, cli, m.Name)
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/filters"
@@ -88,6 +89,9 @@ func (d *Deployer) serviceStatus(ctx context.Context, svc Service, report func(P
 		st.DeployRunning = true
 	default:
 		note, err := d.converge(ctx, svc, report)
+		if err == nil {
+			err = d.repairTraffic(ctx, svc)
+		}
 		unlock()
 		if err != nil {
 			st.Problem = err.Error()
@@ -139,4 +143,29 @@ func (d *Deployer) serviceStatus(ctx context.Context, svc Service, report func(P
 		st.Problem = strings.TrimSpace(st.Problem + " leftovers: " + strings.Join(names, ", "))
 	}
 	return st
+}
+
+// repairTraffic points the service's traffic (relay, nginx upstream file) at
+// its serving container again, as a no-op deploy does. After a host reboot
+// the containers' addresses on baton's network can differ from the ones
+// written before, so a boot-time baton status repairs them; when all is
+// right it changes nothing (the upstream file is rewritten, and nginx
+// reloaded, only if its content differs).
+func (d *Deployer) repairTraffic(ctx context.Context, svc Service) error {
+	c, err := d.Engine.ContainerInspect(ctx, svc.Name)
+	if err != nil || !c.State.Running || c.Config.Labels[LabelManaged] != "true" {
+		return nil // the status reports the container's state itself
+	}
+	settings, err := ResolveSettings(nil, c.Config.Labels)
+	if err != nil || settings.TrafficMode() == "none" {
+		return nil
+	}
+	if settings.Port == 0 {
+		settings.Port = derivePort(c)
+	}
+	r := &run{d: d, svc: svc, settings: settings, old: c, res: &Result{StartedAt: time.Now()}, phase: PhaseRecover}
+	if err := r.ensureTraffic(ctx); err != nil {
+		return fmt.Errorf("pointing traffic at %s: %w", svc.Name, err)
+	}
+	return nil
 }

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"maps"
+	"net/http"
 	"os"
 	"slices"
 	"strconv"
@@ -109,6 +110,31 @@ func TestNginxReloadMode(t *testing.T) {
 		t.Fatalf("relay=false not recorded: %v", c.Config.Labels)
 	}
 	assertServes(t, ng.URL()+"/", "v1")
+
+	// After a host reboot the container may have another address than the
+	// upstream file names; baton status (run at boot) points nginx at it
+	// again. Simulated with an address nothing answers on.
+	ng.SetUpstream(t, "127.0.0.1:"+itoa(testenv.FreePort(t)))
+	if code := httpStatus(ng.URL() + "/"); code/100 == 2 {
+		t.Fatalf("nginx still answers %d through a stale upstream", code)
+	}
+	if r := e.run("status", name); r.code != 0 {
+		t.Fatalf("baton status exited %d:\n%s", r.code, r.stderr)
+	}
+	assertServes(t, ng.URL()+"/", "v1")
+	if got := readFile(t, ng.UpstreamFile()); !strings.Contains(got, testenv.ContainerIP(t, e.cli, name, "baton")+":8080") {
+		t.Fatalf("upstream file after status: %q", got)
+	}
+}
+
+// httpStatus is the status of one GET of url, or 0 if none came.
+func httpStatus(url string) int {
+	resp, err := http.Get(url)
+	if err != nil {
+		return 0
+	}
+	resp.Body.Close()
+	return resp.StatusCode
 }
 
 // TestNginxReloadModeContainer is reload mode with nginx in a container:

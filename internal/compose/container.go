@@ -32,7 +32,8 @@ func SpecForContainer(eng Engine) func(ctx context.Context, old container.Inspec
 			return nil
 		}
 		return func(ctx context.Context, old container.InspectResponse, oldImg, newImg image.InspectResponse, ref string) (*dockerctl.CloneSpec, string, error) {
-			p, err := Resolve(ctx, eng, Options{ProjectName: l[LabelProject]}, service)
+			// The container's labels name the project; no need to look it up.
+			p, err := projectOf(ctx, l, nil, "")
 			if err != nil {
 				return labelledCopy(old, oldImg, newImg, ref, fmt.Sprintf("compose project %s could not be read here (%v)", l[LabelProject], err))
 			}
@@ -50,7 +51,10 @@ func SpecForContainer(eng Engine) func(ctx context.Context, old container.Inspec
 			if err != nil {
 				return labelledCopy(old, oldImg, newImg, ref, err.Error())
 			}
-			svc := cfg.Services[service]
+			svc, ok := cfg.Services[service]
+			if !ok {
+				return labelledCopy(old, oldImg, newImg, ref, fmt.Sprintf("service %s is no longer in %s", service, strings.Join(p.Files, ", ")))
+			}
 			if svc.Image == "" {
 				// Built by compose: asking it for the container could start a build.
 				return labelledCopy(old, oldImg, newImg, ref, fmt.Sprintf("service %s has no image: in %s (compose builds it)", service, strings.Join(p.Files, ", ")))

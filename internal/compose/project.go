@@ -139,18 +139,9 @@ func Resolve(ctx context.Context, eng Engine, opts Options, service string) (*Pr
 	if match == nil {
 		return nil, notFound(opts, files, service, others)
 	}
-	p := &Project{Name: match.Labels[LabelProject], Dir: match.Labels[LabelWorkingDir], Files: files}
-	if p.Dir == "" {
-		p.Dir = opts.ProjectDir
-	}
-	if len(p.Files) == 0 {
-		p.Files = labelFiles(match.Labels)
-	}
-	if opts.ProjectDir != "" {
-		p.Dir, _ = filepath.Abs(opts.ProjectDir)
-	}
-	if p.Tool, err = ToolFor(ctx, match.Labels[LabelVersion]); err != nil {
-		return nil, classify(deploy.ErrInvalid, "project %s: %v", p.Name, err)
+	p, err := projectOf(ctx, match.Labels, files, opts.ProjectDir)
+	if err != nil {
+		return nil, err
 	}
 	cfg, err := p.Config(ctx)
 	if err != nil {
@@ -159,6 +150,29 @@ func Resolve(ctx context.Context, eng Engine, opts Options, service string) (*Pr
 	if _, ok := cfg.Services[service]; !ok {
 		return nil, classify(deploy.ErrNotFound, "service %q is not in %s (its services: %s)", service, strings.Join(p.Files, ", "), strings.Join(cfg.Names(), ", "))
 	}
+	return p, nil
+}
+
+// projectOf is the project a compose container belongs to, as its labels
+// say (name, directory, files), driven by the tool that created it; files
+// and dir, when given, override the labels as -f and --project-directory do.
+func projectOf(ctx context.Context, labels map[string]string, files []string, dir string) (*Project, error) {
+	p := &Project{Name: labels[LabelProject], Dir: labels[LabelWorkingDir], Files: files}
+	if len(p.Files) == 0 {
+		p.Files = labelFiles(labels)
+	}
+	if dir != "" {
+		abs, err := filepath.Abs(dir)
+		if err != nil {
+			return nil, classify(deploy.ErrInvalid, "--project-directory %s: %v", dir, err)
+		}
+		p.Dir = abs
+	}
+	tool, err := ToolFor(ctx, labels[LabelVersion])
+	if err != nil {
+		return nil, classify(deploy.ErrInvalid, "project %s: %v", p.Name, err)
+	}
+	p.Tool = tool
 	return p, nil
 }
 

@@ -33,7 +33,12 @@ func (e *exitError) Unwrap() error { return e.err }
 // stderr as one line.
 func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	app := newApp(stdout, stderr)
-	err := app.RunContext(ctx, args)
+	argv, err := flagsFirst(app, args)
+	if err != nil {
+		err = &exitError{code: 2, err: err}
+	} else {
+		err = app.RunContext(ctx, argv)
+	}
 	if err == nil {
 		return 0
 	}
@@ -60,7 +65,7 @@ func newApp(stdout, stderr io.Writer) *ucli.App {
 		ErrWriter: stderr,
 		Flags: []ucli.Flag{
 			&ucli.StringFlag{Name: "state-dir", Usage: "where baton keeps locks and deploy records", Value: state.DefaultPath(), EnvVars: []string{"BATON_STATE_DIR"}},
-			&ucli.StringFlag{Name: "log-level", Usage: "debug, info, warn or error (logs go to stderr)", Value: "warn", EnvVars: []string{"BATON_LOG_LEVEL"}},
+			&ucli.StringFlag{Name: "log-level", Usage: "debug, info, warn or error (logs go to stderr)", Value: "warn", DefaultText: "warn; info for watch and serve", EnvVars: []string{"BATON_LOG_LEVEL"}},
 		},
 		Commands: []*ucli.Command{
 			newDeployCommand(),
@@ -72,13 +77,31 @@ func newApp(stdout, stderr io.Writer) *ucli.App {
 			relay.Command(),
 		},
 		// Usage errors are reported by Run as one line with exit code 2.
-		OnUsageError: func(c *ucli.Context, err error, isSub bool) error {
-			return &exitError{code: 2, err: fmt.Errorf("%v (see baton %s --help)", err, c.Command.Name)}
-		},
+		OnUsageError:    onUsageError,
 		HideHelpCommand: true,
 	}
+	// Each command reports its own usage errors the same way; without this
+	// urfave/cli prints "Incorrect Usage" and the whole help to stdout.
+	var oneLine func(cmds []*ucli.Command)
+	oneLine = func(cmds []*ucli.Command) {
+		for _, cmd := range cmds {
+			if cmd.OnUsageError == nil {
+				cmd.OnUsageError = onUsageError
+			}
+			oneLine(cmd.Subcommands)
+		}
+	}
+	oneLine(app.Commands)
 	app.ExitErrHandler = func(*ucli.Context, error) {} // Run prints and exits
 	return app
+}
+
+func onUsageError(c *ucli.Context, err error, _ bool) error {
+	name := "baton"
+	if c.Command != nil && c.Command.HelpName != "" {
+		name = c.Command.HelpName // the full path: "baton relay ctl set"
+	}
+	return &exitError{code: 2, err: fmt.Errorf("%v (see %s --help)", err, name)}
 }
 
 func isUsageError(err error) bool {

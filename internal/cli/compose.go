@@ -27,8 +27,8 @@ func (o composeOptions) enabled() bool {
 func composeFlags() []ucli.Flag {
 	return []ucli.Flag{
 		&ucli.StringSliceFlag{Name: "compose-file", Aliases: []string{"f"}, Usage: "compose `FILE` (repeat for overrides, as compose takes them); the argument is then a SERVICE", Category: "Compose"},
-		&ucli.StringFlag{Name: "project-name", Aliases: []string{"p"}, Usage: "compose project `NAME` (default: the project running the file's service)", Category: "Compose"},
-		&ucli.StringFlag{Name: "project-directory", Usage: "compose project `DIR` (default: the one its containers were created in)", Category: "Compose"},
+		&ucli.StringFlag{Name: "project-name", Aliases: []string{"p"}, Usage: "compose project `NAME`", DefaultText: "the project running the file's service", Category: "Compose"},
+		&ucli.StringFlag{Name: "project-directory", Usage: "compose project `DIR`", DefaultText: "the one its containers were created in", Category: "Compose"},
 		&ucli.BoolFlag{Name: "all", Usage: "deploy every service of the project whose image or configuration changed, in depends_on order", Category: "Compose"},
 		&ucli.StringFlag{Name: "nginx-service", Usage: "nginx runs as compose service `NAME` of the same project (its container gets HUP)", Category: "Compose"},
 	}

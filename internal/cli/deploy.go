@@ -12,18 +12,18 @@ import (
 // recorded as a baton.<name> label.
 func settingFlags() []ucli.Flag {
 	return []ucli.Flag{
-		&ucli.IntFlag{Name: "port", Usage: "the app's container port that probes, the relay and nginx use (default: the only port it exposes)"},
+		&ucli.IntFlag{Name: "port", Usage: "the app's container port that probes, the relay and nginx use", DefaultText: "the only port it exposes"},
 		&ucli.StringFlag{Name: "http-probe", Usage: "GET `PATH` on the new container's own address until it answers 2xx", Category: "Health"},
 		&ucli.BoolFlag{Name: "tcp-probe", Usage: "wait until the new container accepts TCP connections on --port", Category: "Health"},
-		&ucli.DurationFlag{Name: "health-timeout", Usage: "how long the new container may take to become healthy (default 1m0s)", Category: "Health"},
+		&ucli.DurationFlag{Name: "health-timeout", Usage: "how long the new container may take to become healthy", DefaultText: deploy.DefaultSettings().HealthTimeout.String(), Category: "Health"},
 		&ucli.IntFlag{Name: "warmup-requests", Usage: "send `N` GET requests to the probe path after healthy, before traffic moves", Category: "Health"},
-		&ucli.DurationFlag{Name: "drain", Usage: "longest wait for requests in flight on the old container after traffic moved (default 30s)", Category: "Traffic"},
-		&ucli.DurationFlag{Name: "stop-timeout", Usage: "time the old container gets to stop before it is killed (default: its own)", Category: "Traffic"},
+		&ucli.DurationFlag{Name: "drain", Usage: "longest wait for requests in flight on the old container after traffic moved", DefaultText: deploy.DefaultSettings().Drain.String(), Category: "Traffic"},
+		&ucli.DurationFlag{Name: "stop-timeout", Usage: "time the old container gets to stop before it is killed", DefaultText: "the container's own", Category: "Traffic"},
 		&ucli.StringFlag{Name: "nginx-upstream", Usage: "the upstream `FILE` baton owns and rewrites atomically (nginx: upstream web { include FILE; })", Category: "Traffic"},
 		&ucli.StringFlag{Name: "nginx-reload", Usage: "`CMD` that reloads nginx on the host, e.g. \"nginx -s reload\"", Category: "Traffic"},
 		&ucli.StringFlag{Name: "nginx-container", Usage: "nginx runs in container `NAME`: baton sends it HUP", Category: "Traffic"},
-		&ucli.BoolFlag{Name: "relay", Usage: "put baton's relay between nginx and the app, so a deploy needs no nginx reload (default true with --nginx-upstream)", Category: "Traffic"},
-		&ucli.IntFlag{Name: "relay-port", Usage: "host port on 127.0.0.1 for the relay when nginx runs on the host (default: a free one)", Category: "Traffic"},
+		&ucli.BoolFlag{Name: "relay", Usage: "put baton's relay between nginx and the app, so a deploy needs no nginx reload", DefaultText: "true with --nginx-upstream", Category: "Traffic"},
+		&ucli.IntFlag{Name: "relay-port", Usage: "host port on 127.0.0.1 for the relay when nginx runs on the host", DefaultText: "a free one", Category: "Traffic"},
 	}
 }
 
@@ -79,7 +79,7 @@ depends_on order.
 Exit codes: 0 deployed or already up to date; 1 failed, the old container still serves;
 2 bad input, nothing changed; 3 failed after the old container stopped (service may be down).`,
 		Flags: append([]ucli.Flag{
-			&ucli.StringFlag{Name: "image", Usage: "new image `REF` (default: pull again the reference the container runs)"},
+			&ucli.StringFlag{Name: "image", Usage: "new image `REF`", DefaultText: "pull again the reference the container runs"},
 			&ucli.StringFlag{Name: "pull", Value: "always", Usage: "always, missing or never"},
 			&ucli.BoolFlag{Name: "force", Usage: "deploy even if the image did not change"},
 			&ucli.BoolFlag{Name: "dry-run", Usage: "print the plan and change nothing"},

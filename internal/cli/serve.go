@@ -36,7 +36,7 @@ One deploy per container at a time: requests that arrive while one runs are coal
 into one follow-up deploy. On SIGTERM or SIGINT, baton serve stops accepting requests
 and waits for a running deploy to finish (up to --shutdown-timeout), then exits 0.`,
 		Flags: append([]ucli.Flag{
-			&ucli.StringFlag{Name: "listen", Value: "127.0.0.1:9090", Usage: "`ADDR` to listen on (loopback by default; put a TLS proxy in front to expose it)"},
+			&ucli.StringFlag{Name: "listen", Value: "127.0.0.1:9090", Usage: "`ADDR` to listen on (put a TLS proxy in front to expose it beyond this host)"},
 			&ucli.StringFlag{Name: "token-file", Usage: "bearer token in `FILE` (or set BATON_WEBHOOK_TOKEN)"},
 			&ucli.StringFlag{Name: "secret-file", Usage: "HMAC-SHA256 secret in `FILE` (or set BATON_WEBHOOK_SECRET)"},
 			&ucli.BoolFlag{Name: "query-token", Usage: "also accept the token as ?token=TOKEN, for senders that cannot set headers (Docker Hub); it may end up in proxy logs"},

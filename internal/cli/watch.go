@@ -30,7 +30,7 @@ watcher started with --scope NAME. A digest whose deploy failed is tried again o
 On SIGTERM or SIGINT, baton watch stops checking and waits for a running deploy to
 finish (up to --shutdown-timeout), then exits 0.`,
 		Flags: append([]ucli.Flag{
-			&ucli.DurationFlag{Name: "interval", Usage: "check every `DURATION`, starting at once (default 5m unless --schedule is given)"},
+			&ucli.DurationFlag{Name: "interval", Usage: "check every `DURATION`, starting at once", DefaultText: "5m0s unless --schedule is given"},
 			&ucli.StringFlag{Name: "schedule", Usage: "check at the times of cron expression `CRON` (5 fields, 6 with seconds first, or @every 10m, @hourly)"},
 			&ucli.DurationFlag{Name: "retry-after", Value: time.Hour, Usage: "wait this long before trying again a digest whose deploy failed"},
 			&ucli.BoolFlag{Name: "once", Usage: "check every container once, now, wait for the deploys and exit (1 if one failed)"},

@@ -1,0 +1,276 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"reflect"
+	"sort"
+	"strings"
+	"testing"
+
+	ucli "github.com/urfave/cli/v2"
+)
+
+// parsed is what a command's Action saw: which command ran, the flags that
+// were set (by name, as strings) and the positional arguments.
+type parsed struct {
+	cmd   string
+	flags map[string]string
+	args  []string
+}
+
+// parseOnly runs args through the real app with every Action replaced by a
+// recorder, so the test sees exactly what the commands would get.
+func parseOnly(t *testing.T, args ...string) (parsed, error) {
+	t.Helper()
+	var stdout, stderr bytes.Buffer
+	app := newApp(&stdout, &stderr)
+	var got parsed
+	var walk func(prefix string, cmds []*ucli.Command)
+	walk = func(prefix string, cmds []*ucli.Command) {
+		for _, c := range cmds {
+			name := strings.TrimSpace(prefix + " " + c.Name)
+			walk(name, c.Subcommands)
+			if c.Action == nil {
+				continue
+			}
+			c.Action = func(cc *ucli.Context) error {
+				got = parsed{cmd: name, flags: map[string]string{}, args: cc.Args().Slice()}
+				for _, f := range cc.Command.Flags {
+					n := f.Names()[0]
+					switch {
+					case !cc.IsSet(n):
+					case isSlice(f):
+						got.flags[n] = fmt.Sprint(cc.StringSlice(n))
+					default:
+						got.flags[n] = fmt.Sprint(cc.Value(n))
+					}
+				}
+				for _, n := range []string{"state-dir", "log-level"} {
+					if _, own := got.flags[n]; !own && cc.IsSet(n) {
+						got.flags["global:"+n] = cc.String(n)
+					}
+				}
+				return nil
+			}
+		}
+	}
+	walk("", app.Commands)
+	argv, err := flagsFirst(app, append([]string{"baton"}, args...))
+	if err != nil {
+		return got, err
+	}
+	return got, app.RunContext(context.Background(), argv)
+}
+
+// TestFlagsAnywhere: every verb parses the same with its flags before, after
+// or around its positional arguments.
+func TestFlagsAnywhere(t *testing.T) {
+	cases := []struct {
+		name   string
+		orders [][]string // every order must give want
+		want   parsed
+	}{
+		{"deploy image", [][]string{
+			{"deploy", "--image", "registry.example.com/shop/web:1.4.2", "web"},
+			{"deploy", "web", "--image", "registry.example.com/shop/web:1.4.2"},
+			{"deploy", "web", "--image=registry.example.com/shop/web:1.4.2"},
+			{"deploy", "-image", "registry.example.com/shop/web:1.4.2", "web"},
+		}, parsed{"deploy", map[string]string{"image": "registry.example.com/shop/web:1.4.2"}, []string{"web"}}},
+		{"deploy bools and values", [][]string{
+			{"deploy", "--force", "-q", "--http-probe", "/healthz", "--health-timeout", "2m", "web"},
+			{"deploy", "web", "--force", "-q", "--http-probe", "/healthz", "--health-timeout", "2m"},
+			{"deploy", "--force", "web", "-q", "--http-probe", "/healthz", "--health-timeout=2m"},
+			{"deploy", "-q", "web", "--http-probe=/healthz", "--force=true", "--health-timeout", "2m"},
+		}, parsed{"deploy", map[string]string{"force": "true", "quiet": "true", "http-probe": "/healthz", "health-timeout": "2m0s"}, []string{"web"}}},
+		{"deploy bool false", [][]string{
+			{"deploy", "--relay=false", "web"},
+			{"deploy", "web", "--relay=false"},
+		}, parsed{"deploy", map[string]string{"relay": "false"}, []string{"web"}}},
+		{"deploy value that looks like a flag", [][]string{
+			{"deploy", "--nginx-reload", "-s reload", "web"},
+			{"deploy", "web", "--nginx-reload", "-s reload"},
+		}, parsed{"deploy", map[string]string{"nginx-reload": "-s reload"}, []string{"web"}}},
+		{"deploy compose short aliases", [][]string{
+			{"deploy", "-p", "shop", "-f", "docker-compose.yml", "--nginx-upstream", "./baton/web.conf", "--nginx-service", "nginx", "web"},
+			{"deploy", "web", "-p", "shop", "-f", "docker-compose.yml", "--nginx-upstream", "./baton/web.conf", "--nginx-service", "nginx"},
+			{"deploy", "-p", "shop", "web", "-f", "docker-compose.yml", "--nginx-service=nginx", "--nginx-upstream", "./baton/web.conf"},
+		}, parsed{"deploy", map[string]string{"project-name": "shop", "compose-file": "[docker-compose.yml]", "nginx-upstream": "./baton/web.conf", "nginx-service": "nginx"}, []string{"web"}}},
+		{"rollback", [][]string{
+			{"rollback", "--json", "--drain", "10s", "web"},
+			{"rollback", "web", "--json", "--drain", "10s"},
+			{"rollback", "--json", "web", "--drain=10s"},
+		}, parsed{"rollback", map[string]string{"json": "true", "drain": "10s"}, []string{"web"}}},
+		{"status", [][]string{
+			{"status", "--json", "web"},
+			{"status", "web", "--json"},
+		}, parsed{"status", map[string]string{"json": "true"}, []string{"web"}}},
+		{"history", [][]string{
+			{"history", "--json", "--limit", "5", "web"},
+			{"history", "web", "--json", "--limit", "5"},
+			{"history", "--limit=5", "web", "--json"},
+		}, parsed{"history", map[string]string{"json": "true", "limit": "5"}, []string{"web"}}},
+		{"watch (no positional)", [][]string{
+			{"watch", "--interval", "5m", "--once", "--all"},
+			{"watch", "--once", "--all", "--interval=5m"},
+		}, parsed{"watch", map[string]string{"interval": "5m0s", "once": "true", "all": "true"}, []string{}}},
+		{"serve (no positional)", [][]string{
+			{"serve", "--listen", "127.0.0.1:9090", "--token-file", "tok"},
+			{"serve", "--token-file=tok", "--listen", "127.0.0.1:9090"},
+		}, parsed{"serve", map[string]string{"listen": "127.0.0.1:9090", "token-file": "tok"}, []string{}}},
+		{"global flags after the verb", [][]string{
+			{"--state-dir", "/tmp/s", "--log-level", "debug", "history", "web"},
+			{"history", "web", "--state-dir", "/tmp/s", "--log-level=debug"},
+			{"--log-level", "debug", "history", "--state-dir=/tmp/s", "web"},
+		}, parsed{"history", map[string]string{"global:state-dir": "/tmp/s", "global:log-level": "debug"}, []string{"web"}}},
+		{"relay subcommand flags after", [][]string{
+			{"relay", "ctl", "set", "--control", "/tmp/c.sock", "--name", "web", "--addr", "a:1", "--addr", "b:2"},
+			{"relay", "ctl", "set", "--name=web", "--addr", "a:1", "--control", "/tmp/c.sock", "--addr=b:2"},
+		}, parsed{"relay ctl set", map[string]string{"control": "/tmp/c.sock", "name": "web", "addr": "[a:1 b:2]"}, []string{}}},
+		{"relay serve own log-level", [][]string{
+			{"relay", "serve", "--log-level", "debug", "--listen", ":1"},
+			{"relay", "serve", "--listen", ":1", "--log-level=debug"},
+		}, parsed{"relay serve", map[string]string{"log-level": "debug", "listen": ":1"}, []string{}}},
+	}
+	for _, tc := range cases {
+		for _, args := range tc.orders {
+			got, err := parseOnly(t, args...)
+			if err != nil {
+				t.Errorf("%s: baton %s: %v", tc.name, strings.Join(args, " "), err)
+				continue
+			}
+			if got.args == nil {
+				got.args = []string{}
+			}
+			if !reflect.DeepEqual(got, tc.want) {
+				t.Errorf("%s: baton %s:\n got %+v\nwant %+v", tc.name, strings.Join(args, " "), got, tc.want)
+			}
+		}
+	}
+}
+
+// TestFlagsAnywhereDashDash: after "--" nothing is a flag, in either order.
+func TestFlagsAnywhereDashDash(t *testing.T) {
+	for _, args := range [][]string{
+		{"deploy", "--force", "--", "-web"},
+		{"deploy", "--force", "--", "--image"},
+		{"history", "--json", "--", "--limit"},
+	} {
+		got, err := parseOnly(t, args...)
+		if err != nil {
+			t.Fatalf("baton %s: %v", strings.Join(args, " "), err)
+		}
+		last := args[len(args)-1]
+		if !reflect.DeepEqual(got.args, []string{last}) || len(got.flags) != 1 {
+			t.Errorf("baton %s: got args %q flags %v, want args [%s] and one flag", strings.Join(args, " "), got.args, got.flags, last)
+		}
+	}
+	// Positive control: without "--" the same word is a flag.
+	got, err := parseOnly(t, "history", "--json", "--limit", "3")
+	if err != nil || got.flags["limit"] != "3" || len(got.args) != 0 {
+		t.Errorf("baton history --json --limit 3: got %+v, %v", got, err)
+	}
+}
+
+// TestUnknownFlagAnywhere: an unknown flag before or after the target is a
+// one-line usage error with exit code 2, and a known one parses (control).
+func TestUnknownFlagAnywhere(t *testing.T) {
+	for _, args := range [][]string{
+		{"deploy", "--bogus", "web"},
+		{"deploy", "web", "--bogus"},
+		{"deploy", "web", "--image", "x", "--bogus=1"},
+		{"rollback", "web", "--bogus"},
+		{"status", "web", "--bogus"},
+		{"history", "web", "--bogus"},
+		{"watch", "--once", "--bogus"},
+		{"serve", "--bogus"},
+		{"--bogus", "status"},
+		{"deploy", "web", "--image"},
+		{"history", "web", "--limit"},
+	} {
+		var stdout, stderr bytes.Buffer
+		code := Run(context.Background(), append([]string{"baton"}, args...), &stdout, &stderr)
+		lines := strings.Split(strings.TrimSpace(stderr.String()), "\n")
+		if code != 2 || len(lines) != 1 || !(strings.Contains(lines[0], "bogus") || strings.Contains(lines[0], "needs an argument")) {
+			t.Errorf("baton %s: exit %d, stderr %q; want exit 2 and one line naming the flag", strings.Join(args, " "), code, stderr.String())
+		}
+		if stdout.Len() != 0 {
+			t.Errorf("baton %s: wrote to stdout: %q", strings.Join(args, " "), stdout.String())
+		}
+	}
+	if _, err := parseOnly(t, "deploy", "web", "--image", "x"); err != nil {
+		t.Errorf("control: baton deploy web --image x: %v", err)
+	}
+}
+
+// TestArgCountAfterReorder: a real second positional argument is still
+// refused, wherever the flags are.
+func TestArgCountAfterReorder(t *testing.T) {
+	for _, args := range [][]string{
+		{"deploy", "web", "api", "--image", "x"},
+		{"deploy", "--image", "x", "web", "api"},
+		{"rollback", "web", "--json", "api"},
+	} {
+		var stdout, stderr bytes.Buffer
+		code := Run(context.Background(), append([]string{"baton"}, args...), &stdout, &stderr)
+		if code != 2 || !strings.Contains(stderr.String(), "got 2 arguments") {
+			t.Errorf("baton %s: exit %d, stderr %q; want exit 2, got 2 arguments", strings.Join(args, " "), code, stderr.String())
+		}
+	}
+}
+
+func TestFlagsFirstRewrite(t *testing.T) {
+	app := newApp(&bytes.Buffer{}, &bytes.Buffer{})
+	cases := []struct{ in, want string }{
+		{"deploy web --image x", "deploy --image x web"},
+		{"deploy web -q", "deploy -q web"},
+		{"deploy web --force=false", "deploy --force=false web"},
+		{"deploy web --force false", "deploy --force web false"}, // a bool never takes the next word
+		{"deploy web -- --x", "deploy -- web --x"},
+		{"deploy - --json", "deploy --json -"},
+		{"status --state-dir /s web", "--state-dir /s status web"},
+		{"help deploy", "help deploy"},
+		{"nosuch --x y", "nosuch --x y"},
+		{"--version", "--version"},
+	}
+	for _, tc := range cases {
+		out, err := flagsFirst(app, append([]string{"baton"}, strings.Fields(tc.in)...))
+		if err != nil {
+			t.Errorf("flagsFirst(%q): %v", tc.in, err)
+			continue
+		}
+		if got := strings.Join(out[1:], " "); got != tc.want {
+			t.Errorf("flagsFirst(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+}
+
+// allCommands lists every command path of the app, with its command.
+func allCommands(app *ucli.App) map[string]*ucli.Command {
+	out := map[string]*ucli.Command{}
+	var walk func(prefix string, cmds []*ucli.Command)
+	walk = func(prefix string, cmds []*ucli.Command) {
+		for _, c := range cmds {
+			name := strings.TrimSpace(prefix + " " + c.Name)
+			out[name] = c
+			walk(name, c.Subcommands)
+		}
+	}
+	walk("", app.Commands)
+	return out
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+func isSlice(f ucli.Flag) bool {
+	_, ok := f.(*ucli.StringSliceFlag)
+	return ok
+}

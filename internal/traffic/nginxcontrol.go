@@ -77,11 +77,12 @@ func (n *nginxControl) apply(ctx context.Context, servers []string) (oldWorkers 
 		return nil, err
 	}
 	n.log.Debug("upstream file written", "file", n.file, "servers", strings.Join(servers, " "))
-	if err := n.reload(ctx, before); err != nil {
+	old, err := n.reload(ctx, before)
+	if err != nil {
 		n.restore(ctx, existed, have)
 		return nil, err
 	}
-	return before, nil
+	return old, nil
 }
 
 // restore puts the previous upstream file back after a failed reload, and
@@ -98,7 +99,7 @@ func (n *nginxControl) restore(ctx context.Context, existed bool, prev []byte) {
 		return
 	}
 	if before, err := n.workers(ctx); err == nil {
-		if err := n.reload(ctx, before); err != nil {
+		if _, err := n.reload(ctx, before); err != nil {
 			n.log.Warn("reloading nginx after restoring the upstream file", "file", n.file, "error", err)
 		}
 	}
@@ -109,39 +110,41 @@ func (n *nginxControl) restore(ctx context.Context, existed bool, prev []byte) {
 // sockets), so no new request can use the old configuration. New workers are
 // also the sign that nginx accepted the configuration: nginx answers a
 // reload of a broken one by logging an error and keeping its old workers,
-// and the reload command itself exits 0 either way.
-func (n *nginxControl) reload(ctx context.Context, before workerSet) error {
+// and the reload command itself exits 0 either way. It returns the workers
+// from before of the nginx master that reloaded (others, of another nginx on
+// the host, are not waited for).
+func (n *nginxControl) reload(ctx context.Context, before workerSet) (workerSet, error) {
 	ctx, cancel := context.WithTimeout(ctx, n.reloadTimeout)
 	defer cancel()
 	if n.container != "" {
 		if err := n.testContainerConfig(ctx); err != nil {
-			return err
+			return nil, err
 		}
 		if err := n.eng.ContainerKill(ctx, n.container, "HUP"); err != nil {
-			return fmt.Errorf("sending HUP to nginx container %s: %w", n.container, err)
+			return nil, fmt.Errorf("sending HUP to nginx container %s: %w", n.container, err)
 		}
 	} else {
 		cmd := exec.CommandContext(ctx, "/bin/sh", "-c", n.reloadCmd)
 		out, err := cmd.CombinedOutput()
 		if err != nil {
-			return fmt.Errorf("nginx reload command %q failed: %v: %s", n.reloadCmd, err, lastLine(out))
+			return nil, fmt.Errorf("nginx reload command %q failed: %v: %s", n.reloadCmd, err, lastLine(out))
 		}
 	}
 	if len(before) == 0 {
 		n.log.Warn("no nginx workers visible; cannot confirm the reload took effect", "nginx", n.where())
-		return nil
+		return before, nil
 	}
 	for {
 		now, err := n.workers(ctx)
 		if err != nil {
-			return err
+			return nil, err
 		}
-		if now.hasNew(before) && !now.hasAny(before) {
-			return nil
+		if old := now.reloaded(before); old != nil {
+			return old, nil
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("nginx (%s) did not start new workers within %s after the reload; is the configuration valid? (nginx -t)", n.where(), n.reloadTimeout)
+			return nil, fmt.Errorf("nginx (%s) did not start new workers within %s after the reload; is the configuration valid? (nginx -t)", n.where(), n.reloadTimeout)
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
@@ -194,7 +197,7 @@ func (n *nginxControl) alive(ctx context.Context, set workerSet) (int, error) {
 	}
 	count := 0
 	for pid := range set {
-		if procs[pid] {
+		if _, ok := procs[pid]; ok {
 			count++
 		}
 	}

@@ -32,15 +32,45 @@ func TestWorkersFromTop(t *testing.T) {
 		{"root", "103", "100", "0", "10:01", "?", "00:00:00", "nginx: worker process"},
 	}
 	live := workersFromTop(titles, procs)
-	if len(live) != 2 || !live[101] || !live[103] {
+	if len(live) != 2 || live[101] != 100 || live[103] != 100 {
 		t.Fatalf("live workers %v", live)
 	}
 	all := allWorkersFromTop(titles, procs)
-	if len(all) != 3 || !all[102] {
+	if _, ok := all[102]; len(all) != 3 || !ok {
 		t.Fatalf("all workers %v", all)
 	}
-	if !live.hasNew(workerSet{101: true}) || live.hasNew(workerSet{101: true, 103: true}) {
+	if !live.hasNew(workerSet{101: 100}) || live.hasNew(workerSet{101: 100, 103: 100}) {
 		t.Fatal("hasNew")
+	}
+}
+
+// TestReloadedPerMaster: a reload is confirmed by its own master's workers;
+// another nginx on the host (whose workers stay) neither holds it up nor
+// confirms it.
+func TestReloadedPerMaster(t *testing.T) {
+	before := workerSet{11: 10, 12: 10, 21: 20}
+	cases := []struct {
+		name string
+		now  workerSet
+		want workerSet
+	}{
+		{"master 10 reloaded, 20 untouched", workerSet{13: 10, 21: 20}, workerSet{11: 10, 12: 10}},
+		{"master 10 half way: an old worker is still live", workerSet{12: 10, 13: 10, 21: 20}, nil},
+		{"nothing reloaded", workerSet{11: 10, 12: 10, 21: 20}, nil},
+		{"old workers gone but no new one", workerSet{21: 20}, nil},
+		{"master 20 reloaded", workerSet{11: 10, 12: 10, 22: 20}, workerSet{21: 20}},
+	}
+	for _, tc := range cases {
+		got := tc.now.reloaded(before)
+		if len(got) != len(tc.want) || (tc.want == nil) != (got == nil) {
+			t.Errorf("%s: reloaded = %v, want %v", tc.name, got, tc.want)
+			continue
+		}
+		for pid, m := range tc.want {
+			if got[pid] != m {
+				t.Errorf("%s: reloaded = %v, want %v", tc.name, got, tc.want)
+			}
+		}
 	}
 }
 

@@ -9,13 +9,16 @@ import (
 	"strings"
 )
 
-// workerSet is a set of nginx worker PIDs.
-type workerSet map[int]bool
+// workerSet maps nginx worker PIDs to their master's PID (0 when unknown).
+// A host can run several nginx masters (a second site, tests running side by
+// side): a reload concerns one of them, and only its workers say whether the
+// reload took effect and when the old ones are gone.
+type workerSet map[int]int
 
 // hasNew reports whether s holds a PID that before does not.
 func (s workerSet) hasNew(before workerSet) bool {
 	for pid := range s {
-		if !before[pid] {
+		if _, ok := before[pid]; !ok {
 			return true
 		}
 	}
@@ -25,11 +28,45 @@ func (s workerSet) hasNew(before workerSet) bool {
 // hasAny reports whether s and other share a PID.
 func (s workerSet) hasAny(other workerSet) bool {
 	for pid := range s {
-		if other[pid] {
+		if _, ok := other[pid]; ok {
 			return true
 		}
 	}
 	return false
+}
+
+// reloaded returns the workers in before of a master that has reloaded by
+// now: it has a new worker, and none of its workers from before is live. Nil
+// when no master has. Workers of other masters do not matter: they neither
+// confirm nor hold up this reload.
+func (s workerSet) reloaded(before workerSet) workerSet {
+	masters := map[int]bool{}
+	for _, m := range before {
+		masters[m] = true
+	}
+	for m := range masters {
+		fresh, oldLeft := false, false
+		for pid, pm := range s {
+			if pm != m {
+				continue
+			}
+			if _, ok := before[pid]; ok {
+				oldLeft = true
+			} else {
+				fresh = true
+			}
+		}
+		if fresh && !oldLeft {
+			old := workerSet{}
+			for pid, pm := range before {
+				if pm == m {
+					old[pid] = pm
+				}
+			}
+			return old
+		}
+	}
+	return nil
 }
 
 const (
@@ -48,9 +85,11 @@ func allWorkersFromTop(titles []string, procs [][]string) workerSet {
 }
 
 func topWorkers(titles []string, procs [][]string, includeExiting bool) workerSet {
-	pidCol, cmdCol := -1, -1
+	pidCol, ppidCol, cmdCol := -1, -1, -1
 	for i, t := range titles {
 		switch t {
+		case "PPID":
+			ppidCol = i
 		case "PID":
 			pidCol = i
 		case "CMD", "COMMAND":
@@ -68,8 +107,13 @@ func topWorkers(titles []string, procs [][]string, includeExiting bool) workerSe
 		if !isWorker(p[cmdCol], includeExiting) {
 			continue
 		}
-		if pid, err := strconv.Atoi(p[pidCol]); err == nil {
-			out[pid] = true
+		pid, err := strconv.Atoi(p[pidCol])
+		if err != nil {
+			continue
+		}
+		out[pid] = 0
+		if ppidCol >= 0 && len(p) > ppidCol {
+			out[pid], _ = strconv.Atoi(p[ppidCol])
 		}
 	}
 	return out
@@ -112,9 +156,28 @@ func scanHostWorkers(includeExiting bool) (workerSet, error) {
 		if err != nil || ns != self {
 			continue
 		}
-		out[pid] = true
+		out[pid] = parentPID(pid)
 	}
 	return out, nil
+}
+
+// parentPID reads a process's parent from /proc/PID/stat (0 if it cannot).
+func parentPID(pid int) int {
+	b, err := os.ReadFile(filepath.Join(procRoot, strconv.Itoa(pid), "stat"))
+	if err != nil {
+		return 0
+	}
+	// The command name (field 2) is in parentheses and may hold spaces.
+	i := strings.LastIndexByte(string(b), ')')
+	if i < 0 {
+		return 0
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 2 {
+		return 0
+	}
+	ppid, _ := strconv.Atoi(f[1])
+	return ppid
 }
 
 // establishedConns counts the TCP connections in state ESTABLISHED on local

@@ -291,11 +291,16 @@ func (s *docRun) runStep(st docStep) {
 		}
 		deadline := time.Now().Add(st.retry)
 		var out stepOut
+		var checkErr error
 		for {
 			ctx, cancel := context.WithTimeout(s.t.Context(), 5*time.Minute)
 			out = s.shell(ctx, script)
 			cancel()
-			if out.code == st.want || time.Now().After(deadline) {
+			checkErr = nil
+			if out.code == st.want && st.check != nil {
+				checkErr = st.check(s, out)
+			}
+			if (out.code == st.want && checkErr == nil) || time.Now().After(deadline) {
 				break
 			}
 			time.Sleep(time.Second)
@@ -304,13 +309,11 @@ func (s *docRun) runStep(st docStep) {
 		if out.code != st.want {
 			s.fail(st, out, "exit code %d, the docs say %d", out.code, st.want)
 		}
+		if checkErr != nil {
+			s.fail(st, out, "%v", checkErr)
+		}
 		if strings.HasPrefix(text, "cd ") {
 			s.dir = filepath.Join(s.dir, strings.TrimSpace(strings.TrimPrefix(text, "cd ")))
-		}
-		if st.check != nil {
-			if err := st.check(s, out); err != nil {
-				s.fail(st, out, "%v", err)
-			}
 		}
 	}
 }
@@ -945,7 +948,7 @@ func composeScenario(example string) docScenario {
 				return s.runs(ctr(s, "web", 1), whoami(s, "v1.10"))
 			}})
 	case "02-replicas-worker":
-		steps = append(steps, docStep{doc: "WORKER_TAG=v1.11 baton deploy -p shop -f docker-compose.yml --all", check: func(s *docRun, out stepOut) error {
+		steps = append(steps, docStep{doc: "WEB_TAG=v1.11 WORKER_TAG=v1.11 baton deploy -p shop -f docker-compose.yml --all", check: func(s *docRun, out stepOut) error {
 			if !strings.Contains(out.stdout, "worker: deployed") {
 				return fmt.Errorf("--all did not deploy the worker")
 			}

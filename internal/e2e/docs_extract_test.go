@@ -250,4 +250,3 @@ func whereDocumented(cmds []docCommand, text string) string {
 	}
 	return strings.Join(at, ", ")
 }
-

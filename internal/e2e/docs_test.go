@@ -52,27 +52,27 @@ import (
 
 // docsNotRun are documented commands the suite cannot run, with why.
 var docsNotRun = map[string]string{
-	"make test":       "it is the suite this test is part of",
-	"make test-short": "make test runs every unit test already (go test ./...), this one among them",
-	"make demo":       "installs packages (scripts/setup), then runs cmd/baton-demo for minutes under load; cmd/baton-demo shares its deploy code with cmd/baton-bench and the e2e tests",
-	"make bench":      "minutes of load per mode (the benchmark, not a check); its runs are in the README's tables",
+	"make test":                      "it is the suite this test is part of",
+	"make test-short":                "make test runs every unit test already (go test ./...), this one among them",
+	"make demo":                      "installs packages (scripts/setup), then runs cmd/baton-demo for minutes under load; cmd/baton-demo shares its deploy code with cmd/baton-bench and the e2e tests",
+	"make bench":                     "minutes of load per mode (the benchmark, not a check); its runs are in the README's tables",
 	"baton deploy [flags] CONTAINER": "a synopsis with placeholders; its concrete forms are the README's other baton deploy lines, all run here",
 }
 
 // docsNotCommands are lines of code blocks that are not commands.
 var docsNotCommands = map[string]string{
-	"requests sent: 3672":                       "output of make demo",
-	"failed: 0":                                 "output of make demo",
-	"answered by: v1=1264 v2=1208 v3=1200":      "output of make demo",
-	"deploys: v2 2s, v3 2s, v1 2s":              "output of make demo",
-	"latency: p50 4.1ms p99 11ms max 14ms":      "output of make demo",
-	"zero failed requests across the deploys.":  "output of make demo",
-	"notifications:":                            "registry configuration (YAML)",
-	"endpoints:":                                "registry configuration (YAML)",
-	"- name: baton-web":                         "registry configuration (YAML)",
-	"url: http://127.0.0.1:9090/v1/deploy/web":  "registry configuration (YAML)",
-	"headers:":                                  "registry configuration (YAML)",
-	"Authorization: [Bearer THE-TOKEN]":         "registry configuration (YAML)",
+	"requests sent: 3672":                      "output of make demo",
+	"failed: 0":                                "output of make demo",
+	"answered by: v1=1264 v2=1208 v3=1200":     "output of make demo",
+	"deploys: v2 2s, v3 2s, v1 2s":             "output of make demo",
+	"latency: p50 4.1ms p99 11ms max 14ms":     "output of make demo",
+	"zero failed requests across the deploys.": "output of make demo",
+	"notifications:":                           "registry configuration (YAML)",
+	"endpoints:":                               "registry configuration (YAML)",
+	"- name: baton-web":                        "registry configuration (YAML)",
+	"url: http://127.0.0.1:9090/v1/deploy/web": "registry configuration (YAML)",
+	"headers:":                                 "registry configuration (YAML)",
+	"Authorization: [Bearer THE-TOKEN]":        "registry configuration (YAML)",
 }
 
 // docTable is every documented command this file knows, with what it does

@@ -10,6 +10,10 @@ import (
 	"testing"
 
 	ucli "github.com/urfave/cli/v2"
+
+	"github.com/baton-sh/baton/internal/doccommands"
+	"github.com/baton-sh/baton/internal/notify"
+	"github.com/baton-sh/baton/internal/testenv"
 )
 
 // parsed is what a command's Action saw: which command ran, the flags that
@@ -273,4 +277,57 @@ func sortedKeys[V any](m map[string]V) []string {
 func isSlice(f ucli.Flag) bool {
 	_, ok := f.(*ucli.StringSliceFlag)
 	return ok
+}
+
+// TestDocumentedCommandsParse runs every baton command of the README, docs
+// and compose examples' READMEs through the parser (the commands' actions are
+// replaced, so nothing runs): each must reach its command with no usage
+// error, in the argument order the docs wrote it. internal/e2e's docs test
+// runs them for real.
+func TestDocumentedCommandsParse(t *testing.T) {
+	root, err := testenv.ModuleRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmds, err := doccommands.Read(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	parsed := 0
+	for _, c := range cmds {
+		words, err := notify.SplitWords(c.Text)
+		if err != nil {
+			t.Errorf("%s: %v", c, err)
+			continue
+		}
+		// Leading VAR=value assignments (WEB_TAG=v1.11 baton ...) and a
+		// crontab line's schedule and user are not baton's.
+		for len(words) > 0 && words[0] != "baton" && !strings.HasPrefix(words[0], "-") {
+			words = words[1:]
+		}
+		if len(words) < 2 || words[0] != "baton" || strings.Contains(c.Text, "[") {
+			continue // not a baton command, or a synopsis with [optional] parts
+		}
+		got, err := parseOnly(t, words[1:]...)
+		if err != nil {
+			t.Errorf("%s: %v", c, err)
+			continue
+		}
+		if got.cmd != words[1] {
+			t.Errorf("%s: ran command %q, want %q", c, got.cmd, words[1])
+			continue
+		}
+		// Every baton verb takes at most one positional argument; a flag
+		// left among them is a flag the command never saw.
+		if len(got.args) > 1 || (len(got.args) == 1 && strings.HasPrefix(got.args[0], "-")) {
+			t.Errorf("%s: positional arguments %q, want at most one CONTAINER or SERVICE (flags taken as arguments?)", c, got.args)
+			continue
+		}
+		parsed++
+	}
+	t.Logf("%d documented baton commands parse", parsed)
+	// Control: the docs hold baton commands, and this test saw them.
+	if parsed < 15 {
+		t.Errorf("parsed only %d documented baton commands; the extraction or the filter is broken", parsed)
+	}
 }

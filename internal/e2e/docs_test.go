@@ -77,8 +77,9 @@ var docsNotCommands = map[string]string{
 
 // docTable is every documented command this file knows, with what it does
 // with it.
-func docTable() map[string]string {
+func docTable(cmds []docCommand) (map[string]string, []error) {
 	m := map[string]string{}
+	var errs []error
 	for k, v := range docsNotRun {
 		m[k] = "not run: " + v
 	}
@@ -87,10 +88,16 @@ func docTable() map[string]string {
 	}
 	for _, sc := range docScenarios() {
 		for _, st := range sc.allSteps() {
-			m[st.doc] = "run in scenario " + sc.name
+			lines, err := st.documented(cmds)
+			if err != nil {
+				errs = append(errs, err)
+			}
+			for _, l := range lines {
+				m[l] = "run in scenario " + sc.name
+			}
 		}
 	}
-	return m
+	return m, errs
 }
 
 // docStep is one documented command and its documented outcome.
@@ -101,7 +108,12 @@ type docStep struct {
 	run []string
 	// with are further documented lines run in the same shell after doc
 	// (shell variables carry over), each also accounted for.
-	with   []string
+	with []string
+	// block, instead of doc and with: the consecutive documented lines of
+	// a file from the one starting with from through the one starting with
+	// through, run in one shell (a script shown line by line, whose lines
+	// may change as the feature does).
+	block  *docBlock
 	before func(s *docRun)
 	want   int // exit code
 	// retry runs the command again until it exits want, for up to this
@@ -114,6 +126,30 @@ type docStep struct {
 	ready  func(s *docRun, stderr string) bool
 	during []docStep
 	check  func(s *docRun, out stepOut) error
+}
+
+type docBlock struct{ file, from, through string }
+
+// documented returns the documented lines the step runs and accounts for.
+func (st docStep) documented(cmds []docCommand) ([]string, error) {
+	if st.block == nil {
+		return append([]string{st.doc}, st.with...), nil
+	}
+	b := st.block
+	var lines []string
+	for _, c := range cmds {
+		if c.File != b.file {
+			continue
+		}
+		if lines == nil && !strings.HasPrefix(c.Text, b.from) {
+			continue
+		}
+		lines = append(lines, c.Text)
+		if strings.HasPrefix(c.Text, b.through) {
+			return lines, nil
+		}
+	}
+	return nil, fmt.Errorf("%s: no block of commands from `%s...` through `%s...`: update the docs test's block", b.file, b.from, b.through)
 }
 
 type stepOut struct {
@@ -134,9 +170,6 @@ func (sc docScenario) allSteps() []docStep {
 	add = func(steps []docStep) {
 		for _, st := range steps {
 			out = append(out, st)
-			for _, w := range st.with {
-				out = append(out, docStep{doc: w})
-			}
 			add(st.during)
 		}
 	}
@@ -259,8 +292,12 @@ func (s *docRun) shell(ctx context.Context, script string) stepOut {
 // fail reports a documented command that did not do what the docs say.
 func (s *docRun) fail(st docStep, out stepOut, format string, args ...any) {
 	s.t.Helper()
+	lines, _ := st.documented(s.cmds)
+	if len(lines) == 0 {
+		lines = []string{st.doc}
+	}
 	s.t.Fatalf("documented command failed: `%s`\n  documented at: %s\n  ran as: %s\n  problem: %s\n  stdout: %s\n  stderr: %s",
-		st.doc, whereDocumented(s.cmds, st.doc), out.ran, fmt.Sprintf(format, args...), clip(out.stdout), clip(out.stderr))
+		strings.Join(lines, "\n    "), whereDocumented(s.cmds, lines[0]), out.ran, fmt.Sprintf(format, args...), clip(out.stdout), clip(out.stderr))
 }
 
 func clip(s string) string {
@@ -276,15 +313,21 @@ func (s *docRun) runStep(st docStep) {
 	if st.before != nil {
 		st.before(s)
 	}
+	lines, err := st.documented(s.cmds)
+	if err != nil {
+		s.t.Fatal(err)
+	}
 	texts := st.run
 	if texts == nil {
-		texts = []string{st.doc}
+		// The documented lines, in one shell: variables carry over.
+		texts = []string{strings.Join(lines, "\n")}
 	}
 	for _, text := range texts {
-		script := s.apply(text)
-		for _, w := range st.with {
-			script += "\n" + s.apply(w)
+		var mapped []string
+		for _, l := range strings.Split(text, "\n") {
+			mapped = append(mapped, s.apply(l))
 		}
+		script := strings.Join(mapped, "\n")
 		if st.long {
 			s.runLong(st, script)
 			continue
@@ -778,11 +821,8 @@ func unattendedScenario() docScenario {
 				long: true, ready: answering},
 			{doc: "baton serve --listen 127.0.0.1:9090", long: true, ready: answering,
 				during: []docStep{{
-					doc: `body='{"image":"registry.example/shop/web:1.5","actor":"ci-'"$CI_PIPELINE_ID"'"}'`,
-					with: []string{
-						`sig=$(printf '%s' "$body" | openssl dgst -sha256 -hmac "$(cat secret)" | sed 's/^.* //')`,
-						`curl -fsS -X POST -H "X-Baton-Signature: sha256=$sig" -d "$body" http://127.0.0.1:9090/v1/deploy/web`,
-					},
+					// "Signing a request from a CI job", whatever its lines.
+					block: &docBlock{file: "docs/unattended.md", from: "body=", through: "curl "},
 					check: func(s *docRun, out stepOut) error {
 						if !strings.Contains(out.stdout, `"status_url"`) {
 							return fmt.Errorf("the answer is not a 202 deploy id: %s", out.stdout)
@@ -798,11 +838,11 @@ func unattendedScenario() docScenario {
 					return err
 				}
 				for _, e := range entries {
-					if e["trigger"] == "webhook" && e["outcome"] == "deployed" && strings.HasPrefix(fmt.Sprint(e["who"]), "ci-4711@") {
+					if e["trigger"] == "webhook" && e["outcome"] == "deployed" && strings.HasPrefix(fmt.Sprint(e["who"]), "ci") {
 						return nil
 					}
 				}
-				return fmt.Errorf("history has no webhook deploy by ci-4711: %v", entries)
+				return fmt.Errorf("history has no webhook deploy by the CI job: %v", entries)
 			}},
 		},
 	}

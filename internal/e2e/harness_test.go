@@ -138,6 +138,7 @@ func (e *env) cleanupService(name string) {
 		}
 		_ = e.cli.ContainerRemove(ctx, name, container.RemoveOptions{Force: true})
 		_ = e.cli.VolumeRemove(ctx, traffic.RelayName(name), true)
+		_ = e.cli.VolumeRemove(ctx, traffic.RelayVolume(name), true)
 	})
 }
 

@@ -122,7 +122,7 @@ func TestNginxReloadMode(t *testing.T) {
 		t.Fatalf("baton status exited %d:\n%s", r.code, r.stderr)
 	}
 	assertServes(t, ng.URL()+"/", "v1")
-	if got := readFile(t, ng.UpstreamFile()); !strings.Contains(got, testenv.ContainerIP(t, e.cli, name, "baton")+":8080") {
+	if got := readFile(t, ng.UpstreamFile()); !strings.Contains(got, testenv.ContainerIP(t, e.cli, name, dockerctl.ServiceNetwork(name))+":8080") {
 		t.Fatalf("upstream file after status: %q", got)
 	}
 }
@@ -155,8 +155,8 @@ func TestNginxReloadModeContainer(t *testing.T) {
 		t.Fatalf("%d of %d requests failed", res.Failed(), res.Total())
 	}
 	c := e.assertSingle(name, v2)
-	if got := readFile(t, ng.UpstreamFile()); !strings.Contains(got, c.NetworkSettings.Networks["baton"].IPAddress+":8080") {
-		t.Fatalf("upstream file does not name the new container's address on baton's network:\n%s", got)
+	if got := readFile(t, ng.UpstreamFile()); !strings.Contains(got, c.NetworkSettings.Networks[dockerctl.ServiceNetwork(name)].IPAddress+":8080") {
+		t.Fatalf("upstream file does not name the new container's address on its service's network:\n%s", got)
 	}
 	assertServes(t, ng.URL()+"/", "v2")
 }

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -28,8 +29,8 @@ import (
 // once, and every later switch is a control call to the relay, with no nginx
 // reload at all, so no client keep-alive connection is ever closed by a
 // deploy. The relay runs in its own container (from an image of this baton
-// binary), on baton's network, and for an nginx on the host it also publishes
-// a port on 127.0.0.1.
+// binary), on its service's network, and for an nginx on the host it also
+// publishes a port on 127.0.0.1.
 type Relay struct {
 	eng      Engine
 	svc      deploy.Service
@@ -79,30 +80,64 @@ func (t *Relay) Ensure(ctx context.Context, cur deploy.Endpoint) error {
 		if _, err := t.set(ctx, want); err != nil {
 			return err
 		}
+		if st.Current != nil && st.Current.Name == want.Name {
+			// The same container at a new address (its service's network
+			// instead of the shared one, or a new IP after a reboot): the
+			// connections to the old address finish there, and it stops
+			// being a dial fallback.
+			t.forgetOldAddrs(ctx, cur)
+		}
 	}
-	servers, err := t.upstreamServers(ctx, c)
+	servers, nets, err := t.upstreamServers(ctx, c)
 	if err != nil {
 		return err
 	}
-	if _, err := t.nginx.apply(ctx, servers); err != nil {
+	if _, err := t.nginx.apply(ctx, servers, nets...); err != nil {
 		return err
 	}
+	legacyLeaver{eng: t.eng, log: t.log, notify: t.notify, wait: legacyIdleWait}.leave(ctx, []string{c.ID, cur.ID}, t.settings.NginxContainer)
 	return nil
 }
 
+// forgetOldAddrs waits, bounded, for the connections to cur's previous
+// addresses to end, then has the relay forget them.
+func (t *Relay) forgetOldAddrs(ctx context.Context, cur deploy.Endpoint) {
+	ctl, err := t.control(ctx)
+	if err == nil {
+		_, err = ctl.WaitDrained(ctx, cur.ID, legacyIdleWait)
+	}
+	if err == nil {
+		err = t.forget(ctx, cur)
+	}
+	if err != nil && !errors.Is(err, relay.ErrNotDraining) && !errors.Is(err, relay.ErrUnknownTarget) {
+		t.log.Warn("forgetting the previous address of the serving container", "container", cur.Name, "error", err)
+	}
+}
+
 // upstreamServers lists the relays that belong in this service's upstream
-// file: this one and those of the service's other replicas.
-func (t *Relay) upstreamServers(ctx context.Context, self container.InspectResponse) ([]string, error) {
+// file: this one and those of the service's other replicas, and the
+// networks an nginx container needs to reach them.
+func (t *Relay) upstreamServers(ctx context.Context, self container.InspectResponse) (servers, nets []string, err error) {
 	list, err := t.eng.ContainerList(ctx, container.ListOptions{Filters: filters.NewArgs(
 		filters.Arg("label", deploy.LabelRole+"="+deploy.RoleRelay),
 		filters.Arg("label", LabelRelayUpstream+"="+t.settings.NginxUpstream))})
 	if err != nil {
-		return nil, fmt.Errorf("listing relays of %s: %w", t.settings.NginxUpstream, err)
+		return nil, nil, fmt.Errorf("listing relays of %s: %w", t.settings.NginxUpstream, err)
 	}
 	seen := map[string]bool{}
-	var servers []string
-	add := func(c container.InspectResponse) error {
-		s, err := t.upstreamServer(c)
+	add := func(c container.InspectResponse, key string) error {
+		if t.settings.NginxContainer != "" {
+			// An nginx container finds the relay by name on the relay's
+			// service network, so a replica's relay must be there too.
+			netName, err := t.joinServiceNetwork(ctx, c, key)
+			if err != nil {
+				return err
+			}
+			if !slices.Contains(nets, netName) {
+				nets = append(nets, netName)
+			}
+		}
+		s, err := t.upstreamServer(c, key)
 		if err != nil {
 			return err
 		}
@@ -112,23 +147,57 @@ func (t *Relay) upstreamServers(ctx context.Context, self container.InspectRespo
 		}
 		return nil
 	}
-	if err := add(self); err != nil {
-		return nil, err
+	if err := add(self, t.svc.Key); err != nil {
+		return nil, nil, err
 	}
 	for _, l := range list {
-		if l.ID == self.ID {
-			continue
+		if l.ID == self.ID || l.Labels[deploy.LabelService] == "" || RelayName(l.Labels[deploy.LabelService]) != strings.TrimPrefix(firstName(l.Names), "/") {
+			continue // not a relay baton named for its service
 		}
 		c, err := t.eng.ContainerInspect(ctx, l.ID)
 		if err != nil {
 			continue // gone meanwhile
 		}
-		if err := add(c); err != nil {
-			return nil, err
+		if err := add(c, l.Labels[deploy.LabelService]); err != nil {
+			return nil, nil, err
 		}
 	}
 	sort.Strings(servers)
-	return servers, nil
+	return servers, nets, nil
+}
+
+func firstName(names []string) string {
+	if len(names) == 0 {
+		return ""
+	}
+	return names[0]
+}
+
+// joinServiceNetwork attaches relay c of service key to that service's
+// network if it is not there yet (a relay made by an earlier version, which
+// joined one network shared by all services), under its name and its name
+// qualified by the network. It returns the network's name.
+func (t *Relay) joinServiceNetwork(ctx context.Context, c container.InspectResponse, key string) (string, error) {
+	netName, err := t.eng.EnsureServiceNetwork(ctx, key)
+	if err != nil {
+		return "", err
+	}
+	if _, ok := c.NetworkSettings.Networks[netName]; ok {
+		return netName, nil
+	}
+	name := strings.TrimPrefix(c.Name, "/")
+	if err := t.eng.NetworkConnect(ctx, netName, c.ID, &network.EndpointSettings{Aliases: relayAliases(name, netName)}); err != nil {
+		return "", fmt.Errorf("attaching relay container %s to network %s: %w", name, netName, err)
+	}
+	t.notify(fmt.Sprintf("attached relay container %s to network %s", name, netName))
+	return netName, nil
+}
+
+// relayAliases are the relay's names on its service's network. The
+// qualified one resolves on that network only, so an nginx container that
+// is on other networks with the relay still reaches it there.
+func relayAliases(name, netName string) []string {
+	return []string{name, name + "." + netName}
 }
 
 func (t *Relay) Describe(ctx context.Context) (string, error) {
@@ -148,7 +217,7 @@ func (t *Relay) Describe(ctx context.Context) (string, error) {
 
 func (t *Relay) Switch(ctx context.Context, from, to deploy.Endpoint) error {
 	if to.IP == "" {
-		return fmt.Errorf("container %s has no address on baton's network", to.Name)
+		return fmt.Errorf("container %s has no address on its service's network", to.Name)
 	}
 	_, err := t.set(ctx, relayTarget(to))
 	return err
@@ -190,9 +259,9 @@ func (t *Relay) forget(ctx context.Context, ep deploy.Endpoint) error {
 	return nil
 }
 
-// relayTarget is an app container as a relay target: its IP on baton's
-// network first, then its short ID, which Docker's DNS resolves on that
-// network even after a daemon restart gave it another IP.
+// relayTarget is an app container as a relay target: its IP on its
+// service's network first, then its short ID, which Docker's DNS resolves
+// on that network even after a daemon restart gave it another IP.
 func relayTarget(ep deploy.Endpoint) relay.Target {
 	addrs := []string{ep.Addr()}
 	if len(ep.ID) >= 12 {
@@ -201,13 +270,13 @@ func relayTarget(ep deploy.Endpoint) relay.Target {
 	return relay.Target{Name: ep.ID, Addrs: addrs}
 }
 
-// upstreamServer is the address nginx uses for the relay: the relay's
-// container name on baton's network for an nginx container, the published
-// loopback port for an nginx on the host.
-func (t *Relay) upstreamServer(c container.InspectResponse) (string, error) {
+// upstreamServer is the address nginx uses for relay c of service key: its
+// name qualified by the service's network for an nginx container, the
+// published loopback port for an nginx on the host.
+func (t *Relay) upstreamServer(c container.InspectResponse, key string) (string, error) {
 	name := strings.TrimPrefix(c.Name, "/")
 	if t.settings.NginxContainer != "" {
-		return net.JoinHostPort(name, strconv.Itoa(relayListenPort)), nil
+		return net.JoinHostPort(name+"."+dockerctl.ServiceNetwork(key), strconv.Itoa(relayListenPort)), nil
 	}
 	port := c.Config.Labels[LabelRelayPort]
 	if port == "" {
@@ -222,6 +291,13 @@ func (t *Relay) ensureContainer(ctx context.Context) (container.InspectResponse,
 	name := RelayName(t.svc.Key)
 	c, err := t.eng.ContainerInspect(ctx, name)
 	if err == nil {
+		// A relay of an earlier version is on the shared network only.
+		if _, err := t.joinServiceNetwork(ctx, c, t.svc.Key); err != nil {
+			return c, err
+		}
+		if c, err = t.eng.ContainerInspect(ctx, name); err != nil {
+			return c, fmt.Errorf("inspecting relay container %s: %w", name, err)
+		}
 		if !c.State.Running {
 			if err := t.eng.ContainerStart(ctx, c.ID, container.StartOptions{}); err != nil {
 				return c, fmt.Errorf("starting relay container %s: %w", name, err)
@@ -249,7 +325,7 @@ func (t *Relay) create(ctx context.Context, name string) error {
 			return err
 		}
 	}
-	batonNet, err := t.eng.EnsureBatonNetwork(ctx)
+	batonNet, err := t.eng.EnsureServiceNetwork(ctx, t.svc.Key)
 	if err != nil {
 		return err
 	}
@@ -293,12 +369,16 @@ func (t *Relay) create(ctx context.Context, name string) error {
 		// Publishing needs a gateway network; baton's is internal.
 		host.NetworkMode = "bridge"
 	}
-	created, err := t.eng.ContainerCreate(ctx, cfg, host, nil, nil, name)
+	var netCfg *network.NetworkingConfig
+	if host.NetworkMode == container.NetworkMode(batonNet) {
+		netCfg = &network.NetworkingConfig{EndpointsConfig: map[string]*network.EndpointSettings{batonNet: {Aliases: relayAliases(name, batonNet)}}}
+	}
+	created, err := t.eng.ContainerCreate(ctx, cfg, host, netCfg, nil, name)
 	if err != nil {
 		return fmt.Errorf("creating relay container %s: %w", name, err)
 	}
 	if host.NetworkMode != container.NetworkMode(batonNet) {
-		if err := t.eng.NetworkConnect(ctx, batonNet, created.ID, &network.EndpointSettings{Aliases: []string{name}}); err != nil {
+		if err := t.eng.NetworkConnect(ctx, batonNet, created.ID, &network.EndpointSettings{Aliases: relayAliases(name, batonNet)}); err != nil {
 			_ = t.eng.ContainerRemove(ctx, created.ID, container.RemoveOptions{Force: true})
 			return fmt.Errorf("attaching relay container %s to network %s: %w", name, batonNet, err)
 		}

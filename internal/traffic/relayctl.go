@@ -17,7 +17,8 @@ import (
 )
 
 const (
-	// relayControlPort is the relay's TCP control port on baton's network.
+	// relayControlPort is the relay's TCP control port on its service's
+	// network.
 	relayControlPort = 9091
 	// relayTokenEnv holds the control token in the relay container's
 	// environment: readable only by whoever may inspect the container.
@@ -33,7 +34,7 @@ type relayController interface {
 }
 
 // control returns the fastest way to talk to the service's relay: its TCP
-// control port on baton's network (a round trip) when this baton can reach
+// control port on its service's network (a round trip) when this baton can reach
 // it, else a docker exec of `baton relay ctl` in the relay container
 // (hundreds of milliseconds each, but it needs nothing but the Docker API).
 func (t *Relay) control(ctx context.Context) (relayController, error) {
@@ -47,7 +48,7 @@ func (t *Relay) control(ctx context.Context) (relayController, error) {
 	}
 	token := envValue(c.Config.Env, relayTokenEnv)
 	var ip string
-	if n, ok := c.NetworkSettings.Networks[t.batonNet(ctx)]; ok && n != nil {
+	if n, ok := c.NetworkSettings.Networks[t.serviceNet(ctx)]; ok && n != nil {
 		ip = n.IPAddress
 	}
 	if token != "" && ip != "" {
@@ -64,8 +65,8 @@ func (t *Relay) control(ctx context.Context) (relayController, error) {
 	return t.ctl, nil
 }
 
-func (t *Relay) batonNet(ctx context.Context) string {
-	n, err := t.eng.EnsureBatonNetwork(ctx)
+func (t *Relay) serviceNet(ctx context.Context) string {
+	n, err := t.eng.EnsureServiceNetwork(ctx, t.svc.Key)
 	if err != nil {
 		return ""
 	}

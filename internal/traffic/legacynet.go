@@ -56,11 +56,11 @@ type legacyLeaver struct {
 const legacyIdleWait = 15 * time.Second
 
 // leave detaches ids (this service's relay and serving container) from the
-// legacy network, then nginx (the service's nginx container, if any) when
-// it is the last one there, then removes the network once it is empty.
+// legacy network; then, once no relay or app container is left there, what
+// remains (nginx containers); then removes the network once it is empty.
 // Failures are logged, never returned: the service already runs on its own
 // network, and the next run tries again.
-func (l legacyLeaver) leave(ctx context.Context, ids []string, nginx string) {
+func (l legacyLeaver) leave(ctx context.Context, ids []string) {
 	legacy, err := l.eng.NetworkInspect(ctx, dockerctl.LegacyNetwork, network.InspectOptions{})
 	if err != nil {
 		if !errdefs.IsNotFound(err) {
@@ -73,17 +73,17 @@ func (l legacyLeaver) leave(ctx context.Context, ids []string, nginx string) {
 	}
 	for _, id := range ids {
 		if _, on := legacy.Containers[id]; on {
-			l.detach(ctx, legacy.ID, id)
+			l.detach(ctx, legacy.ID, id, true)
 		}
 	}
 	if legacy, err = l.eng.NetworkInspect(ctx, legacy.ID, network.InspectOptions{}); err != nil {
 		return
 	}
-	if len(legacy.Containers) > 0 && nginx != "" && !l.servesThroughLegacy(ctx, legacy.ID) {
-		if c, err := l.eng.ContainerInspect(ctx, nginx); err == nil {
-			if _, on := legacy.Containers[c.ID]; on {
-				l.detach(ctx, legacy.ID, c.ID)
-			}
+	if len(legacy.Containers) > 0 && !l.servesThroughLegacy(ctx, legacy.ID) {
+		// What is left (nginx containers) was there to reach relays and
+		// app containers, and none is left to reach.
+		for id := range legacy.Containers {
+			l.detach(ctx, legacy.ID, id, false)
 		}
 		if legacy, err = l.eng.NetworkInspect(ctx, legacy.ID, network.InspectOptions{}); err != nil {
 			return
@@ -117,8 +117,10 @@ func (l legacyLeaver) servesThroughLegacy(ctx context.Context, netID string) boo
 }
 
 // detach waits until container id has no established connection on its
-// address on the legacy network, then disconnects it.
-func (l legacyLeaver) detach(ctx context.Context, netID, id string) {
+// address on the legacy network, then disconnects it. With mustHaveMoved, a
+// container that is on no service network yet stays: it would lose its only
+// path.
+func (l legacyLeaver) detach(ctx context.Context, netID, id string, mustHaveMoved bool) {
 	c, err := l.eng.ContainerInspect(ctx, id)
 	if err != nil {
 		return
@@ -128,13 +130,11 @@ func (l legacyLeaver) detach(ctx context.Context, netID, id string) {
 	if ep == nil {
 		return
 	}
-	// Only a container that has a network of baton's besides the legacy one
-	// has moved over; anything else would lose its only path.
 	moved := false
 	for n := range c.NetworkSettings.Networks {
 		moved = moved || (n != dockerctl.LegacyNetwork && dockerctl.IsBatonNetwork(n))
 	}
-	if !moved || c.State == nil || !c.State.Running {
+	if (mustHaveMoved && !moved) || c.State == nil || !c.State.Running {
 		return
 	}
 	ip := net.ParseIP(ep.IPAddress)

@@ -41,7 +41,7 @@ func (t *Nginx) Ensure(ctx context.Context, cur deploy.Endpoint) error {
 	if _, err := t.ctl.apply(ctx, []string{cur.Addr()}, svcNet); err != nil {
 		return err
 	}
-	legacyLeaver{eng: t.eng, log: t.log, notify: t.notify, wait: legacyIdleWait}.leave(ctx, []string{cur.ID}, t.ctl.container)
+	legacyLeaver{eng: t.eng, log: t.log, notify: t.notify, wait: legacyIdleWait}.leave(ctx, []string{cur.ID})
 	return nil
 }
 

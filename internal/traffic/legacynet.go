@@ -13,8 +13,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/docker/docker/api/types/container"
-	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/network"
 	"github.com/docker/docker/errdefs"
 
@@ -45,9 +43,12 @@ import (
 // mode does), so they need baton on the host; without them the legacy
 // network stays and nothing breaks.
 type legacyLeaver struct {
-	eng    Engine
-	log    *slog.Logger
-	notify func(string)
+	// network is the shared network to leave (dockerctl.LegacyNetwork;
+	// tests use one of their own).
+	network string
+	eng     Engine
+	log     *slog.Logger
+	notify  func(string)
 	// wait bounds how long one container may keep connections on its
 	// legacy address before it is left attached until the next run.
 	wait time.Duration
@@ -61,10 +62,10 @@ const legacyIdleWait = 15 * time.Second
 // Failures are logged, never returned: the service already runs on its own
 // network, and the next run tries again.
 func (l legacyLeaver) leave(ctx context.Context, ids []string) {
-	legacy, err := l.eng.NetworkInspect(ctx, dockerctl.LegacyNetwork, network.InspectOptions{})
+	legacy, err := l.eng.NetworkInspect(ctx, l.network, network.InspectOptions{})
 	if err != nil {
 		if !errdefs.IsNotFound(err) {
-			l.log.Warn("inspecting the legacy network", "network", dockerctl.LegacyNetwork, "error", err)
+			l.log.Warn("inspecting the legacy network", "network", l.network, "error", err)
 		}
 		return
 	}
@@ -79,7 +80,7 @@ func (l legacyLeaver) leave(ctx context.Context, ids []string) {
 	if legacy, err = l.eng.NetworkInspect(ctx, legacy.ID, network.InspectOptions{}); err != nil {
 		return
 	}
-	if len(legacy.Containers) > 0 && !l.servesThroughLegacy(ctx, legacy.ID) {
+	if len(legacy.Containers) > 0 && !l.servesThroughLegacy(ctx, legacy.Containers) {
 		// What is left (nginx containers) was there to reach relays and
 		// app containers, and none is left to reach.
 		for id := range legacy.Containers {
@@ -93,23 +94,31 @@ func (l legacyLeaver) leave(ctx context.Context, ids []string) {
 		return
 	}
 	if err := l.eng.NetworkRemove(ctx, legacy.ID); err != nil && !errdefs.IsNotFound(err) {
-		l.log.Warn("removing the legacy network", "network", dockerctl.LegacyNetwork, "error", err)
+		l.log.Warn("removing the legacy network", "network", l.network, "error", err)
 		return
 	}
-	l.notify(fmt.Sprintf("removed network %s: every service has moved to a network of its own", dockerctl.LegacyNetwork))
+	l.notify(fmt.Sprintf("removed network %s: every service has moved to a network of its own", l.network))
 }
 
 // servesThroughLegacy reports whether a relay or an app container of some
-// service is still on the legacy network, so an nginx container must stay
-// there to reach it.
-func (l legacyLeaver) servesThroughLegacy(ctx context.Context, netID string) bool {
-	list, err := l.eng.ContainerList(ctx, container.ListOptions{Filters: filters.NewArgs(
-		filters.Arg("network", netID), filters.Arg("label", deploy.LabelManaged+"=true"))})
-	if err != nil {
-		return true
-	}
-	for _, c := range list {
-		if r := c.Labels[deploy.LabelRole]; r == deploy.RoleRelay || r == deploy.RoleApp {
+// service is still on the legacy network (one of on, the network's
+// endpoints as just inspected), so an nginx container must stay there to
+// reach it.
+func (l legacyLeaver) servesThroughLegacy(ctx context.Context, on map[string]network.EndpointResource) bool {
+	for id := range on {
+		c, err := l.eng.ContainerInspect(ctx, id)
+		if errdefs.IsNotFound(err) {
+			continue
+		}
+		if err != nil {
+			l.log.Warn("inspecting a container on the legacy network", "network", l.network, "container", id, "error", err)
+			return true
+		}
+		if c.Config == nil || c.Config.Labels[deploy.LabelManaged] != "true" || c.NetworkSettings == nil || c.NetworkSettings.Networks[l.network] == nil {
+			continue // not ours, or just detached
+		}
+		if r := c.Config.Labels[deploy.LabelRole]; r == deploy.RoleRelay || r == deploy.RoleApp {
+			l.log.Debug("a relay or app container is still on the legacy network", "network", l.network, "container", strings.TrimPrefix(c.Name, "/"))
 			return true
 		}
 	}
@@ -126,13 +135,13 @@ func (l legacyLeaver) detach(ctx context.Context, netID, id string, mustHaveMove
 		return
 	}
 	name := strings.TrimPrefix(c.Name, "/")
-	ep := c.NetworkSettings.Networks[dockerctl.LegacyNetwork]
+	ep := c.NetworkSettings.Networks[l.network]
 	if ep == nil {
 		return
 	}
 	moved := false
 	for n := range c.NetworkSettings.Networks {
-		moved = moved || (n != dockerctl.LegacyNetwork && dockerctl.IsBatonNetwork(n))
+		moved = moved || (n != l.network && dockerctl.IsBatonNetwork(n))
 	}
 	if (mustHaveMoved && !moved) || c.State == nil || !c.State.Running {
 		return
@@ -143,7 +152,7 @@ func (l legacyLeaver) detach(ctx context.Context, netID, id string, mustHaveMove
 	for {
 		n, ok := establishedOn(c.State.Pid, ip)
 		if !ok {
-			l.log.Info("cannot read the connections of a container; leaving it on the legacy network", "container", name, "network", dockerctl.LegacyNetwork)
+			l.log.Info("cannot read the connections of a container; leaving it on the legacy network", "container", name, "network", l.network)
 			return
 		}
 		if n == 0 {
@@ -151,44 +160,51 @@ func (l legacyLeaver) detach(ctx context.Context, netID, id string, mustHaveMove
 		}
 		select {
 		case <-ctx.Done():
-			l.log.Warn("container still has connections on the legacy network; it leaves at the next deploy or status", "container", name, "network", dockerctl.LegacyNetwork, "connections", n)
+			l.log.Warn("container still has connections on the legacy network; it leaves at the next deploy or status", "container", name, "network", l.network, "connections", n)
 			return
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
 	if err := l.eng.NetworkDisconnect(ctx, netID, id, false); err != nil && !errdefs.IsNotFound(err) {
-		l.log.Warn("leaving the legacy network", "container", name, "network", dockerctl.LegacyNetwork, "error", err)
+		l.log.Warn("leaving the legacy network", "container", name, "network", l.network, "error", err)
 		return
 	}
-	l.notify(fmt.Sprintf("detached %s from the shared network %s", name, dockerctl.LegacyNetwork))
+	l.notify(fmt.Sprintf("detached %s from the shared network %s", name, l.network))
 }
 
 // establishedOn counts the TCP connections in state ESTABLISHED whose local
-// address is ip, in the network namespace of process pid. ok is false when
-// the table cannot be read.
+// address is ip, in the network namespace of process pid, from tcp (IPv4
+// sockets) and tcp6 (dual-stack sockets, which show an IPv4 address mapped:
+// Go and nginx listen that way). ok is false when neither table can be
+// read.
 func establishedOn(pid int, ip net.IP) (n int, ok bool) {
 	ip4 := ip.To4()
 	if pid <= 0 || ip4 == nil {
 		return 0, false
 	}
-	// /proc/net/tcp prints an IPv4 address as its 32 bits in host byte
-	// order: little-endian here.
-	want := strings.ToUpper(hex.EncodeToString([]byte{ip4[3], ip4[2], ip4[1], ip4[0]}))
-	f, err := os.Open(filepath.Join(procRoot, strconv.Itoa(pid), "net", "tcp"))
-	if err != nil {
-		return 0, false
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	sc.Scan() // header
-	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
-		if len(fields) < 4 || fields[3] != tcpEstablised {
+	// The tables print an address as 32-bit words in host byte order:
+	// little-endian here.
+	word := strings.ToUpper(hex.EncodeToString([]byte{ip4[3], ip4[2], ip4[1], ip4[0]}))
+	for file, want := range map[string]string{"tcp": word, "tcp6": "0000000000000000FFFF0000" + word} {
+		f, err := os.Open(filepath.Join(procRoot, strconv.Itoa(pid), "net", file))
+		if err != nil {
 			continue
 		}
-		if addr, _, found := strings.Cut(fields[1], ":"); found && addr == want {
-			n++
+		sc := bufio.NewScanner(f)
+		sc.Scan() // header
+		for sc.Scan() {
+			fields := strings.Fields(sc.Text())
+			if len(fields) < 4 || fields[3] != tcpEstablised {
+				continue
+			}
+			if addr, _, found := strings.Cut(fields[1], ":"); found && addr == want {
+				n++
+			}
 		}
+		if sc.Err() == nil {
+			ok = true
+		}
+		_ = f.Close()
 	}
-	return n, sc.Err() == nil
+	return n, ok
 }

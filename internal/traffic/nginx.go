@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/baton-sh/baton/dockerctl"
 	"github.com/baton-sh/baton/internal/deploy"
 )
 
@@ -41,7 +42,7 @@ func (t *Nginx) Ensure(ctx context.Context, cur deploy.Endpoint) error {
 	if _, err := t.ctl.apply(ctx, []string{cur.Addr()}, svcNet); err != nil {
 		return err
 	}
-	legacyLeaver{eng: t.eng, log: t.log, notify: t.notify, wait: legacyIdleWait}.leave(ctx, []string{cur.ID})
+	legacyLeaver{network: dockerctl.LegacyNetwork, eng: t.eng, log: t.log, notify: t.notify, wait: legacyIdleWait}.leave(ctx, []string{cur.ID})
 	return nil
 }
 

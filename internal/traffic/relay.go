@@ -95,7 +95,7 @@ func (t *Relay) Ensure(ctx context.Context, cur deploy.Endpoint) error {
 	if _, err := t.nginx.apply(ctx, servers, nets...); err != nil {
 		return err
 	}
-	legacyLeaver{eng: t.eng, log: t.log, notify: t.notify, wait: legacyIdleWait}.leave(ctx, []string{c.ID, cur.ID})
+	legacyLeaver{network: dockerctl.LegacyNetwork, eng: t.eng, log: t.log, notify: t.notify, wait: legacyIdleWait}.leave(ctx, []string{c.ID, cur.ID})
 	return nil
 }
 

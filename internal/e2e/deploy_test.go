@@ -344,7 +344,7 @@ func TestPublishedPortAppReachesItsDatabaseWhileWarming(t *testing.T) {
 	}
 	c := e.assertSingle(name, v2)
 	nets := slices.Sorted(maps.Keys(c.NetworkSettings.Networks))
-	if want := slices.Sorted(slices.Values([]string{"baton", e.net, mirror})); !slices.Equal(nets, want) {
+	if want := slices.Sorted(slices.Values([]string{dockerctl.ServiceNetwork(name), e.net, mirror})); !slices.Equal(nets, want) {
 		t.Fatalf("%s is on networks %v, want %v", name, nets, want)
 	}
 	if al := c.NetworkSettings.Networks[mirror].Aliases; slices.Contains(al, "web") {
@@ -352,7 +352,7 @@ func TestPublishedPortAppReachesItsDatabaseWhileWarming(t *testing.T) {
 	}
 	dbC := e.inspect(db)
 	dbNets := slices.Sorted(maps.Keys(dbC.NetworkSettings.Networks))
-	if want := slices.Sorted(slices.Values([]string{"baton", e.net, dbMirror, mirror})); !slices.Equal(dbNets, want) {
+	if want := slices.Sorted(slices.Values([]string{dockerctl.ServiceNetwork(db), e.net, dbMirror, mirror})); !slices.Equal(dbNets, want) {
 		t.Fatalf("%s is on networks %v, want %v", db, dbNets, want)
 	}
 	if al := dbC.NetworkSettings.Networks[mirror].Aliases; !slices.Contains(al, "db") {

@@ -5,12 +5,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/docker/docker/api/types/container"
-	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/network"
 
 	"github.com/baton-sh/baton/dockerctl"
@@ -57,10 +57,12 @@ func (e *env) onNetwork(name, netName string) bool {
 // network, "baton", for every service): a service behind an nginx
 // container and one behind nginx on the host, both through relays. Under
 // load on both, `baton status` moves the first onto its own network and a
-// deploy the second; no request fails, each service's containers, relay
-// and nginx container end up on their own network only, the upstream file
-// names the relay there, and the shared network goes once nothing of ours
-// is on it.
+// deploy the second, with no failed request and no nginx reload: the app
+// containers leave the shared network, and so does the second relay; the
+// first relay stays on both, since the nginx container knows it by its
+// bare name there. Recreating that relay (as its hardening needs anyway)
+// moves it over with one reload, and then the nginx container leaves and
+// the shared network goes, unless other tests' services still use it.
 func TestLegacyNetworkMigrates(t *testing.T) {
 	old := buildOldBaton(t, flatNetworkCommit)
 	e := newEnv(t)
@@ -89,14 +91,17 @@ func TestLegacyNetworkMigrates(t *testing.T) {
 
 	// The host as the previous version left it.
 	legacy := dockerctl.LegacyNetwork
-	for _, c := range []string{a, traffic.RelayName(a), ngA.Container(), b, traffic.RelayName(b)} {
+	relayA, relayB := traffic.RelayName(a), traffic.RelayName(b)
+	for _, c := range []string{a, relayA, ngA.Container(), b, relayB} {
 		if !e.onNetwork(c, legacy) {
 			t.Fatalf("set-up: %s is not on the shared network %s", c, legacy)
 		}
 	}
-	if got := readFile(t, ngA.UpstreamFile()); !strings.Contains(got, "server "+traffic.RelayName(a)+":8080") {
-		t.Fatalf("set-up: upstream file of %s: %q", a, got)
+	upstreamA := readFile(t, ngA.UpstreamFile())
+	if !strings.Contains(upstreamA, "server "+relayA+":8080") {
+		t.Fatalf("set-up: upstream file of %s: %q", a, upstreamA)
 	}
+	workersA := e.nginxWorkers(ngA.Container())
 
 	loadA := startLoad(t, ngA.URL()+"/", 3*time.Minute)
 	loadB := startLoad(t, ngB.URL()+"/", 3*time.Minute)
@@ -107,27 +112,32 @@ func TestLegacyNetworkMigrates(t *testing.T) {
 		t.Fatalf("baton status exited %d:\n%s", r.code, r.stderr)
 	}
 	netA := dockerctl.ServiceNetwork(a)
-	for _, c := range []string{a, traffic.RelayName(a), ngA.Container()} {
+	for _, c := range []string{a, relayA, ngA.Container()} {
 		if !e.onNetwork(c, netA) {
 			t.Fatalf("after status: %s is not on %s", c, netA)
 		}
 	}
-	for _, c := range []string{a, traffic.RelayName(a)} {
-		if e.onNetwork(c, legacy) {
-			t.Fatalf("after status: %s is still on the shared network", c)
-		}
+	if e.onNetwork(a, legacy) {
+		t.Fatalf("after status: %s is still on the shared network", a)
 	}
-	if got := readFile(t, ngA.UpstreamFile()); !strings.Contains(got, "server "+traffic.RelayName(a)+"."+netA+":8080") {
-		t.Fatalf("after status: upstream file of %s does not name its relay on %s: %q", a, netA, got)
+	if !e.onNetwork(relayA, legacy) {
+		t.Fatalf("after status: %s left the shared network, where nginx knows it by name", relayA)
+	}
+	if got := readFile(t, ngA.UpstreamFile()); got != upstreamA {
+		t.Fatalf("after status: upstream file of %s changed (a reload): %q", a, got)
+	}
+	if got := e.nginxWorkers(ngA.Container()); !slices.Equal(got, workersA) {
+		t.Fatalf("nginx was reloaded: workers %v, before %v", got, workersA)
 	}
 	if !e.onNetwork(b, legacy) {
 		t.Fatalf("status %s moved %s too", a, b)
 	}
 
-	// Service b moves over at a deploy.
+	// Service b moves over at a deploy, its relay too (nginx on the host
+	// reaches it through its published port).
 	e.mustDeploy("--image", v1, b)
 	netB := dockerctl.ServiceNetwork(b)
-	for _, c := range []string{b, traffic.RelayName(b)} {
+	for _, c := range []string{b, relayB} {
 		if !e.onNetwork(c, netB) || e.onNetwork(c, legacy) {
 			t.Fatalf("after deploy: %s is on %v, want %s and not %s", c, e.inspect(c).NetworkSettings.Networks, netB, legacy)
 		}
@@ -142,14 +152,20 @@ func TestLegacyNetworkMigrates(t *testing.T) {
 	assertServes(t, ngA.URL()+"/", "v2")
 	assertServes(t, ngB.URL()+"/", "v1")
 
-	// Nothing of ours is on the shared network any more: the nginx
-	// container leaves with the last relay or app container there, and the
-	// network goes with it; unless relays of other tests on this host (run
-	// by earlier versions) still use it.
+	// Recreating a's relay moves it over: the upstream file names it on
+	// a's network (one reload), the nginx container leaves the shared
+	// network with the last relay there, and the network goes.
+	if err := e.cli.ContainerRemove(t.Context(), relayA, container.RemoveOptions{Force: true}); err != nil {
+		t.Fatal(err)
+	}
 	if r := e.run("status", a); r.code != 0 {
 		t.Fatalf("baton status exited %d:\n%s", r.code, r.stderr)
 	}
-	for _, c := range []string{a, traffic.RelayName(a), b, traffic.RelayName(b)} {
+	if got := readFile(t, ngA.UpstreamFile()); !strings.Contains(got, "server "+relayA+"."+netA+":8080") {
+		t.Fatalf("upstream file of %s does not name its new relay on %s: %q", a, netA, got)
+	}
+	assertServes(t, ngA.URL()+"/", "v2")
+	for _, c := range []string{a, relayA, b, relayB} {
 		if e.onNetwork(c, legacy) {
 			t.Fatalf("%s is still on the shared network", c)
 		}
@@ -161,19 +177,39 @@ func TestLegacyNetworkMigrates(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	others, err := e.cli.ContainerList(t.Context(), container.ListOptions{Filters: filters.NewArgs(
-		filters.Arg("network", n.ID), filters.Arg("label", "baton.managed=true"))})
-	if err != nil {
-		t.Fatal(err)
-	}
 	var serving []string
-	for _, c := range others {
-		if r := c.Labels["baton.role"]; r == "relay" || r == "app" {
-			serving = append(serving, c.Names[0])
+	for id := range n.Containers {
+		c, err := e.cli.ContainerInspect(t.Context(), id)
+		if err != nil {
+			continue
+		}
+		if r := c.Config.Labels["baton.role"]; c.Config.Labels["baton.managed"] == "true" && (r == "relay" || r == "app") {
+			serving = append(serving, c.Name)
 		}
 	}
 	if len(serving) == 0 {
 		t.Fatalf("the shared network %s stays with no relay or app container on it (containers: %d)", legacy, len(n.Containers))
 	}
 	t.Logf("the shared network stays: other tests' services use it (%v); the nginx container stays with them: %v", serving, e.onNetwork(ngA.Container(), legacy))
+}
+
+// nginxWorkers lists the worker PIDs of an nginx container.
+func (e *env) nginxWorkers(name string) []string {
+	e.t.Helper()
+	top, err := e.cli.ContainerTop(e.t.Context(), name, nil)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	pid, cmd := slices.Index(top.Titles, "PID"), slices.Index(top.Titles, "CMD")
+	var out []string
+	for _, p := range top.Processes {
+		if pid >= 0 && cmd >= 0 && strings.HasPrefix(p[cmd], "nginx: worker process") {
+			out = append(out, p[pid])
+		}
+	}
+	slices.Sort(out)
+	if len(out) == 0 {
+		e.t.Fatalf("no nginx workers in %s: %v", name, top.Processes)
+	}
+	return out
 }

@@ -53,6 +53,11 @@ const (
 	// in. Replicas of one service each have a relay, and the file lists all
 	// of them, so nginx balances across the replicas.
 	LabelRelayUpstream = "baton.relay-upstream"
+	// LabelRelayNetwork names the service network a relay was created on.
+	// Relays of earlier versions, made on the network shared by all
+	// services, have none: an nginx container knows them by their bare
+	// name, resolved on that network.
+	LabelRelayNetwork = "baton.relay-network"
 )
 
 var unsafeName = regexp.MustCompile(`[^a-zA-Z0-9_.-]`)
@@ -95,8 +100,24 @@ func (t *Relay) Ensure(ctx context.Context, cur deploy.Endpoint) error {
 	if _, err := t.nginx.apply(ctx, servers, nets...); err != nil {
 		return err
 	}
-	legacyLeaver{network: dockerctl.LegacyNetwork, eng: t.eng, log: t.log, notify: t.notify, wait: legacyIdleWait}.leave(ctx, []string{c.ID, cur.ID})
+	leaving := []string{cur.ID}
+	if !t.keepsLegacyName(c) {
+		leaving = append(leaving, c.ID)
+	}
+	legacyLeaver{network: dockerctl.LegacyNetwork, eng: t.eng, log: t.log, notify: t.notify, wait: legacyIdleWait}.leave(ctx, leaving)
 	return nil
+}
+
+// keepsLegacyName reports whether relay c is known to an nginx container by
+// the bare name it had on the network all services shared (a relay made by
+// an earlier version). nginx resolved that name when it last loaded its
+// configuration, so the relay stays on that network as well as on its
+// service's: moving nginx to another name would take a reload, and a reload
+// can lose a request on a keep-alive connection. Only relays and nginx
+// containers stay there; recreating the relay (docker rm -f, then a deploy
+// or status) moves it over with the one reload a new relay needs anyway.
+func (t *Relay) keepsLegacyName(c container.InspectResponse) bool {
+	return t.settings.NginxContainer != "" && c.Config != nil && c.Config.Labels[LabelRelayNetwork] == ""
 }
 
 // forgetOldAddrs waits, bounded, for the connections to cur's previous
@@ -271,11 +292,15 @@ func relayTarget(ep deploy.Endpoint) relay.Target {
 }
 
 // upstreamServer is the address nginx uses for relay c of service key: its
-// name qualified by the service's network for an nginx container, the
+// name qualified by the service's network for an nginx container (its bare
+// name for a relay of an earlier version, see keepsLegacyName), the
 // published loopback port for an nginx on the host.
 func (t *Relay) upstreamServer(c container.InspectResponse, key string) (string, error) {
 	name := strings.TrimPrefix(c.Name, "/")
 	if t.settings.NginxContainer != "" {
+		if t.keepsLegacyName(c) {
+			return net.JoinHostPort(name, strconv.Itoa(relayListenPort)), nil
+		}
 		return net.JoinHostPort(name+"."+dockerctl.ServiceNetwork(key), strconv.Itoa(relayListenPort)), nil
 	}
 	port := c.Config.Labels[LabelRelayPort]
@@ -348,6 +373,7 @@ func (t *Relay) create(ctx context.Context, name string) error {
 			deploy.LabelRole:    deploy.RoleRelay,
 			deploy.LabelService: t.svc.Key,
 			LabelRelayUpstream:  t.settings.NginxUpstream,
+			LabelRelayNetwork:   batonNet,
 		},
 		ExposedPorts: nat.PortSet{listen: struct{}{}},
 	}

@@ -449,8 +449,8 @@ func cloneNetworks(old container.InspectResponse) ([]NetworkAttachment, []string
 	var exclusive []string
 	for _, name := range names {
 		src := old.NetworkSettings.Networks[name]
-		if name == network.NetworkNone || src == nil || IsMirrorNetwork(name) {
-			continue // a mirror is joined by the deploy itself, when needed
+		if name == network.NetworkNone || src == nil || IsMirrorNetwork(name) || IsBatonNetwork(name) {
+			continue // baton's networks are joined by the deploy itself, when needed
 		}
 		ep := &network.EndpointSettings{
 			NetworkID:  src.NetworkID,

@@ -109,8 +109,15 @@ func (c *Client) MirrorNetwork(ctx context.Context, real, owner string, skip ...
 // PruneMirrors removes the mirrors whose copied network no longer exists
 // (a compose project taken down, a test's network removed): nothing can
 // deploy onto such a network, so removing its mirror races with no deploy.
-// It returns the names it removed.
+// It also removes the service networks of services that are gone. It
+// returns the names it removed.
 func (c *Client) PruneMirrors(ctx context.Context) ([]string, error) {
+	removed, err := c.pruneMirrors(ctx)
+	svcRemoved, svcErr := c.pruneServiceNetworks(ctx)
+	return append(removed, svcRemoved...), errors.Join(err, svcErr)
+}
+
+func (c *Client) pruneMirrors(ctx context.Context) ([]string, error) {
 	list, err := c.NetworkList(ctx, network.ListOptions{Filters: filters.NewArgs(filters.Arg("label", labelMirrorRole+"="+mirrorRoleValue))})
 	if err != nil {
 		return nil, fmt.Errorf("listing networks: %w", err)

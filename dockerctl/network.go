@@ -2,40 +2,129 @@ package dockerctl
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"regexp"
+	"strings"
+	"time"
 
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/network"
 	"github.com/docker/docker/errdefs"
 )
 
-// BatonNetwork is baton's internal network. New containers warm up on it,
-// and every container baton manages stays attached, because it is how the
-// host, the relay, probes and an nginx container reach an app container
-// whatever its other networks are. Being internal, it never becomes a
-// container's gateway, so joining it publishes no ports and routes nothing
-// outside.
-const BatonNetwork = "baton"
+// Each service baton manages has a network of its own,
+// baton-svc-<service>: its containers, its relay and the nginx container
+// that serves it are attached there, and nothing else. New containers warm
+// up on it, and the host, the relay, probes and an nginx container reach an
+// app container through it whatever its other networks are. Being internal,
+// it never becomes a container's gateway, so joining it publishes no ports
+// and routes nothing outside; and since it is per service, two services
+// isolated from each other (two compose projects, say) stay isolated: one
+// flat network for all of them would let each reach the other on every port.
+const (
+	serviceNetPrefix = "baton-svc-"
+	// LegacyNetwork is the one network earlier versions joined every
+	// service to. A host set up by them moves over service by service (see
+	// the traffic package), and the network is removed once nothing uses it.
+	LegacyNetwork = "baton"
+	// LabelNetworkFor names the service a network belongs to.
+	LabelNetworkFor = "baton.network-for"
+	// RoleServiceNetwork is a service network's baton.role.
+	RoleServiceNetwork = "service-network"
+)
 
-// EnsureBatonNetwork creates baton's network if it does not exist and checks
-// that an existing one is internal. It returns the network's name.
-func (c *Client) EnsureBatonNetwork(ctx context.Context) (string, error) {
-	n, err := c.NetworkInspect(ctx, BatonNetwork, network.InspectOptions{})
+var unsafeNetName = regexp.MustCompile(`[^a-zA-Z0-9_.-]`)
+
+// ServiceNetwork is the name of service key's network.
+func ServiceNetwork(serviceKey string) string {
+	return serviceNetPrefix + unsafeNetName.ReplaceAllString(serviceKey, "_")
+}
+
+// IsBatonNetwork tells baton's own networks (a service's, the legacy one)
+// from the user's: a deploy never copies them onto a new container, which
+// joins its own service's network itself.
+func IsBatonNetwork(name string) bool {
+	return name == LegacyNetwork || strings.HasPrefix(name, serviceNetPrefix)
+}
+
+// EnsureServiceNetwork creates service key's network if it does not exist
+// and checks that an existing one is internal and belongs to that service.
+// It returns the network's name.
+func (c *Client) EnsureServiceNetwork(ctx context.Context, serviceKey string) (string, error) {
+	name := ServiceNetwork(serviceKey)
+	n, err := c.NetworkInspect(ctx, name, network.InspectOptions{})
 	if err == nil {
-		if !n.Internal {
-			return "", fmt.Errorf("network %s exists but is not internal; baton needs it internal so a warming container publishes nothing (remove it, baton recreates it)", BatonNetwork)
-		}
-		return BatonNetwork, nil
+		return name, checkServiceNetwork(n, serviceKey)
 	}
 	if !errdefs.IsNotFound(err) {
-		return "", fmt.Errorf("inspecting network %s: %w", BatonNetwork, err)
+		return "", fmt.Errorf("inspecting network %s: %w", name, err)
 	}
-	_, err = c.NetworkCreate(ctx, BatonNetwork, network.CreateOptions{
+	_, err = c.NetworkCreate(ctx, name, network.CreateOptions{
 		Driver:   "bridge",
 		Internal: true,
-		Labels:   map[string]string{"baton.managed": "true"},
+		Labels:   map[string]string{"baton.managed": "true", "baton.role": RoleServiceNetwork, LabelNetworkFor: serviceKey},
 	})
 	if err != nil && !errdefs.IsConflict(err) {
-		return "", fmt.Errorf("creating network %s: %w", BatonNetwork, err)
+		return "", fmt.Errorf("creating network %s: %w", name, err)
 	}
-	return BatonNetwork, nil
+	if err != nil { // created meanwhile by a concurrent run: check it
+		if n, err = c.NetworkInspect(ctx, name, network.InspectOptions{}); err != nil {
+			return "", fmt.Errorf("inspecting network %s: %w", name, err)
+		}
+		return name, checkServiceNetwork(n, serviceKey)
+	}
+	return name, nil
+}
+
+func checkServiceNetwork(n network.Inspect, serviceKey string) error {
+	switch {
+	case !n.Internal:
+		return fmt.Errorf("network %s exists but is not internal; baton needs it internal so a warming container publishes nothing (remove it: docker network rm %s; baton recreates it)", n.Name, n.Name)
+	case n.Labels[LabelNetworkFor] != serviceKey:
+		return fmt.Errorf("network %s exists but is not service %s's network (label %s=%q); rename or remove it (docker network rm %s)", n.Name, serviceKey, LabelNetworkFor, n.Labels[LabelNetworkFor], n.Name)
+	}
+	return nil
+}
+
+// serviceNetworkMinAge keeps a just-made service network from being pruned
+// by another run before the deploy that made it attaches anything.
+const serviceNetworkMinAge = 10 * time.Minute
+
+// pruneServiceNetworks removes the service networks no container uses any
+// more, running or not (the service was removed), at least
+// serviceNetworkMinAge old. It returns the names it removed.
+func (c *Client) pruneServiceNetworks(ctx context.Context) ([]string, error) {
+	list, err := c.NetworkList(ctx, network.ListOptions{Filters: filters.NewArgs(filters.Arg("label", "baton.role="+RoleServiceNetwork))})
+	if err != nil {
+		return nil, fmt.Errorf("listing networks: %w", err)
+	}
+	var removed []string
+	var errs []error
+	for _, n := range list {
+		if !strings.HasPrefix(n.Name, serviceNetPrefix) || time.Since(n.Created) < serviceNetworkMinAge {
+			continue
+		}
+		full, err := c.NetworkInspect(ctx, n.ID, network.InspectOptions{})
+		if err != nil || len(full.Containers) > 0 {
+			continue
+		}
+		// A stopped container keeps its place on the network: removing the
+		// network would keep it from starting again.
+		users, err := c.ContainerList(ctx, container.ListOptions{All: true, Filters: filters.NewArgs(filters.Arg("network", n.ID))})
+		if err != nil {
+			errs = append(errs, fmt.Errorf("listing containers of network %s: %w", n.Name, err))
+			continue
+		}
+		if len(users) > 0 {
+			continue
+		}
+		if err := c.NetworkRemove(ctx, n.ID); err != nil && !errdefs.IsNotFound(err) {
+			errs = append(errs, fmt.Errorf("removing network %s: %w", n.Name, err))
+			continue
+		}
+		removed = append(removed, n.Name)
+	}
+	return removed, errors.Join(errs...)
 }

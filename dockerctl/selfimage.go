@@ -91,10 +91,19 @@ func checkStatic(path string) error {
 	return nil
 }
 
+// RelayUser is the user the relay runs as: nobody, since it binds only
+// unprivileged ports. The image's /state belongs to it, so a new volume
+// mounted there (Docker copies the ownership of the image's directory) is
+// writable by the relay and by nobody else.
+const RelayUser = "65534:65534"
+
 func selfBuildContext(bin []byte) (io.Reader, error) {
-	dockerfile := []byte("FROM scratch\nCOPY baton /baton\nENTRYPOINT [\"/baton\"]\n")
+	dockerfile := []byte("FROM scratch\nCOPY baton /baton\nCOPY --chown=" + RelayUser + " state /state\nENTRYPOINT [\"/baton\"]\n")
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)
+	if err := tw.WriteHeader(&tar.Header{Name: "state/", Typeflag: tar.TypeDir, Mode: 0o700}); err != nil {
+		return nil, fmt.Errorf("building the relay image context: %w", err)
+	}
 	for _, f := range []struct {
 		name string
 		mode int64

@@ -11,6 +11,7 @@ import (
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/client"
 
+	"github.com/baton-sh/baton/dockerctl"
 	"github.com/baton-sh/baton/internal/testenv"
 	"github.com/baton-sh/baton/internal/traffic"
 )
@@ -122,8 +123,13 @@ func removeService(ctx context.Context, cli *client.Client, name string) error {
 			return fmt.Errorf("service %s: removing container %s: %w", name, id, err)
 		}
 	}
-	if err := cli.VolumeRemove(ctx, traffic.RelayName(name), true); err != nil && !cerrdefs.IsNotFound(err) {
-		return fmt.Errorf("service %s: removing volume %s: %w", name, traffic.RelayName(name), err)
+	for _, v := range []string{traffic.RelayName(name), traffic.RelayVolume(name)} {
+		if err := cli.VolumeRemove(ctx, v, true); err != nil && !cerrdefs.IsNotFound(err) {
+			return fmt.Errorf("service %s: removing volume %s: %w", name, v, err)
+		}
+	}
+	if err := testenv.RemoveServiceNetworks(ctx, cli, dockerctl.ServiceNetwork(name)); err != nil {
+		return fmt.Errorf("service %s: %w", name, err)
 	}
 	return nil
 }

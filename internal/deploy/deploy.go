@@ -364,7 +364,7 @@ func (r *run) prepare(ctx context.Context) error {
 		r.spec.Config.Image = r.req.ImageID
 	}
 	if r.spec.HostConfig.NetworkMode != "none" {
-		if r.batonNet, err = r.d.Engine.EnsureBatonNetwork(ctx); err != nil {
+		if r.batonNet, err = r.d.Engine.EnsureServiceNetwork(ctx, r.svc.Key); err != nil {
 			return &PhaseError{Phase: PhaseCreate, OldServing: true, Err: err}
 		}
 	} else if r.settings.TrafficMode() != "none" || r.settings.HTTPProbe != "" || r.settings.TCPProbe {
@@ -377,7 +377,7 @@ func (r *run) prepare(ctx context.Context) error {
 	return nil
 }
 
-// ensureTraffic attaches the serving container to baton's network (so the
+// ensureTraffic attaches the serving container to its service's network (so the
 // relay, nginx and probes reach it) and has the traffic mechanism point at it.
 func (r *run) ensureTraffic(ctx context.Context) error {
 	t, err := r.d.Traffic(ctx, r.svc, r.settings)
@@ -752,7 +752,7 @@ func (r *run) rescue(ctx context.Context, phase Phase, cause error) error {
 	return &PhaseError{Phase: phase, OldServing: false, Err: classify(ErrOldStopped, "%v; %s was started again and serves, after a short outage", cause, r.svc.Name)}
 }
 
-// endpoint inspects a container for its address on baton's network,
+// endpoint inspects a container for its address on its service's network,
 // attaching it first when attach is set (a container deployed before baton
 // managed it is not on that network yet; attaching an internal network
 // changes nothing else about it).
@@ -762,13 +762,13 @@ func (r *run) endpoint(ctx context.Context, id string, attach bool) (Endpoint, e
 		return Endpoint{}, err
 	}
 	if r.batonNet == "" {
-		if r.batonNet, err = r.d.Engine.EnsureBatonNetwork(ctx); err != nil {
+		if r.batonNet, err = r.d.Engine.EnsureServiceNetwork(ctx, r.svc.Key); err != nil {
 			return Endpoint{}, err
 		}
 	}
 	if _, ok := c.NetworkSettings.Networks[r.batonNet]; !ok && attach {
 		name := strings.TrimPrefix(c.Name, "/")
-		r.event(r.phase, name, "attaching %s to baton's internal network so the relay, nginx and probes can reach it", name)
+		r.event(r.phase, name, "attaching %s to %s, its service's internal network, so the relay, nginx and probes can reach it", name, r.batonNet)
 		if err := r.d.Engine.NetworkConnect(ctx, r.batonNet, id, &network.EndpointSettings{}); err != nil {
 			return Endpoint{}, fmt.Errorf("attaching %s to network %s: %w", name, r.batonNet, err)
 		}

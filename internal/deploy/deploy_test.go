@@ -182,8 +182,8 @@ func TestDeployWithoutPublishedPortJoinsNetworksBeforeStart(t *testing.T) {
 	if string(c.HostConfig.NetworkMode) != "shop" {
 		t.Fatalf("primary network %q, want shop (the user's)", c.HostConfig.NetworkMode)
 	}
-	if _, ok := c.NetworkSettings.Networks["baton"]; !ok {
-		t.Fatalf("not on baton's network: %v", c.NetworkSettings.Networks)
+	if _, ok := c.NetworkSettings.Networks["baton-svc-web"]; !ok {
+		t.Fatalf("not on its service's network: %v", c.NetworkSettings.Networks)
 	}
 }
 
@@ -383,8 +383,8 @@ func TestDeployWithHostPortReachesPeersWhileWarming(t *testing.T) {
 					started = nets
 				}
 			}
-			if !slices.Equal(started, []string{"baton", warm}) {
-				t.Fatalf("new container started on %v, want baton and %s only (no published port while the old holds it)", started, warm)
+			if !slices.Equal(started, []string{"baton-svc-web", warm}) {
+				t.Fatalf("new container started on %v, want baton-svc-web and %s only (no published port while the old holds it)", started, warm)
 			}
 			for key, aliases := range h.eng.startAliases {
 				if strings.HasPrefix(key, "web-baton-") && strings.HasSuffix(key, " "+warm) && len(aliases) > 0 {
@@ -402,8 +402,8 @@ func TestDeployWithHostPortReachesPeersWhileWarming(t *testing.T) {
 				t.Fatalf("a connect hit a held port: %v", h.eng.brokenConns)
 			}
 			if image == "web:v2" {
-				if nets := h.eng.networksOf("web"); !slices.Equal(nets, []string{"baton", warm, "shop"}) {
-					t.Fatalf("web serves on %v, want baton, shop and the copy it warmed up on", nets)
+				if nets := h.eng.networksOf("web"); !slices.Equal(nets, []string{"baton-svc-web", warm, "shop"}) {
+					t.Fatalf("web serves on %v, want baton-svc-web, shop and the copy it warmed up on", nets)
 				}
 				// The next deploy reuses the copy.
 				if _, err := h.deploy(t.Context(), "web:v1", nil); err != nil {

@@ -32,9 +32,9 @@ type Engine interface {
 
 	// PullImage pulls with the docker CLI's credentials, showing progress.
 	PullImage(ctx context.Context, ref string, p dockerctl.PullProgress) error
-	// EnsureBatonNetwork returns the name of baton's internal network,
-	// creating the network if needed.
-	EnsureBatonNetwork(ctx context.Context) (string, error)
+	// EnsureServiceNetwork returns the name of the service's own internal
+	// network, creating the network if needed.
+	EnsureServiceNetwork(ctx context.Context, serviceKey string) (string, error)
 	// MirrorNetwork makes or updates service owner's internal copy of
 	// network real (name or ID), with its running containers but the
 	// service's own (skip) attached, and returns its name.

@@ -473,11 +473,12 @@ func (f *fakeEngine) PullImage(_ context.Context, ref string, _ dockerctl.PullPr
 	return nil
 }
 
-func (f *fakeEngine) EnsureBatonNetwork(context.Context) (string, error) {
+func (f *fakeEngine) EnsureServiceNetwork(_ context.Context, key string) (string, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.internal[dockerctl.BatonNetwork] = true
-	return dockerctl.BatonNetwork, nil
+	name := dockerctl.ServiceNetwork(key)
+	f.internal[name] = true
+	return name, nil
 }
 
 func (f *fakeEngine) MirrorNetwork(_ context.Context, real, owner string, skip ...string) (string, error) {

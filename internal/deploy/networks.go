@@ -15,7 +15,8 @@ import (
 // is started on an internal network only has no gateway, so it publishes
 // nothing, yet the host, the relay and an nginx container on that network can
 // reach it by IP. So when the old container holds fixed host ports (or static
-// IPs), the new one warms up on baton's internal network alone and joins its
+// IPs), the new one warms up on its service's internal network alone (baton's
+// network for it, dockerctl.ServiceNetwork) and joins its
 // real networks after the old one has stopped: the handover. Otherwise it
 // joins them before it starts, so it can reach its database while warming up.
 //
@@ -27,12 +28,12 @@ type networkPlan struct {
 	AtCreate    map[string]*network.EndpointSettings // the one endpoint the 1.41 API takes at create
 	BeforeStart []dockerctl.NetworkAttachment        // connected before start
 	AtHandover  []dockerctl.NetworkAttachment        // connected after the old container stopped
-	Isolated    bool                                 // warms up on baton's network only
-	UseBaton    bool                                 // attached to baton's network (everything but network mode none)
+	Isolated    bool                                 // warms up on the service's network only
+	UseBaton    bool                                 // attached to the service's network (everything but network mode none)
 }
 
 // planNetworks is pure: spec is the clone of the old container, batonNet
-// baton's network name, serviceName the name the service keeps (added as an
+// the service's network name, serviceName the name the service keeps (added as an
 // alias on user-defined networks so the name resolves to the new container
 // once the old one stops, before the rename).
 func planNetworks(spec *dockerctl.CloneSpec, batonNet, serviceName string) networkPlan {

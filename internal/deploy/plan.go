@@ -116,12 +116,12 @@ func (r *run) dryRun(ctx context.Context, old container.InspectResponse) error {
 		p.ChangesUnknown = true
 	}
 	p.Exclusive = spec.Exclusive
-	nets := planNetworks(spec, dockerctl.BatonNetwork, r.svc.Name)
+	nets := planNetworks(spec, dockerctl.ServiceNetwork(r.svc.Key), r.svc.Name)
 	p.Isolated = nets.Isolated
 	newName := r.svc.Name + "-baton-<id>"
 	p.Steps = append(p.Steps, "create "+newName+" from "+r.newRef)
 	if nets.Isolated {
-		step := fmt.Sprintf("warm it up on baton's internal network (it publishes %s, which %s holds)", strings.Join(spec.Exclusive, ", "), r.svc.Name)
+		step := fmt.Sprintf("warm it up on %s, its service's internal network (it publishes %s, which %s holds)", dockerctl.ServiceNetwork(r.svc.Key), strings.Join(spec.Exclusive, ", "), r.svc.Name)
 		var copies []string
 		for _, a := range mirrorsFor(nets) {
 			copies = append(copies, a.Name)

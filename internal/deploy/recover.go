@@ -103,7 +103,7 @@ func (d *Deployer) converge(ctx context.Context, svc Service, event func(Phase, 
 	if r.traffic, err = d.Traffic(ctx, svc, rec.Settings); err != nil {
 		return "", err
 	}
-	if r.batonNet, err = d.Engine.EnsureBatonNetwork(ctx); err != nil {
+	if r.batonNet, err = d.Engine.EnsureServiceNetwork(ctx, svc.Key); err != nil {
 		return "", err
 	}
 	if o.NewExists {
@@ -287,6 +287,6 @@ func (d *Deployer) pruneMirrors(ctx context.Context, event func(Phase, string, s
 	if removed, err := d.Engine.PruneMirrors(ctx); err != nil {
 		event(PhaseRecover, "", "could not remove unused warm-up networks: %v", err)
 	} else if len(removed) > 0 {
-		event(PhaseRecover, "", "removed warm-up network %s (the network it copied is gone)", strings.Join(removed, ", "))
+		event(PhaseRecover, "", "removed unused network %s (the network it copied, or its service, is gone)", strings.Join(removed, ", "))
 	}
 }

@@ -90,8 +90,8 @@ func TestKilledDeployConverges(t *testing.T) {
 					t.Fatalf("web runs %s, want %s", got, st.wantImage)
 				}
 				nets := slices.DeleteFunc(h.eng.networksOf("web"), dockerctl.IsMirrorNetwork)
-				if !slices.Equal(nets, []string{"baton", "shop"}) {
-					t.Fatalf("web is on networks %v, want baton and shop", nets)
+				if !slices.Equal(nets, []string{"baton-svc-web", "shop"}) {
+					t.Fatalf("web is on networks %v, want baton-svc-web and shop", nets)
 				}
 				if n := h.eng.count(); n != 1 {
 					t.Fatalf("%d containers left, want 1: %v", n, h.eng.calls())

@@ -6,11 +6,11 @@ import (
 )
 
 // Endpoint is one app container as traffic sees it: reachable at IP:Port on
-// baton's network, from the host, from the relay and from an nginx container.
+// its service's network, from the host, from the relay and from an nginx container.
 type Endpoint struct {
 	ID   string // full container ID
 	Name string // container name, no leading slash
-	IP   string // address on baton's network
+	IP   string // address on its service's network
 	Port int    // the app's container port
 	PID  int    // main process on the host, for reading its connection table
 }

@@ -32,7 +32,7 @@ func mirrorsFor(n networkPlan) []dockerctl.NetworkAttachment {
 // user-defined networks, where the peers it would meet on the real one are.
 // It joins without its aliases: peers (an nginx resolving the service's
 // name, say) must not find the warming container by the service's name;
-// probes reach it on baton's network. It stays attached after the deploy,
+// probes reach it on its service's network. It stays attached after the deploy,
 // so connections it opened while warming up keep working.
 func (r *run) joinWarmNetworks(ctx context.Context) error {
 	for _, a := range mirrorsFor(r.nets) {

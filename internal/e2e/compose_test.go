@@ -219,7 +219,11 @@ func (p *project) removeRelays() {
 		if strings.Contains(c.Names[0], p.name) {
 			_ = p.e.cli.ContainerRemove(ctx, c.ID, container.RemoveOptions{Force: true, RemoveVolumes: true})
 			_ = p.e.cli.VolumeRemove(ctx, strings.TrimPrefix(c.Names[0], "/"), true)
+			_ = p.e.cli.VolumeRemove(ctx, strings.TrimPrefix(c.Names[0], "/")+"-state", true)
 		}
+	}
+	if err := testenv.RemoveServiceNetworks(ctx, p.e.cli, p.name); err != nil {
+		p.t.Logf("cleanup: %v", err)
 	}
 }
 

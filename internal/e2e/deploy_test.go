@@ -122,7 +122,7 @@ func TestNginxReloadMode(t *testing.T) {
 		t.Fatalf("baton status exited %d:\n%s", r.code, r.stderr)
 	}
 	assertServes(t, ng.URL()+"/", "v1")
-	if got := readFile(t, ng.UpstreamFile()); !strings.Contains(got, testenv.ContainerIP(t, e.cli, name, "baton")+":8080") {
+	if got := readFile(t, ng.UpstreamFile()); !strings.Contains(got, testenv.ContainerIP(t, e.cli, name, dockerctl.ServiceNetwork(name))+":8080") {
 		t.Fatalf("upstream file after status: %q", got)
 	}
 }
@@ -155,8 +155,8 @@ func TestNginxReloadModeContainer(t *testing.T) {
 		t.Fatalf("%d of %d requests failed", res.Failed(), res.Total())
 	}
 	c := e.assertSingle(name, v2)
-	if got := readFile(t, ng.UpstreamFile()); !strings.Contains(got, c.NetworkSettings.Networks["baton"].IPAddress+":8080") {
-		t.Fatalf("upstream file does not name the new container's address on baton's network:\n%s", got)
+	if got := readFile(t, ng.UpstreamFile()); !strings.Contains(got, c.NetworkSettings.Networks[dockerctl.ServiceNetwork(name)].IPAddress+":8080") {
+		t.Fatalf("upstream file does not name the new container's address on its service's network:\n%s", got)
 	}
 	assertServes(t, ng.URL()+"/", "v2")
 }
@@ -344,7 +344,7 @@ func TestPublishedPortAppReachesItsDatabaseWhileWarming(t *testing.T) {
 	}
 	c := e.assertSingle(name, v2)
 	nets := slices.Sorted(maps.Keys(c.NetworkSettings.Networks))
-	if want := slices.Sorted(slices.Values([]string{"baton", e.net, mirror})); !slices.Equal(nets, want) {
+	if want := slices.Sorted(slices.Values([]string{dockerctl.ServiceNetwork(name), e.net, mirror})); !slices.Equal(nets, want) {
 		t.Fatalf("%s is on networks %v, want %v", name, nets, want)
 	}
 	if al := c.NetworkSettings.Networks[mirror].Aliases; slices.Contains(al, "web") {
@@ -352,7 +352,7 @@ func TestPublishedPortAppReachesItsDatabaseWhileWarming(t *testing.T) {
 	}
 	dbC := e.inspect(db)
 	dbNets := slices.Sorted(maps.Keys(dbC.NetworkSettings.Networks))
-	if want := slices.Sorted(slices.Values([]string{"baton", e.net, dbMirror, mirror})); !slices.Equal(dbNets, want) {
+	if want := slices.Sorted(slices.Values([]string{dockerctl.ServiceNetwork(db), e.net, dbMirror, mirror})); !slices.Equal(dbNets, want) {
 		t.Fatalf("%s is on networks %v, want %v", db, dbNets, want)
 	}
 	if al := dbC.NetworkSettings.Networks[mirror].Aliases; !slices.Contains(al, "db") {

@@ -25,6 +25,7 @@ import (
 	"github.com/docker/docker/client"
 	"github.com/docker/docker/errdefs"
 
+	"github.com/baton-sh/baton/dockerctl"
 	"github.com/baton-sh/baton/internal/loadgen"
 	"github.com/baton-sh/baton/internal/testenv"
 	"github.com/baton-sh/baton/internal/traffic"
@@ -138,6 +139,10 @@ func (e *env) cleanupService(name string) {
 		}
 		_ = e.cli.ContainerRemove(ctx, name, container.RemoveOptions{Force: true})
 		_ = e.cli.VolumeRemove(ctx, traffic.RelayName(name), true)
+		_ = e.cli.VolumeRemove(ctx, traffic.RelayVolume(name), true)
+		if err := testenv.RemoveServiceNetworks(ctx, e.cli, dockerctl.ServiceNetwork(name)); err != nil {
+			e.t.Logf("cleanup: %v", err)
+		}
 	})
 }
 

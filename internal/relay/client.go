@@ -4,9 +4,12 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"net"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -146,6 +149,19 @@ func (c *Client) roundTrip(ctx context.Context, req request) ([]byte, error) {
 
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	reused := c.conn != nil
+	line, err := c.roundTripLocked(ctx, b)
+	if err != nil && reused && ctx.Err() == nil && closedByPeer(err) {
+		// The relay closes control connections idle for longer than its
+		// limit (a deploy waits minutes for health between two calls):
+		// the kept connection was gone before this request was read, and
+		// every op is safe to send again.
+		line, err = c.roundTripLocked(ctx, b)
+	}
+	return line, err
+}
+
+func (c *Client) roundTripLocked(ctx context.Context, b []byte) ([]byte, error) {
 	if c.conn == nil {
 		if err := c.connectLocked(ctx); err != nil {
 			return nil, err
@@ -174,6 +190,9 @@ func (c *Client) roundTrip(ctx context.Context, req request) ([]byte, error) {
 	}
 	line, err := c.rd.ReadBytes('\n')
 	if err != nil {
+		if len(line) > 0 && errors.Is(err, io.EOF) {
+			err = io.ErrUnexpectedEOF // part of a reply: not a plain close
+		}
 		return fail(err)
 	}
 	if !stop() {
@@ -183,4 +202,10 @@ func (c *Client) roundTrip(ctx context.Context, req request) ([]byte, error) {
 		c.conn = nil
 	}
 	return line, nil
+}
+
+// closedByPeer tells a connection the relay had closed before reading the
+// request (EOF, reset, broken pipe) from other failures.
+func closedByPeer(err error) bool {
+	return errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
 }

@@ -24,6 +24,9 @@ type Config struct {
 	// carry ControlToken.
 	ControlTCP   string
 	ControlToken string
+	// ControlLimits bound what control connections may cost (zero fields
+	// take DefaultControlLimits).
+	ControlLimits ControlLimits
 	// StateFile keeps the current target across restarts. Empty disables
 	// persistence.
 	StateFile string

@@ -29,8 +29,6 @@ const (
 	codeUnavailable   = "unavailable"
 	codeInternal      = "internal"
 	codeUnauthorized  = "unauthorized"
-
-	maxRequestLine = 1 << 20
 )
 
 // request is one control request.
@@ -85,7 +83,10 @@ func listenControl(path string) (net.Listener, error) {
 	return ln, nil
 }
 
-func (r *Relay) controlLoop(ln net.Listener, token string) {
+// controlLoop accepts control connections on ln. With a token (TCP), a
+// connection is unauthenticated until its first line carries the token;
+// without one (the owner-only unix socket) every connection is trusted.
+func (r *Relay) controlLoop(ln net.Listener, token string, lim *connLimiter) {
 	for {
 		c, err := ln.Accept()
 		if err != nil {
@@ -102,23 +103,46 @@ func (r *Relay) controlLoop(ln net.Listener, token string) {
 			}
 			continue
 		}
-		r.loops.Go(func() { r.serveControl(c, token) })
+		src := sourceOf(c)
+		if !lim.admit(src, token == "") {
+			// Closed at once, unread: a flood costs the relay an accept
+			// and a close per connection, and the slots of its own source.
+			_ = c.Close()
+			continue
+		}
+		r.loops.Go(func() { r.serveControl(c, token, lim, src) })
 	}
 }
 
 // serveControl answers the requests of one control connection in order.
-// With a token, every request must carry it; one that does not ends the
-// connection.
-func (r *Relay) serveControl(c net.Conn, token string) {
+// With a token, the first request must carry it, within the limiter's
+// first-line deadline; every later one must carry it too, and one that does
+// not ends the connection.
+func (r *Relay) serveControl(c net.Conn, token string, lim *connLimiter, src string) {
+	authed := token == ""
+	defer func() { lim.release(src, authed) }()
 	stop := context.AfterFunc(r.ctlCtx, func() { _ = c.Close() })
 	defer stop()
 	defer func() { _ = c.Close() }()
 
 	sc := bufio.NewScanner(c)
-	sc.Buffer(make([]byte, 0, 4096), maxRequestLine)
+	sc.Buffer(make([]byte, 0, 512), maxRequestLine)
 	enc := json.NewEncoder(c)
 	enc.SetEscapeHTML(false)
-	for sc.Scan() {
+	for {
+		// One deadline per line: an unauthenticated peer has little time
+		// to show the token, a trusted one may idle between requests.
+		wait := lim.lim.FirstLine
+		if authed {
+			wait = lim.lim.Idle
+		}
+		if err := c.SetReadDeadline(time.Now().Add(wait)); err != nil {
+			r.log.Debug("control read deadline", "error", err)
+			return
+		}
+		if !sc.Scan() {
+			break
+		}
 		line := bytes.TrimSpace(sc.Bytes())
 		if len(line) == 0 {
 			continue
@@ -128,6 +152,19 @@ func (r *Relay) serveControl(c net.Conn, token string) {
 			_ = enc.Encode(errorResponse{Error: "unauthorized: missing or wrong token", Code: codeUnauthorized})
 			return
 		}
+		if !authed {
+			if !lim.promote(src) {
+				r.log.Warn("control connection refused: too many authenticated connections", "remote", c.RemoteAddr().String())
+				_ = enc.Encode(errorResponse{Error: "unavailable: too many control connections", Code: codeUnavailable})
+				return
+			}
+			authed = true
+		}
+		// A request may take long (wait-drained): no read deadline while
+		// it runs.
+		if err := c.SetReadDeadline(time.Time{}); err != nil {
+			return
+		}
 		if err := enc.Encode(r.handleRequest(r.ctlCtx, line)); err != nil {
 			r.log.Debug("control reply", "error", err)
 			return
@@ -135,12 +172,12 @@ func (r *Relay) serveControl(c net.Conn, token string) {
 	}
 	if err := sc.Err(); err != nil && r.ctlCtx.Err() == nil {
 		if errors.Is(err, bufio.ErrTooLong) {
-			if err := enc.Encode(errorResponse{Error: "bad request: request line too long", Code: codeBadRequest}); err != nil {
+			if err := enc.Encode(errorResponse{Error: fmt.Sprintf("bad request: request line longer than %d bytes", maxRequestLine), Code: codeBadRequest}); err != nil {
 				r.log.Debug("control reply", "error", err)
 			}
 			return
 		}
-		r.log.Debug("control read", "error", err)
+		r.log.Debug("control read", "error", err, "remote", c.RemoteAddr().String())
 	}
 }
 

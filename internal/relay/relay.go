@@ -22,6 +22,9 @@ type Relay struct {
 	ctlLn net.Listener
 	tcpLn net.Listener // control over TCP, with a token; nil if not configured
 
+	ctlLim *connLimiter // the unix control socket's connections
+	tcpLim *connLimiter // the TCP control port's
+
 	// ctlCtx ends when shutdown begins: control requests stop.
 	ctlCtx    context.Context
 	ctlCancel context.CancelFunc
@@ -109,9 +112,10 @@ func Start(ctx context.Context, cfg Config) (r *Relay, err error) {
 
 	r.log.Info("relay serving", "addr", r.ln.Addr().String(), "control", cfg.ControlSocket)
 	r.loops.Go(r.acceptLoop)
-	r.loops.Go(func() { r.controlLoop(r.ctlLn, "") })
+	r.ctlLim, r.tcpLim = newConnLimiter(cfg.ControlLimits), newConnLimiter(cfg.ControlLimits)
+	r.loops.Go(func() { r.controlLoop(r.ctlLn, "", r.ctlLim) })
 	if r.tcpLn != nil {
-		r.loops.Go(func() { r.controlLoop(r.tcpLn, cfg.ControlToken) })
+		r.loops.Go(func() { r.controlLoop(r.tcpLn, cfg.ControlToken, r.tcpLim) })
 	}
 	go r.shutdownOn(ctx)
 	return r, nil

@@ -9,17 +9,21 @@ import (
 	"sync"
 	"time"
 
+	"github.com/baton-sh/baton/dockerctl"
 	"github.com/baton-sh/baton/internal/deploy"
 )
 
 // Nginx moves traffic by rewriting the upstream file to the new container's
-// address on baton's network and reloading nginx. The old container leaves
+// address on its service's network and reloading nginx. The old container leaves
 // nginx's rotation at the reload, before it is asked to stop; what nginx's
 // reload cannot avoid is closing idle client keep-alive connections in its
 // retiring workers, which a client may be reusing at that instant.
 type Nginx struct {
-	ctl *nginxControl
-	log *slog.Logger
+	ctl    *nginxControl
+	eng    Engine
+	svc    deploy.Service
+	log    *slog.Logger
+	notify func(string)
 
 	mu         sync.Mutex
 	oldWorkers workerSet // workers that served before the last switch
@@ -29,10 +33,17 @@ func (t *Nginx) Mode() string { return "nginx" }
 
 func (t *Nginx) Ensure(ctx context.Context, cur deploy.Endpoint) error {
 	if cur.IP == "" {
-		return fmt.Errorf("container %s has no address on baton's network", cur.Name)
+		return fmt.Errorf("container %s has no address on its service's network", cur.Name)
 	}
-	_, err := t.ctl.apply(ctx, []string{cur.Addr()})
-	return err
+	svcNet, err := t.eng.EnsureServiceNetwork(ctx, t.svc.Key)
+	if err != nil {
+		return err
+	}
+	if _, err := t.ctl.apply(ctx, []string{cur.Addr()}, svcNet); err != nil {
+		return err
+	}
+	legacyLeaver{network: dockerctl.LegacyNetwork, eng: t.eng, log: t.log, notify: t.notify, wait: legacyIdleWait}.leave(ctx, []string{cur.ID})
+	return nil
 }
 
 func (t *Nginx) Describe(ctx context.Context) (string, error) {
@@ -51,9 +62,13 @@ func (t *Nginx) Describe(ctx context.Context) (string, error) {
 
 func (t *Nginx) Switch(ctx context.Context, from, to deploy.Endpoint) error {
 	if to.IP == "" {
-		return fmt.Errorf("container %s has no address on baton's network", to.Name)
+		return fmt.Errorf("container %s has no address on its service's network", to.Name)
 	}
-	old, err := t.ctl.apply(ctx, []string{to.Addr()})
+	svcNet, err := t.eng.EnsureServiceNetwork(ctx, t.svc.Key)
+	if err != nil {
+		return err
+	}
+	old, err := t.ctl.apply(ctx, []string{to.Addr()}, svcNet)
 	if err != nil {
 		return err
 	}

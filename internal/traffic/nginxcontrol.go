@@ -50,8 +50,15 @@ func upstreamContent(servers []string) []byte {
 // apply makes the upstream file list servers and, when that changed it,
 // reloads nginx and checks the reload took effect. On failure the previous
 // file is put back, so nginx keeps routing where it did. It returns the
-// workers that served before the reload (nil when nothing changed).
-func (n *nginxControl) apply(ctx context.Context, servers []string) (oldWorkers workerSet, err error) {
+// workers that served before the reload (nil when nothing changed). An
+// nginx container is first attached to nets, the service networks the
+// servers are on.
+func (n *nginxControl) apply(ctx context.Context, servers []string, nets ...string) (oldWorkers workerSet, err error) {
+	if n.container != "" {
+		if err := n.ensureContainerOn(ctx, nets); err != nil {
+			return nil, err
+		}
+	}
 	want := upstreamContent(servers)
 	have, err := os.ReadFile(n.file)
 	existed := err == nil
@@ -63,11 +70,6 @@ func (n *nginxControl) apply(ctx context.Context, servers []string) (oldWorkers 
 	}
 	if err := os.MkdirAll(filepath.Dir(n.file), 0o755); err != nil {
 		return nil, fmt.Errorf("upstream file %s: %w", n.file, err)
-	}
-	if n.container != "" {
-		if err := n.ensureContainerOnBaton(ctx); err != nil {
-			return nil, err
-		}
 	}
 	before, err := n.workers(ctx)
 	if err != nil {
@@ -204,13 +206,13 @@ func (n *nginxControl) alive(ctx context.Context, set workerSet) (int, error) {
 	return count, nil
 }
 
-// ensureContainerOnBaton attaches the nginx container to baton's network, so
-// it can reach the app containers and the relay whatever its own networks
-// are. Attaching an internal network does not restart or republish it.
-func (n *nginxControl) ensureContainerOnBaton(ctx context.Context) error {
-	netName, err := n.eng.EnsureBatonNetwork(ctx)
-	if err != nil {
-		return err
+// ensureContainerOn attaches the nginx container to nets, the networks of
+// the services it serves, so it reaches their app containers and relays
+// whatever its own networks are. Attaching an internal network does not
+// restart or republish it.
+func (n *nginxControl) ensureContainerOn(ctx context.Context, nets []string) error {
+	if len(nets) == 0 {
+		return nil
 	}
 	c, err := n.eng.ContainerInspect(ctx, n.container)
 	if err != nil {
@@ -219,13 +221,15 @@ func (n *nginxControl) ensureContainerOnBaton(ctx context.Context) error {
 	if !c.State.Running {
 		return fmt.Errorf("nginx container %s is not running", n.container)
 	}
-	if _, ok := c.NetworkSettings.Networks[netName]; ok {
-		return nil
+	for _, netName := range nets {
+		if _, ok := c.NetworkSettings.Networks[netName]; ok {
+			continue
+		}
+		if err := n.eng.NetworkConnect(ctx, netName, c.ID, &network.EndpointSettings{}); err != nil {
+			return fmt.Errorf("attaching nginx container %s to network %s: %w", n.container, netName, err)
+		}
+		n.notify(fmt.Sprintf("attached nginx container %s to network %s", n.container, netName))
 	}
-	if err := n.eng.NetworkConnect(ctx, netName, c.ID, &network.EndpointSettings{}); err != nil {
-		return fmt.Errorf("attaching nginx container %s to network %s: %w", n.container, netName, err)
-	}
-	n.notify(fmt.Sprintf("attached nginx container %s to baton's internal network %s", n.container, netName))
 	return nil
 }
 

@@ -1,6 +1,7 @@
 package traffic
 
 import (
+	"context"
 	"io"
 	"log/slog"
 	"net"
@@ -9,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/docker/docker/api/types/network"
 
 	"github.com/baton-sh/baton/dockerctl"
 	"github.com/baton-sh/baton/internal/testenv"
@@ -202,8 +205,13 @@ func TestNginxControlContainer(t *testing.T) {
 	testenv.WaitHTTP(t, ng.URL()+"/", 30*time.Second)
 	n := &nginxControl{eng: eng, file: ng.UpstreamFile(), container: ng.Container(), log: slog.New(slog.DiscardHandler), notify: func(string) {}, reloadTimeout: 5 * time.Second}
 
+	svcNet, err := eng.EnsureServiceNetwork(t.Context(), testenv.UniqueName("nginxctl-"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { removeServiceNetwork(t, eng, svcNet) })
 	bIP := testenv.ContainerIP(t, cli, b, netName)
-	if _, err := n.apply(t.Context(), []string{bIP + ":8080"}); err != nil {
+	if _, err := n.apply(t.Context(), []string{bIP + ":8080"}, svcNet); err != nil {
 		t.Fatal(err)
 	}
 	if got := get(t, ng.URL()+"/"); !strings.HasPrefix(got, "B ") {
@@ -213,8 +221,8 @@ func TestNginxControlContainer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, ok := c.NetworkSettings.Networks[dockerctl.BatonNetwork]; !ok {
-		t.Fatalf("nginx container not attached to %s: %v", dockerctl.BatonNetwork, c.NetworkSettings.Networks)
+	if _, ok := c.NetworkSettings.Networks[svcNet]; !ok {
+		t.Fatalf("nginx container not attached to %s: %v", svcNet, c.NetworkSettings.Networks)
 	}
 	good, _ := os.ReadFile(ng.UpstreamFile())
 	if _, err := n.apply(t.Context(), []string{"not a host:port"}); err == nil || !strings.Contains(err.Error(), "rejects its configuration") {
@@ -225,5 +233,22 @@ func TestNginxControlContainer(t *testing.T) {
 	}
 	if got := get(t, ng.URL()+"/"); !strings.HasPrefix(got, "B ") {
 		t.Fatalf("after a rejected config: %q", got)
+	}
+}
+
+// removeServiceNetwork detaches whatever a test left on a service network
+// and removes it.
+func removeServiceNetwork(t *testing.T, eng *dockerctl.Client, name string) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(t.Context()), 30*time.Second)
+	defer cancel()
+	n, err := eng.NetworkInspect(ctx, name, network.InspectOptions{})
+	if err != nil {
+		return
+	}
+	for id := range n.Containers {
+		_ = eng.NetworkDisconnect(ctx, name, id, true)
+	}
+	if err := eng.NetworkRemove(ctx, name); err != nil {
+		t.Logf("removing network %s: %v", name, err)
 	}
 }

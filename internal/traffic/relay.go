@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -19,6 +20,7 @@ import (
 	"github.com/docker/docker/errdefs"
 	"github.com/docker/go-connections/nat"
 
+	"github.com/baton-sh/baton/dockerctl"
 	"github.com/baton-sh/baton/internal/deploy"
 	"github.com/baton-sh/baton/internal/relay"
 )
@@ -27,8 +29,8 @@ import (
 // once, and every later switch is a control call to the relay, with no nginx
 // reload at all, so no client keep-alive connection is ever closed by a
 // deploy. The relay runs in its own container (from an image of this baton
-// binary), on baton's network, and for an nginx on the host it also publishes
-// a port on 127.0.0.1.
+// binary), on its service's network, and for an nginx on the host it also
+// publishes a port on 127.0.0.1.
 type Relay struct {
 	eng      Engine
 	svc      deploy.Service
@@ -51,6 +53,11 @@ const (
 	// in. Replicas of one service each have a relay, and the file lists all
 	// of them, so nginx balances across the replicas.
 	LabelRelayUpstream = "baton.relay-upstream"
+	// LabelRelayNetwork names the service network a relay was created on.
+	// Relays of earlier versions, made on the network shared by all
+	// services, have none: an nginx container knows them by their bare
+	// name, resolved on that network.
+	LabelRelayNetwork = "baton.relay-network"
 )
 
 var unsafeName = regexp.MustCompile(`[^a-zA-Z0-9_.-]`)
@@ -78,30 +85,80 @@ func (t *Relay) Ensure(ctx context.Context, cur deploy.Endpoint) error {
 		if _, err := t.set(ctx, want); err != nil {
 			return err
 		}
+		if st.Current != nil && st.Current.Name == want.Name {
+			// The same container at a new address (its service's network
+			// instead of the shared one, or a new IP after a reboot): the
+			// connections to the old address finish there, and it stops
+			// being a dial fallback.
+			t.forgetOldAddrs(ctx, cur)
+		}
 	}
-	servers, err := t.upstreamServers(ctx, c)
+	servers, nets, err := t.upstreamServers(ctx, c)
 	if err != nil {
 		return err
 	}
-	if _, err := t.nginx.apply(ctx, servers); err != nil {
+	if _, err := t.nginx.apply(ctx, servers, nets...); err != nil {
 		return err
 	}
+	leaving := []string{cur.ID}
+	if !t.keepsLegacyName(c) {
+		leaving = append(leaving, c.ID)
+	}
+	legacyLeaver{network: dockerctl.LegacyNetwork, eng: t.eng, log: t.log, notify: t.notify, wait: legacyIdleWait}.leave(ctx, leaving)
 	return nil
 }
 
+// keepsLegacyName reports whether relay c is known to an nginx container by
+// the bare name it had on the network all services shared (a relay made by
+// an earlier version). nginx resolved that name when it last loaded its
+// configuration, so the relay stays on that network as well as on its
+// service's: moving nginx to another name would take a reload, and a reload
+// can lose a request on a keep-alive connection. Only relays and nginx
+// containers stay there; recreating the relay (docker rm -f, then a deploy
+// or status) moves it over with the one reload a new relay needs anyway.
+func (t *Relay) keepsLegacyName(c container.InspectResponse) bool {
+	return t.settings.NginxContainer != "" && c.Config != nil && c.Config.Labels[LabelRelayNetwork] == ""
+}
+
+// forgetOldAddrs waits, bounded, for the connections to cur's previous
+// addresses to end, then has the relay forget them.
+func (t *Relay) forgetOldAddrs(ctx context.Context, cur deploy.Endpoint) {
+	ctl, err := t.control(ctx)
+	if err == nil {
+		_, err = ctl.WaitDrained(ctx, cur.ID, legacyIdleWait)
+	}
+	if err == nil {
+		err = t.forget(ctx, cur)
+	}
+	if err != nil && !errors.Is(err, relay.ErrNotDraining) && !errors.Is(err, relay.ErrUnknownTarget) {
+		t.log.Warn("forgetting the previous address of the serving container", "container", cur.Name, "error", err)
+	}
+}
+
 // upstreamServers lists the relays that belong in this service's upstream
-// file: this one and those of the service's other replicas.
-func (t *Relay) upstreamServers(ctx context.Context, self container.InspectResponse) ([]string, error) {
+// file: this one and those of the service's other replicas, and the
+// networks an nginx container needs to reach them.
+func (t *Relay) upstreamServers(ctx context.Context, self container.InspectResponse) (servers, nets []string, err error) {
 	list, err := t.eng.ContainerList(ctx, container.ListOptions{Filters: filters.NewArgs(
 		filters.Arg("label", deploy.LabelRole+"="+deploy.RoleRelay),
 		filters.Arg("label", LabelRelayUpstream+"="+t.settings.NginxUpstream))})
 	if err != nil {
-		return nil, fmt.Errorf("listing relays of %s: %w", t.settings.NginxUpstream, err)
+		return nil, nil, fmt.Errorf("listing relays of %s: %w", t.settings.NginxUpstream, err)
 	}
 	seen := map[string]bool{}
-	var servers []string
-	add := func(c container.InspectResponse) error {
-		s, err := t.upstreamServer(c)
+	add := func(c container.InspectResponse, key string) error {
+		if t.settings.NginxContainer != "" {
+			// An nginx container finds the relay by name on the relay's
+			// service network, so a replica's relay must be there too.
+			netName, err := t.joinServiceNetwork(ctx, c, key)
+			if err != nil {
+				return err
+			}
+			if !slices.Contains(nets, netName) {
+				nets = append(nets, netName)
+			}
+		}
+		s, err := t.upstreamServer(c, key)
 		if err != nil {
 			return err
 		}
@@ -111,23 +168,57 @@ func (t *Relay) upstreamServers(ctx context.Context, self container.InspectRespo
 		}
 		return nil
 	}
-	if err := add(self); err != nil {
-		return nil, err
+	if err := add(self, t.svc.Key); err != nil {
+		return nil, nil, err
 	}
 	for _, l := range list {
-		if l.ID == self.ID {
-			continue
+		if l.ID == self.ID || l.Labels[deploy.LabelService] == "" || RelayName(l.Labels[deploy.LabelService]) != strings.TrimPrefix(firstName(l.Names), "/") {
+			continue // not a relay baton named for its service
 		}
 		c, err := t.eng.ContainerInspect(ctx, l.ID)
 		if err != nil {
 			continue // gone meanwhile
 		}
-		if err := add(c); err != nil {
-			return nil, err
+		if err := add(c, l.Labels[deploy.LabelService]); err != nil {
+			return nil, nil, err
 		}
 	}
 	sort.Strings(servers)
-	return servers, nil
+	return servers, nets, nil
+}
+
+func firstName(names []string) string {
+	if len(names) == 0 {
+		return ""
+	}
+	return names[0]
+}
+
+// joinServiceNetwork attaches relay c of service key to that service's
+// network if it is not there yet (a relay made by an earlier version, which
+// joined one network shared by all services), under its name and its name
+// qualified by the network. It returns the network's name.
+func (t *Relay) joinServiceNetwork(ctx context.Context, c container.InspectResponse, key string) (string, error) {
+	netName, err := t.eng.EnsureServiceNetwork(ctx, key)
+	if err != nil {
+		return "", err
+	}
+	if _, ok := c.NetworkSettings.Networks[netName]; ok {
+		return netName, nil
+	}
+	name := strings.TrimPrefix(c.Name, "/")
+	if err := t.eng.NetworkConnect(ctx, netName, c.ID, &network.EndpointSettings{Aliases: relayAliases(name, netName)}); err != nil {
+		return "", fmt.Errorf("attaching relay container %s to network %s: %w", name, netName, err)
+	}
+	t.notify(fmt.Sprintf("attached relay container %s to network %s", name, netName))
+	return netName, nil
+}
+
+// relayAliases are the relay's names on its service's network. The
+// qualified one resolves on that network only, so an nginx container that
+// is on other networks with the relay still reaches it there.
+func relayAliases(name, netName string) []string {
+	return []string{name, name + "." + netName}
 }
 
 func (t *Relay) Describe(ctx context.Context) (string, error) {
@@ -147,7 +238,7 @@ func (t *Relay) Describe(ctx context.Context) (string, error) {
 
 func (t *Relay) Switch(ctx context.Context, from, to deploy.Endpoint) error {
 	if to.IP == "" {
-		return fmt.Errorf("container %s has no address on baton's network", to.Name)
+		return fmt.Errorf("container %s has no address on its service's network", to.Name)
 	}
 	_, err := t.set(ctx, relayTarget(to))
 	return err
@@ -189,9 +280,9 @@ func (t *Relay) forget(ctx context.Context, ep deploy.Endpoint) error {
 	return nil
 }
 
-// relayTarget is an app container as a relay target: its IP on baton's
-// network first, then its short ID, which Docker's DNS resolves on that
-// network even after a daemon restart gave it another IP.
+// relayTarget is an app container as a relay target: its IP on its
+// service's network first, then its short ID, which Docker's DNS resolves
+// on that network even after a daemon restart gave it another IP.
 func relayTarget(ep deploy.Endpoint) relay.Target {
 	addrs := []string{ep.Addr()}
 	if len(ep.ID) >= 12 {
@@ -200,13 +291,17 @@ func relayTarget(ep deploy.Endpoint) relay.Target {
 	return relay.Target{Name: ep.ID, Addrs: addrs}
 }
 
-// upstreamServer is the address nginx uses for the relay: the relay's
-// container name on baton's network for an nginx container, the published
-// loopback port for an nginx on the host.
-func (t *Relay) upstreamServer(c container.InspectResponse) (string, error) {
+// upstreamServer is the address nginx uses for relay c of service key: its
+// name qualified by the service's network for an nginx container (its bare
+// name for a relay of an earlier version, see keepsLegacyName), the
+// published loopback port for an nginx on the host.
+func (t *Relay) upstreamServer(c container.InspectResponse, key string) (string, error) {
 	name := strings.TrimPrefix(c.Name, "/")
 	if t.settings.NginxContainer != "" {
-		return net.JoinHostPort(name, strconv.Itoa(relayListenPort)), nil
+		if t.keepsLegacyName(c) {
+			return net.JoinHostPort(name, strconv.Itoa(relayListenPort)), nil
+		}
+		return net.JoinHostPort(name+"."+dockerctl.ServiceNetwork(key), strconv.Itoa(relayListenPort)), nil
 	}
 	port := c.Config.Labels[LabelRelayPort]
 	if port == "" {
@@ -221,6 +316,13 @@ func (t *Relay) ensureContainer(ctx context.Context) (container.InspectResponse,
 	name := RelayName(t.svc.Key)
 	c, err := t.eng.ContainerInspect(ctx, name)
 	if err == nil {
+		// A relay of an earlier version is on the shared network only.
+		if _, err := t.joinServiceNetwork(ctx, c, t.svc.Key); err != nil {
+			return c, err
+		}
+		if c, err = t.eng.ContainerInspect(ctx, name); err != nil {
+			return c, fmt.Errorf("inspecting relay container %s: %w", name, err)
+		}
 		if !c.State.Running {
 			if err := t.eng.ContainerStart(ctx, c.ID, container.StartOptions{}); err != nil {
 				return c, fmt.Errorf("starting relay container %s: %w", name, err)
@@ -248,7 +350,7 @@ func (t *Relay) create(ctx context.Context, name string) error {
 			return err
 		}
 	}
-	batonNet, err := t.eng.EnsureBatonNetwork(ctx)
+	batonNet, err := t.eng.EnsureServiceNetwork(ctx, t.svc.Key)
 	if err != nil {
 		return err
 	}
@@ -262,20 +364,25 @@ func (t *Relay) create(ctx context.Context, name string) error {
 		Cmd: []string{"relay", "serve", "--listen", ":" + strconv.Itoa(relayListenPort),
 			"--control", relayControl, "--state", relayStateDir + "/relay.json",
 			"--control-tcp", ":" + strconv.Itoa(relayControlPort)},
-		Env: []string{relayTokenEnv + "=" + token},
+		// The Go runtime collects harder as it nears the cgroup's limit
+		// instead of being killed at it.
+		Env:  []string{relayTokenEnv + "=" + token, "GOMEMLIMIT=" + strconv.Itoa(relayMemoryLimit*3/4>>20) + "MiB"},
+		User: dockerctl.RelayUser,
 		Labels: map[string]string{
 			deploy.LabelManaged: "true",
 			deploy.LabelRole:    deploy.RoleRelay,
 			deploy.LabelService: t.svc.Key,
 			LabelRelayUpstream:  t.settings.NginxUpstream,
+			LabelRelayNetwork:   batonNet,
 		},
 		ExposedPorts: nat.PortSet{listen: struct{}{}},
 	}
 	host := &container.HostConfig{
 		RestartPolicy: container.RestartPolicy{Name: container.RestartPolicyUnlessStopped},
-		Mounts:        []mount.Mount{{Type: mount.TypeVolume, Source: name, Target: relayStateDir}},
+		Mounts:        []mount.Mount{{Type: mount.TypeVolume, Source: RelayVolume(t.svc.Key), Target: relayStateDir}},
 		NetworkMode:   container.NetworkMode(batonNet),
 	}
+	hardenRelay(host)
 	if t.settings.NginxContainer == "" {
 		port := t.settings.RelayPort
 		if port == 0 {
@@ -288,12 +395,16 @@ func (t *Relay) create(ctx context.Context, name string) error {
 		// Publishing needs a gateway network; baton's is internal.
 		host.NetworkMode = "bridge"
 	}
-	created, err := t.eng.ContainerCreate(ctx, cfg, host, nil, nil, name)
+	var netCfg *network.NetworkingConfig
+	if host.NetworkMode == container.NetworkMode(batonNet) {
+		netCfg = &network.NetworkingConfig{EndpointsConfig: map[string]*network.EndpointSettings{batonNet: {Aliases: relayAliases(name, batonNet)}}}
+	}
+	created, err := t.eng.ContainerCreate(ctx, cfg, host, netCfg, nil, name)
 	if err != nil {
 		return fmt.Errorf("creating relay container %s: %w", name, err)
 	}
 	if host.NetworkMode != container.NetworkMode(batonNet) {
-		if err := t.eng.NetworkConnect(ctx, batonNet, created.ID, &network.EndpointSettings{Aliases: []string{name}}); err != nil {
+		if err := t.eng.NetworkConnect(ctx, batonNet, created.ID, &network.EndpointSettings{Aliases: relayAliases(name, batonNet)}); err != nil {
 			_ = t.eng.ContainerRemove(ctx, created.ID, container.RemoveOptions{Force: true})
 			return fmt.Errorf("attaching relay container %s to network %s: %w", name, batonNet, err)
 		}
@@ -305,6 +416,35 @@ func (t *Relay) create(ctx context.Context, name string) error {
 	t.notify(fmt.Sprintf("started relay container %s for %s", name, t.svc.Name))
 	return t.waitReady(ctx)
 }
+
+// The relay's limits. It holds a few goroutines and buffers per connection
+// (measured: 14 MiB at rest, 19 MiB with 200 control connections), so
+// 128 MiB leaves room for a burst of traffic; its threads stay well under
+// 256 tasks.
+const (
+	relayMemoryLimit = 128 << 20
+	relayPidsLimit   = 256
+)
+
+// hardenRelay takes from the relay container everything it does not need:
+// it binds unprivileged ports as nobody, writes only its state volume, and
+// never gains a privilege; its memory and task count are bounded, so a flood
+// cannot take the host's memory with it.
+func hardenRelay(host *container.HostConfig) {
+	host.CapDrop = []string{"ALL"}
+	host.SecurityOpt = []string{"no-new-privileges:true"}
+	host.ReadonlyRootfs = true
+	host.Memory = relayMemoryLimit
+	host.MemorySwap = relayMemoryLimit // no swap on top
+	pids := int64(relayPidsLimit)
+	host.PidsLimit = &pids
+}
+
+// RelayVolume is the state volume of a service's relay. Relays of earlier
+// versions ran as root on a volume named like the container, whose files
+// nobody cannot write; a new name gets a fresh volume owned by the relay's
+// user.
+func RelayVolume(serviceKey string) string { return RelayName(serviceKey) + "-state" }
 
 // waitReady waits for a just-started relay to answer on its control socket.
 func (t *Relay) waitReady(ctx context.Context) error {

@@ -5,7 +5,9 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"strconv"
 	"strings"
@@ -15,7 +17,8 @@ import (
 )
 
 const (
-	// relayControlPort is the relay's TCP control port on baton's network.
+	// relayControlPort is the relay's TCP control port on its service's
+	// network.
 	relayControlPort = 9091
 	// relayTokenEnv holds the control token in the relay container's
 	// environment: readable only by whoever may inspect the container.
@@ -31,7 +34,7 @@ type relayController interface {
 }
 
 // control returns the fastest way to talk to the service's relay: its TCP
-// control port on baton's network (a round trip) when this baton can reach
+// control port on its service's network (a round trip) when this baton can reach
 // it, else a docker exec of `baton relay ctl` in the relay container
 // (hundreds of milliseconds each, but it needs nothing but the Docker API).
 func (t *Relay) control(ctx context.Context) (relayController, error) {
@@ -45,7 +48,7 @@ func (t *Relay) control(ctx context.Context) (relayController, error) {
 	}
 	token := envValue(c.Config.Env, relayTokenEnv)
 	var ip string
-	if n, ok := c.NetworkSettings.Networks[t.batonNet(ctx)]; ok && n != nil {
+	if n, ok := c.NetworkSettings.Networks[t.serviceNet(ctx)]; ok && n != nil {
 		ip = n.IPAddress
 	}
 	if token != "" && ip != "" {
@@ -53,7 +56,7 @@ func (t *Relay) control(ctx context.Context) (relayController, error) {
 		client, err := relay.DialTCP(dctx, net.JoinHostPort(ip, strconv.Itoa(relayControlPort)), token)
 		cancel()
 		if err == nil {
-			t.ctl = tcpControl{client}
+			t.ctl = tcpControl{c: client, exec: &execControl{eng: t.eng, container: name}, log: t.log}
 			return t.ctl, nil
 		}
 		t.log.Debug("relay control over TCP unreachable; using docker exec", "container", name, "error", err)
@@ -62,8 +65,8 @@ func (t *Relay) control(ctx context.Context) (relayController, error) {
 	return t.ctl, nil
 }
 
-func (t *Relay) batonNet(ctx context.Context) string {
-	n, err := t.eng.EnsureBatonNetwork(ctx)
+func (t *Relay) serviceNet(ctx context.Context) string {
+	n, err := t.eng.EnsureServiceNetwork(ctx, t.svc.Key)
 	if err != nil {
 		return ""
 	}
@@ -87,19 +90,57 @@ func newToken() (string, error) {
 	return hex.EncodeToString(b[:]), nil
 }
 
-// tcpControl is the relay's control protocol over its TCP port.
-type tcpControl struct{ c *relay.Client }
-
-func (c tcpControl) Status(ctx context.Context) (relay.Status, error) { return c.c.Status(ctx) }
-func (c tcpControl) Set(ctx context.Context, t relay.Target) (relay.Status, error) {
-	return c.c.Set(ctx, t)
+// tcpControl is the relay's control protocol over its TCP port. A call
+// the TCP port does not answer (the relay refuses connections beyond its
+// caps, say while a container floods the port) goes over docker exec
+// instead: the relay's unix socket has limits of its own, which nothing on
+// the network can fill, so baton's own calls always get through.
+type tcpControl struct {
+	c    *relay.Client
+	exec *execControl
+	log  *slog.Logger
 }
+
+// fallback reports whether a TCP call's error is the transport's (worth
+// repeating over exec), not the relay's answer or the caller's deadline.
+func (c tcpControl) fallback(ctx context.Context, op string, err error) bool {
+	var re *relay.RemoteError
+	if err == nil || ctx.Err() != nil || (errors.As(err, &re) && re.Code != "unavailable") {
+		return false
+	}
+	c.log.Warn("relay control over TCP failed; using docker exec", "container", c.exec.container, "op", op, "error", err)
+	return true
+}
+
+func (c tcpControl) Status(ctx context.Context) (relay.Status, error) {
+	st, err := c.c.Status(ctx)
+	if c.fallback(ctx, "status", err) {
+		return c.exec.Status(ctx)
+	}
+	return st, err
+}
+
+func (c tcpControl) Set(ctx context.Context, t relay.Target) (relay.Status, error) {
+	st, err := c.c.Set(ctx, t)
+	if c.fallback(ctx, "set", err) {
+		return c.exec.Set(ctx, t)
+	}
+	return st, err
+}
+
 func (c tcpControl) WaitDrained(ctx context.Context, name string, timeout time.Duration) (bool, error) {
 	w, err := c.c.WaitDrained(ctx, name, timeout)
+	if c.fallback(ctx, "wait-drained", err) {
+		return c.exec.WaitDrained(ctx, name, timeout)
+	}
 	return w.Drained, err
 }
+
 func (c tcpControl) Forget(ctx context.Context, name string) error {
 	_, err := c.c.Forget(ctx, name)
+	if c.fallback(ctx, "forget", err) {
+		return c.exec.Forget(ctx, name)
+	}
 	return err
 }
 

@@ -34,9 +34,12 @@ type Engine interface {
 	ContainerKill(ctx context.Context, containerID, signal string) error
 	ContainerTop(ctx context.Context, containerID string, arguments []string) (container.TopResponse, error)
 	NetworkConnect(ctx context.Context, networkID, containerID string, config *network.EndpointSettings) error
+	NetworkDisconnect(ctx context.Context, networkID, containerID string, force bool) error
+	NetworkInspect(ctx context.Context, networkID string, options network.InspectOptions) (network.Inspect, error)
+	NetworkRemove(ctx context.Context, networkID string) error
 	Exec(ctx context.Context, containerID string, argv []string) (dockerctl.ExecResult, error)
 	EnsureSelfImage(ctx context.Context) (string, error)
-	EnsureBatonNetwork(ctx context.Context) (string, error)
+	EnsureServiceNetwork(ctx context.Context, serviceKey string) (string, error)
 }
 
 // Factory builds the Traffic for a service; it is a deploy.TrafficFactory.
@@ -64,7 +67,7 @@ func (f *Factory) New(ctx context.Context, svc deploy.Service, s deploy.Settings
 	case "none":
 		return None{}, nil
 	case "nginx":
-		return &Nginx{ctl: newNginxControl(f.Engine, s, log, notify), log: log}, nil
+		return &Nginx{ctl: newNginxControl(f.Engine, s, log, notify), eng: f.Engine, svc: svc, log: log, notify: notify}, nil
 	case "relay":
 		return &Relay{
 			eng: f.Engine, svc: svc, settings: s, image: f.RelayImage,

@@ -1,0 +1,154 @@
+package traffic
+
+import (
+	"context"
+	"log/slog"
+	"net"
+	"os"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/docker/docker/api/types/network"
+	"github.com/docker/docker/errdefs"
+
+	"github.com/baton-sh/baton/dockerctl"
+	"github.com/baton-sh/baton/internal/testenv"
+)
+
+// TestLegacyLeaverLeavesWhenIdle drives the move off the shared network on
+// a shared network of the test's own: a container leaves it only once it
+// has moved to its service's network and no connection uses its address on
+// the shared one; what is left (an nginx container) leaves with the last
+// relay or app container; then the network is removed.
+func TestLegacyLeaverLeavesWhenIdle(t *testing.T) {
+	cli := testenv.Docker(t)
+	ctx := t.Context()
+	eng, err := dockerctl.New(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer eng.Close()
+
+	shared := testenv.UniqueName("baton-test-shared-")
+	if _, err := cli.NetworkCreate(ctx, shared, network.CreateOptions{Driver: "bridge", Internal: true, Labels: map[string]string{"baton.managed": "true", "baton.test": "1"}}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { removeServiceNetwork(t, eng, shared) })
+	svcNet, err := eng.EnsureServiceNetwork(ctx, testenv.UniqueName("leaver-"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { removeServiceNetwork(t, eng, svcNet) })
+
+	img, _ := testenv.DemoImage(t, cli, testenv.DemoImageOpts{Version: "A"})
+	app := testenv.RunDemo(t, cli, testenv.RunOpts{Image: img, Network: shared, Labels: map[string]string{"baton.managed": "true", "baton.role": "app"}})
+	rel := testenv.RunDemo(t, cli, testenv.RunOpts{Image: img, Network: shared, Labels: map[string]string{"baton.managed": "true", "baton.role": "relay"}})
+	ngx := testenv.RunDemo(t, cli, testenv.RunOpts{Image: img, Network: shared})
+	for _, id := range []string{app, rel} {
+		if err := eng.NetworkConnect(ctx, svcNet, id, &network.EndpointSettings{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	appShared := testenv.ContainerIP(t, cli, app, shared)
+	testenv.WaitHTTP(t, "http://"+net.JoinHostPort(appShared, "8080")+"/healthz", 30*time.Second)
+	on := func(id, netName string) bool {
+		c, err := cli.ContainerInspect(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, ok := c.NetworkSettings.Networks[netName]
+		return ok
+	}
+	var notes []string
+	l := legacyLeaver{network: shared, eng: eng, log: slog.New(slog.DiscardHandler), notify: func(s string) { notes = append(notes, s) }, wait: time.Second}
+
+	// A connection on the app's shared address keeps it there; the nginx
+	// container has no service network, so it stays too.
+	hold, err := net.DialTimeout("tcp", net.JoinHostPort(appShared, "8080"), 2*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.leave(ctx, []string{app, ngx})
+	if !on(app, shared) || !on(ngx, shared) {
+		t.Fatalf("left the shared network while in use (app: %v, nginx: %v); notes %v", on(app, shared), on(ngx, shared), notes)
+	}
+
+	// Idle now: the app leaves, and still serves on its service's network.
+	hold.Close()
+	l.leave(ctx, []string{app})
+	if on(app, shared) || !on(app, svcNet) {
+		t.Fatalf("after the connection closed: app on shared %v, on its service's network %v; notes %v", on(app, shared), on(app, svcNet), notes)
+	}
+	testenv.WaitHTTP(t, "http://"+net.JoinHostPort(testenv.ContainerIP(t, cli, app, svcNet), "8080")+"/healthz", 10*time.Second)
+	if !on(ngx, shared) {
+		t.Fatal("the nginx container left while a relay still needs it there")
+	}
+
+	// The last relay leaves: the nginx container follows, the network goes.
+	l.leave(ctx, []string{rel})
+	if on(rel, shared) || on(ngx, shared) {
+		t.Fatalf("relay on shared %v, nginx on shared %v; notes %v", on(rel, shared), on(ngx, shared), notes)
+	}
+	if _, err := cli.NetworkInspect(ctx, shared, network.InspectOptions{}); !errdefs.IsNotFound(err) {
+		t.Fatalf("the shared network is still there (inspect: %v); notes %v", err, notes)
+	}
+	t.Logf("notes: %v", notes)
+}
+
+// A network called like the shared one but not baton's is never touched.
+func TestLegacyLeaverIgnoresForeignNetwork(t *testing.T) {
+	cli := testenv.Docker(t)
+	ctx := context.WithoutCancel(t.Context())
+	eng, err := dockerctl.New(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer eng.Close()
+	foreign := testenv.Network(t, cli, "", true)
+	img, _ := testenv.DemoImage(t, cli, testenv.DemoImageOpts{Version: "A"})
+	id := testenv.RunDemo(t, cli, testenv.RunOpts{Image: img, Network: foreign, Labels: map[string]string{"baton.role": "app"}})
+	l := legacyLeaver{network: foreign, eng: eng, log: slog.New(slog.DiscardHandler), notify: func(string) {}, wait: time.Second}
+	l.leave(ctx, []string{id})
+	c, err := cli.ContainerInspect(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := c.NetworkSettings.Networks[foreign]; !ok {
+		t.Fatal("a container was detached from a network baton did not make")
+	}
+}
+
+// establishedOn finds connections on an address in both tables, IPv4 and
+// dual-stack, here in this process's own namespace.
+func TestEstablishedOn(t *testing.T) {
+	for _, lnNet := range []string{"tcp4", "tcp"} { // tcp: dual stack where IPv6 is on
+		ln, err := net.Listen(lnNet, ":0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+		port := ln.Addr().(*net.TCPAddr).Port
+		before, ok := establishedOn(os.Getpid(), net.ParseIP("127.0.0.1"))
+		if !ok {
+			t.Fatal("cannot read this process's connection tables")
+		}
+		c, err := net.Dial("tcp4", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, err := ln.Accept()
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Both ends are on 127.0.0.1: two more.
+		if got, _ := establishedOn(os.Getpid(), net.ParseIP("127.0.0.1")); got < before+2 {
+			t.Errorf("%s: %d established on 127.0.0.1 with a connection open, %d before; want 2 more", lnNet, got, before)
+		}
+		if got, _ := establishedOn(os.Getpid(), net.ParseIP("127.0.0.2")); got != 0 {
+			t.Errorf("%s: %d established on 127.0.0.2, want 0", lnNet, got)
+		}
+		c.Close()
+		s.Close()
+	}
+}

@@ -3,6 +3,7 @@ package traffic
 import (
 	"context"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"os"
 	"strconv"
@@ -120,20 +121,28 @@ func TestLegacyLeaverIgnoresForeignNetwork(t *testing.T) {
 }
 
 // establishedOn finds connections on an address in both tables, IPv4 and
-// dual-stack, here in this process's own namespace.
+// dual-stack. The tables are the whole network namespace's, shared with every
+// other process on the host, so the test uses loopback addresses of its own
+// (127.0.0.0/8 is all local) and expects exact counts on them.
 func TestEstablishedOn(t *testing.T) {
+	r := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), uint64(os.Getpid())))
 	for _, lnNet := range []string{"tcp4", "tcp"} { // tcp: dual stack where IPv6 is on
+		mine := net.IPv4(127, byte(100+r.IntN(100)), byte(1+r.IntN(250)), byte(1+r.IntN(250)))
+		other := net.IPv4(127, byte(100+r.IntN(100)), byte(1+r.IntN(250)), byte(1+r.IntN(250)))
+		if mine.Equal(other) {
+			other = net.IPv4(127, 99, 0, 1)
+		}
 		ln, err := net.Listen(lnNet, ":0")
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer ln.Close()
 		port := ln.Addr().(*net.TCPAddr).Port
-		before, ok := establishedOn(os.Getpid(), net.ParseIP("127.0.0.1"))
-		if !ok {
-			t.Fatal("cannot read this process's connection tables")
+		if got, ok := establishedOn(os.Getpid(), mine); !ok || got != 0 {
+			t.Fatalf("%s: %d established on %s before the test's connection (readable: %v), want 0", lnNet, got, mine, ok)
 		}
-		c, err := net.Dial("tcp4", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: mine}}
+		c, err := d.Dial("tcp4", net.JoinHostPort(mine.String(), strconv.Itoa(port)))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -141,12 +150,12 @@ func TestEstablishedOn(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		// Both ends are on 127.0.0.1: two more.
-		if got, _ := establishedOn(os.Getpid(), net.ParseIP("127.0.0.1")); got < before+2 {
-			t.Errorf("%s: %d established on 127.0.0.1 with a connection open, %d before; want 2 more", lnNet, got, before)
+		// Both ends are on the test's own address: exactly two.
+		if got, _ := establishedOn(os.Getpid(), mine); got != 2 {
+			t.Errorf("%s: %d established on %s with one connection open, want 2", lnNet, got, mine)
 		}
-		if got, _ := establishedOn(os.Getpid(), net.ParseIP("127.0.0.2")); got != 0 {
-			t.Errorf("%s: %d established on 127.0.0.2, want 0", lnNet, got)
+		if got, _ := establishedOn(os.Getpid(), other); got != 0 {
+			t.Errorf("%s: %d established on %s, want 0", lnNet, got, other)
 		}
 		c.Close()
 		s.Close()

@@ -3,12 +3,10 @@ package cli
 import (
 	"context"
 	"errors"
-	"fmt"
 	"net"
 	"strings"
 	"time"
 
-	"github.com/docker/docker/errdefs"
 	ucli "github.com/urfave/cli/v2"
 
 	"github.com/baton-sh/baton/internal/journal"
@@ -23,14 +21,20 @@ func newServeCommand() *ucli.Command {
 		Description: `POST /v1/deploy/CONTAINER deploys CONTAINER and answers 202 with a request id;
 GET /v1/deploys/ID says how it went; GET /metrics serves Prometheus metrics.
 
-A request is authenticated by "Authorization: Bearer TOKEN" or by
-"X-Baton-Signature: sha256=HEX" (HMAC-SHA256 of the body; X-Hub-Signature-256 works too).
-The token and the secret come from files (--token-file, --secret-file) or from the
-environment (BATON_WEBHOOK_TOKEN, BATON_WEBHOOK_SECRET), never from a flag's value.
+A request is authenticated by "Authorization: Bearer TOKEN" or signed:
+"X-Baton-Timestamp: UNIX-SECONDS" and "X-Baton-Signature: v1=HEX", HEX the HMAC-SHA256
+under the secret of METHOD "\n" PATH "\n" TIMESTAMP "\n" BODY. A timestamp more than
+5 minutes off is refused, and each signature is accepted once. A body-only HMAC
+("sha256=HEX", also as X-Hub-Signature-256) counts only on registry notifications.
+The token and the secret (16 bytes at least) come from files (--token-file,
+--secret-file) or from the environment (BATON_WEBHOOK_TOKEN, BATON_WEBHOOK_SECRET),
+never from a flag's value. GET /metrics needs the token too (or use --metrics-listen).
 
 Bodies: {"image": "REF"} or {"tag": "TAG"} or nothing (pull the container's own tag
 again); a Docker Hub webhook; a registry notification (a push of the container's
 repository deploys the pushed tag; every other event is answered 200 and ignored).
+An image outside the container's own repository is refused (403) unless
+--allow-repository allows it.
 
 One deploy per container at a time: requests that arrive while one runs are coalesced
 into one follow-up deploy. On SIGTERM or SIGINT, baton serve stops accepting requests
@@ -40,6 +44,7 @@ and waits for a running deploy to finish (up to --shutdown-timeout), then exits 
 			&ucli.StringFlag{Name: "token-file", Usage: "bearer token in `FILE` (or set BATON_WEBHOOK_TOKEN)"},
 			&ucli.StringFlag{Name: "secret-file", Usage: "HMAC-SHA256 secret in `FILE` (or set BATON_WEBHOOK_SECRET)"},
 			&ucli.BoolFlag{Name: "query-token", Usage: "also accept the token as ?token=TOKEN, for senders that cannot set headers (Docker Hub); it may end up in proxy logs"},
+			&ucli.StringSliceFlag{Name: "allow-repository", EnvVars: []string{"BATON_ALLOW_REPOSITORIES"}, Usage: "also let a webhook deploy images of repositories matching `PATTERN` (host/path, * within one component: registry.example/shop/*); repeatable. Without it, only tags of the container's own repository"},
 			&ucli.IntFlag{Name: "max-body", Value: webhook.DefaultMaxBody, Usage: "largest request body in `BYTES`"},
 		}, unattendedFlags()...),
 		Action: func(c *ucli.Context) error {
@@ -60,9 +65,19 @@ func runServe(c *ucli.Context) error {
 	if err != nil {
 		return usageErr("--secret-file: %v", err)
 	}
-	auth := webhook.Auth{Token: token, Secret: secret, QueryToken: c.Bool("query-token")}
+	auth := &webhook.Auth{Token: token, Secret: secret, QueryToken: c.Bool("query-token"), Replay: webhook.NewReplayCache(0)}
 	if !auth.Configured() {
 		return usageErr("baton serve needs a token or a secret: --token-file, --secret-file, BATON_WEBHOOK_TOKEN or BATON_WEBHOOK_SECRET")
+	}
+	if n := len(token); n > 0 && n < webhook.MinSecretLen {
+		return usageErr("the webhook token is %d bytes, want at least %d: make one with head -c 32 /dev/urandom | base64", n, webhook.MinSecretLen)
+	}
+	if n := len(secret); n > 0 && n < webhook.MinSecretLen {
+		return usageErr("the webhook secret is %d bytes, want at least %d: make one with head -c 32 /dev/urandom | base64", n, webhook.MinSecretLen)
+	}
+	repos, err := webhook.NewRepoPolicy(c.StringSlice("allow-repository"))
+	if err != nil {
+		return usageErr("--allow-repository: %v", err)
 	}
 	if auth.QueryToken && len(token) == 0 {
 		return usageErr("--query-token needs a token (--token-file or BATON_WEBHOOK_TOKEN)")
@@ -76,6 +91,7 @@ func runServe(c *ucli.Context) error {
 		return err
 	}
 	defer u.close()
+	u.repos = repos
 	ln, err := net.Listen("tcp", c.String("listen"))
 	if err != nil {
 		return usageErr("--listen %s: %v", c.String("listen"), err)
@@ -84,7 +100,7 @@ func runServe(c *ucli.Context) error {
 		log.Warn("listening beyond this host: put TLS in front of baton serve, or bind it to 127.0.0.1", "addr", ln.Addr().String())
 	}
 	srv := &webhook.Server{
-		Auth: auth, MaxBody: int64(c.Int("max-body")),
+		Auth: auth, MaxBody: int64(c.Int("max-body")), Repos: repos,
 		Resolve: func(ctx context.Context, target string) (string, error) { return u.resolve(ctx, target) },
 		Submit:  u.queue.Submit,
 		Status:  u.queue.Status,
@@ -93,29 +109,13 @@ func runServe(c *ucli.Context) error {
 		Observe: u.metrics.Webhook,
 		Log:     log,
 	}
-	log.Info("serving webhooks", "addr", ln.Addr().String(), "all", u.sel.All, "scope", u.sel.Scope)
+	log.Info("serving webhooks", "addr", ln.Addr().String(), "all", u.sel.All, "scope", u.sel.Scope, "allow_repositories", strings.Join(repos.Patterns(), ","))
 	serveErr := webhook.Serve(c.Context, ln, srv.Handler(), 10*time.Second)
 	err = u.shutdown()
 	if serveErr != nil {
 		return serveErr
 	}
 	return err
-}
-
-// resolve checks that target may be deployed by a webhook and returns the
-// image reference its container runs.
-func (u *unattendedRun) resolve(ctx context.Context, target string) (string, error) {
-	ctr, err := u.eng.ContainerInspect(ctx, target)
-	if errdefs.IsNotFound(err) {
-		return "", fmt.Errorf("%w: %s", webhook.ErrNotFound, target)
-	}
-	if err != nil {
-		return "", fmt.Errorf("inspecting container %s: %w", target, err)
-	}
-	if err := u.sel.Allows(ctr.Config.Labels); err != nil {
-		return "", fmt.Errorf("%w: container %s: %v", webhook.ErrNotEnabled, target, err)
-	}
-	return ctr.Config.Image, nil
 }
 
 // history finds a request in the journal (a deploy from before a restart).

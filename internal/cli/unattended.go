@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/docker/docker/errdefs"
 	ucli "github.com/urfave/cli/v2"
 
 	"github.com/baton-sh/baton/dockerctl"
@@ -19,6 +20,7 @@ import (
 	"github.com/baton-sh/baton/internal/metrics"
 	"github.com/baton-sh/baton/internal/notify"
 	"github.com/baton-sh/baton/internal/unattended"
+	"github.com/baton-sh/baton/internal/webhook"
 )
 
 // unattendedFlags are the flags baton watch and baton serve share.
@@ -44,7 +46,10 @@ type unattendedRun struct {
 	journal *journal.Journal
 	metrics *metrics.Metrics
 	sel     unattended.Selector
-	bound   time.Duration
+	// repos says which images a queued job may deploy (baton serve sets
+	// the operator's allowlist; watch deploys only a container's own tag).
+	repos webhook.RepoPolicy
+	bound time.Duration
 	// metricsDone, if set, waits for the --metrics-listen server, which
 	// stops with ctx.
 	metricsDone func()
@@ -104,11 +109,13 @@ func newUnattended(c *ucli.Context, log *slog.Logger) (*unattendedRun, error) {
 		}
 		return lines
 	}
+	var u *unattendedRun
+	ex.Admit = func(ctx context.Context, job unattended.Job) error { return u.admit(ctx, job) }
 	q := unattended.NewQueue(c.Context, ex.Run, 1000)
 	q.OnEvent(func(event string, s unattended.Status) {
 		log.Info("request "+event, "id", s.ID, "target", s.Target, "image", s.Image, "trigger", s.Trigger, "who", s.Who, "run", s.RunID, "state", s.State)
 	})
-	u := &unattendedRun{
+	u = &unattendedRun{
 		log: log, eng: eng, queue: q, journal: ex.Journal, metrics: m,
 		sel:   unattended.Selector{All: c.Bool("all"), Scope: c.String("scope")},
 		bound: c.Duration("shutdown-timeout"),
@@ -121,6 +128,33 @@ func newUnattended(c *ucli.Context, log *slog.Logger) (*unattendedRun, error) {
 		}
 	}
 	return u, nil
+}
+
+// admit checks, when a queued job's run starts, that its target is still
+// opted in and its image still allowed: the request was checked when it
+// arrived, but labels and the container can change while it waits.
+func (u *unattendedRun) admit(ctx context.Context, job unattended.Job) error {
+	current, err := u.resolve(ctx, job.Target)
+	if err != nil {
+		return err
+	}
+	return u.repos.Check(current, job.Image)
+}
+
+// resolve checks that target may be deployed unattended and returns the
+// image reference its container runs.
+func (u *unattendedRun) resolve(ctx context.Context, target string) (string, error) {
+	ctr, err := u.eng.ContainerInspect(ctx, target)
+	if errdefs.IsNotFound(err) {
+		return "", fmt.Errorf("%w: %s", webhook.ErrNotFound, target)
+	}
+	if err != nil {
+		return "", fmt.Errorf("inspecting container %s: %w", target, err)
+	}
+	if err := u.sel.Allows(ctr.Config.Labels); err != nil {
+		return "", fmt.Errorf("%w: container %s: %v", webhook.ErrNotEnabled, target, err)
+	}
+	return ctr.Config.Image, nil
 }
 
 // shutdown stops the queue: no new deploys, running ones get the bound.

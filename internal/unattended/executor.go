@@ -27,7 +27,11 @@ type Executor struct {
 	Pre     *notify.Hook                                           // optional; a failure cancels the deploy
 	Post    *notify.Hook                                           // optional
 	LogTail func(ctx context.Context, containerID string) []string // optional: the new container's last lines
-	Log     *slog.Logger
+	// Admit, if set, checks again when the run starts that its job may
+	// still be deployed (the container is still opted in, the image still
+	// allowed): a request waits in the queue while labels can change.
+	Admit func(ctx context.Context, job Job) error
+	Log   *slog.Logger
 }
 
 // Run is a RunFunc.
@@ -77,6 +81,14 @@ func (x *Executor) Run(ctx context.Context, r Run) (*deploy.Result, error) {
 }
 
 func (x *Executor) deploy(ctx context.Context, r Run) (*deploy.Result, error) {
+	if x.Admit != nil {
+		start := time.Now()
+		if err := x.Admit(ctx, r.Job); err != nil {
+			err = fmt.Errorf("%w: not deploying %s: %v", deploy.ErrInvalid, r.Job.Target, err)
+			return &deploy.Result{Target: r.Job.Target, Trigger: r.Job.Trigger, Who: r.Job.Who, NewImage: r.Job.Image,
+				Outcome: deploy.OutcomeFailed, OldServing: true, StartedAt: start, Duration: time.Since(start), Error: err.Error()}, err
+		}
+	}
 	if x.Pre != nil {
 		pre := journal.Entry{ID: r.ID, Requests: r.Requests, Target: r.Job.Target, Trigger: r.Job.Trigger, Who: r.Job.Who, NewImage: r.Job.Image}
 		start := time.Now()

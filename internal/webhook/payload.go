@@ -8,6 +8,7 @@ import (
 	"mime"
 	"regexp"
 	"strings"
+	"time"
 
 	"github.com/distribution/reference"
 )
@@ -31,6 +32,10 @@ type Push struct {
 	Tag        string
 	Digest     string
 	Host       string // the registry host the event came from, when it says
+	// At is when the registry says the push happened (zero when it does
+	// not say). A body-only signature binds no time of its own, so such a
+	// notification counts only while its pushes are recent.
+	At time.Time
 }
 
 // Payload is what a webhook body asks for.
@@ -112,8 +117,9 @@ func parseGeneric(body []byte) (Payload, error) {
 
 type dockerHubBody struct {
 	PushData struct {
-		Tag    string `json:"tag"`
-		Pusher string `json:"pusher"`
+		Tag      string  `json:"tag"`
+		Pusher   string  `json:"pusher"`
+		PushedAt float64 `json:"pushed_at"`
 	} `json:"push_data"`
 	Repository struct {
 		RepoName  string `json:"repo_name"`
@@ -138,14 +144,19 @@ func parseDockerHub(body []byte) (Payload, error) {
 	if !tagRE.MatchString(h.PushData.Tag) {
 		return Payload{}, fmt.Errorf("%w: Docker Hub body: push_data.tag %q is not a valid tag", ErrPayload, h.PushData.Tag)
 	}
+	var at time.Time
+	if h.PushData.PushedAt > 0 && h.PushData.PushedAt < 1<<40 {
+		at = time.Unix(int64(h.PushData.PushedAt), 0)
+	}
 	return Payload{Format: FormatDockerHub, Notification: true, Actor: cleanActor(h.PushData.Pusher),
-		Pushes: []Push{{Repository: path, Tag: h.PushData.Tag, Host: "docker.io"}}}, nil
+		Pushes: []Push{{Repository: path, Tag: h.PushData.Tag, Host: "docker.io", At: at}}}, nil
 }
 
 type distributionBody struct {
 	Events []struct {
-		Action string `json:"action"`
-		Target struct {
+		Action    string `json:"action"`
+		Timestamp string `json:"timestamp"`
+		Target    struct {
 			MediaType  string `json:"mediaType"`
 			Digest     string `json:"digest"`
 			Repository string `json:"repository"`
@@ -180,7 +191,8 @@ func parseDistribution(body []byte) (Payload, error) {
 		if !tagRE.MatchString(ev.Target.Tag) {
 			return Payload{}, fmt.Errorf("%w: registry notification: tag %q is not a valid tag", ErrPayload, ev.Target.Tag)
 		}
-		p.Pushes = append(p.Pushes, Push{Repository: path, Tag: ev.Target.Tag, Digest: ev.Target.Digest, Host: ev.Request.Host})
+		at, _ := time.Parse(time.RFC3339Nano, ev.Timestamp) // zero when absent or malformed: not fresh
+		p.Pushes = append(p.Pushes, Push{Repository: path, Tag: ev.Target.Tag, Digest: ev.Target.Digest, Host: ev.Request.Host, At: at})
 		if a := cleanActor(ev.Actor.Name); a != "" {
 			p.Actor = a
 		}
@@ -226,6 +238,20 @@ func cleanActor(s string) string {
 		s = s[:maxActor]
 	}
 	return strings.TrimSpace(s)
+}
+
+// FreshOnly keeps the pushes whose own timestamp is within window of now.
+// It is how a body-only signed notification is bounded in time: a captured
+// one replayed later deploys nothing.
+func (p Payload) FreshOnly(now time.Time, window time.Duration) Payload {
+	var keep []Push
+	for _, push := range p.Pushes {
+		if d := now.Sub(push.At); !push.At.IsZero() && d <= window && d >= -window {
+			keep = append(keep, push)
+		}
+	}
+	p.Pushes = keep
+	return p
 }
 
 // ImageFor decides which image a payload deploys to a container running

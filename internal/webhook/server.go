@@ -28,11 +28,13 @@ var (
 //
 //	POST /v1/deploy/{target}  deploy target (202 with a request id)
 //	GET  /v1/deploys/{id}     a request's status
-//	GET  /metrics             Prometheus metrics (when Metrics is set)
+//	GET  /metrics             Prometheus metrics (when Metrics is set; needs the token or a v1 signature)
 //	GET  /healthz             200 while serving
 type Server struct {
-	Auth    Auth
+	Auth    *Auth
 	MaxBody int64 // default DefaultMaxBody
+	// Repos says which images a request may deploy onto a container.
+	Repos RepoPolicy
 	// Resolve checks that target may be deployed and returns the image
 	// reference its container runs (Config.Image).
 	Resolve func(ctx context.Context, target string) (string, error)
@@ -77,7 +79,16 @@ func (s *Server) Handler() http.Handler {
 		s.reply(w, r, http.StatusOK, map[string]string{"status": "ok"})
 	})
 	if s.Metrics != nil {
-		mux.Handle("GET /metrics", s.Metrics)
+		// Metrics name every target and how its deploys went: they need a
+		// credential like the rest (Prometheus sends the bearer token with
+		// authorization.credentials_file). --metrics-listen serves them
+		// without one, on a listener of the operator's choosing.
+		mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) {
+			if !s.authorize(w, r, nil) {
+				return
+			}
+			s.Metrics.ServeHTTP(w, r)
+		})
 	}
 	return mux
 }
@@ -100,9 +111,9 @@ func (s *Server) deploy(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, http.StatusBadRequest, fmt.Errorf("reading body: %w", err))
 		return
 	}
-	if err := s.Auth.Check(r, body); err != nil {
-		w.Header().Set("WWW-Authenticate", `Bearer realm="baton"`)
-		s.fail(w, r, http.StatusUnauthorized, err)
+	v, err := s.Auth.Check(r, body)
+	if err != nil {
+		s.refuseAuth(w, r, err)
 		return
 	}
 	target := r.PathValue("target")
@@ -114,6 +125,15 @@ func (s *Server) deploy(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		s.fail(w, r, http.StatusBadRequest, err)
 		return
+	}
+	if v.Kind == KindBodySigned {
+		if !p.Notification {
+			s.refuseAuth(w, r, ErrBodyOnly)
+			return
+		}
+		// The body-only signature binds no time: only pushes the registry
+		// dated within the window count.
+		p = p.FreshOnly(s.Auth.now(), s.Auth.window())
 	}
 	current, err := s.Resolve(r.Context(), target)
 	switch {
@@ -132,9 +152,28 @@ func (s *Server) deploy(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, http.StatusUnprocessableEntity, err)
 		return
 	}
+	if ignore == "" && v.Kind == KindBodySigned {
+		// The same notification again (a replay, or a registry's retry after
+		// a lost answer): nothing more to do, and a 200 stops the retries.
+		err := s.Auth.Replay.Add(v.BodyReplayKey(target), s.Auth.now().Add(2*s.Auth.window()), s.Auth.now())
+		switch {
+		case errors.Is(err, ErrReplayed):
+			ignore = "this notification was already accepted"
+		case err != nil:
+			s.fail(w, r, http.StatusServiceUnavailable, err)
+			return
+		}
+	}
 	if ignore != "" {
+		if v.Kind == KindBodySigned && len(p.Pushes) == 0 {
+			ignore += " (a body-only signature counts only for pushes the registry dated within " + s.Auth.window().String() + ")"
+		}
 		s.logf(r, http.StatusOK, "ignored", "target", target, "reason", ignore, "format", p.Format)
 		s.reply(w, r, http.StatusOK, Ignored{Ignored: ignore})
+		return
+	}
+	if err := s.Repos.Check(current, img); err != nil {
+		s.fail(w, r, http.StatusForbidden, fmt.Errorf("container %s: %w", target, err))
 		return
 	}
 	st, err := s.Submit(unattended.Job{Target: target, Image: img, Trigger: "webhook", Who: who(r, p.Actor)})
@@ -151,9 +190,7 @@ func (s *Server) deploy(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) status(w http.ResponseWriter, r *http.Request) {
-	if err := s.Auth.Check(r, nil); err != nil {
-		w.Header().Set("WWW-Authenticate", `Bearer realm="baton"`)
-		s.fail(w, r, http.StatusUnauthorized, err)
+	if !s.authorize(w, r, nil) {
 		return
 	}
 	id := r.PathValue("id")
@@ -166,6 +203,30 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.reply(w, r, http.StatusOK, st)
+}
+
+// authorize checks a request that is not a registry notification: a
+// body-only signature is not enough (its empty-body signature is a
+// constant). It answers the refusal itself.
+func (s *Server) authorize(w http.ResponseWriter, r *http.Request, body []byte) bool {
+	v, err := s.Auth.Check(r, body)
+	if err == nil && v.Kind == KindBodySigned {
+		err = ErrBodyOnly
+	}
+	if err != nil {
+		s.refuseAuth(w, r, err)
+		return false
+	}
+	return true
+}
+
+func (s *Server) refuseAuth(w http.ResponseWriter, r *http.Request, err error) {
+	if errors.Is(err, ErrReplayCacheFull) {
+		s.fail(w, r, http.StatusServiceUnavailable, err)
+		return
+	}
+	w.Header().Set("WWW-Authenticate", `Bearer realm="baton"`)
+	s.fail(w, r, http.StatusUnauthorized, err)
 }
 
 // who names the sender: the payload's actor, if any, at the remote address.

@@ -13,6 +13,7 @@ import (
 	ucli "github.com/urfave/cli/v2"
 
 	"github.com/baton-sh/baton/internal/deploy"
+	"github.com/baton-sh/baton/internal/redact"
 	"github.com/baton-sh/baton/internal/relay"
 	"github.com/baton-sh/baton/internal/state"
 )
@@ -49,7 +50,7 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	} else if isUsageError(err) {
 		code = 2
 	}
-	msg := strings.ReplaceAll(strings.TrimSpace(err.Error()), "\n", " ")
+	msg := redact.Text(strings.ReplaceAll(strings.TrimSpace(err.Error()), "\n", " "))
 	if msg != "" {
 		fmt.Fprintf(stderr, "baton: %s\n", msg)
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/baton-sh/baton/internal/journal"
 	"github.com/baton-sh/baton/internal/metrics"
 	"github.com/baton-sh/baton/internal/notify"
+	"github.com/baton-sh/baton/internal/redact"
 	"github.com/baton-sh/baton/internal/unattended"
 	"github.com/baton-sh/baton/internal/webhook"
 )
@@ -65,7 +66,7 @@ func longRunningLogger(c *ucli.Context) *slog.Logger {
 			lvl = slog.LevelInfo
 		}
 	}
-	return slog.New(slog.NewTextHandler(c.App.ErrWriter, &slog.HandlerOptions{Level: lvl}))
+	return slog.New(redact.Handler(slog.NewTextHandler(c.App.ErrWriter, &slog.HandlerOptions{Level: lvl})))
 }
 
 func newUnattended(c *ucli.Context, log *slog.Logger) (*unattendedRun, error) {
@@ -210,7 +211,7 @@ func notifierFromFlags(c *ucli.Context) (*notify.Notifier, error) {
 		return nil, nil
 	}
 	if !strings.HasPrefix(url, "http://") && !strings.HasPrefix(url, "https://") {
-		return nil, fmt.Errorf("--notify-url %q: want an http:// or https:// URL", url)
+		return nil, fmt.Errorf("--notify-url %q: want an http:// or https:// URL", redact.Endpoint(url))
 	}
 	secret, err := readSecret(c.String("notify-secret-file"), "BATON_NOTIFY_SECRET")
 	if err != nil {

@@ -10,9 +10,12 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"os"
 	"os/exec"
 	"slices"
 	"strings"
+
+	"github.com/baton-sh/baton/internal/redact"
 )
 
 // Tool is a compose command line: Compose v2 (`docker compose`) or the
@@ -66,7 +69,9 @@ func AnyTool(ctx context.Context) (Tool, error) {
 
 func toolVersion(ctx context.Context, argv []string) (string, error) {
 	args := append(append([]string{}, argv[1:]...), "version", "--short")
-	out, err := exec.CommandContext(ctx, argv[0], args...).Output()
+	cmd := exec.CommandContext(ctx, argv[0], args...)
+	cmd.Env = redact.Environ(os.Environ())
+	out, err := cmd.Output()
 	if err != nil {
 		return "", err
 	}
@@ -100,6 +105,9 @@ func (t Tool) runWarnings(ctx context.Context, dir string, global []string, sub 
 	all := append(append(append(append([]string{}, t.Argv[1:]...), global...), sub), args...)
 	cmd := exec.CommandContext(ctx, t.Argv[0], all...)
 	cmd.Dir = dir
+	// The tool reads the project's variables from the environment; baton's
+	// secrets (BATON_WEBHOOK_TOKEN, ...) are none of them.
+	cmd.Env = redact.Environ(os.Environ())
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {

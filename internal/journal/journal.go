@@ -19,6 +19,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/baton-sh/baton/internal/deploy"
+	"github.com/baton-sh/baton/internal/redact"
 )
 
 // FileName is the journal's name inside the state directory.
@@ -92,6 +93,14 @@ func FromResult(res *deploy.Result, err error, id string, requests []string) Ent
 	if h, herr := os.Hostname(); herr == nil {
 		e.Host = h
 	}
+	return e.redacted()
+}
+
+// redacted masks credentials in URLs inside the free-text fields: an error
+// can quote a URL that carries a token, and the journal, notifications and
+// hooks are built from the entry.
+func (e Entry) redacted() Entry {
+	e.Error, e.Recovered, e.Who = redact.Text(e.Error), redact.Text(e.Recovered), redact.Text(e.Who)
 	return e
 }
 
@@ -121,16 +130,22 @@ func (j *Journal) Path() string { return j.path }
 // exclusive flock around a single O_APPEND write keeps records whole, and the
 // write is synced before Append returns so a deploy that finished is on disk.
 func (j *Journal) Append(e Entry) error {
-	line, err := json.Marshal(e)
+	line, err := json.Marshal(e.redacted())
 	if err != nil {
 		return fmt.Errorf("journal %s: %w", j.path, err)
 	}
 	line = append(line, '\n')
-	f, err := os.OpenFile(j.path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	f, err := os.OpenFile(j.path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		return fmt.Errorf("journal %s: %w", j.path, err)
 	}
 	defer f.Close()
+	// A journal an earlier version made world-readable is tightened too.
+	if fi, err := f.Stat(); err == nil && fi.Mode().Perm()&0o077 != 0 {
+		if err := f.Chmod(fi.Mode().Perm() &^ 0o077); err != nil {
+			return fmt.Errorf("journal %s: %w", j.path, err)
+		}
+	}
 	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX); err != nil {
 		return fmt.Errorf("journal %s: lock: %w", j.path, err)
 	}

@@ -125,3 +125,34 @@ func TestConcurrentAppendsFromProcesses(t *testing.T) {
 		t.Fatalf("%d entries, %d damaged, err %v", len(got), skipped, err)
 	}
 }
+
+// The journal is 0600, also when an earlier version made it 0644, and an
+// error that quotes a URL with credentials is journaled without them.
+func TestJournalModeAndRedaction(t *testing.T) {
+	dir := t.TempDir()
+	j := Open(dir)
+	if err := os.WriteFile(j.Path(), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(j.Path(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	e := Entry{ID: "a", Target: "web", Outcome: "failed", Error: `notify: Post "https://bot:hunter2@chat.example/x?token=t0k": refused`}
+	if err := j.Append(e); err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(j.Path())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode().Perm() != 0o600 {
+		t.Fatalf("journal mode %04o, want 0600", fi.Mode().Perm())
+	}
+	raw, err := os.ReadFile(j.Path())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(raw), "hunter2") || strings.Contains(string(raw), "t0k") || !strings.Contains(string(raw), "chat.example") {
+		t.Fatalf("journal line: %s", raw)
+	}
+}

@@ -14,6 +14,7 @@ import (
 	"unicode"
 
 	"github.com/baton-sh/baton/internal/journal"
+	"github.com/baton-sh/baton/internal/redact"
 )
 
 // Hook is a --pre-deploy or --post-deploy command. The command line is the
@@ -55,7 +56,9 @@ func (h *Hook) Run(ctx context.Context, env []string) (HookResult, error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, h.Argv[0], h.Argv[1:]...)
-	cmd.Env = append(os.Environ(), env...)
+	// baton's environment without its secrets (the webhook token and
+	// secret, the notification URL): a hook gets the deploy's details only.
+	cmd.Env = append(redact.Environ(os.Environ()), env...)
 	var out limitedBuffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	// Its own process group, so a timeout kills whatever it started too.

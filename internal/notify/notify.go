@@ -14,9 +14,11 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"time"
 
 	"github.com/baton-sh/baton/internal/journal"
+	"github.com/baton-sh/baton/internal/redact"
 )
 
 // Message is the JSON body a notification carries: the journal entry of the
@@ -66,10 +68,17 @@ type Notifier struct {
 }
 
 // Send posts m as JSON, retrying on a transport error or a 5xx answer.
+// Its error names the URL by scheme and host only: the URL often holds a
+// token (user:password@, ?token=, a chat webhook's path).
 func (n *Notifier) Send(ctx context.Context, m Message) error {
+	return redact.Error(n.send(ctx, m))
+}
+
+func (n *Notifier) send(ctx context.Context, m Message) error {
+	where := redact.Endpoint(n.URL)
 	body, err := json.Marshal(m)
 	if err != nil {
-		return fmt.Errorf("notification to %s: %w", n.URL, err)
+		return fmt.Errorf("notification to %s: %w", where, err)
 	}
 	attempts, backoff := n.Attempts, n.Backoff
 	if attempts <= 0 {
@@ -87,7 +96,7 @@ func (n *Notifier) Send(ctx context.Context, m Message) error {
 		if i > 0 {
 			select {
 			case <-ctx.Done():
-				return fmt.Errorf("notification to %s: %w (last try: %v)", n.URL, ctx.Err(), last)
+				return fmt.Errorf("notification to %s: %w (last try: %v)", where, ctx.Err(), last)
 			case <-time.After(backoff << (i - 1)):
 			}
 		}
@@ -100,13 +109,13 @@ func (n *Notifier) Send(ctx context.Context, m Message) error {
 			break
 		}
 	}
-	return fmt.Errorf("notification to %s: %w", n.URL, last)
+	return fmt.Errorf("notification to %s: %w", where, last)
 }
 
 func (n *Notifier) post(ctx context.Context, client *http.Client, body []byte) (retry bool, err error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, n.URL, bytes.NewReader(body))
 	if err != nil {
-		return false, err
+		return false, errors.New("not a valid URL")
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("User-Agent", "baton")
@@ -115,6 +124,11 @@ func (n *Notifier) post(ctx context.Context, client *http.Client, body []byte) (
 	}
 	resp, err := client.Do(req)
 	if err != nil {
+		// net/http puts the whole URL in its error.
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			ue.URL = redact.Endpoint(n.URL)
+		}
 		return !errors.Is(err, context.Canceled), err
 	}
 	defer resp.Body.Close()

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"syscall"
 
 	"github.com/baton-sh/baton/internal/atomicfile"
 )
@@ -37,14 +38,73 @@ func DefaultPath() string {
 	return filepath.Join(os.TempDir(), "baton-state")
 }
 
-// Open creates the directory layout if needed.
+// Modes of the state directory and its files: the records name containers
+// and images, the journal holds who deployed what and the errors deploys
+// met. Only baton's user reads them.
+const (
+	DirMode  os.FileMode = 0o700
+	FileMode os.FileMode = 0o600
+)
+
+// Open creates the directory layout if needed, and tightens the modes of
+// what an earlier version created (0755 directories, 0644 files).
 func Open(path string) (*Dir, error) {
+	if fi, err := os.Stat(path); err == nil && fi.IsDir() && fi.Mode().Perm()&0o002 != 0 {
+		// A shared directory such as /tmp: chmod would break every other
+		// user of it, and anyone could plant records in it.
+		return nil, fmt.Errorf("state directory %s is writable by everyone (mode %04o): give baton a directory of its own (--state-dir, BATON_STATE_DIR)", path, fi.Mode().Perm()|fi.Mode()&os.ModeSticky)
+	}
 	for _, sub := range []string{"locks", "deploys"} {
-		if err := os.MkdirAll(filepath.Join(path, sub), 0o755); err != nil {
+		if err := os.MkdirAll(filepath.Join(path, sub), DirMode); err != nil {
 			return nil, fmt.Errorf("state directory %s: %w", path, err)
 		}
 	}
+	if err := tighten(path); err != nil {
+		return nil, err
+	}
 	return &Dir{path: path}, nil
+}
+
+// tighten sets DirMode on the state directory and its subdirectories and
+// takes group and other permissions away from the files in them. Only
+// entries owned by this user are changed, and links are not followed.
+func tighten(path string) error {
+	dirs := []string{path, filepath.Join(path, "locks"), filepath.Join(path, "deploys")}
+	for _, dir := range dirs {
+		if err := tightenOne(dir, DirMode); err != nil {
+			return err
+		}
+		entries, err := os.ReadDir(dir)
+		if err != nil {
+			return fmt.Errorf("state directory %s: %w", dir, err)
+		}
+		for _, e := range entries {
+			if e.Type().IsRegular() {
+				if err := tightenOne(filepath.Join(dir, e.Name()), FileMode); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	return nil
+}
+
+func tightenOne(p string, want os.FileMode) error {
+	fi, err := os.Lstat(p)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil // removed meanwhile by another baton
+		}
+		return fmt.Errorf("state directory: %w", err)
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if fi.Mode()&os.ModeSymlink != 0 || !ok || int(st.Uid) != os.Geteuid() || fi.Mode().Perm()&^want == 0 {
+		return nil
+	}
+	if err := os.Chmod(p, fi.Mode().Perm()&want); err != nil {
+		return fmt.Errorf("state directory: tightening %s: %w", p, err)
+	}
+	return nil
 }
 
 // Path is the directory's location.
@@ -67,7 +127,7 @@ func (d *Dir) WriteRecord(key string, v any) error {
 	if err != nil {
 		return fmt.Errorf("deploy record for %s: %w", key, err)
 	}
-	return atomicfile.Write(d.recordPath(key), append(data, '\n'), 0o644)
+	return atomicfile.Write(d.recordPath(key), append(data, '\n'), FileMode)
 }
 
 // ReadRecord loads the record of service key into v; false when there is none.

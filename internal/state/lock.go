@@ -16,7 +16,7 @@ import (
 // a stuck lock. onWait, if set, is called once when the lock is busy.
 func (d *Dir) Lock(ctx context.Context, key string, onWait func()) (unlock func(), err error) {
 	path := filepath.Join(d.path, "locks", fileKey(key)+".lock")
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o644)
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, FileMode)
 	if err != nil {
 		return nil, fmt.Errorf("lock for %s: %w", key, err)
 	}
@@ -55,7 +55,7 @@ func (d *Dir) Lock(ctx context.Context, key string, onWait func()) (unlock func(
 // TryLock is Lock without waiting: ok is false when another holder has it.
 func (d *Dir) TryLock(key string) (unlock func(), ok bool, err error) {
 	path := filepath.Join(d.path, "locks", fileKey(key)+".lock")
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o644)
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, FileMode)
 	if err != nil {
 		return nil, false, fmt.Errorf("lock for %s: %w", key, err)
 	}

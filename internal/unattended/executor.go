@@ -9,6 +9,7 @@ import (
 	"github.com/baton-sh/baton/internal/deploy"
 	"github.com/baton-sh/baton/internal/journal"
 	"github.com/baton-sh/baton/internal/notify"
+	"github.com/baton-sh/baton/internal/redact"
 )
 
 // Metrics is what the executor reports to.
@@ -41,6 +42,12 @@ func (x *Executor) Run(ctx context.Context, r Run) (*deploy.Result, error) {
 	}
 	start := time.Now()
 	res, err := x.deploy(ctx, r)
+	// The request's status, the journal, the notification and the hooks
+	// all show this error: no credential of a URL in it.
+	err = redact.Error(err)
+	if res != nil {
+		res.Error = redact.Text(res.Error)
+	}
 	if res == nil {
 		res = &deploy.Result{Target: r.Job.Target, Outcome: deploy.OutcomeFailed, StartedAt: start, Duration: time.Since(start)}
 	}

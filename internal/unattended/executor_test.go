@@ -103,3 +103,38 @@ func TestExecutor(t *testing.T) {
 		t.Fatalf("post-deploy hook saw %q", b)
 	}
 }
+
+// Admit runs when the queued run starts: a job it refuses (the container
+// was opted out while the request waited) deploys nothing and is journaled
+// as a failure with exit code 2; one it admits deploys.
+func TestExecutorAdmit(t *testing.T) {
+	dir := t.TempDir()
+	deploys := 0
+	optedIn := true
+	x := &Executor{
+		Deploy: func(ctx context.Context, req deploy.Request) (*deploy.Result, error) {
+			deploys++
+			return &deploy.Result{Target: req.Target, Outcome: deploy.OutcomeDeployed, StartedAt: time.Now()}, nil
+		},
+		Admit: func(ctx context.Context, job Job) error {
+			if !optedIn {
+				return errors.New("container web: it is labelled baton.enable=false")
+			}
+			return nil
+		},
+		Journal: journal.Open(dir),
+		Log:     slog.New(slog.NewTextHandler(io.Discard, nil)),
+	}
+	if _, err := x.Run(t.Context(), Run{ID: "a", Job: Job{Target: "web", Trigger: "webhook"}, Requests: []string{"a"}}); err != nil || deploys != 1 {
+		t.Fatalf("admitted job: %v, %d deploys", err, deploys)
+	}
+	optedIn = false
+	_, err := x.Run(t.Context(), Run{ID: "b", Job: Job{Target: "web", Trigger: "webhook"}, Requests: []string{"b"}})
+	if deploy.ExitCode(err) != 2 || deploys != 1 {
+		t.Fatalf("refused job: %v (exit %d), %d deploys", err, deploy.ExitCode(err), deploys)
+	}
+	entries, _, _ := journal.Open(dir).Read(journal.Filter{ID: "b"})
+	if len(entries) != 1 || entries[0].Outcome != "failed" || entries[0].ExitCode != 2 || !entries[0].OldServing {
+		t.Fatalf("journal %+v", entries)
+	}
+}

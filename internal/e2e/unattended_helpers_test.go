@@ -23,6 +23,7 @@ import (
 	"github.com/baton-sh/baton/internal/journal"
 	"github.com/baton-sh/baton/internal/state"
 	"github.com/baton-sh/baton/internal/testenv"
+	"github.com/baton-sh/baton/internal/webhook"
 )
 
 // batonProc is a long-running baton (watch, serve) started by a test.
@@ -222,11 +223,18 @@ type hookReply struct {
 	raw  string
 }
 
-// post sends body to /v1/deploy/target; auth is "hmac", "bearer", "" or a
-// literal header value for X-Baton-Signature.
+// post sends body to /v1/deploy/target; auth is "hmac" (a v1 signature
+// made now), "body-hmac" (the body-only signature registries use), "bearer",
+// "" or a literal header value for X-Baton-Signature.
 func (h *hook) post(target, auth string, body []byte) hookReply {
 	h.t.Helper()
-	req, err := http.NewRequestWithContext(h.t.Context(), http.MethodPost, h.base+"/v1/deploy/"+target, bytes.NewReader(body))
+	return h.send(http.MethodPost, "/v1/deploy/"+target, auth, body, nil)
+}
+
+// send makes a request with the given auth (see post) and extra headers.
+func (h *hook) send(method, path, auth string, body []byte, headers map[string]string) hookReply {
+	h.t.Helper()
+	req, err := http.NewRequestWithContext(h.t.Context(), method, h.base+path, bytes.NewReader(body))
 	if err != nil {
 		h.t.Fatal(err)
 	}
@@ -235,12 +243,19 @@ func (h *hook) post(target, auth string, body []byte) hookReply {
 	}
 	switch auth {
 	case "hmac":
-		req.Header.Set("X-Baton-Signature", sign(h.secret, body))
+		ts, sig := webhook.Sign([]byte(h.secret), method, path, time.Now(), body)
+		req.Header.Set(webhook.TimestampHeader, ts)
+		req.Header.Set(webhook.SignatureHeader, sig)
+	case "body-hmac":
+		req.Header.Set(webhook.SignatureHeader, sign(h.secret, body))
 	case "bearer":
 		req.Header.Set("Authorization", "Bearer "+h.token)
 	case "":
 	default:
-		req.Header.Set("X-Baton-Signature", auth)
+		req.Header.Set(webhook.SignatureHeader, auth)
+	}
+	for k, v := range headers {
+		req.Header.Set(k, v)
 	}
 	return h.do(req)
 }
@@ -290,11 +305,27 @@ func sign(secret string, body []byte) string {
 // metric sums the samples of family whose labels include every k="v" given.
 func metric(t *testing.T, url, family string, labels ...string) float64 {
 	t.Helper()
-	resp, err := http.Get(url)
+	return metricWith(t, url, "", family, labels...)
+}
+
+// metricWith is metric with a bearer token (the webhook listener's /metrics).
+func metricWith(t *testing.T, url, token, family string, labels ...string) float64 {
+	t.Helper()
+	req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatalf("scraping %s: %v", url, err)
 	}
 	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("scraping %s: %s", url, resp.Status)
+	}
 	sum := 0.0
 	sc := bufio.NewScanner(resp.Body)
 	sc.Buffer(make([]byte, 1<<20), 1<<20)

@@ -136,7 +136,7 @@ func TestWebhookDeploys(t *testing.T) {
 	base := len(e.journal())
 
 	dir := t.TempDir()
-	secret, token := testenv.UniqueName("secret-"), testenv.UniqueName("token-")
+	secret, token := longSecret("secret-"), longSecret("token-")
 	writeSecret(t, filepath.Join(dir, "secret"), secret+"\n")
 	writeSecret(t, filepath.Join(dir, "token"), token)
 	addr := "127.0.0.1:" + itoa(testenv.FreePort(t))
@@ -152,6 +152,7 @@ func TestWebhookDeploys(t *testing.T) {
 		{"bad signature", sign("not-the-secret", body)},
 		{"signature of another body", sign(secret, []byte(`{"image":"evil"}`))},
 		{"sha1 prefix", "sha1=" + strings.TrimPrefix(sign(secret, body), "sha256=")},
+		{"body-only signature of a generic body (the scheme before v1)", sign(secret, body)},
 	} {
 		if r := h.post(s.name, c.auth, body); r.code != 401 {
 			t.Fatalf("%s: %d %s, want 401", c.what, r.code, r.raw)
@@ -211,7 +212,7 @@ func TestWebhookDeploys(t *testing.T) {
 	// manifest push of this repository deploys.
 	h.contentType = "application/vnd.docker.distribution.events.v1+json"
 	note := registryNotification(t, e.repo, "v2", e.reg.Addr())
-	r = h.post(s.name, "hmac", note)
+	r = h.post(s.name, "body-hmac", note)
 	if r.code != 202 {
 		t.Fatalf("registry notification: %d %s", r.code, r.raw)
 	}
@@ -240,8 +241,8 @@ func TestWebhookDeploys(t *testing.T) {
 			t.Fatalf("journal entry %d: %+v, want who %s image %s", i, hooks[i], want.who, want.image)
 		}
 	}
-	if n := metric(t, h.base+"/metrics", "baton_webhook_requests_total", `code="401"`); n != 5 {
-		t.Fatalf("baton_webhook_requests_total{code=401} = %v, want 5", n)
+	if n := metricWith(t, h.base+"/metrics", token, "baton_webhook_requests_total", `code="401"`); n != 6 {
+		t.Fatalf("baton_webhook_requests_total{code=401} = %v, want 6", n)
 	}
 	if code, _ := srv.stop(syscall.SIGTERM, 30*time.Second); code != 0 {
 		t.Fatalf("serve exited %d after SIGTERM", code)
@@ -259,7 +260,7 @@ func TestTriggersSerialized(t *testing.T) {
 	v2 := e.version("v2", "v2", map[string]string{"WARMUP": "2s"})
 	base := len(e.journal())
 	dir := t.TempDir()
-	token := testenv.UniqueName("token-")
+	token := longSecret("token-")
 	writeSecret(t, filepath.Join(dir, "token"), token)
 	addr := "127.0.0.1:" + itoa(testenv.FreePort(t))
 	srv := e.start("serve", "--listen", addr, "--token-file", filepath.Join(dir, "token"), "--scope", s.scope)
@@ -473,7 +474,7 @@ func TestServeSIGTERMFinishesDeploy(t *testing.T) {
 	name := testenv.UniqueName("web-")
 	e.runLabelled(name, v1, map[string]string{"baton.enable": "true"})
 	dir := t.TempDir()
-	token := testenv.UniqueName("token-")
+	token := longSecret("token-")
 	writeSecret(t, filepath.Join(dir, "token"), token)
 
 	startServe := func(bound string) (*batonProc, *hook) {
@@ -517,6 +518,11 @@ func TestServeSIGTERMFinishesDeploy(t *testing.T) {
 		t.Fatalf("the cancelled deploy: %+v", last)
 	}
 	e.assertSingle(name, slow)
+}
+
+// longSecret is a unique secret of the length baton serve requires.
+func longSecret(prefix string) string {
+	return testenv.UniqueName(prefix+testenv.UniqueName("")) + "-0123456789"
 }
 
 func writeSecret(t *testing.T, path, s string) {

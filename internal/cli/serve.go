@@ -3,10 +3,12 @@ package cli
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"strings"
 	"time"
 
+	"github.com/docker/docker/errdefs"
 	ucli "github.com/urfave/cli/v2"
 
 	"github.com/baton-sh/baton/internal/journal"
@@ -116,6 +118,22 @@ func runServe(c *ucli.Context) error {
 		return serveErr
 	}
 	return err
+}
+
+// resolve checks that target may be deployed by a webhook and returns the
+// image reference its container runs.
+func (u *unattendedRun) resolve(ctx context.Context, target string) (string, error) {
+	ctr, err := u.eng.ContainerInspect(ctx, target)
+	if errdefs.IsNotFound(err) {
+		return "", fmt.Errorf("%w: %s", webhook.ErrNotFound, target)
+	}
+	if err != nil {
+		return "", fmt.Errorf("inspecting container %s: %w", target, err)
+	}
+	if err := u.sel.Allows(ctr.Config.Labels); err != nil {
+		return "", fmt.Errorf("%w: container %s: %v", webhook.ErrNotEnabled, target, err)
+	}
+	return ctr.Config.Image, nil
 }
 
 // history finds a request in the journal (a deploy from before a restart).

@@ -11,7 +11,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/docker/docker/errdefs"
 	ucli "github.com/urfave/cli/v2"
 
 	"github.com/baton-sh/baton/dockerctl"
@@ -140,22 +139,6 @@ func (u *unattendedRun) admit(ctx context.Context, job unattended.Job) error {
 		return err
 	}
 	return u.repos.Check(current, job.Image)
-}
-
-// resolve checks that target may be deployed unattended and returns the
-// image reference its container runs.
-func (u *unattendedRun) resolve(ctx context.Context, target string) (string, error) {
-	ctr, err := u.eng.ContainerInspect(ctx, target)
-	if errdefs.IsNotFound(err) {
-		return "", fmt.Errorf("%w: %s", webhook.ErrNotFound, target)
-	}
-	if err != nil {
-		return "", fmt.Errorf("inspecting container %s: %w", target, err)
-	}
-	if err := u.sel.Allows(ctr.Config.Labels); err != nil {
-		return "", fmt.Errorf("%w: container %s: %v", webhook.ErrNotEnabled, target, err)
-	}
-	return ctr.Config.Image, nil
 }
 
 // shutdown stops the queue: no new deploys, running ones get the bound.

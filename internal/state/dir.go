@@ -38,6 +38,19 @@ func DefaultPath() string {
 	return filepath.Join(os.TempDir(), "baton-state")
 }
 
+// Open creates the directory layout if needed.
+func Open(path string) (*Dir, error) {
+	for _, sub := range []string{"locks", "deploys"} {
+		if err := os.MkdirAll(filepath.Join(path, sub), 0o755); err != nil {
+			return nil, fmt.Errorf("state directory %s: %w", path, err)
+		}
+	}
+	if err := secure(path); err != nil {
+		return nil, err
+	}
+	return &Dir{path: path}, nil
+}
+
 // Modes of the state directory and its files: the records name containers
 // and images, the journal holds who deployed what and the errors deploys
 // met. Only baton's user reads them.
@@ -46,42 +59,52 @@ const (
 	FileMode os.FileMode = 0o600
 )
 
-// Open creates the directory layout if needed, and tightens the modes of
-// what an earlier version created (0755 directories, 0644 files).
-func Open(path string) (*Dir, error) {
-	if fi, err := os.Stat(path); err == nil && fi.IsDir() && fi.Mode().Perm()&0o002 != 0 {
+// secure refuses a state directory everyone may write to and tightens the
+// modes of what an earlier version created (0755 directories, 0644 files).
+func secure(path string) error {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return fmt.Errorf("state directory %s: %w", path, err)
+	}
+	if fi.Mode().Perm()&0o002 != 0 {
 		// A shared directory such as /tmp: chmod would break every other
 		// user of it, and anyone could plant records in it.
-		return nil, fmt.Errorf("state directory %s is writable by everyone (mode %04o): give baton a directory of its own (--state-dir, BATON_STATE_DIR)", path, fi.Mode().Perm()|fi.Mode()&os.ModeSticky)
+		return fmt.Errorf("state directory %s is writable by everyone (mode %04o): give baton a directory of its own (--state-dir, BATON_STATE_DIR)", path, fi.Mode().Perm())
 	}
-	for _, sub := range []string{"locks", "deploys"} {
-		if err := os.MkdirAll(filepath.Join(path, sub), DirMode); err != nil {
-			return nil, fmt.Errorf("state directory %s: %w", path, err)
-		}
-	}
-	if err := tighten(path); err != nil {
-		return nil, err
-	}
-	return &Dir{path: path}, nil
+	return tighten(path)
 }
 
-// tighten sets DirMode on the state directory and its subdirectories and
-// takes group and other permissions away from the files in them. Only
+// tighten sets DirMode on the state directory and the directories in it
+// and takes group and other permissions away from the files in them. Only
 // entries owned by this user are changed, and links are not followed.
 func tighten(path string) error {
-	dirs := []string{path, filepath.Join(path, "locks"), filepath.Join(path, "deploys")}
-	for _, dir := range dirs {
-		if err := tightenOne(dir, DirMode); err != nil {
-			return err
-		}
-		entries, err := os.ReadDir(dir)
-		if err != nil {
-			return fmt.Errorf("state directory %s: %w", dir, err)
-		}
-		for _, e := range entries {
-			if e.Type().IsRegular() {
-				if err := tightenOne(filepath.Join(dir, e.Name()), FileMode); err != nil {
-					return err
+	if err := tightenOne(path, DirMode); err != nil {
+		return err
+	}
+	top, err := os.ReadDir(path)
+	if err != nil {
+		return fmt.Errorf("state directory %s: %w", path, err)
+	}
+	for _, e := range top {
+		p := filepath.Join(path, e.Name())
+		switch {
+		case e.Type().IsRegular():
+			if err := tightenOne(p, FileMode); err != nil {
+				return err
+			}
+		case e.IsDir():
+			if err := tightenOne(p, DirMode); err != nil {
+				return err
+			}
+			entries, err := os.ReadDir(p)
+			if err != nil {
+				return fmt.Errorf("state directory %s: %w", p, err)
+			}
+			for _, f := range entries {
+				if f.Type().IsRegular() {
+					if err := tightenOne(filepath.Join(p, f.Name()), FileMode); err != nil {
+						return err
+					}
 				}
 			}
 		}

@@ -70,7 +70,7 @@ func AnyTool(ctx context.Context) (Tool, error) {
 func toolVersion(ctx context.Context, argv []string) (string, error) {
 	args := append(append([]string{}, argv[1:]...), "version", "--short")
 	cmd := exec.CommandContext(ctx, argv[0], args...)
-	cmd.Env = redact.Environ(os.Environ())
+	cmd.Env = redact.ToolEnviron(os.Environ())
 	out, err := cmd.Output()
 	if err != nil {
 		return "", err
@@ -105,9 +105,10 @@ func (t Tool) runWarnings(ctx context.Context, dir string, global []string, sub 
 	all := append(append(append(append([]string{}, t.Argv[1:]...), global...), sub), args...)
 	cmd := exec.CommandContext(ctx, t.Argv[0], all...)
 	cmd.Dir = dir
-	// The tool reads the project's variables from the environment; baton's
-	// secrets (BATON_WEBHOOK_TOKEN, ...) are none of them.
-	cmd.Env = redact.Environ(os.Environ())
+	// The tool reads the project's variables from the environment (which
+	// may be named BATON_*); baton's secrets (BATON_WEBHOOK_TOKEN, ...) are
+	// none of them.
+	cmd.Env = redact.ToolEnviron(os.Environ())
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {

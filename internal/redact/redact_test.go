@@ -80,3 +80,16 @@ func TestEnviron(t *testing.T) {
 		t.Fatalf("Environ = %q, want %q", got, want)
 	}
 }
+
+func TestToolEnviron(t *testing.T) {
+	got := ToolEnviron([]string{
+		"PATH=/usr/bin", "BATON_WEBHOOK_TOKEN=t", "BATON_WEBHOOK_SECRET=s", "BATON_NOTIFY_SECRET=n",
+		"BATON_NOTIFY_URL=https://x:y@h/", "BATON_REGISTRY_PASSWORD=p", "BATON_API_KEY=k",
+		"BATON_TEST_WEB_IMAGE=shop/web:2", "BATON_STATE_DIR=/var/lib/baton", "WEB_TAG=2",
+		"CREDENTIALS_DIRECTORY=/run/credentials/baton-serve.service",
+	})
+	want := "PATH=/usr/bin BATON_TEST_WEB_IMAGE=shop/web:2 BATON_STATE_DIR=/var/lib/baton WEB_TAG=2"
+	if strings.Join(got, " ") != want {
+		t.Fatalf("ToolEnviron = %q, want %q", got, want)
+	}
+}

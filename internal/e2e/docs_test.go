@@ -816,8 +816,8 @@ func unattendedScenario() docScenario {
 				check: func(s *docRun, _ stepOut) error { return s.sameContainer(s.vals["web"], "deployed") }},
 			{doc: `--post-deploy '/bin/sh -c "logger -t baton \"$BATON_TARGET: $BATON_OUTCOME\""'`,
 				run: []string{`baton watch --once --post-deploy '/bin/sh -c "logger -t baton \"$BATON_TARGET: $BATON_OUTCOME\""'`}},
-			{doc: "baton serve [--listen 127.0.0.1:9090] [--token-file F] [--secret-file F] [--query-token] [--max-body 1048576] [--all] [--scope NAME] ...",
-				run:  []string{"baton serve --listen 127.0.0.1:9090 --token-file F --secret-file F --query-token --max-body 1048576"},
+			{doc: "baton serve [--listen 127.0.0.1:9090] [--token-file F] [--secret-file F] [--query-token] [--allow-repository PATTERN]... [--max-body 1048576] [--all] [--scope NAME] ...",
+				run:  []string{"baton serve --listen 127.0.0.1:9090 --token-file F --secret-file F --query-token --allow-repository registry.example/shop/web --max-body 1048576"},
 				long: true, ready: answering},
 			{doc: "baton serve --listen 127.0.0.1:9090", long: true, ready: answering,
 				during: []docStep{{

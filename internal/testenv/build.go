@@ -78,14 +78,28 @@ var builds struct {
 // not removed with the test.
 func BuildBinary(t TB, pkg string) string {
 	t.Helper()
+	return buildOnce(t, pkg, false)
+}
+
+// BuildBinaryCgo builds pkg with CGO_ENABLED=1, the way go build and go
+// install do where a C compiler exists: for a package using net or os/user,
+// a dynamically linked binary.
+func BuildBinaryCgo(t TB, pkg string) string {
+	t.Helper()
+	return buildOnce(t, pkg, true)
+}
+
+func buildOnce(t TB, pkg string, cgo bool) string {
+	t.Helper()
+	key := fmt.Sprintf("%s cgo=%v", pkg, cgo)
 	builds.mu.Lock()
 	if builds.m == nil {
 		builds.m = map[string]*buildResult{}
 	}
-	r := builds.m[pkg]
+	r := builds.m[key]
 	if r == nil {
 		r = &buildResult{}
-		builds.m[pkg] = r
+		builds.m[key] = r
 	}
 	builds.mu.Unlock()
 	r.once.Do(func() {
@@ -93,7 +107,7 @@ func BuildBinary(t TB, pkg string) string {
 		// must not cancel the build under them.
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(t.Context()), 5*time.Minute)
 		defer cancel()
-		r.path, r.err = buildBinary(ctx, pkg)
+		r.path, r.err = buildBinary(ctx, pkg, cgo)
 	})
 	if r.err != nil {
 		t.Fatalf("%v", r.err)
@@ -101,7 +115,7 @@ func BuildBinary(t TB, pkg string) string {
 	return r.path
 }
 
-func buildBinary(ctx context.Context, pkg string) (string, error) {
+func buildBinary(ctx context.Context, pkg string, cgo bool) (string, error) {
 	root, err := ModuleRoot()
 	if err != nil {
 		return "", err
@@ -111,10 +125,14 @@ func buildBinary(ctx context.Context, pkg string) (string, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", fmt.Errorf("build %s: %w", pkg, err)
 	}
-	out := filepath.Join(dir, path.Base(pkg))
+	name := path.Base(pkg)
+	if cgo {
+		name += "-cgo"
+	}
+	out := filepath.Join(dir, name)
 	// Build beside the final name, then rename: test binaries of other packages
 	// may be running or reading the previous build right now.
-	tmp, err := os.CreateTemp(dir, path.Base(pkg)+".tmp-*")
+	tmp, err := os.CreateTemp(dir, name+".tmp-*")
 	if err != nil {
 		return "", fmt.Errorf("build %s: %w", pkg, err)
 	}
@@ -125,6 +143,9 @@ func buildBinary(ctx context.Context, pkg string) (string, error) {
 	cmd := exec.CommandContext(ctx, "go", "build", "-o", tmpName, pkg)
 	cmd.Dir = root
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if cgo {
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=1")
+	}
 	output, err := cmd.CombinedOutput()
 	if err != nil {
 		rmErr := os.Remove(tmpName)

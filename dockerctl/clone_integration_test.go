@@ -659,7 +659,7 @@ func (e *cloneEnv) importImage(t *testing.T, ref string, img cloneImage, bin str
 	t.Cleanup(func() {
 		ctx, cancel := cleanupContext(ctx)
 		defer cancel()
-		if _, err := e.cli.ImageRemove(ctx, ref, image.RemoveOptions{Force: true, PruneChildren: true}); err != nil && !cerrdefs.IsNotFound(err) {
+		if _, err := e.cli.ImageRemove(ctx, ref, image.RemoveOptions{Force: true}); err != nil && !cerrdefs.IsNotFound(err) {
 			t.Errorf("remove image %s: %v", ref, err)
 		}
 	})

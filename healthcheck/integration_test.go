@@ -1,37 +1,24 @@
 package healthcheck
 
 import (
-	"archive/tar"
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
-	"io"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/docker/docker/api/types/build"
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/events"
 	"github.com/docker/docker/api/types/filters"
-	"github.com/docker/docker/api/types/image"
 	"github.com/docker/docker/client"
-	"github.com/docker/docker/pkg/jsonmessage"
+
+	"github.com/baton-sh/baton/internal/testenv"
 )
 
 const testLabel = "baton.test"
-
-const demoDockerfile = `FROM scratch
-COPY demoapp /demoapp
-HEALTHCHECK --interval=1s --timeout=2s --retries=3 CMD ["/demoapp","-probe","http://127.0.0.1:8080/healthz"]
-ENTRYPOINT ["/demoapp"]
-`
 
 // dockerEnv is one Docker client and one demoapp image shared by the
 // integration subtests, which run in parallel.
@@ -63,65 +50,22 @@ func newDockerEnv(t *testing.T) *dockerEnv {
 		t.Fatal(err)
 	}
 	env := &dockerEnv{cli: cli, prefix: "baton-test-hc-" + hex.EncodeToString(rnd[:])}
-	env.image = env.prefix + ":latest"
 	env.buildImage(t)
 	return env
 }
 
-// buildImage compiles demoapp statically and builds a FROM scratch image of
-// it through the Engine API.
+// buildImage makes the FROM scratch demo image with testenv, which imports
+// it: a classic build here would look through every parentless image on the
+// engine for its cache, and fail when another package removes one of them
+// meanwhile ("unable to find image").
 func (e *dockerEnv) buildImage(t *testing.T) {
 	t.Helper()
-	dir := t.TempDir()
-	bin := filepath.Join(dir, "demoapp")
-	cmd := exec.CommandContext(t.Context(), "go", "build", "-o", bin, "./cmd/demoapp")
-	cmd.Dir = ".." // the module root
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build demoapp: %v\n%s", err, out)
-	}
-	binData, err := os.ReadFile(bin)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	for _, f := range []struct {
-		name string
-		mode int64
-		data []byte
-	}{{"Dockerfile", 0o644, []byte(demoDockerfile)}, {"demoapp", 0o755, binData}} {
-		if err := tw.WriteHeader(&tar.Header{Name: f.name, Mode: f.mode, Size: int64(len(f.data))}); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := tw.Write(f.data); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := tw.Close(); err != nil {
-		t.Fatal(err)
-	}
-
-	resp, err := e.cli.ImageBuild(t.Context(), &buf, build.ImageBuildOptions{
-		Tags:        []string{e.image},
-		Labels:      map[string]string{testLabel: "1"},
-		Remove:      true,
-		ForceRemove: true,
+	e.image, _ = testenv.DemoImage(t, e.cli, testenv.DemoImageOpts{
+		Repo: e.prefix, Tag: "latest",
+		HealthCheck: true, HealthInterval: time.Second, HealthTimeout: 2 * time.Second,
+		HealthStartPeriod: time.Millisecond, // as good as none
+		HealthRetries:     3,
 	})
-	if err != nil {
-		t.Fatalf("image build %s: %v", e.image, err)
-	}
-	defer resp.Body.Close()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		if _, err := e.cli.ImageRemove(ctx, e.image, image.RemoveOptions{Force: true, PruneChildren: true}); err != nil {
-			t.Errorf("image %s: remove: %v", e.image, err)
-		}
-	})
-	if err := jsonmessage.DisplayJSONMessagesStream(resp.Body, io.Discard, 0, false, nil); err != nil {
-		t.Fatalf("image build %s: %v", e.image, err)
-	}
 }
 
 // create makes a labelled container of the demo image, removed when the test

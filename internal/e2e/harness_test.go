@@ -61,7 +61,9 @@ func newEnv(t *testing.T) *env {
 }
 
 // removePulledImages removes the images deploys pulled from this test's
-// repository, which stay behind by digest once their tags are gone.
+// repository, which stay behind by digest once their tags are gone. By ID,
+// which only this test's images carry (testenv.DemoImage makes each unique),
+// and without pruning parents, which other packages may be building on.
 func (e *env) removePulledImages() {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(e.t.Context()), time.Minute)
 	defer cancel()
@@ -72,7 +74,7 @@ func (e *env) removePulledImages() {
 	for _, img := range list {
 		for _, ref := range append(append([]string{}, img.RepoTags...), img.RepoDigests...) {
 			if strings.Contains(ref, "/"+e.repo) {
-				_, _ = e.cli.ImageRemove(ctx, img.ID, image.RemoveOptions{Force: true, PruneChildren: true})
+				_, _ = e.cli.ImageRemove(ctx, img.ID, image.RemoveOptions{Force: true})
 				break
 			}
 		}

@@ -56,8 +56,13 @@ func TestBatonImage(t *testing.T) {
 	tag := "baton-test/baton:" + testenv.UniqueName("")
 	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
 	defer cancel()
+	// NoCache: the build neither looks through other images for its cache
+	// (and so cannot trip over another package removing one) nor leaves
+	// steps for others to take from it. Its intermediate images are then
+	// this build's own, and pruning them with the tag removes only what
+	// this test made; no other test builds with the classic builder.
 	resp, err := cli.ImageBuild(ctx, &ctxTar, build.ImageBuildOptions{Tags: []string{tag}, Remove: true, ForceRemove: true, Version: build.BuilderV1,
-		Labels: map[string]string{testenv.Label: "1"}})
+		NoCache: true, Labels: map[string]string{testenv.Label: "1"}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"time"
 )
@@ -15,22 +14,6 @@ import (
 // Label marks every Docker object testenv creates (value "1"), so a leak is
 // easy to find: docker ps -a --filter label=baton.test.
 const Label = "baton.test"
-
-// FreePort returns a TCP port on 127.0.0.1 that was free a moment ago. Another
-// process may take it before the caller binds it; prefer letting the program
-// pick port 0 where it can.
-func FreePort(t TB) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("free port: %v", err)
-	}
-	port := ln.Addr().(*net.TCPAddr).Port
-	if err := ln.Close(); err != nil {
-		t.Fatalf("free port: %v", err)
-	}
-	return port
-}
 
 // UniqueName returns prefix followed by 8 random hex digits, a valid Docker
 // object name when prefix is one.

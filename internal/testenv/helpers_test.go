@@ -45,6 +45,10 @@ func TestDemoImageRunAndCleanup(t *testing.T) {
 		if hc := img.Config.Healthcheck; hc == nil || hc.Interval != 500*time.Millisecond || !slices.Contains(hc.Test, "-probe") {
 			t.Errorf("image healthcheck %+v", hc)
 		}
+		// No parent: nothing another package builds on, nothing to prune.
+		if img.Parent != "" {
+			t.Errorf("image %s has parent %s", ref1, img.Parent)
+		}
 
 		netName = testenv.Network(t, cli, "", true)
 		nw, err := cli.NetworkInspect(t.Context(), netName, network.InspectOptions{})

@@ -15,7 +15,6 @@ import (
 	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
-	"github.com/docker/docker/api/types/build"
 	"github.com/docker/docker/api/types/image"
 	"github.com/docker/docker/client"
 	"github.com/docker/docker/pkg/jsonmessage"
@@ -40,10 +39,12 @@ type DemoImageOpts struct {
 	Keep bool // leave the image when the test ends
 }
 
-// DemoImage builds a FROM scratch image holding cmd/demoapp, tags it and
-// returns the reference and image ID. Each call gets its own image ID (a
-// unique build label), so removing one test's image never pulls another's
-// out from under it.
+// DemoImage makes a FROM scratch image holding cmd/demoapp, tags it and
+// returns the reference and image ID. It imports the image (docker import)
+// rather than building it: the image has no parents and shares no builder
+// cache with anything, and each call gets its own image ID (a unique build
+// label), so removing one test's image never takes anything from under
+// another test, in this package or one running beside it.
 func DemoImage(t TB, cli *client.Client, opts DemoImageOpts) (ref, id string) {
 	t.Helper()
 	if opts.Version == "" {
@@ -63,13 +64,13 @@ func DemoImage(t TB, cli *client.Client, opts DemoImageOpts) (ref, id string) {
 	}
 	lbl := labels(opts.Labels)
 	lbl[Label+".build"] = UniqueName("")
-	dockerfile, err := demoDockerfile(opts, lbl)
+	changes, err := demoChanges(opts, lbl)
 	if err != nil {
 		t.Fatalf("image %s: %v", ref, err)
 	}
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
-	id, err = buildImage(ctx, cli, ref, dockerfile, []tarEntry{{name: "demoapp", mode: 0o755, data: binData}})
+	id, err = importImage(ctx, cli, ref, changes, []tarEntry{{name: "demoapp", mode: 0o755, data: binData}})
 	if err != nil {
 		t.Fatalf("%v", err)
 	}
@@ -79,12 +80,10 @@ func DemoImage(t TB, cli *client.Client, opts DemoImageOpts) (ref, id string) {
 	return ref, id
 }
 
-// demoDockerfile puts what most images share first, so the classic builder
-// takes it from its cache and, per image, runs only the last two steps (each
-// step costs a container commit, about half a second).
-func demoDockerfile(opts DemoImageOpts, lbl map[string]string) (string, error) {
-	var b strings.Builder
-	b.WriteString("FROM scratch\nCOPY demoapp /demoapp\nEXPOSE 8080\nENTRYPOINT [\"/demoapp\"]\n")
+// demoChanges returns the image config as Dockerfile instructions for
+// docker import.
+func demoChanges(opts DemoImageOpts, lbl map[string]string) ([]string, error) {
+	changes := []string{"EXPOSE 8080", `ENTRYPOINT ["/demoapp"]`}
 	if opts.HealthCheck {
 		interval := orDuration(opts.HealthInterval, 500*time.Millisecond)
 		timeout := orDuration(opts.HealthTimeout, 10*time.Second) // generous: a busy machine slows the check
@@ -93,21 +92,20 @@ func demoDockerfile(opts DemoImageOpts, lbl map[string]string) (string, error) {
 		if retries <= 0 {
 			retries = 3
 		}
-		fmt.Fprintf(&b, "HEALTHCHECK --interval=%s --timeout=%s --start-period=%s --retries=%d CMD [\"/demoapp\",\"-probe\",\"http://127.0.0.1:8080/healthz\"]\n",
-			interval, timeout, start, retries)
+		changes = append(changes, fmt.Sprintf("HEALTHCHECK --interval=%s --timeout=%s --start-period=%s --retries=%d CMD [\"/demoapp\",\"-probe\",\"http://127.0.0.1:8080/healthz\"]",
+			interval, timeout, start, retries))
 	}
 	env := map[string]string{"VERSION": opts.Version}
 	maps.Copy(env, opts.Env)
 	line, err := keyValues(env)
 	if err != nil {
-		return "", fmt.Errorf("env: %w", err)
+		return nil, fmt.Errorf("env: %w", err)
 	}
-	fmt.Fprintf(&b, "ENV%s\n", line)
+	changes = append(changes, "ENV"+line)
 	if line, err = keyValues(lbl); err != nil {
-		return "", fmt.Errorf("labels: %w", err)
+		return nil, fmt.Errorf("labels: %w", err)
 	}
-	fmt.Fprintf(&b, "LABEL%s\n", line)
-	return b.String(), nil
+	return append(changes, "LABEL"+line), nil
 }
 
 // keyValues renders m as ` k="v"…` for one ENV or LABEL instruction.
@@ -146,50 +144,49 @@ func tagSafe(s string) string {
 }
 
 type tarEntry struct {
-	name string // path in the build context, without a leading slash
+	name string // path in the image, without a leading slash
 	mode int64
 	data []byte
 	dir  bool
 }
 
-// buildImage builds a context made of the Dockerfile and entries with the
-// classic builder and returns the image ID of tag. Labels go in the
-// Dockerfile: the build option would cost a step of its own.
-func buildImage(ctx context.Context, cli *client.Client, tag, dockerfile string, entries []tarEntry) (string, error) {
+// importImage imports a root filesystem made of entries as tag, with the
+// config changes (Dockerfile instructions), and returns the image ID. An
+// import, unlike a classic build, looks at no other image: it takes no
+// cached step that another test's cleanup could be removing, and its image
+// has no parents to prune.
+func importImage(ctx context.Context, cli *client.Client, tag string, changes []string, entries []tarEntry) (string, error) {
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)
-	entries = append([]tarEntry{{name: "Dockerfile", mode: 0o644, data: []byte(dockerfile)}}, entries...)
 	for _, e := range entries {
 		hdr := &tar.Header{Name: e.name, Mode: e.mode, Size: int64(len(e.data)), Typeflag: tar.TypeReg, ModTime: time.Unix(0, 0)}
 		if e.dir {
 			hdr.Typeflag, hdr.Name, hdr.Size = tar.TypeDir, strings.TrimSuffix(e.name, "/")+"/", 0
 		}
 		if err := tw.WriteHeader(hdr); err != nil {
-			return "", fmt.Errorf("image %s: context: %w", tag, err)
+			return "", fmt.Errorf("image %s: rootfs: %w", tag, err)
 		}
 		if _, err := tw.Write(e.data); err != nil {
-			return "", fmt.Errorf("image %s: context: %w", tag, err)
+			return "", fmt.Errorf("image %s: rootfs: %w", tag, err)
 		}
 	}
 	if err := tw.Close(); err != nil {
-		return "", fmt.Errorf("image %s: context: %w", tag, err)
+		return "", fmt.Errorf("image %s: rootfs: %w", tag, err)
 	}
-	resp, err := cli.ImageBuild(ctx, &buf, build.ImageBuildOptions{
-		Tags:        []string{tag},
-		Remove:      true,
-		ForceRemove: true,
-		Version:     build.BuilderV1,
-	})
+	rc, err := cli.ImageImport(ctx, image.ImportSource{Source: &buf, SourceName: "-"}, tag, image.ImportOptions{Changes: changes})
 	if err != nil {
-		return "", fmt.Errorf("image %s: build: %w", tag, err)
+		return "", fmt.Errorf("image %s: import: %w", tag, err)
 	}
-	defer resp.Body.Close()
-	if err := ReadJSONStream(resp.Body); err != nil {
-		return "", fmt.Errorf("image %s: build: %w", tag, err)
+	err = ReadJSONStream(rc)
+	if cerr := rc.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return "", fmt.Errorf("image %s: import: %w", tag, err)
 	}
 	info, err := cli.ImageInspect(ctx, tag)
 	if err != nil {
-		return "", fmt.Errorf("image %s: inspect after build: %w", tag, err)
+		return "", fmt.Errorf("image %s: inspect after import: %w", tag, err)
 	}
 	return info.ID, nil
 }
@@ -226,13 +223,15 @@ func ReadJSONStream(r io.Reader) error {
 	}
 }
 
-// removeImage removes a tag; when it was the image's last, the image and its
-// untagged parents go too. Force, because code under test may have left a
-// container on it.
+// removeImage removes a tag the test made; when it was the image's last,
+// the image goes too. Force, because code under test may have left a
+// container on it. Never PruneChildren: parents are the cache other
+// packages' builds may be using at this moment (a pruned parent fails such
+// a build with "failed to get digest ...: no such file or directory").
 func removeImage(t TB, cli *client.Client, ref string) {
 	ctx, cancel := cleanupContext(t)
 	defer cancel()
-	_, err := cli.ImageRemove(ctx, ref, image.RemoveOptions{Force: true, PruneChildren: true})
+	_, err := cli.ImageRemove(ctx, ref, image.RemoveOptions{Force: true, PruneChildren: false})
 	if err != nil && !cerrdefs.IsNotFound(err) {
 		t.Errorf("image %s: remove: %v", ref, err)
 	}

@@ -16,6 +16,7 @@ import (
 
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/image"
 	"github.com/docker/docker/api/types/network"
 	"github.com/docker/docker/client"
 	"github.com/docker/docker/pkg/stdcopy"
@@ -29,7 +30,7 @@ var nginxImage struct {
 }
 
 // NginxImage returns a FROM scratch image holding the host's /usr/sbin/nginx
-// and the libraries ldd lists for it, built once per process. Its tag is
+// and the libraries ldd lists for it, imported once per process. Its tag is
 // derived from those files' contents, so later runs reuse it; it is labelled
 // baton.test=1 but, being shared, not removed.
 func NginxImage(t TB, cli *client.Client) string {
@@ -54,12 +55,12 @@ func buildNginxImage(ctx context.Context, cli *client.Client) (string, error) {
 	}
 	var entries []tarEntry
 	for _, d := range []string{"etc", "etc/nginx", "run", "var", "var/lib", "var/lib/nginx", "var/log", "var/log/nginx"} {
-		entries = append(entries, tarEntry{name: "rootfs/" + d, mode: 0o755, dir: true})
+		entries = append(entries, tarEntry{name: d, mode: 0o755, dir: true})
 	}
 	for _, d := range []string{"body", "proxy", "fastcgi", "uwsgi", "scgi"} {
-		entries = append(entries, tarEntry{name: "rootfs/var/lib/nginx/" + d, mode: 0o700, dir: true})
+		entries = append(entries, tarEntry{name: "var/lib/nginx/" + d, mode: 0o700, dir: true})
 	}
-	entries = append(entries, tarEntry{name: "rootfs/tmp", mode: 0o1777, dir: true})
+	entries = append(entries, tarEntry{name: "tmp", mode: 0o1777, dir: true})
 	h := sha256.New()
 	for _, p := range append([]string{bin}, libs...) {
 		// Copy what a symlink points at, to the path the loader asks for.
@@ -69,7 +70,7 @@ func buildNginxImage(ctx context.Context, cli *client.Client) (string, error) {
 		}
 		fmt.Fprintf(h, "%s %d\n", p, len(data))
 		h.Write(data)
-		entries = append(entries, tarEntry{name: "rootfs" + p, mode: 0o755, data: data})
+		entries = append(entries, tarEntry{name: strings.TrimPrefix(p, "/"), mode: 0o755, data: data})
 	}
 	etc := map[string]string{
 		"passwd":        "root:x:0:0:root:/root:/sbin/nologin\nnobody:x:65534:65534:nobody:/nonexistent:/sbin/nologin\n",
@@ -77,24 +78,39 @@ func buildNginxImage(ctx context.Context, cli *client.Client) (string, error) {
 		"nsswitch.conf": "passwd: files\ngroup: files\nhosts: files dns\n",
 	}
 	for _, name := range []string{"passwd", "group", "nsswitch.conf"} {
-		entries = append(entries, tarEntry{name: "rootfs/etc/" + name, mode: 0o644, data: []byte(etc[name])})
+		entries = append(entries, tarEntry{name: "etc/" + name, mode: 0o644, data: []byte(etc[name])})
 		fmt.Fprintf(h, "%s %s\n", name, etc[name])
 	}
-	dockerfile := `FROM scratch
-COPY rootfs/ /
-EXPOSE 80
-STOPSIGNAL SIGQUIT
-ENTRYPOINT ["/usr/sbin/nginx", "-g", "daemon off;"]
-LABEL ` + Label + `="1"
-`
-	h.Write([]byte(dockerfile))
+	// STOPSIGNAL is not an import change on Engine 20.10: the container
+	// sets it (SIGQUIT, nginx's graceful stop).
+	changes := []string{"EXPOSE 80", `ENTRYPOINT ["/usr/sbin/nginx", "-g", "daemon off;"]`, "LABEL " + Label + `="1"`}
+	h.Write([]byte(strings.Join(changes, "\n")))
 	ref := "baton-test/nginx:" + hex.EncodeToString(h.Sum(nil))[:16]
 	if _, err := cli.ImageInspect(ctx, ref); err == nil {
 		return ref, nil
 	} else if !cerrdefs.IsNotFound(err) {
 		return "", fmt.Errorf("image %s: inspect: %w", ref, err)
 	}
-	if _, err := buildImage(ctx, cli, ref, dockerfile, entries); err != nil {
+	// Import under a tag of this process first: of two test processes
+	// making the image at once, the second finds ref taken and drops its
+	// copy, so no untagged copy stays behind.
+	tmp := "baton-test/nginx:import-" + UniqueName("")
+	if _, err := importImage(ctx, cli, tmp, changes, entries); err != nil {
+		return "", err
+	}
+	_, err = cli.ImageInspect(ctx, ref)
+	switch {
+	case cerrdefs.IsNotFound(err):
+		if err = cli.ImageTag(ctx, tmp, ref); err != nil {
+			err = fmt.Errorf("image %s: tag: %w", ref, err)
+		}
+	case err != nil:
+		err = fmt.Errorf("image %s: inspect: %w", ref, err)
+	}
+	if _, rerr := cli.ImageRemove(ctx, tmp, image.RemoveOptions{}); rerr != nil && err == nil {
+		err = fmt.Errorf("image %s: untag: %w", tmp, rerr)
+	}
+	if err != nil {
 		return "", err
 	}
 	return ref, nil
@@ -193,6 +209,7 @@ func ContainerNginx(t TB, cli *client.Client, opts NginxOpts) *Nginx {
 		Image:        image,
 		Labels:       labels(nil),
 		ExposedPorts: nat.PortSet{"80/tcp": {}},
+		StopSignal:   "SIGQUIT",
 	}, hostCfg, netCfg, nil, n.container)
 	if err != nil {
 		t.Fatalf("container %s: create: %v", n.container, err)

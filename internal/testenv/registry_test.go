@@ -43,7 +43,7 @@ func TestRegistryAuthPushPull(t *testing.T) {
 	// Remove every local tag so the image itself is gone and must come back
 	// from the registry.
 	for _, ref := range []string{pushed, local} {
-		if _, err := cli.ImageRemove(t.Context(), ref, image.RemoveOptions{Force: true, PruneChildren: true}); err != nil {
+		if _, err := cli.ImageRemove(t.Context(), ref, image.RemoveOptions{Force: true}); err != nil {
 			t.Fatalf("remove %s: %v", ref, err)
 		}
 	}
@@ -92,7 +92,7 @@ func TestRegistryAuthPushPull(t *testing.T) {
 	if err := reg.Stop(); err != nil {
 		t.Fatalf("stop: %v", err)
 	}
-	if _, err := cli.ImageRemove(t.Context(), pushed, image.RemoveOptions{Force: true, PruneChildren: true}); err != nil {
+	if _, err := cli.ImageRemove(t.Context(), pushed, image.RemoveOptions{Force: true}); err != nil {
 		t.Fatalf("remove %s: %v", pushed, err)
 	}
 	if err := pull(t, cli, pushed, reg.AuthHeader()); err == nil || !strings.Contains(err.Error(), "connection refused") {

@@ -252,6 +252,11 @@ func TestSelfImageLayout(t *testing.T) {
 			t.Errorf("image file %s: present %v, content of %s %v", name, ok, src, bytes.Equal(got, data))
 		}
 	}
+	// The relay's state directory belongs to the user it runs as, so a new
+	// volume there is the relay's own.
+	if h := tarHeader(t, img.rootfs, "state/"); h == nil || h.Typeflag != tar.TypeDir || h.Uid != 65534 || h.Gid != 65534 || h.Mode != 0o700 {
+		t.Errorf("state directory in the image: %+v, want a directory 0700 of 65534:65534 (RelayUser %s)", h, RelayUser)
+	}
 	wantChanges := []string{`ENTRYPOINT ["/baton"]`, "LABEL baton.managed=true", "ENV LD_LIBRARY_PATH=/usr/lib:/lib/x86_64-linux-gnu:/opt/bar/lib"}
 	if !reflect.DeepEqual(img.changes, wantChanges) {
 		t.Errorf("changes %q, want %q", img.changes, wantChanges)
@@ -355,6 +360,24 @@ func tarFiles(t *testing.T, b []byte) map[string][]byte {
 			files[h.Name] = data
 		default:
 			t.Errorf("tar entry %s of type %c", h.Name, h.Typeflag)
+		}
+	}
+}
+
+// tarHeader returns the header of the entry called name, nil if none.
+func tarHeader(t *testing.T, b []byte, name string) *tar.Header {
+	t.Helper()
+	tr := tar.NewReader(bytes.NewReader(b))
+	for {
+		h, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if h.Name == name {
+			return h
 		}
 	}
 }

@@ -117,8 +117,10 @@ func TestWaitDocker(t *testing.T) {
 	t.Run("healthy after warm-up", func(t *testing.T) {
 		t.Parallel()
 		id := env.create(t, "healthy", []string{"WARMUP=1s"}, "")
-		env.start(t, id)
+		// Before the start: the app's warm-up clock starts before
+		// ContainerStart returns, later on a busy machine.
 		started := time.Now()
+		env.start(t, id)
 		info, err := env.cli.ContainerInspect(t.Context(), id)
 		if err != nil {
 			t.Fatal(err)

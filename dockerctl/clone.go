@@ -232,25 +232,26 @@ func sameArgs(a, b []string) bool {
 var deployLabels = map[string]bool{
 	"baton.managed": true, "baton.service": true, "baton.role": true, "baton.deploy-id": true,
 	"baton.replaces": true, "baton.previous-image": true, "baton.previous-image-id": true,
+	// A command never comes from a label (baton keeps it in its state
+	// directory); an earlier version's mirror is not carried forward.
+	"baton.nginx-reload": true,
 }
 
-// userLabels returns the labels the user set: not the image's (same key and
-// value), and none of those baton writes for each deploy. Compose labels are
-// always kept, so the new container stays part of its service. The map is
-// never nil, so the caller can add to it.
+// userLabels returns the labels the user set: not the old image's (same key
+// and value: Docker copied them, and the new image brings its own), and none
+// of those baton writes for each deploy. Copying an image's baton.* or
+// compose label as the container's own would turn an image author's word
+// into the operator's. The map is never nil, so the caller can add to it.
 func userLabels(labels, imageLabels map[string]string) map[string]string {
 	out := make(map[string]string, len(labels))
 	for k, v := range labels {
-		switch {
-		case deployLabels[k]:
-		case strings.HasPrefix(k, batonLabelPrefix), strings.HasPrefix(k, composeLabelPrefix):
-			out[k] = v
-		default:
-			if iv, ok := imageLabels[k]; ok && iv == v {
-				continue
-			}
-			out[k] = v
+		if deployLabels[k] {
+			continue
 		}
+		if iv, ok := imageLabels[k]; ok && iv == v {
+			continue
+		}
+		out[k] = v
 	}
 	return out
 }

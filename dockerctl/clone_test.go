@@ -320,7 +320,9 @@ func TestCloneConfigLabels(t *testing.T) {
 		"baton.role":                 "old",
 		"baton.test":                 "1",
 		"com.docker.compose.service": "web",
-		"com.docker.compose.project": "shop", // equal to the image's, kept anyway
+		"com.docker.compose.project": "shop",         // equal to the image's: the image author's, not copied
+		"baton.nginx-reload":         "touch /tmp/x", // a command is never carried in a label
+		"baton.http-probe":           "/healthz",
 	}}, container.HostConfig{})
 	spec, got := cloneToV2(t, old)
 	want := map[string]string{
@@ -328,10 +330,13 @@ func TestCloneConfigLabels(t *testing.T) {
 		"baton.test":                 "1", // the user's; only deploy identity labels are dropped
 		"org.example.shared":         "mine",
 		"com.docker.compose.service": "web",
-		"com.docker.compose.project": "shop",
+		"baton.http-probe":           "/healthz",
 	}
 	if !reflect.DeepEqual(spec.Config.Labels, want) {
 		t.Errorf("spec Labels = %v, want %v", spec.Config.Labels, want)
+	}
+	if v := got.Labels["com.docker.compose.project"]; v != "shop" {
+		t.Errorf("new container label com.docker.compose.project = %q, want the new image's shop", v)
 	}
 	if v := got.Labels["org.example.version"]; v != "v2" {
 		t.Errorf("new container label org.example.version = %q, want the new image's v2", v)
@@ -339,8 +344,8 @@ func TestCloneConfigLabels(t *testing.T) {
 
 	// No user label at all still yields a map the caller can add to.
 	spec, _ = cloneToV2(t, createOld(container.Config{}, container.HostConfig{}))
-	if spec.Config.Labels == nil || len(spec.Config.Labels) != 1 {
-		t.Errorf("spec Labels = %v, want a non-nil map with only the compose label", spec.Config.Labels)
+	if spec.Config.Labels == nil || len(spec.Config.Labels) != 0 {
+		t.Errorf("spec Labels = %v, want an empty non-nil map (the image's labels come from the image)", spec.Config.Labels)
 	}
 }
 

@@ -186,7 +186,8 @@ func (b *Baton) DeployStream(ctx context.Context, w io.Writer, args ...string) (
 func (b *Baton) command(ctx context.Context, args []string) (*exec.Cmd, context.Context, context.CancelFunc) {
 	ctx, cancel := context.WithTimeout(ctx, commandTimeout)
 	cmd := exec.CommandContext(ctx, b.Bin, args...)
-	cmd.Env = append(os.Environ(), "BATON_STATE_DIR="+b.StateDir)
+	// The benchmark's upstream files live in a temporary directory.
+	cmd.Env = append(os.Environ(), "BATON_STATE_DIR="+b.StateDir, "BATON_UPSTREAM_DIRS="+os.TempDir())
 	cmd.Cancel = func() error { return cmd.Process.Signal(os.Interrupt) }
 	cmd.WaitDelay = 30 * time.Second
 	return cmd, ctx, cancel

@@ -20,7 +20,7 @@ func settingFlags() []ucli.Flag {
 		&ucli.DurationFlag{Name: "drain", Usage: "longest wait for requests in flight on the old container after traffic moved", DefaultText: deploy.DefaultSettings().Drain.String(), Category: "Traffic"},
 		&ucli.DurationFlag{Name: "stop-timeout", Usage: "time the old container gets to stop before it is killed", DefaultText: "the container's own", Category: "Traffic"},
 		&ucli.StringFlag{Name: "nginx-upstream", Usage: "the upstream `FILE` baton owns and rewrites atomically (nginx: upstream web { include FILE; })", Category: "Traffic"},
-		&ucli.StringFlag{Name: "nginx-reload", Usage: "`CMD` that reloads nginx on the host, e.g. \"nginx -s reload\"", Category: "Traffic"},
+		&ucli.StringFlag{Name: "nginx-reload", Usage: "`CMD` that reloads nginx on the host, e.g. \"nginx -s reload\"; run without a shell (write sh -c '...' for one); recorded in the state directory for later deploys, never taken from a label", Category: "Traffic", EnvVars: []string{"BATON_NGINX_RELOAD"}},
 		&ucli.StringFlag{Name: "nginx-container", Usage: "nginx runs in container `NAME`: baton sends it HUP", Category: "Traffic"},
 		&ucli.BoolFlag{Name: "relay", Usage: "put baton's relay between nginx and the app, so a deploy needs no nginx reload", DefaultText: "true with --nginx-upstream", Category: "Traffic"},
 		&ucli.IntFlag{Name: "relay-port", Usage: "host port on 127.0.0.1 for the relay when nginx runs on the host", DefaultText: "a free one", Category: "Traffic"},

@@ -141,8 +141,11 @@ func (o *output) printPlan(p *deploy.Plan) {
 	if p.Follows != "" {
 		fmt.Fprintf(w, "  configuration: %s\n", p.Follows)
 	}
+	if len(p.IgnoredLabels) > 0 {
+		fmt.Fprintf(w, "  ignored image labels (an image's own labels are never settings): %s\n", strings.Join(p.IgnoredLabels, " "))
+	}
 	if len(p.Leftovers) > 0 {
-		fmt.Fprintf(w, "  leftovers of an interrupted deploy (a real deploy converges them first): %s\n", strings.Join(p.Leftovers, ", "))
+		fmt.Fprintf(w, "  containers labelled as this service's that no deploy record names (left alone): %s\n", strings.Join(p.Leftovers, ", "))
 	}
 	fmt.Fprintln(w, "  steps:")
 	for i, s := range p.Steps {

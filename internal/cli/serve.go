@@ -11,6 +11,7 @@ import (
 	"github.com/docker/docker/errdefs"
 	ucli "github.com/urfave/cli/v2"
 
+	"github.com/baton-sh/baton/internal/deploy"
 	"github.com/baton-sh/baton/internal/journal"
 	"github.com/baton-sh/baton/internal/unattended"
 	"github.com/baton-sh/baton/internal/webhook"
@@ -130,7 +131,12 @@ func (u *unattendedRun) resolve(ctx context.Context, target string) (string, err
 	if err != nil {
 		return "", fmt.Errorf("inspecting container %s: %w", target, err)
 	}
-	if err := u.sel.Allows(ctr.Config.Labels); err != nil {
+	// An image's own labels never opt its containers in.
+	own, _, err := deploy.ContainerOwnLabels(ctx, u.eng, ctr)
+	if err != nil {
+		return "", fmt.Errorf("container %s: %w", target, err)
+	}
+	if err := u.sel.Allows(own); err != nil {
 		return "", fmt.Errorf("%w: container %s: %v", webhook.ErrNotEnabled, target, err)
 	}
 	return ctr.Config.Image, nil

@@ -3,6 +3,7 @@ package cli
 import (
 	"encoding/json"
 	"fmt"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -71,6 +72,9 @@ func runStatus(c *ucli.Context, target string, asJSON bool) error {
 	for _, s := range list {
 		if s.Recovered != "" {
 			fmt.Fprintf(c.App.ErrWriter, "%s: %s\n", s.Container, s.Recovered)
+		}
+		if len(s.IgnoredLabels) > 0 {
+			fmt.Fprintf(c.App.ErrWriter, "%s: ignored image labels: %s\n", s.Container, strings.Join(s.IgnoredLabels, " "))
 		}
 		if s.Problem != "" {
 			fmt.Fprintf(c.App.ErrWriter, "%s: problem: %s\n", s.Container, s.Problem)

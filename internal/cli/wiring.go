@@ -2,12 +2,14 @@ package cli
 
 import (
 	"fmt"
+	"path/filepath"
 	"time"
 
 	ucli "github.com/urfave/cli/v2"
 
 	"github.com/baton-sh/baton/dockerctl"
 	"github.com/baton-sh/baton/internal/compose"
+	"github.com/baton-sh/baton/internal/config"
 	"github.com/baton-sh/baton/internal/deploy"
 	"github.com/baton-sh/baton/internal/journal"
 	"github.com/baton-sh/baton/internal/state"
@@ -26,6 +28,18 @@ func newDeployer(c *ucli.Context, out *output) (*deploy.Deployer, *dockerctl.Cli
 		_ = eng.Close()
 		return nil, nil, fmt.Errorf("%w (set --state-dir or BATON_STATE_DIR to a writable directory)", err)
 	}
+	cfg, err := config.Load(c.String("config"), c.IsSet("config"))
+	if err != nil {
+		_ = eng.Close()
+		return nil, nil, &exitError{code: 2, err: err}
+	}
+	policy := deploy.Policy{Config: cfg.Settings, ConfigPath: cfg.Path, UpstreamDirs: append(cfg.UpstreamDirs, c.StringSlice("upstream-dir")...)}
+	for _, dir := range policy.UpstreamDirs {
+		if !filepath.IsAbs(dir) {
+			_ = eng.Close()
+			return nil, nil, usageErr("--upstream-dir %q must be an absolute path", dir)
+		}
+	}
 	log := logger(c)
 	f := &traffic.Factory{Engine: eng, Log: log, Notify: out.note}
 	jr := journal.Open(st.Path())
@@ -35,6 +49,7 @@ func newDeployer(c *ucli.Context, out *output) (*deploy.Deployer, *dockerctl.Cli
 		Traffic:      f.New,
 		Report:       out,
 		Log:          log,
+		Policy:       policy,
 		HostPortFree: dockerctl.HostPortFree,
 		// A compose container deployed by name stays compose's.
 		SpecFor: compose.SpecForContainer(eng),

@@ -40,6 +40,9 @@ type Deployer struct {
 	Traffic TrafficFactory
 	Report  Reporter
 	Log     *slog.Logger
+	// Policy is what the operator allows (upstream directories, the
+	// configuration file's settings); the zero value allows the defaults.
+	Policy Policy
 	// HostPortFree reports whether a host port can be bound now. It guards
 	// the handover connect (a connect that fails on a held port breaks the
 	// container's networking). Nil skips the check.
@@ -59,7 +62,7 @@ func (r *run) specFunc(ctx context.Context, ref string) SpecFunc {
 	if r.req.Spec != nil || r.d.SpecFor == nil {
 		return r.req.Spec
 	}
-	return r.d.SpecFor(ctx, r.old, ref, r.req.DryRun, func(msg string) { r.event(r.phase, "", "%s", msg) })
+	return r.d.SpecFor(ctx, withOwnLabels(r.old, r.prov.own), ref, r.req.DryRun, func(msg string) { r.event(r.phase, "", "%s", msg) })
 }
 
 // run is the state of one deploy.
@@ -84,6 +87,7 @@ type run struct {
 	phaseT0    time.Time
 	switched   bool
 	rolledBack bool // rollback already explained what keeps serving
+	prov       provenance
 	// portBindings are the new container's host port bindings, checked free
 	// before the handover connect.
 	portBindings nat.PortMap
@@ -198,11 +202,9 @@ func (r *run) resolve(ctx context.Context) error {
 	if err := checkOldStateful(old); err != nil {
 		return fmt.Errorf("container %s: %w", r.svc.Name, err)
 	}
-	settings, err := ResolveSettings(r.req.Flags, old.Config.Labels)
-	if err != nil {
+	if err := r.resolveSettings(ctx); err != nil {
 		return err
 	}
-	r.settings = settings
 	if r.settings.Port == 0 {
 		r.settings.Port = derivePort(old)
 	}
@@ -297,10 +299,11 @@ func (r *run) pull(ctx context.Context) error {
 // container, which also repairs the relay or upstream file after a reboot.
 func (r *run) checkUpToDate(ctx context.Context) (bool, error) {
 	sameImage := r.newImg.ID == r.old.Image
-	recorded, err := ResolveSettings(nil, r.old.Config.Labels)
+	recordedRes, err := r.d.resolveSettings(ctx, r.svc, r.old, nil)
 	if err != nil {
 		return false, err
 	}
+	recorded := recordedRes.Settings
 	if recorded.Port == 0 {
 		recorded.Port = derivePort(r.old)
 	}
@@ -321,6 +324,7 @@ func (r *run) checkUpToDate(ctx context.Context) (bool, error) {
 	}
 	r.res.Outcome = OutcomeUpToDate
 	r.res.NewID = r.old.ID
+	r.recordUpToDate()
 	r.note("%s already runs %s (%s); nothing to do (--force redeploys anyway)", r.svc.Name, r.newRef, shortID(r.newImg.ID))
 	return true, nil
 }
@@ -432,7 +436,7 @@ func (r *run) create(ctx context.Context) error {
 	r.portBindings = host.PortBindings
 
 	r.rec = Record{
-		DeployID: deployID, Service: r.svc, Phase: PhaseCreate, Settings: r.settings, Trigger: r.req.Trigger,
+		DeployID: deployID, Service: r.svc, Phase: PhaseCreate, Settings: r.settings, Flags: r.prov.sticky, Trigger: r.req.Trigger,
 		OldID: r.old.ID, OldName: r.svc.Name, NewName: newName,
 		OldImage: r.old.Config.Image, NewImage: r.newRef, StartedAt: r.res.StartedAt,
 		Handover: r.nets.AtHandover, Isolated: r.nets.Isolated,
@@ -682,6 +686,7 @@ func (r *run) finalize(ctx context.Context) error {
 			r.warn("tidying traffic after the deploy: %v", err)
 		}
 	}
+	r.recordFinished(ctx)
 	if err := r.d.State.RemoveRecord(r.svc.Key); err != nil {
 		r.warn("%v", err)
 	}

@@ -41,6 +41,7 @@ func newHarness(t *testing.T, mode, hostPort string) *harness {
 	h := &harness{t: t, eng: eng, traffic: &fakeTraffic{mode: mode, eng: eng}}
 	h.d = &Deployer{Engine: eng, State: st, Traffic: h.traffic.factory,
 		Report: ReporterFunc(func(e Event) { h.events = append(h.events, e) }),
+		Policy: Policy{UpstreamDirs: []string{"/tmp"}},
 		HostPortFree: func(ip, port, _ string) bool {
 			eng.mu.Lock()
 			defer eng.mu.Unlock()

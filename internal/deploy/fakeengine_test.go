@@ -183,7 +183,7 @@ func (f *fakeEngine) ContainerList(_ context.Context, opts container.ListOptions
 		if !matchLabels(c.c.Config.Labels, opts.Filters) {
 			continue
 		}
-		out = append(out, container.Summary{ID: c.c.ID, Names: []string{c.c.Name}, Labels: c.c.Config.Labels, State: c.c.State.Status, Created: c.created})
+		out = append(out, container.Summary{ID: c.c.ID, ImageID: c.c.Image, Names: []string{c.c.Name}, Labels: c.c.Config.Labels, State: c.c.State.Status, Created: c.created})
 	}
 	return out, nil
 }
@@ -244,7 +244,8 @@ func (f *fakeEngine) ContainerCreate(_ context.Context, cfg *container.Config, h
 	c := container.InspectResponse{
 		ContainerJSONBase: &container.ContainerJSONBase{
 			ID: id, Name: "/" + name, Image: img.ID, HostConfig: &hc,
-			State: &container.State{Status: "created"},
+			State:   &container.State{Status: "created"},
+			Created: time.Now().UTC().Format(time.RFC3339Nano),
 		},
 		Config:          &merged,
 		NetworkSettings: &container.NetworkSettings{Networks: map[string]*network.EndpointSettings{}},

@@ -37,6 +37,9 @@ type Plan struct {
 	// defaults change the configuration is unknown until it is pulled.
 	ChangesUnknown bool     `json:"changes_unknown,omitempty"`
 	Leftovers      []string `json:"leftovers,omitempty"`
+	// IgnoredLabels are the image's own baton.*/compose labels, which
+	// are never settings.
+	IgnoredLabels []string `json:"ignored_labels,omitempty"`
 }
 
 // dryRun works out the plan without changing anything: no lock, no pull, no
@@ -50,6 +53,7 @@ func (r *run) dryRun(ctx context.Context, old container.InspectResponse) error {
 		Service: r.svc.Key, Container: r.svc.Name,
 		CurrentImage: old.Config.Image, CurrentID: old.Image,
 		NewImage: r.newRef, Traffic: describeTraffic(r.settings), Settings: orNone(r.settings.String()),
+		IgnoredLabels: r.prov.ignored,
 	}
 	r.res.Plan = p
 	r.res.Outcome = OutcomeDryRun

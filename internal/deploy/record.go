@@ -22,6 +22,7 @@ type Record struct {
 	OldImage  string                        `json:"old_image"`
 	NewImage  string                        `json:"new_image"`
 	Settings  Settings                      `json:"settings"`
+	Flags     map[string]string             `json:"flags,omitempty"` // settings given as flags, recorded for the service when the deploy finishes
 	Isolated  bool                          `json:"isolated"`
 	Handover  []dockerctl.NetworkAttachment `json:"handover,omitempty"`
 	StartedAt time.Time                     `json:"started_at"`

@@ -67,7 +67,9 @@ func (d *Deployer) converge(ctx context.Context, svc Service, event func(Phase, 
 		return "", err
 	}
 	if !found {
-		return d.convergeWithoutRecord(ctx, svc, event)
+		// No deploy record names a container: whatever carries the
+		// service's labels is left alone (status lists it).
+		return "", nil
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 3*time.Minute)
 	defer cancel()
@@ -83,6 +85,13 @@ func (d *Deployer) converge(ctx context.Context, svc Service, event func(Phase, 
 	newC, newErr := d.Engine.ContainerInspect(ctx, newRef)
 	if newErr != nil && !errdefs.IsNotFound(newErr) {
 		return "", newErr
+	}
+	if newErr == nil && rec.NewID == "" && !createdBy(newC, rec) {
+		// Killed between create and recording the new container's ID: the
+		// name alone is not enough, it must carry this deploy's random ID
+		// and be younger than the deploy.
+		event(PhaseRecover, svc.Name, "container %s is not the one deploy %s created; leaving it alone", rec.NewName, rec.DeployID)
+		newErr = errdefs.NotFound(fmt.Errorf("no container of deploy %s", rec.DeployID))
 	}
 	o := observed{
 		PastNoReturn: rec.pastNoReturn(),
@@ -167,10 +176,7 @@ func (d *Deployer) recoverMissing(ctx context.Context, name string, event func(P
 		return "", err
 	}
 	if !found {
-		l, err := d.leftovers(ctx, svc)
-		if err != nil || len(l) == 0 {
-			return "", err
-		}
+		return "", nil // only a record makes baton act on a leftover
 	}
 	unlock, err := d.State.Lock(ctx, svc.Key, nil)
 	if err != nil {
@@ -198,68 +204,30 @@ func (r *run) recoverBack(ctx context.Context, o observed) error {
 			return fmt.Errorf("removing %s: %w", r.rec.NewName, err)
 		}
 	}
+	// The old container serves on, traffic set up for it: the service is
+	// baton's, as the operator asked when starting the deploy.
+	if old, err := r.d.Engine.ContainerInspect(ctx, r.rec.OldID); err == nil {
+		if err := r.d.recordService(r.svc, old, "", r.rec.Flags, "", ""); err != nil {
+			return err
+		}
+	}
 	return r.d.State.RemoveRecord(r.svc.Key)
 }
 
-// convergeWithoutRecord handles leftovers when the deploy record is gone
-// (another state directory, or it was deleted): app containers baton created
-// for the service under a temporary name.
-func (d *Deployer) convergeWithoutRecord(ctx context.Context, svc Service, event func(Phase, string, string, ...any)) (string, error) {
-	leftovers, err := d.leftovers(ctx, svc)
-	if err != nil || len(leftovers) == 0 {
-		return "", err
+// createdBy reports whether c is the container deploy rec created under
+// rec.NewName, for a record written before the create returned its ID.
+func createdBy(c container.InspectResponse, rec Record) bool {
+	if c.Config == nil || c.Config.Labels[LabelDeployID] != rec.DeployID || rec.DeployID == "" {
+		return false
 	}
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 3*time.Minute)
-	defer cancel()
-	serving, err := d.Engine.ContainerInspect(ctx, svc.Name)
-	servingOK := err == nil && serving.State.Running
-	if err != nil && !errdefs.IsNotFound(err) {
-		return "", err
-	}
-	var done []string
-	promoted := ""
-	if !servingOK {
-		// Promote the newest running leftover; it was healthy enough to have
-		// been created and started by a deploy.
-		for _, l := range leftovers {
-			if l.State != "running" {
-				continue
-			}
-			if err == nil {
-				if rmErr := d.Engine.ContainerRemove(ctx, serving.ID, container.RemoveOptions{}); rmErr != nil && !errdefs.IsNotFound(rmErr) {
-					return "", fmt.Errorf("removing stopped %s: %w", svc.Name, rmErr)
-				}
-			}
-			name := strings.TrimPrefix(l.Names[0], "/")
-			if err := d.Engine.ContainerRename(ctx, l.ID, svc.Name); err != nil {
-				return "", fmt.Errorf("renaming %s to %s: %w", name, svc.Name, err)
-			}
-			event(PhaseRecover, svc.Name, "no %s was serving; promoted %s", svc.Name, name)
-			done = append(done, "promoted "+name)
-			servingOK = true
-			promoted = l.ID
-			break
-		}
-	}
-	if !servingOK {
-		return "", fmt.Errorf("no container of %s is running and no leftover could take over; start %s by hand", svc.Name, svc.Name)
-	}
-	for _, l := range leftovers {
-		if l.ID == promoted {
-			continue
-		}
-		name := strings.TrimPrefix(l.Names[0], "/")
-		if err := d.Engine.ContainerRemove(ctx, l.ID, container.RemoveOptions{Force: true}); err != nil && !errdefs.IsNotFound(err) {
-			return "", fmt.Errorf("removing leftover %s: %w", name, err)
-		}
-		event(PhaseRecover, name, "removed leftover %s of an interrupted deploy", name)
-		done = append(done, "removed "+name)
-	}
-	return strings.Join(done, ", "), nil
+	created, err := time.Parse(time.RFC3339Nano, c.Created)
+	return err == nil && !created.Before(rec.StartedAt.Add(-time.Second))
 }
 
-// leftovers lists the app containers baton made for svc that do not carry
-// the service's name, newest first.
+// leftovers lists containers the operator (not an image) labelled as app
+// containers of svc that do not carry the service's name, newest first. They
+// are only reported: baton acts on a container only when a deploy record
+// names it.
 func (d *Deployer) leftovers(ctx context.Context, svc Service) ([]container.Summary, error) {
 	list, err := d.Engine.ContainerList(ctx, container.ListOptions{All: true, Filters: filters.NewArgs(
 		filters.Arg("label", LabelService+"="+svc.Key),
@@ -272,6 +240,13 @@ func (d *Deployer) leftovers(ctx context.Context, svc Service) ([]container.Summ
 	for _, c := range list {
 		if len(c.Names) == 0 || strings.TrimPrefix(c.Names[0], "/") == svc.Name {
 			continue
+		}
+		il, err := ImageLabels(ctx, d.Engine, c.ImageID)
+		if err != nil {
+			return nil, err
+		}
+		if own, _ := OwnLabels(c.Labels, il); own[LabelService] != svc.Key || own[LabelRole] != RoleApp {
+			continue // only its image says so
 		}
 		out = append(out, c)
 	}

@@ -14,9 +14,11 @@ func (d *Deployer) Rollback(ctx context.Context, req Request) (*Result, error) {
 	if err != nil {
 		return &Result{Outcome: OutcomeFailed, Error: err.Error()}, err
 	}
-	prevRef := c.Config.Labels[LabelPreviousImage]
-	prevID := c.Config.Labels[LabelPreviousImageID]
 	svc := ServiceOf(c)
+	prevRef, prevID, err := d.previousImage(ctx, svc, c)
+	if err != nil {
+		return &Result{Service: svc.Key, Container: svc.Name, Outcome: OutcomeFailed, Error: err.Error()}, err
+	}
 	if prevID == "" {
 		err := classify(ErrInvalid, "container %s has no previous image recorded (baton records it when it deploys; this one was not deployed by baton yet)", svc.Name)
 		return &Result{Service: svc.Key, Container: svc.Name, Outcome: OutcomeFailed, Error: err.Error()}, err

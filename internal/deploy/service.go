@@ -13,14 +13,15 @@ type Service struct {
 	Name string // the name the serving container has, and keeps across deploys
 }
 
-// ServiceOf derives the service of a running container. A container created
-// by baton carries baton.service; any other is its own service, by name.
+// ServiceOf derives the service of a container: its name, or for a
+// replacement baton created and has not renamed yet (<service>-baton-<deploy
+// id>), the service it replaces. The label alone never decides: an image can
+// carry any baton.service, but not its container's name.
 func ServiceOf(c container.InspectResponse) Service {
 	name := strings.TrimPrefix(c.Name, "/")
 	if c.Config != nil {
-		if k := c.Config.Labels[LabelService]; k != "" {
-			// A replacement is renamed to the service's name when it takes
-			// over, so the label names both.
+		k, id := c.Config.Labels[LabelService], c.Config.Labels[LabelDeployID]
+		if k != "" && id != "" && name == k+"-baton-"+id {
 			return Service{Key: k, Name: k}
 		}
 	}

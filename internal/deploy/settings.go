@@ -8,10 +8,8 @@ import (
 	"time"
 )
 
-// Settings are the per-service knobs of a deploy. Each can come from a CLI
-// flag, from a baton.<name> label on the running container (written there by
-// the previous deploy, or by the user in a compose file), or from its default,
-// in that order.
+// Settings are the per-service knobs of a deploy. Where each may come from,
+// and in which order, is resolve.go's business.
 type Settings struct {
 	Port           int           // the app's container port that traffic and probes use; 0 = derive from the container
 	HTTPProbe      string        // path probed with GET on the new container until 2xx
@@ -21,7 +19,7 @@ type Settings struct {
 	Drain          time.Duration // longest wait for in-flight connections to the old container after traffic moved
 	StopTimeout    int           // seconds the old container gets to stop; -1 = its own
 	NginxUpstream  string        // the upstream file baton owns
-	NginxReload    string        // command that reloads nginx on the host
+	NginxReload    string        // command that reloads nginx on the host, split by SplitCommand and run without a shell
 	NginxContainer string        // nginx container to send HUP to
 	Relay          bool          // put baton's relay between nginx and the app
 	RelayPort      int           // host port the relay listens on for an nginx on the host; 0 = pick one
@@ -71,7 +69,15 @@ var settingDefs = []setting{
 		return nil
 	}},
 	{"nginx-upstream", func(s *Settings) string { return s.NginxUpstream }, func(s *Settings, v string) error { s.NginxUpstream = v; return nil }},
-	{"nginx-reload", func(s *Settings) string { return s.NginxReload }, func(s *Settings, v string) error { s.NginxReload = v; return nil }},
+	{"nginx-reload", func(s *Settings) string { return s.NginxReload }, func(s *Settings, v string) error {
+		if v != "" {
+			if _, err := SplitCommand(v); err != nil {
+				return err
+			}
+		}
+		s.NginxReload = v
+		return nil
+	}},
 	{"nginx-container", func(s *Settings) string { return s.NginxContainer }, func(s *Settings, v string) error { s.NginxContainer = v; return nil }},
 	{"relay", func(s *Settings) string { return boolStr(s.Relay) }, func(s *Settings, v string) error { return parseBool(v, &s.Relay) }},
 	{"relay-port", func(s *Settings) string { return itoa0(s.RelayPort) }, func(s *Settings, v string) error { return parsePort(v, &s.RelayPort) }},
@@ -87,34 +93,20 @@ func SettingNames() []string {
 	return names
 }
 
-// ResolveSettings merges, for each setting, the flag value (when the user gave
-// that flag) over the container's baton.<name> label over the default. A bad
-// label value is an error naming the label, so a typo in a compose file is not
-// silently ignored.
-func ResolveSettings(flags map[string]string, labels map[string]string) (Settings, error) {
-	s := DefaultSettings()
-	for _, d := range settingDefs {
-		if v, ok := labels[settingLabelPrefix+d.name]; ok {
-			if err := d.set(&s, v); err != nil {
-				return s, classify(ErrInvalid, "label %s%s=%q: %v", settingLabelPrefix, d.name, v, err)
-			}
-		}
+// Labels returns the baton.<name> labels that mirror s on the container, for
+// people reading docker inspect, leaving out settings at their default so
+// the labels stay short. Commands are left out: they never come from a
+// label, and a mirror of one would only look like an invitation.
+func (s Settings) Labels() map[string]string {
+	out := s.values()
+	for name := range commandSettings {
+		delete(out, settingLabelPrefix+name)
 	}
-	for name, v := range flags {
-		d, ok := findSetting(name)
-		if !ok {
-			return s, classify(ErrInvalid, "unknown setting %q", name)
-		}
-		if err := d.set(&s, v); err != nil {
-			return s, classify(ErrInvalid, "--%s %q: %v", name, v, err)
-		}
-	}
-	return s, s.validate()
+	return out
 }
 
-// Labels returns the baton.<name> labels that record s, leaving out settings
-// at their default so the container's labels stay short.
-func (s Settings) Labels() map[string]string {
+// values is every non-default setting as a baton.<name> key.
+func (s Settings) values() map[string]string {
 	def := DefaultSettings()
 	out := map[string]string{}
 	for _, d := range settingDefs {
@@ -127,7 +119,7 @@ func (s Settings) Labels() map[string]string {
 
 // String lists the non-default settings, for logs and dry runs.
 func (s Settings) String() string {
-	l := s.Labels()
+	l := s.values()
 	keys := make([]string, 0, len(l))
 	for k := range l {
 		keys = append(keys, k)

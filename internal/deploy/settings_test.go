@@ -42,7 +42,7 @@ func TestResolveSettings(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			s, err := ResolveSettings(tc.flags, tc.labels)
+			s, err := resolveAnywhere(tc.flags, tc.labels)
 			if tc.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.wantErr) || !errors.Is(err, ErrInvalid) {
 					t.Fatalf("got %v, want an ErrInvalid saying %q", err, tc.wantErr)
@@ -62,7 +62,7 @@ func TestResolveSettings(t *testing.T) {
 // Settings written as labels read back the same: the next deploy, a
 // rollback or the watcher behaves like the deploy that wrote them.
 func TestSettingsLabelsRoundTrip(t *testing.T) {
-	s, err := ResolveSettings(map[string]string{
+	s, err := resolveAnywhere(map[string]string{
 		"port": "8080", "http-probe": "/healthz", "tcp-probe": "true", "health-timeout": "90s",
 		"warmup-requests": "3", "drain": "10s", "stop-timeout": "20s", "nginx-upstream": "/etc/nginx/baton/web.conf",
 		"nginx-container": "proxy", "relay": "false", "relay-port": "18080",
@@ -70,7 +70,7 @@ func TestSettingsLabelsRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	back, err := ResolveSettings(nil, s.Labels())
+	back, err := resolveAnywhere(nil, s.Labels())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -102,4 +102,11 @@ func TestExitCode(t *testing.T) {
 			t.Errorf("ExitCode(%v) = %d, want %d", tc.err, got, tc.want)
 		}
 	}
+}
+
+// resolveAnywhere resolves with every upstream directory allowed, for the
+// cases about other settings.
+func resolveAnywhere(flags, labels map[string]string) (Settings, error) {
+	res, err := Policy{UpstreamDirs: []string{"/"}}.Resolve(Sources{Flags: flags, Labels: labels})
+	return res.Settings, err
 }

@@ -31,6 +31,9 @@ type ServiceStatus struct {
 	DeployRunning   bool   `json:"deploy_running,omitempty"`
 	Recovered       string `json:"recovered,omitempty"`
 	Problem         string `json:"problem,omitempty"`
+	// IgnoredLabels are baton.* and com.docker.compose.* labels the
+	// container's image carries itself, which baton never takes as settings.
+	IgnoredLabels []string `json:"ignored_labels,omitempty"`
 }
 
 // Status reports on target, or on every service baton manages when target
@@ -55,21 +58,10 @@ func (d *Deployer) Status(ctx context.Context, target string, report func(Phase,
 		}
 		services = append(services, ServiceOf(c))
 	} else {
-		list, err := d.Engine.ContainerList(ctx, container.ListOptions{All: true, Filters: filters.NewArgs(
-			filters.Arg("label", LabelRole+"="+RoleApp))})
-		if err != nil {
-			return nil, fmt.Errorf("listing baton's containers: %w", err)
+		var err error
+		if services, err = d.managedServices(ctx, report); err != nil {
+			return nil, err
 		}
-		seen := map[string]bool{}
-		for _, c := range list {
-			key := c.Labels[LabelService]
-			if key == "" || seen[key] {
-				continue
-			}
-			seen[key] = true
-			services = append(services, Service{Key: key, Name: key})
-		}
-		sort.Slice(services, func(i, j int) bool { return services[i].Key < services[j].Key })
 	}
 	d.pruneMirrors(ctx, report)
 	out := make([]ServiceStatus, 0, len(services))
@@ -119,14 +111,22 @@ func (d *Deployer) serviceStatus(ctx context.Context, svc Service, report func(P
 		st.Health = c.State.Health.Status
 	}
 	st.Since = c.State.StartedAt
-	st.PreviousImage = c.Config.Labels[LabelPreviousImage]
-	st.PreviousImageID = c.Config.Labels[LabelPreviousImageID]
-	st.Managed = c.Config.Labels[LabelManaged] == "true"
-	settings, err := ResolveSettings(nil, c.Config.Labels)
+	rec, recorded, err := d.readService(svc.Key)
 	if err != nil {
-		st.Problem = err.Error()
+		st.Problem = strings.TrimSpace(st.Problem + " " + err.Error())
+	}
+	if st.Managed = recorded && rec.ContainerID == c.ID; st.Managed {
+		st.PreviousImage, st.PreviousImageID = rec.PreviousImage, rec.PreviousImageID
+	} else if st.Problem == "" && !st.DeployRunning {
+		st.Problem = fmt.Sprintf("baton has no record of deploying container %s (%s), so it leaves it alone; baton deploy %s records it", svc.Name, shortID(c.ID), svc.Name)
+	}
+	res, err := d.resolveSettings(ctx, svc, c, nil)
+	st.IgnoredLabels = res.Ignored
+	if err != nil {
+		st.Problem = strings.TrimSpace(st.Problem + " " + err.Error())
 		return st
 	}
+	settings := res.Settings
 	st.Settings = settings.String()
 	if t, err := d.Traffic(ctx, svc, settings); err == nil {
 		if desc, err := t.Describe(ctx); err == nil {
@@ -140,7 +140,7 @@ func (d *Deployer) serviceStatus(ctx context.Context, svc Service, report func(P
 		for _, l := range leftovers {
 			names = append(names, strings.TrimPrefix(l.Names[0], "/"))
 		}
-		st.Problem = strings.TrimSpace(st.Problem + " leftovers: " + strings.Join(names, ", "))
+		st.Problem = strings.TrimSpace(st.Problem + " containers labelled as " + svc.Key + "'s that no deploy record names (left alone): " + strings.Join(names, ", "))
 	}
 	return st
 }
@@ -153,11 +153,19 @@ func (d *Deployer) serviceStatus(ctx context.Context, svc Service, report func(P
 // reloaded, only if its content differs).
 func (d *Deployer) repairTraffic(ctx context.Context, svc Service) error {
 	c, err := d.Engine.ContainerInspect(ctx, svc.Name)
-	if err != nil || !c.State.Running || c.Config.Labels[LabelManaged] != "true" {
+	if err != nil || !c.State.Running {
 		return nil // the status reports the container's state itself
 	}
-	settings, err := ResolveSettings(nil, c.Config.Labels)
-	if err != nil || settings.TrafficMode() == "none" {
+	// Only a container baton deployed, by its record, never by a label.
+	if rec, ok, err := d.readService(svc.Key); err != nil || !ok || rec.ContainerID != c.ID {
+		return err
+	}
+	res, err := d.resolveSettings(ctx, svc, c, nil)
+	if err != nil {
+		return err
+	}
+	settings := res.Settings
+	if settings.TrafficMode() == "none" {
 		return nil
 	}
 	if settings.Port == 0 {
@@ -168,4 +176,43 @@ func (d *Deployer) repairTraffic(ctx context.Context, svc Service) error {
 		return fmt.Errorf("pointing traffic at %s: %w", svc.Name, err)
 	}
 	return nil
+}
+
+// managedServices lists the services baton knows from its state directory,
+// and those whose containers the operator (not an image) labelled as
+// baton's: a host upgraded from a version without service records shows
+// them, though baton acts on none of them until a deploy records it.
+func (d *Deployer) managedServices(ctx context.Context, report func(Phase, string, string, ...any)) ([]Service, error) {
+	known, err := d.serviceKeys()
+	if err != nil {
+		return nil, err
+	}
+	list, err := d.Engine.ContainerList(ctx, container.ListOptions{All: true, Filters: filters.NewArgs(
+		filters.Arg("label", LabelRole+"="+RoleApp))})
+	if err != nil {
+		return nil, fmt.Errorf("listing baton's containers: %w", err)
+	}
+	for _, c := range list {
+		il, err := ImageLabels(ctx, d.Engine, c.ImageID)
+		if err != nil {
+			return nil, err
+		}
+		own, ignored := OwnLabels(c.Labels, il)
+		key := own[LabelService]
+		if own[LabelRole] != RoleApp || key == "" {
+			if len(ignored) > 0 && len(c.Names) > 0 {
+				report(PhaseRecover, strings.TrimPrefix(c.Names[0], "/"), "ignoring container %s: only its image labels it as baton's (%s)", strings.TrimPrefix(c.Names[0], "/"), strings.Join(ignored, " "))
+			}
+			continue
+		}
+		if _, ok := known[key]; !ok {
+			known[key] = Service{Key: key, Name: key}
+		}
+	}
+	services := make([]Service, 0, len(known))
+	for _, svc := range known {
+		services = append(services, svc)
+	}
+	sort.Slice(services, func(i, j int) bool { return services[i].Key < services[j].Key })
+	return services, nil
 }

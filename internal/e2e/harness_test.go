@@ -182,7 +182,9 @@ func (e *env) runBaton(args ...string) (batonRun, error) {
 
 func (e *env) command(args ...string) *exec.Cmd {
 	cmd := exec.CommandContext(e.t.Context(), e.baton, args...)
-	cmd.Env = append(os.Environ(), "BATON_STATE_DIR="+e.stateDir)
+	// Tests keep their upstream files in temporary directories, which the
+	// operator (the test) allows like --upstream-dir would.
+	cmd.Env = append(os.Environ(), "BATON_STATE_DIR="+e.stateDir, "BATON_UPSTREAM_DIRS="+os.TempDir())
 	cmd.Env = append(cmd.Env, e.extraEnv...)
 	return cmd
 }

@@ -40,7 +40,7 @@ func DefaultPath() string {
 
 // Open creates the directory layout if needed.
 func Open(path string) (*Dir, error) {
-	for _, sub := range []string{"locks", "deploys"} {
+	for _, sub := range []string{"locks", "deploys", "services"} {
 		if err := os.MkdirAll(filepath.Join(path, sub), 0o755); err != nil {
 			return nil, fmt.Errorf("state directory %s: %w", path, err)
 		}
@@ -175,4 +175,59 @@ func (d *Dir) RemoveRecord(key string) error {
 		return fmt.Errorf("deploy record for %s: %w", key, err)
 	}
 	return nil
+}
+
+func (d *Dir) servicePath(key string) string {
+	return filepath.Join(d.path, "services", fileKey(key)+".json")
+}
+
+// WriteService stores v as what baton knows of service key for good (the
+// container it created, the settings the operator gave), atomically and
+// readable by root only: it is the source for later privileged actions,
+// which a label never is.
+func (d *Dir) WriteService(key string, v any) error {
+	data, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return fmt.Errorf("service record for %s: %w", key, err)
+	}
+	return atomicfile.Write(d.servicePath(key), append(data, '\n'), 0o600)
+}
+
+// ReadService loads the service record of key into v; false when there is none.
+func (d *Dir) ReadService(key string, v any) (bool, error) {
+	data, err := os.ReadFile(d.servicePath(key))
+	if errors.Is(err, os.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("service record for %s: %w", key, err)
+	}
+	if err := json.Unmarshal(data, v); err != nil {
+		return false, fmt.Errorf("service record %s is damaged (%v); remove it and deploy the service again", d.servicePath(key), err)
+	}
+	return true, nil
+}
+
+// RecordFiles returns the contents of every record in sub ("services" or
+// "deploys"), for listing what baton manages.
+func (d *Dir) RecordFiles(sub string) ([][]byte, error) {
+	entries, err := os.ReadDir(filepath.Join(d.path, sub))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("state directory %s: %w", d.path, err)
+	}
+	var out [][]byte
+	for _, e := range entries {
+		if e.IsDir() || filepath.Ext(e.Name()) != ".json" {
+			continue
+		}
+		data, err := os.ReadFile(filepath.Join(d.path, sub, e.Name()))
+		if err != nil {
+			return nil, fmt.Errorf("state directory %s: %w", d.path, err)
+		}
+		out = append(out, data)
+	}
+	return out, nil
 }

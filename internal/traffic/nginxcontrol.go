@@ -68,6 +68,11 @@ func (n *nginxControl) apply(ctx context.Context, servers []string, nets ...stri
 	if existed && bytes.Equal(have, want) {
 		return nil, nil
 	}
+	// Checked at resolve time too; again here, right before writing as
+	// root, in case a link appeared since.
+	if err := deploy.CheckUpstreamFS(n.file); err != nil {
+		return nil, err
+	}
 	if err := os.MkdirAll(filepath.Dir(n.file), 0o755); err != nil {
 		return nil, fmt.Errorf("upstream file %s: %w", n.file, err)
 	}
@@ -126,7 +131,13 @@ func (n *nginxControl) reload(ctx context.Context, before workerSet) (workerSet,
 			return nil, fmt.Errorf("sending HUP to nginx container %s: %w", n.container, err)
 		}
 	} else {
-		cmd := exec.CommandContext(ctx, "/bin/sh", "-c", n.reloadCmd)
+		argv, err := deploy.SplitCommand(n.reloadCmd)
+		if err != nil {
+			return fmt.Errorf("nginx reload command %q: %w", n.reloadCmd, err)
+		}
+		// No shell: the command's words are the program and its arguments.
+		cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
+		cmd.Env = childEnv(os.Environ())
 		out, err := cmd.CombinedOutput()
 		if err != nil {
 			return nil, fmt.Errorf("nginx reload command %q failed: %v: %s", n.reloadCmd, err, lastLine(out))
@@ -243,4 +254,16 @@ func (n *nginxControl) where() string {
 func lastLine(out []byte) string {
 	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
 	return strings.TrimSpace(lines[len(lines)-1])
+}
+
+// childEnv is the environment of the reload command: baton's own, minus
+// its secrets (BATON_* variables carry the webhook token and secret).
+func childEnv(env []string) []string {
+	out := make([]string, 0, len(env))
+	for _, kv := range env {
+		if !strings.HasPrefix(kv, "BATON_") {
+			out = append(out, kv)
+		}
+	}
+	return out
 }

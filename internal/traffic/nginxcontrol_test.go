@@ -153,7 +153,7 @@ func TestNginxControlHost(t *testing.T) {
 	}
 
 	// A failing reload command.
-	n.reloadCmd = "echo nginx: [emerg] something; exit 1"
+	n.reloadCmd = "sh -c 'echo nginx: [emerg] something; exit 1'"
 	if _, err := n.apply(t.Context(), []string{a}); err == nil || !strings.Contains(err.Error(), "[emerg] something") {
 		t.Fatalf("failing reload command: %v", err)
 	}

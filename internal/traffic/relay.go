@@ -179,6 +179,15 @@ func (t *Relay) upstreamServers(ctx context.Context, self container.InspectRespo
 		if err != nil {
 			continue // gone meanwhile
 		}
+		// A container whose image calls it a relay is not one of baton's:
+		// nginx must never be pointed at it.
+		own, _, err := deploy.ContainerOwnLabels(ctx, t.eng, c)
+		if err != nil {
+			return nil, nil, err
+		}
+		if own[deploy.LabelRole] != deploy.RoleRelay || own[LabelRelayUpstream] != t.settings.NginxUpstream {
+			continue
+		}
 		if err := add(c, l.Labels[deploy.LabelService]); err != nil {
 			return nil, nil, err
 		}

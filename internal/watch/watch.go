@@ -148,10 +148,16 @@ func (w *Watcher) pass(ctx context.Context, due func(key, spec string) (bool, er
 			continue // a replacement mid-deploy, or seen already
 		}
 		seen[svc.Key] = true
-		if err := w.Select.Allows(c.Config.Labels); err != nil {
+		// An image's own labels never opt its containers in.
+		own, _, err := deploy.ContainerOwnLabels(ctx, w.Engine, c)
+		if err != nil {
+			w.Log.Warn("not watching: image labels unreadable", "container", name, "error", err)
 			continue
 		}
-		isDue, err := due(svc.Key, c.Config.Labels[unattended.LabelSchedule])
+		if err := w.Select.Allows(own); err != nil {
+			continue
+		}
+		isDue, err := due(svc.Key, own[unattended.LabelSchedule])
 		if err != nil {
 			w.Log.Warn("not watching: bad label", "container", name, "error", fmt.Errorf("label %s: %w", unattended.LabelSchedule, err))
 			continue

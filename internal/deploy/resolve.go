@@ -1,0 +1,206 @@
+package deploy
+
+import (
+	"fmt"
+	"maps"
+	"path/filepath"
+	"slices"
+	"strings"
+)
+
+// DefaultUpstreamDir is where baton may write nginx upstream files unless
+// the operator allows more directories (--upstream-dir, or upstream-dir in
+// the configuration file).
+const DefaultUpstreamDir = "/etc/nginx/baton"
+
+// DefaultConfigPath is baton's root-owned configuration file.
+const DefaultConfigPath = "/etc/baton/baton.conf"
+
+// commandSettings are the settings that make baton run something. They come
+// only from a flag (or its environment variable), the service's record in
+// the state directory (a flag given earlier) or the configuration file;
+// never from a label.
+var commandSettings = map[string]bool{"nginx-reload": true}
+
+// Policy is what the operator allows, from flags, the environment and the
+// root-owned configuration file: nothing in it ever comes from a container.
+type Policy struct {
+	// UpstreamDirs are the directories upstream files may be in, besides
+	// DefaultUpstreamDir.
+	UpstreamDirs []string
+	// Config holds the settings of the configuration file, by setting name,
+	// for every service.
+	Config map[string]string
+	// ConfigPath names the configuration file in messages.
+	ConfigPath string
+}
+
+// Sources are where one deploy's settings can come from.
+type Sources struct {
+	Flags       map[string]string // given now, as flags or their environment variables
+	Recorded    map[string]string // flags given to an earlier deploy of the service, from the state directory
+	Labels      map[string]string // the container's labels
+	ImageLabels map[string]string // its image's labels: a label equal to one of these is the image author's
+}
+
+// Resolved is the outcome of resolving settings.
+type Resolved struct {
+	Settings Settings
+	// Sticky is what to record for the service's next deploys: the recorded
+	// flags with this deploy's flags over them.
+	Sticky map[string]string
+	// Ignored lists the baton.* and com.docker.compose.* labels ("key=value")
+	// ignored because the image carries them.
+	Ignored []string
+
+	own map[string]string // the operator's labels
+}
+
+// Resolve merges, for each setting: the default, under the configuration
+// file, under the operator's labels (those that differ from the image's),
+// under the recorded flags, under the flags given now. Commands skip the
+// labels: an operator's label that would set one differently is refused,
+// naming the flag to use. Upstream files must lie in an allowed directory.
+// It reads no file and calls no engine, so it can be fuzzed.
+func (p Policy) Resolve(src Sources) (Resolved, error) {
+	res := Resolved{Settings: DefaultSettings(), Sticky: map[string]string{}}
+	own, ignored := OwnLabels(src.Labels, src.ImageLabels)
+	res.Ignored, res.own = ignored, own
+	maps.Copy(res.Sticky, src.Recorded)
+	maps.Copy(res.Sticky, src.Flags)
+	from := map[string]string{} // setting -> where its value came from, for messages
+	s := &res.Settings
+
+	apply := func(name, v, origin string) error {
+		d, ok := findSetting(name)
+		if !ok {
+			return classify(ErrInvalid, "%s: unknown setting %q", origin, name)
+		}
+		if err := d.set(s, v); err != nil {
+			return classify(ErrInvalid, "%s %q: %v", origin, v, err)
+		}
+		from[name] = origin
+		return nil
+	}
+	cfgOrigin := func(name string) string {
+		return fmt.Sprintf("%s in %s", name, orDefault(p.ConfigPath, DefaultConfigPath))
+	}
+	for _, name := range sortedKeys(p.Config) {
+		if commandSettings[name] {
+			continue // applied last, only where it fits
+		}
+		if err := apply(name, p.Config[name], cfgOrigin(name)); err != nil {
+			return res, err
+		}
+	}
+	for _, d := range settingDefs {
+		key := settingLabelPrefix + d.name
+		v, ok := own[key]
+		if !ok || commandSettings[d.name] {
+			continue
+		}
+		if err := apply(d.name, v, "label "+key); err != nil {
+			return res, err
+		}
+	}
+	for _, name := range sortedKeys(src.Recorded) {
+		if err := apply(name, src.Recorded[name], "--"+name+" (recorded in the state directory)"); err != nil {
+			return res, err
+		}
+	}
+	// A flag given now for the other way of reloading nginx replaces a
+	// recorded one: "pick one" is about what the operator says now.
+	if _, ok := src.Flags["nginx-container"]; ok && src.Flags["nginx-reload"] == "" {
+		s.NginxReload = ""
+	}
+	if _, ok := src.Flags["nginx-reload"]; ok && src.Flags["nginx-container"] == "" {
+		s.NginxContainer = ""
+	}
+	for _, name := range sortedKeys(src.Flags) {
+		if err := apply(name, src.Flags[name], "--"+name); err != nil {
+			return res, err
+		}
+	}
+	// The configuration file's reload command serves every service whose
+	// nginx runs on the host and that names none of its own.
+	if v, ok := p.Config["nginx-reload"]; ok && s.NginxReload == "" && s.NginxUpstream != "" && s.NginxContainer == "" {
+		if err := apply("nginx-reload", v, cfgOrigin("nginx-reload")); err != nil {
+			return res, err
+		}
+	}
+	if err := p.refuseCommandLabels(own, *s, src.Flags); err != nil {
+		return res, err
+	}
+	if err := s.validate(); err != nil {
+		return res, err
+	}
+	if s.NginxUpstream != "" {
+		if err := p.checkUpstreamPath(s.NginxUpstream, orDefault(from["nginx-upstream"], "--nginx-upstream")); err != nil {
+			return res, err
+		}
+	}
+	return res, nil
+}
+
+// refuseCommandLabels refuses an operator's label that tries to set a
+// command. A label equal to the command baton uses anyway is a mirror an
+// earlier version wrote; with a flag given now, the label is outvoted (and
+// not copied onto the new container).
+func (p Policy) refuseCommandLabels(own map[string]string, s Settings, flags map[string]string) error {
+	for name := range commandSettings {
+		v, ok := own[settingLabelPrefix+name]
+		if !ok {
+			continue
+		}
+		if _, given := flags[name]; given {
+			continue
+		}
+		d, _ := findSetting(name)
+		if v == d.get(&s) {
+			continue
+		}
+		return classify(ErrInvalid, "label %s%s=%q: baton takes no command from a label; pass --%s CMD (baton records it for later deploys) or set %s in %s",
+			settingLabelPrefix, name, v, name, name, orDefault(p.ConfigPath, DefaultConfigPath))
+	}
+	return nil
+}
+
+// AllowedUpstreamDirs are the directories upstream files may be in.
+func (p Policy) AllowedUpstreamDirs() []string {
+	dirs := []string{DefaultUpstreamDir}
+	for _, d := range p.UpstreamDirs {
+		if d = filepath.Clean(d); !slices.Contains(dirs, d) {
+			dirs = append(dirs, d)
+		}
+	}
+	return dirs
+}
+
+// checkUpstreamPath is the lexical check: an absolute, clean path inside an
+// allowed directory. CheckUpstreamFS adds what only the filesystem knows.
+func (p Policy) checkUpstreamPath(path, origin string) error {
+	if !filepath.IsAbs(path) {
+		return classify(ErrInvalid, "%s %q must be an absolute path", origin, path)
+	}
+	if filepath.Clean(path) != path || strings.ContainsAny(path, "\x00\n") {
+		return classify(ErrInvalid, "%s %q is not a clean path (no .., //, trailing / or control characters); write it as %s", origin, path, filepath.Clean(path))
+	}
+	for _, dir := range p.AllowedUpstreamDirs() {
+		if dir == "/" || strings.HasPrefix(path, dir+"/") {
+			return nil
+		}
+	}
+	return classify(ErrInvalid, "%s %q is outside the directories baton may write upstream files in (%s); put it there, or allow its directory with --upstream-dir DIR or upstream-dir in %s",
+		origin, path, strings.Join(p.AllowedUpstreamDirs(), ", "), orDefault(p.ConfigPath, DefaultConfigPath))
+}
+
+func sortedKeys(m map[string]string) []string {
+	return slices.Sorted(maps.Keys(m))
+}
+
+func orDefault(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}

@@ -18,9 +18,16 @@ type fakeTraffic struct {
 	eng       *fakeEngine
 	// killOnSwitch kills the deploy right after its first switch.
 	killOnSwitch bool
+	// lastSettings are the settings the last deploy built traffic for.
+	lastSettings Settings
 }
 
-func (t *fakeTraffic) factory(context.Context, Service, Settings) (Traffic, error) { return t, nil }
+func (t *fakeTraffic) factory(_ context.Context, _ Service, s Settings) (Traffic, error) {
+	t.mu.Lock()
+	t.lastSettings = s
+	t.mu.Unlock()
+	return t, nil
+}
 
 func (t *fakeTraffic) Mode() string { return t.mode }
 

@@ -1,0 +1,117 @@
+package deploy
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/network"
+)
+
+// addHostileImage adds an image whose author labelled it as baton's app of
+// service svc, with settings and a reload command.
+func (h *harness) addHostileImage(ref, svc string) {
+	h.eng.addImage(ref, "evil", "healthy")
+	h.eng.mu.Lock()
+	defer h.eng.mu.Unlock()
+	img := h.eng.images[ref]
+	for k, v := range hostileLabels {
+		img.Config.Labels[k] = v
+	}
+	img.Config.Labels["baton.service"] = svc
+}
+
+// runHostile runs a container of ref the way someone on the host would, with
+// a name of their own, stopped or running.
+func (h *harness) runHostile(name, ref string, running bool) string {
+	resp, err := h.eng.ContainerCreate(context.Background(), &container.Config{Image: ref}, &container.HostConfig{NetworkMode: "shop"},
+		&network.NetworkingConfig{EndpointsConfig: map[string]*network.EndpointSettings{"shop": {}}}, nil, name)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	if running {
+		if err := h.eng.ContainerStart(context.Background(), resp.ID, container.StartOptions{}); err != nil {
+			h.t.Fatal(err)
+		}
+	}
+	h.eng.mu.Lock()
+	h.eng.log = nil // the calls baton makes are what the tests check
+	h.eng.mu.Unlock()
+	return resp.ID
+}
+
+// A container whose image claims to be baton's app of a service is never
+// renamed, removed, started or attached by status or a deploy, whether the
+// service it names is another one ("zz"), or the managed service itself
+// while that one is stopped; the managed service still deploys.
+func TestHostileLabelsNeverMakeBatonAct(t *testing.T) {
+	for _, tc := range []struct{ name, svc string }{{"foreign service", "zz"}, {"the managed service's name", "web"}} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, "relay", "")
+			h.addHostileImage("evil:1", tc.svc)
+			evilID := h.runHostile("evil", "evil:1", false)
+			flags := map[string]string{"nginx-upstream": "/tmp/x.conf", "nginx-reload": "true"}
+			if _, err := h.deploy(t.Context(), "web:v2", flags); err != nil {
+				t.Fatalf("the managed service's deploy (positive control): %v", err)
+			}
+			if err := h.eng.ContainerStop(t.Context(), "web", container.StopOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			var notes []string
+			list, err := h.d.Status(t.Context(), "", func(_ Phase, _ string, f string, a ...any) { notes = append(notes, f) })
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, st := range list {
+				if st.Service == tc.svc && tc.svc != "web" {
+					t.Fatalf("status lists the hostile image's service %q: %+v", tc.svc, st)
+				}
+			}
+			for _, call := range h.eng.calls() {
+				if strings.Contains(call, "evil") || strings.Contains(call, evilID[:12]) {
+					t.Fatalf("baton touched the hostile container: %s (all calls %v)", call, h.eng.calls())
+				}
+			}
+			if h.eng.state("evil") != "created" || h.eng.state("web") != "exited" {
+				t.Fatalf("evil is %s, web is %s; want evil untouched and web left stopped", h.eng.state("evil"), h.eng.state("web"))
+			}
+			if nets := h.eng.networksOf("evil"); len(nets) != 1 || nets[0] != "shop" {
+				t.Fatalf("evil is on %v, want only shop", nets)
+			}
+		})
+	}
+}
+
+// The hostile image deployed onto a managed service: its labels are
+// ignored, the deploy succeeds, and the next deploy uses the settings the
+// operator gave, not the image's.
+func TestHostileImageDeployedKeepsOperatorSettings(t *testing.T) {
+	h := newHarness(t, "relay", "")
+	h.addHostileImage("evil:1", "zz")
+	flags := map[string]string{"nginx-upstream": "/tmp/x.conf", "nginx-reload": "true", "drain": "5s"}
+	if _, err := h.deploy(t.Context(), "web:v2", flags); err != nil {
+		t.Fatal(err)
+	}
+	res, err := h.deploy(t.Context(), "evil:1", nil)
+	if err != nil {
+		t.Fatalf("deploying the hostile image: %v", err)
+	}
+	if res.Outcome != OutcomeDeployed {
+		t.Fatalf("outcome %s", res.Outcome)
+	}
+	h.traffic.mu.Lock()
+	settings := h.traffic.lastSettings
+	h.traffic.mu.Unlock()
+	if settings.NginxReload != "true" || settings.NginxUpstream != "/tmp/x.conf" || !settings.Relay || settings.Drain.String() != "5s" {
+		t.Fatalf("traffic got settings %+v, want the operator's", settings)
+	}
+	// And the deploy after it, from the labels the hostile image left.
+	plan, err := h.d.Deploy(t.Context(), Request{Target: "web", Image: "web:v2", DryRun: true, Pull: PullMissing})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if plan.Plan == nil || len(plan.Plan.IgnoredLabels) == 0 || !strings.Contains(plan.Plan.Settings, "drain=5s") || strings.Contains(plan.Plan.Settings, "relay=false") {
+		t.Fatalf("dry run after the hostile image: %+v", plan.Plan)
+	}
+}

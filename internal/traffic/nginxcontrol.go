@@ -133,7 +133,7 @@ func (n *nginxControl) reload(ctx context.Context, before workerSet) (workerSet,
 	} else {
 		argv, err := deploy.SplitCommand(n.reloadCmd)
 		if err != nil {
-			return fmt.Errorf("nginx reload command %q: %w", n.reloadCmd, err)
+			return nil, fmt.Errorf("nginx reload command %q: %w", n.reloadCmd, err)
 		}
 		// No shell: the command's words are the program and its arguments.
 		cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)

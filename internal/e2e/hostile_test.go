@@ -155,7 +155,7 @@ func TestHostileContainerIsLeftAlone(t *testing.T) {
 	w := e.start("watch", "--interval", "1s", "--scope", s.scope, "--metrics-listen", strings.TrimPrefix(metricsURL, "http://"))
 	w.waitLine(10*time.Second, "msg=metrics")
 	e.hostileImage("zz", "zz-moved", s.scope) // the foreign container's tag now names another build
-	e.version("live", "v3", nil)
+	e.version("v2", "v3", nil) // the tag the service runs now moves
 	waitFor(t, 90*time.Second, "watch deploys the managed service", func() bool { return len(entriesBy(e.journal(), "watch")) == 1 })
 	if en := entriesBy(e.journal(), "watch")[0]; en.Outcome != "deployed" || en.Target != s.name {
 		t.Fatalf("watch journal entry %+v", en)
@@ -185,7 +185,7 @@ func TestHostileContainerIsLeftAlone(t *testing.T) {
 			t.Fatalf("webhook for %s: %d %s, want 403", name, rep.code, rep.raw)
 		}
 	}
-	rep := h.post(s.name, "bearer", jsonBody(t, map[string]string{"image": v2}))
+	rep := h.post(s.name, "bearer", jsonBody(t, map[string]string{"image": s.ref}))
 	if rep.code != 202 {
 		t.Fatalf("webhook for the service (positive control): %d %s", rep.code, rep.raw)
 	}
@@ -203,8 +203,11 @@ func TestHostileContainerIsLeftAlone(t *testing.T) {
 		t.Fatalf("final status: exit %d", r.code)
 	}
 	check("at the end")
-	if c := e.inspect(s.name); !c.State.Running || c.Config.Image != v2 {
-		t.Fatalf("%s runs %s (%s), want %s", s.name, c.Config.Image, c.State.Status, v2)
+	if c := e.inspect(s.name); !c.State.Running || c.Config.Image != s.ref {
+		t.Fatalf("%s runs %s (%s), want %s", s.name, c.Config.Image, c.State.Status, s.ref)
+	}
+	if v := res.Versions(); v["v1"] == 0 || v["v2"] == 0 || v["v3"] == 0 || v["evil"] != 0 {
+		t.Fatalf("versions served %v; want v1, v2, v3 and never the hostile containers", v)
 	}
 }
 

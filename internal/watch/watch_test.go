@@ -117,7 +117,7 @@ func TestWatcherDeploysOnlyChangedOptedIn(t *testing.T) {
 			ctr("c3", "db", "127.0.0.1:5000/shop/db:live", "img3", nil), // not opted in
 			ctr("c4", "pinned", "127.0.0.1:5000/shop/x@"+digestA.String(), "img4", on),
 			ctr("c5", "byid", "sha256:1234", "img5", on),
-			ctr("c6", "web-baton-abc123", "127.0.0.1:5000/shop/web:live", "img9", map[string]string{unattended.LabelEnable: "true", deploy.LabelService: "web"}), // a replacement mid-deploy
+			ctr("c6", "web-baton-abc123", "127.0.0.1:5000/shop/web:live", "img9", map[string]string{unattended.LabelEnable: "true", deploy.LabelService: "web", deploy.LabelDeployID: "abc123"}), // a replacement mid-deploy
 		},
 		images: map[string]image.InspectResponse{
 			"img1": {RepoDigests: []string{"127.0.0.1:5000/shop/web@" + digestA.String()}},

@@ -242,18 +242,32 @@ var deployLabels = map[string]bool{
 // of those baton writes for each deploy. Copying an image's baton.* or
 // compose label as the container's own would turn an image author's word
 // into the operator's. The map is never nil, so the caller can add to it.
+//
+// compose (v2) labels the images it builds with their project and service;
+// a container compose created (its config-files label, which compose never
+// puts on an image, is its own) keeps those (deploy.OwnLabels has the same
+// rule).
 func userLabels(labels, imageLabels map[string]string) map[string]string {
 	out := make(map[string]string, len(labels))
+	cf, hasCF := labels[composeConfigFiles]
+	icf, imageCF := imageLabels[composeConfigFiles]
+	composeMade := hasCF && (!imageCF || icf != cf)
 	for k, v := range labels {
 		if deployLabels[k] {
 			continue
 		}
-		if iv, ok := imageLabels[k]; ok && iv == v {
+		if iv, ok := imageLabels[k]; ok && iv == v && !(composeMade && composeBuildLabels[k]) {
 			continue
 		}
 		out[k] = v
 	}
 	return out
+}
+
+const composeConfigFiles = composeLabelPrefix + "project.config_files"
+
+var composeBuildLabels = map[string]bool{
+	composeLabelPrefix + "project": true, composeLabelPrefix + "service": true, composeLabelPrefix + "version": true,
 }
 
 // userExposedPorts returns the ports the user exposed (those the image did

@@ -12,6 +12,8 @@ import (
 
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/filters"
+	"github.com/docker/docker/api/types/image"
+	"github.com/docker/docker/client"
 
 	"github.com/baton-sh/baton/internal/deploy"
 )
@@ -35,6 +37,25 @@ type Engine interface {
 	ContainerList(ctx context.Context, options container.ListOptions) ([]container.Summary, error)
 	ContainerInspect(ctx context.Context, containerID string) (container.InspectResponse, error)
 	ContainerRemove(ctx context.Context, containerID string, options container.RemoveOptions) error
+	ImageInspect(ctx context.Context, imageID string, inspectOpts ...client.ImageInspectOption) (image.InspectResponse, error)
+}
+
+// composeOwned drops the containers whose compose project or service label
+// is their image's own: an image's author cannot make a container part of
+// the operator's project (and so deployed, or asked about, with it).
+func composeOwned(ctx context.Context, eng Engine, list []container.Summary) ([]container.Summary, error) {
+	out := make([]container.Summary, 0, len(list))
+	for _, c := range list {
+		il, err := deploy.ImageLabels(ctx, eng, c.ImageID)
+		if err != nil {
+			return nil, err
+		}
+		if own, _ := deploy.OwnLabels(c.Labels, il); own[LabelProject] == "" || own[LabelService] == "" {
+			continue
+		}
+		out = append(out, c)
+	}
+	return out, nil
 }
 
 // Options is how the user named the project.
@@ -117,6 +138,9 @@ func Resolve(ctx context.Context, eng Engine, opts Options, service string) (*Pr
 	list, err := eng.ContainerList(ctx, container.ListOptions{All: true, Filters: filters.NewArgs(
 		filters.Arg("label", LabelService+"="+service),
 		filters.Arg("label", LabelOneoff+"=False"))})
+	if err == nil {
+		list, err = composeOwned(ctx, eng, list)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("listing compose containers: %w", err)
 	}
@@ -236,6 +260,9 @@ func ResolveProject(ctx context.Context, eng Engine, opts Options) (*Project, *C
 	}
 	list, err := eng.ContainerList(ctx, container.ListOptions{All: true, Filters: filters.NewArgs(
 		filters.Arg("label", LabelProject+"="+opts.ProjectName), filters.Arg("label", LabelOneoff+"=False"))})
+	if err == nil {
+		list, err = composeOwned(ctx, eng, list)
+	}
 	if err != nil {
 		return nil, nil, fmt.Errorf("listing compose containers: %w", err)
 	}
@@ -256,6 +283,9 @@ func (p *Project) Replicas(ctx context.Context, eng Engine, service string) ([]c
 		filters.Arg("label", LabelProject+"="+p.Name),
 		filters.Arg("label", LabelService+"="+service),
 		filters.Arg("label", LabelOneoff+"=False"))})
+	if err == nil {
+		list, err = composeOwned(ctx, eng, list)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("listing containers of %s/%s: %w", p.Name, service, err)
 	}

@@ -20,16 +20,33 @@ import (
 // or com.docker.compose.* label whose value equals the image's own label is
 // the author's, and never a setting, an identity or a role.
 
-const composeLabelPrefix = "com.docker.compose."
+const (
+	composeLabelPrefix = "com.docker.compose."
+	composeConfigFiles = "com.docker.compose.project.config_files"
+)
+
+// composeBuildLabels are the labels compose puts on images it builds.
+var composeBuildLabels = map[string]bool{
+	"com.docker.compose.project": true, "com.docker.compose.service": true, "com.docker.compose.version": true,
+}
 
 // OwnLabels splits a container's labels into those the operator set and the
 // baton.*/com.docker.compose.* labels it ignores because the image carries
 // the same key and value. Other labels are returned unchanged: baton gives
 // them no meaning. ignored is sorted "key=value".
+//
+// One exception: compose (v2) labels the images it builds with their
+// project and service, which then equal the labels of the containers it
+// creates from them. compose also writes the project's config files onto
+// every container it creates, and never onto an image; so a container whose
+// config-files label is its own keeps its project and service labels.
 func OwnLabels(labels, imageLabels map[string]string) (own map[string]string, ignored []string) {
 	own = make(map[string]string, len(labels))
+	cf, hasCF := labels[composeConfigFiles]
+	icf, imageCF := imageLabels[composeConfigFiles]
+	composeMade := hasCF && (!imageCF || icf != cf)
 	for k, v := range labels {
-		if meaningful(k) {
+		if meaningful(k) && !(composeMade && composeBuildLabels[k]) {
 			if iv, ok := imageLabels[k]; ok && iv == v {
 				ignored = append(ignored, k+"="+v)
 				continue

@@ -316,3 +316,23 @@ func fakeInspect(name string, labels map[string]string) container.InspectRespons
 		Config:            &container.Config{Labels: labels},
 	}
 }
+
+// compose labels the images it builds with project and service; its own
+// containers (with their config files label) keep them, a container of an
+// image that merely claims them does not.
+func TestOwnLabelsComposeBuiltImage(t *testing.T) {
+	built := map[string]string{"com.docker.compose.project": "shop", "com.docker.compose.service": "web", "com.docker.compose.version": "2.40.3"}
+	ctr := map[string]string{"com.docker.compose.project": "shop", "com.docker.compose.service": "web", "com.docker.compose.version": "2.40.3",
+		"com.docker.compose.project.config_files": "/srv/shop/compose.yml"}
+	if own, _ := OwnLabels(ctr, built); own["com.docker.compose.project"] != "shop" || own["com.docker.compose.service"] != "web" {
+		t.Fatalf("compose's container of a compose-built image lost its project: %v", own)
+	}
+	hostileImg := map[string]string{"com.docker.compose.project": "shop", "com.docker.compose.service": "web",
+		"com.docker.compose.project.config_files": "/tmp/evil.yml"}
+	if own, _ := OwnLabels(hostileImg, hostileImg); len(own) != 0 {
+		t.Fatalf("an image's compose labels kept: %v", own)
+	}
+	if own, _ := OwnLabels(built, built); len(own) != 0 {
+		t.Fatalf("docker run of a compose-built image is not compose's: %v", own)
+	}
+}

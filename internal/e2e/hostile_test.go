@@ -155,7 +155,7 @@ func TestHostileContainerIsLeftAlone(t *testing.T) {
 	w := e.start("watch", "--interval", "1s", "--scope", s.scope, "--metrics-listen", strings.TrimPrefix(metricsURL, "http://"))
 	w.waitLine(10*time.Second, "msg=metrics")
 	e.hostileImage("zz", "zz-moved", s.scope) // the foreign container's tag now names another build
-	e.version("v2", "v3", nil) // the tag the service runs now moves
+	e.version("v2", "v3", nil)                // the tag the service runs now moves
 	waitFor(t, 90*time.Second, "watch deploys the managed service", func() bool { return len(entriesBy(e.journal(), "watch")) == 1 })
 	if en := entriesBy(e.journal(), "watch")[0]; en.Outcome != "deployed" || en.Target != s.name {
 		t.Fatalf("watch journal entry %+v", en)

@@ -324,7 +324,7 @@ func (r *run) checkUpToDate(ctx context.Context) (bool, error) {
 	}
 	r.res.Outcome = OutcomeUpToDate
 	r.res.NewID = r.old.ID
-	r.recordUpToDate()
+	r.recordServing()
 	r.note("%s already runs %s (%s); nothing to do (--force redeploys anyway)", r.svc.Name, r.newRef, shortID(r.newImg.ID))
 	return true, nil
 }
@@ -378,6 +378,7 @@ func (r *run) prepare(ctx context.Context) error {
 	if err := r.ensureTraffic(ctx); err != nil {
 		return &PhaseError{Phase: PhaseSwitch, OldServing: true, Err: err}
 	}
+	r.recordServing()
 	return nil
 }
 

@@ -142,9 +142,11 @@ func (r *run) recordFinished(ctx context.Context) {
 	}
 }
 
-// recordUpToDate records a service found up to date, so the flags given
-// now hold for later deploys and status may repair its traffic.
-func (r *run) recordUpToDate() {
+// recordServing records the container that serves now (a service found up
+// to date, or one whose traffic a deploy just set up), so the flags given
+// now hold for later deploys and status may repair its traffic even if the
+// deploy goes on to fail.
+func (r *run) recordServing() {
 	if err := r.d.recordService(r.svc, r.old, "", r.prov.sticky, "", ""); err != nil {
 		r.warn("recording %s in the state directory: %v", r.svc.Name, err)
 	}

@@ -74,3 +74,18 @@ func TestParseRefusesUnknownNames(t *testing.T) {
 		}
 	}
 }
+
+// The example in the README parses as it says.
+func TestParseReadmeExample(t *testing.T) {
+	f, err := Parse("/etc/baton/baton.conf", []byte("# /etc/baton/baton.conf\nnginx-reload = nginx -s reload\nupstream-dir = /etc/nginx/conf.d/baton\ndrain = 20s\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.Settings["nginx-reload"] != "nginx -s reload" || f.Settings["drain"] != "20s" || len(f.UpstreamDirs) != 1 || f.UpstreamDirs[0] != "/etc/nginx/conf.d/baton" {
+		t.Fatalf("parsed %+v", f)
+	}
+	res, err := deploy.Policy{Config: f.Settings, UpstreamDirs: f.UpstreamDirs}.Resolve(deploy.Sources{Flags: map[string]string{"nginx-upstream": "/etc/nginx/conf.d/baton/web.conf"}})
+	if err != nil || res.Settings.NginxReload != "nginx -s reload" || res.Settings.Drain.String() != "20s" {
+		t.Fatalf("resolved %+v, %v", res.Settings, err)
+	}
+}

@@ -74,6 +74,9 @@ var docsNotCommands = map[string]string{
 	"url: http://127.0.0.1:9090/v1/deploy/web": "registry configuration (YAML)",
 	"headers:":                                 "registry configuration (YAML)",
 	"Authorization: [Bearer THE-TOKEN]":        "registry configuration (YAML)",
+	"nginx-reload = nginx -s reload":           "configuration file (/etc/baton/baton.conf); internal/config tests parse it",
+	"upstream-dir = /etc/nginx/conf.d/baton":   "configuration file (/etc/baton/baton.conf); internal/config tests parse it",
+	"drain = 20s":                              "configuration file (/etc/baton/baton.conf); internal/config tests parse it",
 }
 
 // docTable is every documented command this file knows, with what it does

@@ -33,11 +33,17 @@ func newDeployer(c *ucli.Context, out *output) (*deploy.Deployer, *dockerctl.Cli
 		_ = eng.Close()
 		return nil, nil, &exitError{code: 2, err: err}
 	}
-	policy := deploy.Policy{Config: cfg.Settings, ConfigPath: cfg.Path, UpstreamDirs: append(cfg.UpstreamDirs, c.StringSlice("upstream-dir")...)}
-	for _, dir := range policy.UpstreamDirs {
-		if !filepath.IsAbs(dir) {
-			_ = eng.Close()
-			return nil, nil, usageErr("--upstream-dir %q must be an absolute path", dir)
+	policy := deploy.Policy{Config: cfg.Settings, ConfigPath: cfg.Path, UpstreamDirs: cfg.UpstreamDirs}
+	// --upstream-dir is both a global flag (and BATON_UPSTREAM_DIRS) and one
+	// of baton deploy's: take it from every level.
+	for _, cc := range c.Lineage() {
+		for _, dir := range cc.StringSlice("upstream-dir") {
+			abs, err := filepath.Abs(dir)
+			if err != nil {
+				_ = eng.Close()
+				return nil, nil, usageErr("--upstream-dir %q: %v", dir, err)
+			}
+			policy.UpstreamDirs = append(policy.UpstreamDirs, abs)
 		}
 	}
 	log := logger(c)

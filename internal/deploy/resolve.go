@@ -135,7 +135,13 @@ func (p Policy) Resolve(src Sources) (Resolved, error) {
 		return res, err
 	}
 	if s.NginxUpstream != "" {
-		if err := p.checkUpstreamPath(s.NginxUpstream, orDefault(from["nginx-upstream"], "--nginx-upstream")); err != nil {
+		origin := orDefault(from["nginx-upstream"], "--nginx-upstream")
+		// A path recorded from an earlier deploy's flag was allowed then, by
+		// the operator; a cron or watch deploy without that deploy's
+		// --upstream-dir keeps using it. Labels and flags given now must be
+		// in an allowed directory.
+		recorded := src.Recorded["nginx-upstream"] == s.NginxUpstream && strings.HasSuffix(origin, "(recorded in the state directory)")
+		if err := p.checkUpstreamPath(s.NginxUpstream, origin, recorded); err != nil {
 			return res, err
 		}
 	}
@@ -178,12 +184,15 @@ func (p Policy) AllowedUpstreamDirs() []string {
 
 // checkUpstreamPath is the lexical check: an absolute, clean path inside an
 // allowed directory. CheckUpstreamFS adds what only the filesystem knows.
-func (p Policy) checkUpstreamPath(path, origin string) error {
+func (p Policy) checkUpstreamPath(path, origin string, anyDir bool) error {
 	if !filepath.IsAbs(path) {
 		return classify(ErrInvalid, "%s %q must be an absolute path", origin, path)
 	}
 	if filepath.Clean(path) != path || strings.ContainsAny(path, "\x00\n") {
 		return classify(ErrInvalid, "%s %q is not a clean path (no .., //, trailing / or control characters); write it as %s", origin, path, filepath.Clean(path))
+	}
+	if anyDir {
+		return nil
 	}
 	for _, dir := range p.AllowedUpstreamDirs() {
 		if dir == "/" || strings.HasPrefix(path, dir+"/") {

@@ -129,6 +129,17 @@ func TestResolveProvenance(t *testing.T) {
 				}
 				return ""
 			}},
+		{name: "a path recorded from an earlier deploy's flag stays allowed",
+			src: Sources{Recorded: map[string]string{"nginx-upstream": "/srv/compose/baton/web.conf", "nginx-container": "proxy"}},
+			check: func(r Resolved) string {
+				if r.Settings.NginxUpstream != "/srv/compose/baton/web.conf" {
+					return "recorded path refused"
+				}
+				return ""
+			}},
+		{name: "the same path from a label is not",
+			src:     Sources{Labels: map[string]string{"baton.nginx-upstream": "/srv/compose/baton/web.conf", "baton.nginx-container": "proxy"}},
+			wantErr: "outside"},
 		{name: "a directory's prefix is not the directory",
 			policy:  allowed,
 			src:     Sources{Flags: map[string]string{"nginx-upstream": "/srv/nginx-evil/web.conf", "nginx-reload": "true"}},
@@ -291,7 +302,8 @@ func FuzzResolve(f *testing.F) {
 			}
 		}
 		if u := s.NginxUpstream; u != "" {
-			if filepath.Clean(u) != u || !filepath.IsAbs(u) || !(strings.HasPrefix(u, "/etc/nginx/baton/") || strings.HasPrefix(u, "/srv/up/")) {
+			inside := strings.HasPrefix(u, "/etc/nginx/baton/") || strings.HasPrefix(u, "/srv/up/") || u == recorded["nginx-upstream"]
+			if filepath.Clean(u) != u || !filepath.IsAbs(u) || !inside {
 				t.Fatalf("upstream %q outside the allowed directories", u)
 			}
 		}

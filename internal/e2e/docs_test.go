@@ -272,7 +272,9 @@ func (s *docRun) removeRegistryImages() {
 }
 
 func (s *docRun) environ() []string {
-	env := append(os.Environ(), "PATH="+s.bin+string(os.PathListSeparator)+os.Getenv("PATH"), "BATON_STATE_DIR="+s.e.stateDir)
+	// The documented upstream paths are mapped into temporary directories,
+	// which the test allows as an operator would with --upstream-dir.
+	env := append(os.Environ(), "PATH="+s.bin+string(os.PathListSeparator)+os.Getenv("PATH"), "BATON_STATE_DIR="+s.e.stateDir, "BATON_UPSTREAM_DIRS="+os.TempDir())
 	return append(env, s.env...)
 }
 
@@ -725,12 +727,12 @@ func readmeContainerNginxScenario() docScenario {
 			ip := testenv.ContainerIP(s.t, s.e.cli, id, "bridge")
 			testenv.WaitHTTP(s.t, "http://"+ip+":8080/", 30*time.Second)
 			ngx := testenv.ContainerNginx(s.t, s.e.cli, testenv.NginxOpts{UpstreamFile: "web.conf", InitialServers: []string{ip + ":8080"}})
-			s.mapTo(`/srv/nginx/baton/web\.conf`, ngx.UpstreamFile())
+			s.mapTo(`/etc/nginx/baton/web\.conf`, ngx.UpstreamFile())
 			s.mapTo(`--nginx-container nginx($|\s)`, "--nginx-container "+ngx.Container()+"${1}")
 			s.vals["web"], s.vals["url"], s.vals["nginx"] = name, ngx.URL(), ngx.Container()
 		},
 		steps: []docStep{
-			{doc: "baton deploy web --image shop/web:1.4.2 --http-probe /healthz --nginx-upstream /srv/nginx/baton/web.conf --nginx-container nginx", check: func(s *docRun, _ stepOut) error {
+			{doc: "baton deploy web --image shop/web:1.4.2 --http-probe /healthz --nginx-upstream /etc/nginx/baton/web.conf --nginx-container nginx", check: func(s *docRun, _ stepOut) error {
 				return all(s.runs(s.vals["web"], s.e.reg.Addr()+"/shop/web:1.4.2"), serves(s.vals["url"], "1.4.2"),
 					s.labelIs(s.vals["web"], "baton.nginx-container", s.vals["nginx"]))
 			}},
@@ -935,7 +937,7 @@ func composeScenario(example string) docScenario {
 	ctr := func(s *docRun, service string, n int) string {
 		return fmt.Sprintf("%s-%s-%d", s.vals["project"], service, n)
 	}
-	once := "baton deploy -p shop -f docker-compose.yml --nginx-upstream ./baton/web.conf --nginx-service nginx web"
+	once := "baton deploy -p shop -f docker-compose.yml --upstream-dir ./baton --nginx-upstream ./baton/web.conf --nginx-service nginx web"
 	steps := []docStep{
 		{doc: "cd compose-examples/" + example},
 		{doc: "docker compose -p shop up -d"},

@@ -16,6 +16,7 @@ import (
 
 	"github.com/baton-sh/baton/internal/atomicfile"
 	"github.com/baton-sh/baton/internal/deploy"
+	"github.com/baton-sh/baton/internal/redact"
 )
 
 // nginxControl owns a service's upstream file and tells nginx to reload it.
@@ -137,7 +138,7 @@ func (n *nginxControl) reload(ctx context.Context, before workerSet) (workerSet,
 		}
 		// No shell: the command's words are the program and its arguments.
 		cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
-		cmd.Env = childEnv(os.Environ())
+		cmd.Env = redact.Environ(os.Environ())
 		out, err := cmd.CombinedOutput()
 		if err != nil {
 			return nil, fmt.Errorf("nginx reload command %q failed: %v: %s", n.reloadCmd, err, lastLine(out))
@@ -254,16 +255,4 @@ func (n *nginxControl) where() string {
 func lastLine(out []byte) string {
 	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
 	return strings.TrimSpace(lines[len(lines)-1])
-}
-
-// childEnv is the environment of the reload command: baton's own, minus
-// its secrets (BATON_* variables carry the webhook token and secret).
-func childEnv(env []string) []string {
-	out := make([]string, 0, len(env))
-	for _, kv := range env {
-		if !strings.HasPrefix(kv, "BATON_") {
-			out = append(out, kv)
-		}
-	}
-	return out
 }

@@ -299,7 +299,7 @@ func (r *run) pull(ctx context.Context) error {
 // container, which also repairs the relay or upstream file after a reboot.
 func (r *run) checkUpToDate(ctx context.Context) (bool, error) {
 	sameImage := r.newImg.ID == r.old.Image
-	recordedRes, err := r.d.resolveSettings(ctx, r.svc, r.old, nil)
+	recordedRes, err := r.d.resolveSettingsOutvoting(ctx, r.svc, r.old, nil, r.req.Flags)
 	if err != nil {
 		return false, err
 	}

@@ -115,3 +115,41 @@ func TestHostileImageDeployedKeepsOperatorSettings(t *testing.T) {
 		t.Fatalf("dry run after the hostile image: %+v", plan.Plan)
 	}
 }
+
+// A container an earlier version deployed carries its reload command as a
+// label: a deploy without the flag is refused, naming the flag; with the
+// flag it deploys (the label outvoted, and not copied onto the new
+// container), and later deploys use the recorded command.
+func TestOldReloadLabelNeedsTheFlagOnce(t *testing.T) {
+	h := newHarness(t, "relay", "")
+	h.eng.mu.Lock()
+	for _, c := range h.eng.containers {
+		if c.c.Name == "/web" {
+			c.c.Config.Labels["baton.nginx-reload"] = "old-reload"
+			c.c.Config.Labels["baton.nginx-upstream"] = "/tmp/x.conf"
+		}
+	}
+	h.eng.mu.Unlock()
+	_, err := h.deploy(t.Context(), "web:v2", nil)
+	if err == nil || ExitCode(err) != 2 || !strings.Contains(err.Error(), "pass --nginx-reload CMD") {
+		t.Fatalf("deploy without the flag: %v, want exit 2 naming --nginx-reload", err)
+	}
+	if h.eng.imageOf("web") != "web:v1" {
+		t.Fatal("a refused deploy changed web")
+	}
+	if _, err := h.deploy(t.Context(), "web:v2", map[string]string{"nginx-reload": "new-reload"}); err != nil {
+		t.Fatalf("deploy with the flag (positive control): %v", err)
+	}
+	newC, _ := h.eng.ContainerInspect(t.Context(), "web")
+	if _, ok := newC.Config.Labels["baton.nginx-reload"]; ok {
+		t.Fatalf("the reload command was copied onto the new container: %v", newC.Config.Labels)
+	}
+	if _, err := h.deploy(t.Context(), "web:v1", nil); err != nil {
+		t.Fatalf("a later deploy without flags: %v", err)
+	}
+	h.traffic.mu.Lock()
+	defer h.traffic.mu.Unlock()
+	if h.traffic.lastSettings.NginxReload != "new-reload" {
+		t.Fatalf("later deploy used reload %q, want the recorded new-reload", h.traffic.lastSettings.NginxReload)
+	}
+}

@@ -41,6 +41,11 @@ type Sources struct {
 	Recorded    map[string]string // flags given to an earlier deploy of the service, from the state directory
 	Labels      map[string]string // the container's labels
 	ImageLabels map[string]string // its image's labels: a label equal to one of these is the image author's
+	// Outvoting are flags given now that outvote an operator's command
+	// label without being applied: resolving what a service was deployed
+	// with leaves this deploy's flags out, yet must not refuse what they
+	// settle.
+	Outvoting map[string]string
 }
 
 // Resolved is the outcome of resolving settings.
@@ -121,6 +126,13 @@ func (p Policy) Resolve(src Sources) (Resolved, error) {
 			return res, err
 		}
 	}
+	// An outvoting reload command stands in for the label it outvotes, so
+	// the settings stay whole (an upstream file needs a way to reload).
+	if v, ok := src.Outvoting["nginx-reload"]; ok && s.NginxReload == "" && s.NginxUpstream != "" && s.NginxContainer == "" {
+		if err := apply("nginx-reload", v, "--nginx-reload"); err != nil {
+			return res, err
+		}
+	}
 	// The configuration file's reload command serves every service whose
 	// nginx runs on the host and that names none of its own.
 	if v, ok := p.Config["nginx-reload"]; ok && s.NginxReload == "" && s.NginxUpstream != "" && s.NginxContainer == "" {
@@ -128,7 +140,12 @@ func (p Policy) Resolve(src Sources) (Resolved, error) {
 			return res, err
 		}
 	}
-	if err := p.refuseCommandLabels(own, *s, src.Flags); err != nil {
+	given := maps.Clone(src.Outvoting)
+	if given == nil {
+		given = map[string]string{}
+	}
+	maps.Copy(given, src.Flags)
+	if err := p.refuseCommandLabels(own, *s, given); err != nil {
 		return res, err
 	}
 	if err := s.validate(); err != nil {

@@ -61,6 +61,12 @@ func (d *Deployer) serviceKeys() (map[string]Service, error) {
 // resolveSettings works out the settings of a deploy of svc, whose serving
 // container is c, with flags given now.
 func (d *Deployer) resolveSettings(ctx context.Context, svc Service, c container.InspectResponse, flags map[string]string) (Resolved, error) {
+	return d.resolveSettingsOutvoting(ctx, svc, c, flags, nil)
+}
+
+// resolveSettingsOutvoting is resolveSettings with flags that only outvote
+// command labels (see Sources.Outvoting).
+func (d *Deployer) resolveSettingsOutvoting(ctx context.Context, svc Service, c container.InspectResponse, flags, outvoting map[string]string) (Resolved, error) {
 	rec, _, err := d.readService(svc.Key)
 	if err != nil {
 		return Resolved{}, err
@@ -73,7 +79,7 @@ func (d *Deployer) resolveSettings(ctx context.Context, svc Service, c container
 	if c.Config != nil {
 		labels = c.Config.Labels
 	}
-	res, err := d.Policy.Resolve(Sources{Flags: flags, Recorded: rec.Flags, Labels: labels, ImageLabels: imgLabels})
+	res, err := d.Policy.Resolve(Sources{Flags: flags, Recorded: rec.Flags, Labels: labels, ImageLabels: imgLabels, Outvoting: outvoting})
 	if err != nil {
 		return res, err
 	}

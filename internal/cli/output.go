@@ -138,6 +138,9 @@ func (o *output) printPlan(p *deploy.Plan) {
 	fmt.Fprintf(w, "  pull:          %s\n", p.Pull)
 	fmt.Fprintf(w, "  traffic:       %s\n", p.Traffic)
 	fmt.Fprintf(w, "  settings:      %s\n", p.Settings)
+	if !p.UpToDate && len(p.Reasons) > 0 {
+		fmt.Fprintf(w, "  why:           %s\n", strings.Join(p.Reasons, "; "))
+	}
 	if p.Follows != "" {
 		fmt.Fprintf(w, "  configuration: %s\n", p.Follows)
 	}

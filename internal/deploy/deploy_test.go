@@ -456,3 +456,47 @@ func TestDeployerSpecForDefinesTheNewContainer(t *testing.T) {
 		t.Fatalf("SpecFor's note not reported")
 	}
 }
+
+// TestDryRunAgreesWithDeploy: the dry run and the deploy decide the same
+// way. Regression: with --pull missing and a changed --http-probe on an
+// unchanged image, --dry-run said "nothing" while the deploy redeployed to
+// record the new settings.
+func TestDryRunAgreesWithDeploy(t *testing.T) {
+	for _, tc := range []struct {
+		name         string
+		image        string
+		pull         PullPolicy
+		force        bool
+		flags        map[string]string
+		wantUpToDate bool
+	}{
+		{name: "same image, same settings", image: "web:v1", pull: PullMissing, wantUpToDate: true},
+		{name: "same image, pull never", image: "web:v1", pull: PullNever, wantUpToDate: true},
+		{name: "same image, new http probe", image: "web:v1", pull: PullMissing, flags: map[string]string{"http-probe": "/healthz", "health-timeout": "1s"}},
+		{name: "same image, new drain", image: "web:v1", pull: PullMissing, flags: map[string]string{"drain": "5s"}},
+		{name: "same image, forced", image: "web:v1", pull: PullMissing, force: true},
+		{name: "new image", image: "web:v2", pull: PullMissing},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, "none", "")
+			req := Request{Target: "web", Image: tc.image, Pull: tc.pull, Force: tc.force, Flags: tc.flags}
+			dry := req
+			dry.DryRun = true
+			res, err := h.d.Deploy(t.Context(), dry)
+			if err != nil || res.Plan == nil {
+				t.Fatalf("dry run: %v", err)
+			}
+			if res.Plan.UpToDate != tc.wantUpToDate {
+				t.Fatalf("dry run up to date = %v, want %v (steps %q)", res.Plan.UpToDate, tc.wantUpToDate, res.Plan.Steps)
+			}
+			if n := h.eng.count(); n != 1 {
+				t.Fatalf("dry run created something: %v", h.eng.calls())
+			}
+			res, _ = h.d.Deploy(t.Context(), req)
+			created := slices.ContainsFunc(h.eng.calls(), func(c string) bool { return strings.HasPrefix(c, "create web-baton-") })
+			if upToDate := res.Outcome == OutcomeUpToDate; upToDate != tc.wantUpToDate || created == tc.wantUpToDate {
+				t.Fatalf("deploy: outcome %s, created a container: %v; want up to date = %v", res.Outcome, created, tc.wantUpToDate)
+			}
+		})
+	}
+}

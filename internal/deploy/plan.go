@@ -1,20 +1,22 @@
 package deploy
 
 import (
-	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"strings"
 
+	"github.com/distribution/reference"
 	"github.com/docker/docker/api/types/container"
-	"github.com/docker/docker/api/types/image"
-	"github.com/docker/docker/errdefs"
-	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
 
 	"github.com/baton-sh/baton/dockerctl"
 )
 
-// Plan is what a deploy would do, for --dry-run.
+// Plan is what a deploy does, decided once from its Facts: whether the
+// service is up to date and if not why, the new container's configuration,
+// how it joins its networks, how traffic moves and the ordered steps. The
+// executor walks it; --dry-run prints it. The exported fields are the dry
+// run's output (text and JSON).
 type Plan struct {
 	Service      string `json:"service"`
 	Container    string `json:"container"`
@@ -24,8 +26,11 @@ type Plan struct {
 	NewImageID   string `json:"new_image_id,omitempty"`
 	Pull         string `json:"pull"`
 	UpToDate     bool   `json:"up_to_date"`
-	Traffic      string `json:"traffic"`
-	Settings     string `json:"settings"`
+	// Reasons say why the service is not up to date.
+	Reasons     []string    `json:"reasons,omitempty"`
+	Traffic     string      `json:"traffic"`
+	TrafficMode TrafficMode `json:"traffic_mode"`
+	Settings    string      `json:"settings"`
 	// Follows says where the new configuration comes from when the caller
 	// builds it (compose: the running container or the changed file).
 	Follows   string                `json:"follows,omitempty"`
@@ -40,131 +45,326 @@ type Plan struct {
 	// IgnoredLabels are the image's own baton.*/compose labels, which
 	// are never settings.
 	IgnoredLabels []string `json:"ignored_labels,omitempty"`
+
+	settings Settings
+	ref      string // the image the new container is created from, for messages
+	// config and hostConfig are the new container's, complete but for its
+	// deploy ID (made when it is created).
+	config     *container.Config
+	hostConfig *container.HostConfig
+	nets       networkPlan
+	steps      []Step
 }
 
-// dryRun works out the plan without changing anything: no lock, no pull, no
-// converging of leftovers (they are listed instead).
-func (r *run) dryRun(ctx context.Context, old container.InspectResponse) error {
-	r.old = old
-	if err := r.resolve(ctx); err != nil {
-		return err
+// TrafficMode is how a service's traffic moves from the old container to
+// the new one.
+type TrafficMode string
+
+const (
+	// TrafficNone: nothing in front; the published ports are handed over
+	// when the old container stops.
+	TrafficNone TrafficMode = "none"
+	// TrafficRelay: nginx sends to baton's relay, which switches between
+	// the containers.
+	TrafficRelay TrafficMode = "relay"
+	// TrafficNginx: baton rewrites nginx's upstream file and reloads it.
+	TrafficNginx TrafficMode = "nginx"
+)
+
+// moves reports whether the mode moves traffic between the containers
+// (switch, then drain) rather than handing ports over.
+func (m TrafficMode) moves() bool { return m == TrafficRelay || m == TrafficNginx }
+
+// StepKind is what one step of a plan does; the executor has one action for
+// each.
+type StepKind string
+
+const (
+	StepNothing  StepKind = "nothing"  // up to date: make sure traffic reaches the serving container
+	StepExplain  StepKind = "explain"  // say why an unchanged image is redeployed
+	StepCreate   StepKind = "create"   // create the new container, not started
+	StepJoin     StepKind = "join"     // connect it to the networks it warms up on
+	StepWarm     StepKind = "warm"     // start it and wait until it is healthy
+	StepSwitch   StepKind = "switch"   // move traffic to it
+	StepDrain    StepKind = "drain"    // wait for requests in flight on the old one
+	StepStopOld  StepKind = "stop-old" // stop the old container: the point of no return
+	StepHandover StepKind = "handover" // connect the networks the old one held (published ports)
+	StepFinalize StepKind = "finalize" // remove the old container, rename the new one
+)
+
+// Step is one step of a plan and the line --dry-run prints for it.
+type Step struct {
+	Kind StepKind
+	Text string
+}
+
+// verdict is the up-to-date rule, the one place it lives: the service is up
+// to date when the image to deploy is the one it runs, the settings are the
+// recorded ones, and nobody asked for a redeploy. It returns why not.
+func verdict(f *Facts) []string {
+	var why []string
+	switch {
+	case !f.NewImageKnown:
+		why = append(why, fmt.Sprintf("%s is not on this host yet, so whether it differs from the running image is known only after the pull", f.Ref))
+	case f.NewImage.ID != f.Old.Image:
+		why = append(why, fmt.Sprintf("the image changed (%s -> %s)", shortID(f.Old.Image), shortID(f.NewImage.ID)))
+	case f.DryRun && f.Pull == PullAlways:
+		// The pull may bring a new image under the same tag.
+		why = append(why, fmt.Sprintf("--pull always pulls %s again first; if the image is still %s, the deploy stops there", f.Ref, shortID(f.NewImage.ID)))
 	}
+	if f.Force {
+		why = append(why, "--force")
+	}
+	if f.Changed != "" {
+		why = append(why, f.Changed)
+	}
+	if rec, now := f.Recorded.String(), f.Settings.String(); rec != now {
+		why = append(why, fmt.Sprintf("settings changed (%s -> %s)", orNone(rec), orNone(now)))
+	}
+	return why
+}
+
+// decide is the deploy decision: pure, from the facts to the plan. It
+// refuses what cannot be replaced without downtime (ErrInvalid,
+// ErrUnsupported) and otherwise says what the deploy does, step by step.
+func decide(f *Facts) (*Plan, error) {
+	if err := checkTarget(f); err != nil {
+		return nil, err
+	}
+	s := f.Settings
 	p := &Plan{
-		Service: r.svc.Key, Container: r.svc.Name,
-		CurrentImage: old.Config.Image, CurrentID: old.Image,
-		NewImage: r.newRef, Traffic: describeTraffic(r.settings), Settings: orNone(r.settings.String()),
-		IgnoredLabels: r.prov.ignored,
+		Service: f.Service.Key, Container: f.Service.Name,
+		CurrentImage: f.Old.Config.Image, CurrentID: f.Old.Image,
+		NewImage: f.Ref, Pull: describePull(f),
+		Traffic: describeTraffic(s), TrafficMode: s.TrafficMode(), Settings: orNone(s.String()),
+		Leftovers: f.Leftovers, IgnoredLabels: f.IgnoredLabels,
+		settings: s, ref: f.Ref,
 	}
-	r.res.Plan = p
-	r.res.Outcome = OutcomeDryRun
-	if l, err := r.d.leftovers(ctx, r.svc); err == nil {
-		for _, c := range l {
-			p.Leftovers = append(p.Leftovers, strings.TrimPrefix(c.Names[0], "/")+" ("+c.State+")")
-		}
+	if f.NewImageKnown {
+		p.NewImageID = f.NewImage.ID
 	}
-	img, err := r.d.Engine.ImageInspect(ctx, r.newRef)
-	switch {
-	case err == nil:
-		p.NewImageID = img.ID
-		p.Pull = fmt.Sprintf("%s is on this host as %s", r.newRef, shortID(img.ID))
-		if r.req.Pull == PullAlways {
-			p.Pull += fmt.Sprintf("; would pull it again (--pull %s) and compare", r.req.Pull)
-		}
-	case errdefs.IsNotFound(err):
-		if r.req.Pull == PullNever {
-			p.Pull = fmt.Sprintf("%s is not on this host and --pull never forbids pulling: the deploy would fail", r.newRef)
-		} else {
-			p.Pull = fmt.Sprintf("would pull %s (not on this host yet; the configuration changes below assume its defaults are unknown)", r.newRef)
-		}
-	default:
-		return fmt.Errorf("image %s: %w", r.newRef, err)
-	}
-	if err == nil && img.ID == old.Image && !r.req.Force && r.req.Pull != PullAlways && r.req.Changed == "" {
+	p.Reasons = verdict(f)
+	if len(p.Reasons) == 0 {
 		p.UpToDate = true
-		p.Steps = []string{fmt.Sprintf("nothing: %s already runs %s", r.svc.Name, shortID(img.ID))}
-		return nil
+		p.steps = []Step{{StepNothing, fmt.Sprintf("nothing: %s already runs %s", f.Service.Name, shortID(f.NewImage.ID))}}
+		p.Steps = stepTexts(p.steps)
+		return p, nil
 	}
-	newImg := img
-	imageKnown := err == nil
-	if !imageKnown {
-		// Its defaults are unknown until it is pulled; plan with the old
-		// image's, and say the differences are unknown.
-		newImg = r.oldImgOrEmpty(ctx)
+	if f.Spec == nil {
+		return nil, fmt.Errorf("container %s: no configuration was built for the new container", f.Service.Name)
 	}
-	oldImg := r.oldImgOrEmpty(ctx)
-	var spec *dockerctl.CloneSpec
-	var cerr error
-	if specFn := r.specFunc(ctx, r.newRef); specFn != nil {
-		spec, p.Follows, cerr = specFn(ctx, old, oldImg, newImg, r.newRef)
-	} else {
-		spec, cerr = dockerctl.CloneConfig(old, oldImg, newImg, r.newRef)
+	spec := f.Spec
+	if err := checkStateful(spec, s); err != nil {
+		return nil, err
 	}
-	if cerr == nil {
-		cerr = checkStateful(spec, r.settings)
+	mode := string(spec.HostConfig.NetworkMode)
+	if mode == "none" && (p.TrafficMode != TrafficNone || s.HTTPProbe != "" || s.TCPProbe) {
+		return nil, classify(ErrInvalid, "container %s has network mode none, so nothing can reach it: no probes, relay or nginx", f.Service.Name)
 	}
-	switch {
-	case cerr == nil:
-	case errors.Is(cerr, ErrUnsupported), errors.Is(cerr, ErrInvalid):
-		return cerr
-	case errors.Is(cerr, dockerctl.ErrUnsupported):
-		return classify(ErrUnsupported, "%v", cerr)
-	default:
-		return fmt.Errorf("container %s: %w", r.svc.Name, cerr)
-	}
-	if r.req.Changed != "" && imageKnown && img.ID == old.Image {
-		p.Steps = append(p.Steps, "redeploy although the image is unchanged: "+r.req.Changed)
-	}
-	if imageKnown {
+	p.Follows = f.SpecNote
+	p.Exclusive = spec.Exclusive
+	if f.NewImageKnown {
 		p.Changes = spec.Diff
 	} else {
 		p.ChangesUnknown = true
 	}
-	p.Exclusive = spec.Exclusive
-	nets := planNetworks(spec, dockerctl.ServiceNetwork(r.svc.Key), r.svc.Name)
-	p.Isolated = nets.Isolated
-	newName := r.svc.Name + "-baton-<id>"
-	p.Steps = append(p.Steps, "create "+newName+" from "+r.newRef)
-	if nets.Isolated {
-		step := fmt.Sprintf("warm it up on %s, its service's internal network (it publishes %s, which %s holds)", dockerctl.ServiceNetwork(r.svc.Key), strings.Join(spec.Exclusive, ", "), r.svc.Name)
+	p.nets = planNetworks(spec, f.BatonNet, f.Service.Name)
+	p.Isolated = p.nets.Isolated
+	p.config, p.hostConfig = newContainerConfig(f, spec, p.nets)
+	p.steps = deploySteps(f, p)
+	p.Steps = stepTexts(p.steps)
+	return p, nil
+}
+
+// checkTarget refuses a container baton cannot replace without downtime,
+// and settings that need what the container does not say. Gathering calls
+// it before pulling, so a refusal pulls nothing.
+func checkTarget(f *Facts) error {
+	if err := checkContainer(f.Old, f.Service.Name); err != nil {
+		return err
+	}
+	return checkPortNeeded(f.Settings, f.Old, f.Service.Name)
+}
+
+// checkPortNeeded fails early when a probe, the relay or nginx needs the
+// app's port and the container does not say which it is.
+func checkPortNeeded(s Settings, old container.InspectResponse, name string) error {
+	if s.Port != 0 {
+		return nil
+	}
+	var needs []string
+	if s.HTTPProbe != "" {
+		needs = append(needs, "--http-probe")
+	}
+	if s.TCPProbe {
+		needs = append(needs, "--tcp-probe")
+	}
+	if s.NginxUpstream != "" {
+		needs = append(needs, "--nginx-upstream")
+	}
+	if len(needs) == 0 {
+		return nil
+	}
+	return classify(ErrInvalid, "%s needs the app's port, and container %s exposes %s; pass --port",
+		strings.Join(needs, " and "), name, describeExposed(old))
+}
+
+// imageRef is the image a deploy of old deploys: the one asked for,
+// normalised, else the one the container was started from.
+func imageRef(old container.InspectResponse, req Request, name string) (string, error) {
+	switch {
+	case req.ImageID != "":
+		return req.Image, nil
+	case req.Image != "":
+		named, err := reference.ParseNormalizedNamed(req.Image)
+		if err != nil {
+			return "", classify(ErrInvalid, "--image %q is not a valid image reference: %v", req.Image, err)
+		}
+		return reference.FamiliarString(reference.TagNameOnly(named)), nil
+	case strings.HasPrefix(old.Config.Image, "sha256:"):
+		return "", classify(ErrInvalid, "container %s was started from image ID %s, not a name baton could pull again; pass --image", name, shortID(old.Config.Image))
+	}
+	return old.Config.Image, nil
+}
+
+// newContainerConfig is the spec with baton's labels (the settings, the
+// service, the container it replaces and its image, for a rollback), the
+// exact image when one is pinned, and the network mode it is created in.
+func newContainerConfig(f *Facts, spec *dockerctl.CloneSpec, nets networkPlan) (*container.Config, *container.HostConfig) {
+	cfg := *spec.Config
+	cfg.Labels = maps.Clone(spec.Config.Labels)
+	if cfg.Labels == nil {
+		cfg.Labels = map[string]string{}
+	}
+	maps.Copy(cfg.Labels, f.Settings.Labels())
+	cfg.Labels[LabelManaged] = "true"
+	cfg.Labels[LabelService] = f.Service.Key
+	cfg.Labels[LabelRole] = RoleApp
+	cfg.Labels[LabelReplaces] = f.Old.ID
+	cfg.Labels[LabelPreviousImage] = f.Old.Config.Image
+	cfg.Labels[LabelPreviousImageID] = f.Old.Image
+	if f.ImageID != "" {
+		// Pin the exact image: the tag may point elsewhere by now.
+		cfg.Image = f.ImageID
+	}
+	host := *spec.HostConfig
+	host.NetworkMode = container.NetworkMode(nets.NetworkMode)
+	return &cfg, &host
+}
+
+// newName is the name the new container has until it takes the service's.
+func newName(service, deployID string) string { return service + "-baton-" + deployID }
+
+func deploySteps(f *Facts, p *Plan) []Step {
+	name, s, nets := f.Service.Name, p.settings, p.nets
+	tmp := newName(name, "<id>")
+	var steps []Step
+	if f.sameImage() && !f.Force {
+		steps = append(steps, Step{StepExplain, "redeploy although the image is unchanged: " + strings.Join(p.Reasons, "; ")})
+	}
+	steps = append(steps, Step{StepCreate, "create " + tmp + " from " + f.Ref})
+	switch {
+	case nets.Isolated:
+		text := fmt.Sprintf("warm it up on %s, its service's internal network (it publishes %s, which %s holds)", f.BatonNet, strings.Join(p.Exclusive, ", "), name)
 		var copies []string
 		for _, a := range mirrorsFor(nets) {
 			copies = append(copies, a.Name)
 		}
 		if len(copies) > 0 {
-			step += " and on internal copies of " + strings.Join(copies, ", ") + " (made once, kept while those networks exist), so it reaches its peers by name"
+			text += " and on internal copies of " + strings.Join(copies, ", ") + " (made once, kept while those networks exist), so it reaches its peers by name"
 		}
-		p.Steps = append(p.Steps, step)
-	} else if nets.NetworkMode != "none" {
-		p.Steps = append(p.Steps, "warm it up on its networks ("+attachmentNames(nets)+") without published traffic")
+		steps = append(steps, Step{StepJoin, text})
+	case nets.NetworkMode != "none":
+		steps = append(steps, Step{StepJoin, "warm it up on its networks (" + attachmentNames(nets) + ") without published traffic"})
 	}
-	p.Steps = append(p.Steps, "wait until healthy (up to "+r.settings.HealthTimeout.String()+")")
-	switch r.settings.TrafficMode() {
-	case "relay":
-		p.Steps = append(p.Steps, "switch baton's relay to it, then wait for requests in flight on "+r.svc.Name+" (up to "+r.settings.Drain.String()+")")
-	case "nginx":
-		p.Steps = append(p.Steps, "rewrite "+r.settings.NginxUpstream+" to it and reload nginx, then wait for requests in flight on "+r.svc.Name+" (up to "+r.settings.Drain.String()+")")
+	steps = append(steps, Step{StepWarm, "wait until healthy (up to " + s.HealthTimeout.String() + ")"})
+	switch p.TrafficMode {
+	case TrafficRelay:
+		steps = append(steps, Step{StepSwitch, "switch baton's relay to it"})
+	case TrafficNginx:
+		steps = append(steps, Step{StepSwitch, "rewrite " + s.NginxUpstream + " to it and reload nginx"})
 	}
-	p.Steps = append(p.Steps, "stop "+r.svc.Name+" gracefully (point of no return)")
-	if len(nets.AtHandover) > 0 {
-		p.Steps = append(p.Steps, "connect the new container to "+handoverNames(nets)+" (it takes over the published ports)")
+	if p.TrafficMode.moves() {
+		steps = append(steps, Step{StepDrain, "then wait for requests in flight on " + name + " (up to " + s.Drain.String() + ")"})
 	}
-	p.Steps = append(p.Steps, "remove "+r.svc.Name+" (volumes kept) and rename "+newName+" to "+r.svc.Name)
-	return nil
+	steps = append(steps, Step{StepStopOld, "stop " + name + " gracefully (point of no return)"})
+	steps = append(steps, afterNoReturnSteps(name, tmp, nets.AtHandover)...)
+	return steps
 }
 
-func (r *run) oldImgOrEmpty(ctx context.Context) image.InspectResponse {
-	img, err := r.d.Engine.ImageInspect(ctx, r.old.Image)
-	if err != nil {
-		return image.InspectResponse{Config: &dockerspec.DockerOCIImageConfig{}}
+// afterNoReturnSteps are the steps after the old container stopped; a
+// recovery that rolls forward rebuilds them from the deploy record.
+func afterNoReturnSteps(name, tmp string, handover []dockerctl.NetworkAttachment) []Step {
+	var steps []Step
+	if len(handover) > 0 {
+		var names []string
+		for _, a := range handover {
+			names = append(names, a.Name)
+		}
+		steps = append(steps, Step{StepHandover, "connect the new container to " + strings.Join(names, ", ") + " (it takes over the published ports)"})
 	}
-	return img
+	return append(steps, Step{StepFinalize, "remove " + name + " (volumes kept) and rename " + tmp + " to " + name})
+}
+
+// planFromRecord is the plan of an interrupted deploy, rebuilt from its
+// record for recovery: the settings, traffic and the steps after the point
+// of no return.
+func planFromRecord(rec Record) *Plan {
+	p := &Plan{
+		Service: rec.Service.Key, Container: rec.Service.Name, CurrentImage: rec.OldImage, NewImage: rec.NewImage,
+		TrafficMode: rec.Settings.TrafficMode(), Settings: orNone(rec.Settings.String()),
+		settings: rec.Settings, ref: rec.NewImage,
+		nets: networkPlan{AtHandover: rec.Handover, Isolated: rec.Isolated},
+	}
+	p.steps = afterNoReturnSteps(rec.OldName, rec.NewName, rec.Handover)
+	p.Steps = stepTexts(p.steps)
+	return p
+}
+
+// servingPlan is the plan of a service that is up to date: keep traffic on
+// its serving container (baton status repairs traffic with it).
+func servingPlan(svc Service, s Settings) *Plan {
+	return &Plan{Service: svc.Key, Container: svc.Name, UpToDate: true, TrafficMode: s.TrafficMode(), settings: s}
+}
+
+func stepTexts(steps []Step) []string {
+	out := make([]string, len(steps))
+	for i, s := range steps {
+		out[i] = s.Text
+	}
+	return out
+}
+
+// specError sorts an error from building the new container's configuration
+// into the kinds a caller reacts to: refusals (nothing changed) stay what
+// they are; anything else is a failure in phase.
+func specError(err error, phase Phase, name string) error {
+	switch {
+	case errors.Is(err, ErrUnsupported), errors.Is(err, ErrInvalid):
+		return err
+	case errors.Is(err, dockerctl.ErrUnsupported):
+		return classify(ErrUnsupported, "%v", err)
+	}
+	return &PhaseError{Phase: phase, OldServing: true, Err: fmt.Errorf("container %s: %w", name, err)}
+}
+
+func describePull(f *Facts) string {
+	switch {
+	case f.NewImageKnown && f.DryRun && f.Pull == PullAlways:
+		return fmt.Sprintf("%s is on this host as %s; would pull it again (--pull %s) and compare", f.Ref, shortID(f.NewImage.ID), f.Pull)
+	case f.NewImageKnown:
+		return fmt.Sprintf("%s is on this host as %s", f.Ref, shortID(f.NewImage.ID))
+	case f.Pull == PullNever:
+		return fmt.Sprintf("%s is not on this host and --pull never forbids pulling: the deploy would fail", f.Ref)
+	}
+	return fmt.Sprintf("would pull %s (not on this host yet; the configuration changes below assume its defaults are unknown)", f.Ref)
 }
 
 func describeTraffic(s Settings) string {
 	switch s.TrafficMode() {
-	case "relay":
+	case TrafficRelay:
 		return "baton relay behind nginx (" + s.NginxUpstream + ")"
-	case "nginx":
+	case TrafficNginx:
 		return "nginx upstream file " + s.NginxUpstream + " with reload"
 	}
 	return "none: the published port is handed over when the old container stops"
@@ -176,14 +376,6 @@ func attachmentNames(n networkPlan) string {
 		names = append(names, name)
 	}
 	for _, a := range n.BeforeStart {
-		names = append(names, a.Name)
-	}
-	return strings.Join(names, ", ")
-}
-
-func handoverNames(n networkPlan) string {
-	var names []string
-	for _, a := range n.AtHandover {
 		names = append(names, a.Name)
 	}
 	return strings.Join(names, ", ")

@@ -107,8 +107,9 @@ func (d *Deployer) converge(ctx context.Context, svc Service, event func(Phase, 
 	act := decideRecovery(o)
 	event(PhaseRecover, svc.Name, "found an interrupted deploy %s of %s (phase %s): %s", rec.DeployID, svc.Name, rec.Phase, act)
 
-	r := &run{d: d, svc: svc, settings: rec.Settings, rec: rec, res: &Result{StartedAt: time.Now()}, phase: PhaseRecover, newRef: rec.NewImage}
-	r.res.OldImage = rec.OldImage
+	// The plan of the interrupted deploy, rebuilt from its record.
+	r := &run{d: d, svc: svc, plan: planFromRecord(rec), res: &Result{StartedAt: time.Now(), OldImage: rec.OldImage}}
+	r.rec, r.phase = rec, PhaseRecover
 	if r.traffic, err = d.Traffic(ctx, svc, rec.Settings); err != nil {
 		return "", err
 	}
@@ -143,19 +144,19 @@ func (d *Deployer) converge(ctx context.Context, svc Service, event func(Phase, 
 		}
 		return fmt.Sprintf("interrupted deploy %s: neither container was serving; restarted %s", rec.DeployID, svc.Name), nil
 	case recoverForward:
-		r.switched = r.traffic.Mode() != "none"
+		r.switched = r.plan.TrafficMode.moves()
 		if o.OldRunning {
 			event(PhaseRecover, svc.Name, "stopping %s to finish the interrupted deploy", rec.OldName)
 			if err := stopContainer(ctx, d.Engine, rec.OldID, rec.Settings.StopTimeout); err != nil && !errdefs.IsNotFound(err) {
 				return "", fmt.Errorf("stopping %s: %w", rec.OldName, err)
 			}
 		}
-		if r.traffic.Mode() != "none" {
+		if r.plan.TrafficMode.moves() {
 			if err := r.traffic.Ensure(ctx, r.newEP); err != nil {
 				return "", fmt.Errorf("moving traffic to %s: %w", rec.NewName, err)
 			}
 		}
-		if err := r.rollForward(ctx); err != nil {
+		if err := r.rollForward(ctx, r.plan.steps); err != nil {
 			return "", err
 		}
 		return fmt.Sprintf("finished interrupted deploy %s: %s now runs %s", rec.DeployID, svc.Name, rec.NewImage), nil
@@ -189,12 +190,12 @@ func (d *Deployer) recoverMissing(ctx context.Context, name string, event func(P
 // recoverBack sends traffic to the old container, lets the new one drain and
 // removes it.
 func (r *run) recoverBack(ctx context.Context, o observed) error {
-	if r.traffic.Mode() != "none" {
+	if r.plan.TrafficMode.moves() {
 		if err := r.traffic.Ensure(ctx, r.oldEP); err != nil {
 			return fmt.Errorf("moving traffic back to %s: %w", r.rec.OldName, err)
 		}
 		if o.NewRunning {
-			if err := r.traffic.Drain(ctx, r.newEP, r.settings.Drain); err != nil {
+			if err := r.traffic.Drain(ctx, r.newEP, r.plan.settings.Drain); err != nil {
 				return err
 			}
 		}

@@ -110,25 +110,31 @@ func (d *Deployer) recordService(svc Service, c container.InspectResponse, deplo
 	return d.State.WriteService(svc.Key, rec)
 }
 
-// provenance is what a deploy learned about its container's labels.
-type provenance struct {
-	own     map[string]string // the operator's labels (not the image's)
-	ignored []string          // the image's baton.*/compose labels, ignored
-	sticky  map[string]string // flags to record for the service
-}
-
-// resolveSettings sets r.settings from the flags, the service record, the
-// configuration file and the operator's labels, and says which of the
-// image's labels it ignored.
-func (r *run) resolveSettings(ctx context.Context) error {
-	res, err := r.d.resolveSettings(ctx, r.svc, r.old, r.req.Flags)
+// resolveSettings sets f's settings from the flags, the service record, the
+// configuration file and the operator's labels; the ones the service was
+// deployed with (the same without the flags given now); and says which of
+// the image's labels it ignored.
+func (r *run) resolveSettings(ctx context.Context, f *Facts) error {
+	res, err := r.d.resolveSettings(ctx, r.svc, f.Old, r.req.Flags)
 	if err != nil {
 		return err
 	}
-	r.settings = res.Settings
-	r.prov = provenance{own: res.own, ignored: res.Ignored, sticky: res.Sticky}
+	// The flags given now outvote an old command label here too, without
+	// being applied.
+	recorded, err := r.d.resolveSettingsOutvoting(ctx, r.svc, f.Old, nil, r.req.Flags)
+	if err != nil {
+		return err
+	}
+	f.Settings, f.Recorded = res.Settings, recorded.Settings
+	if f.Settings.Port == 0 {
+		f.Settings.Port = derivePort(f.Old)
+	}
+	if f.Recorded.Port == 0 {
+		f.Recorded.Port = derivePort(f.Old)
+	}
+	f.OwnLabels, f.IgnoredLabels, f.Sticky = res.own, res.Ignored, res.Sticky
 	if len(res.Ignored) > 0 {
-		r.event(PhaseResolve, r.svc.Name, "ignoring labels that image %s carries itself (an image's labels are never settings): %s", shortID(r.old.Image), strings.Join(res.Ignored, " "))
+		r.event(PhaseResolve, r.svc.Name, "ignoring labels that image %s carries itself (an image's labels are never settings): %s", shortID(f.Old.Image), strings.Join(res.Ignored, " "))
 	}
 	return nil
 }
@@ -153,7 +159,7 @@ func (r *run) recordFinished(ctx context.Context) {
 // now hold for later deploys and status may repair its traffic even if the
 // deploy goes on to fail.
 func (r *run) recordServing() {
-	if err := r.d.recordService(r.svc, r.old, "", r.prov.sticky, "", ""); err != nil {
+	if err := r.d.recordService(r.svc, r.facts.Old, "", r.facts.Sticky, "", ""); err != nil {
 		r.warn("recording %s in the state directory: %v", r.svc.Name, err)
 	}
 }

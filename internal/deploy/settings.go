@@ -147,14 +147,14 @@ func (s Settings) validate() error {
 }
 
 // TrafficMode names how traffic moves for these settings.
-func (s Settings) TrafficMode() string {
+func (s Settings) TrafficMode() TrafficMode {
 	switch {
 	case s.NginxUpstream == "":
-		return "none"
+		return TrafficNone
 	case s.Relay:
-		return "relay"
+		return TrafficRelay
 	default:
-		return "nginx"
+		return TrafficNginx
 	}
 }
 

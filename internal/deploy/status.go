@@ -132,7 +132,7 @@ func (d *Deployer) serviceStatus(ctx context.Context, svc Service, report func(P
 		if desc, err := t.Describe(ctx); err == nil {
 			st.Traffic = desc
 		} else {
-			st.Traffic = settings.TrafficMode() + ": " + err.Error()
+			st.Traffic = string(settings.TrafficMode()) + ": " + err.Error()
 		}
 	}
 	if leftovers, err := d.leftovers(ctx, svc); err == nil && len(leftovers) > 0 && !st.DeployRunning {
@@ -165,14 +165,15 @@ func (d *Deployer) repairTraffic(ctx context.Context, svc Service) error {
 		return err
 	}
 	settings := res.Settings
-	if settings.TrafficMode() == "none" {
+	if !settings.TrafficMode().moves() {
 		return nil
 	}
 	if settings.Port == 0 {
 		settings.Port = derivePort(c)
 	}
-	r := &run{d: d, svc: svc, settings: settings, old: c, res: &Result{StartedAt: time.Now()}, phase: PhaseRecover}
-	if err := r.ensureTraffic(ctx); err != nil {
+	r := &run{d: d, svc: svc, plan: servingPlan(svc, settings), res: &Result{StartedAt: time.Now()}}
+	r.phase = PhaseRecover
+	if err := r.ensureTraffic(ctx, c.ID); err != nil {
 		return fmt.Errorf("pointing traffic at %s: %w", svc.Name, err)
 	}
 	return nil

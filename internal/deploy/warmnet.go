@@ -35,12 +35,12 @@ func mirrorsFor(n networkPlan) []dockerctl.NetworkAttachment {
 // probes reach it on its service's network. It stays attached after the deploy,
 // so connections it opened while warming up keep working.
 func (r *run) joinWarmNetworks(ctx context.Context) error {
-	for _, a := range mirrorsFor(r.nets) {
+	for _, a := range mirrorsFor(r.plan.nets) {
 		real := a.Name
 		if a.Endpoint != nil && a.Endpoint.NetworkID != "" {
 			real = a.Endpoint.NetworkID
 		}
-		mirror, err := r.d.Engine.MirrorNetwork(ctx, real, r.svc.Key, r.old.ID, r.rec.NewID)
+		mirror, err := r.d.Engine.MirrorNetwork(ctx, real, r.svc.Key, r.rec.OldID, r.rec.NewID)
 		if err != nil {
 			return fmt.Errorf("copying network %s for the warm-up: %w", a.Name, err)
 		}

@@ -207,6 +207,15 @@ func TestUpToDateAndDryRun(t *testing.T) {
 	if e.inspect(name).ID != id {
 		t.Fatal("a no-op deploy replaced the container")
 	}
+	// Regression: with --pull missing and a changed --http-probe on the
+	// unchanged image, the dry run said "nothing" while the deploy
+	// redeployed to record the new setting.
+	r = e.mustDeploy("--dry-run", "--pull", "missing", "--http-probe", "/", name)
+	for _, want := range []string{"settings changed", "redeploy although the image is unchanged", "stop " + name} {
+		if !strings.Contains(r.stdout, want) || strings.Contains(r.stdout, "nothing:") {
+			t.Fatalf("dry run output lacks %q (or says nothing):\n%s", want, r.stdout)
+		}
+	}
 	// The new image is not on the host: the plan says it would pull it, and
 	// the dry run pulls nothing.
 	r = e.mustDeploy("--dry-run", "--image", v2, name)

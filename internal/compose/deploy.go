@@ -66,6 +66,7 @@ func DeployService(ctx context.Context, d Deployer, eng Engine, p *Project, cfg 
 		return res, classify(deploy.ErrInvalid, "%v", err)
 	}
 	res.Outcome = OutcomeUpToDate
+	redeploy := 0 // replicas whose dry-run plan redeploys
 	for i, id := range running {
 		c, err := eng.ContainerInspect(ctx, id)
 		if err != nil {
@@ -97,6 +98,16 @@ func DeployService(ctx context.Context, d Deployer, eng Engine, p *Project, cfg 
 			res.Outcome = OutcomeDeployed
 		case deploy.OutcomeDryRun:
 			res.Outcome = OutcomeDryRun
+			if out.Plan != nil && !out.Plan.UpToDate {
+				redeploy++
+			}
+		}
+	}
+	if res.Outcome == OutcomeDryRun {
+		// Each replica's plan is the deploy's own decision; sum them up.
+		res.Detail = fmt.Sprintf("%d of %d replicas would be redeployed", redeploy, len(running))
+		if redeploy == 0 {
+			res.Detail = "up to date: a deploy would change nothing"
 		}
 	}
 	return res, nil

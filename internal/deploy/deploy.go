@@ -8,6 +8,12 @@
 // stopped serving); after it, the deploy rolls forward. Every phase boundary
 // is written to a deploy record, so a baton killed at any step leaves enough
 // for the next run to converge (see recover.go).
+//
+// Plan, then execute: a deploy gathers its facts without changing anything
+// (gather.go), one pure decision turns them into a Plan (plan.go), and the
+// executor walks the plan's steps (execute.go). --dry-run prints the same
+// plan, so it says what the deploy would do; recovery rebuilds the steps
+// after the point of no return from the deploy record.
 package deploy
 
 import (

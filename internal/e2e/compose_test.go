@@ -307,7 +307,7 @@ func TestComposeMinimal(t *testing.T) {
 			p.setEnv("BATON_TEST_WEB_IMAGE", v3) // the compose file now names another image
 			before := p.ids()
 			r = p.mustBaton("--dry-run", "--pull", "never", "web")
-			for _, want := range []string{"plan for " + p.container("web", 1), "compose file changed for web", "    image: " + live} {
+			for _, want := range []string{"plan for " + p.container("web", 1), "compose file changed for web", "    image: " + live, "/web: dry-run (1 of 1 replicas would be redeployed)"} {
 				if !strings.Contains(r.stdout, want) {
 					t.Fatalf("dry run output lacks %q:\n%s", want, r.stdout)
 				}

@@ -285,7 +285,7 @@ func deploySteps(f *Facts, p *Plan) []Step {
 		steps = append(steps, Step{StepSwitch, "rewrite " + s.NginxUpstream + " to it and reload nginx"})
 	}
 	if p.TrafficMode.moves() {
-		steps = append(steps, Step{StepDrain, "then wait for requests in flight on " + name + " (up to " + s.Drain.String() + ")"})
+		steps = append(steps, Step{StepDrain, "wait for requests in flight on " + name + " to finish (up to " + s.Drain.String() + ")"})
 	}
 	steps = append(steps, Step{StepStopOld, "stop " + name + " gracefully (point of no return)"})
 	steps = append(steps, afterNoReturnSteps(name, tmp, nets.AtHandover)...)

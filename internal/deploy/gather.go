@@ -30,10 +30,10 @@ func (r *run) gather(ctx context.Context, old container.InspectResponse) (*Facts
 	if err := r.resolveSettings(ctx, f); err != nil {
 		return nil, err
 	}
-	var err error
 	if err := checkPortNeeded(f.Settings, old, r.svc.Name); err != nil {
 		return nil, err
 	}
+	var err error
 	if f.Ref, err = imageRef(old, req, r.svc.Name); err != nil {
 		return nil, err
 	}

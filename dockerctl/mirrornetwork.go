@@ -151,6 +151,9 @@ func (c *Client) pruneMirrors(ctx context.Context) ([]string, error) {
 			}
 		}
 		if err := c.NetworkRemove(ctx, n.ID); err != nil && !errdefs.IsNotFound(err) {
+			if inUse(err) {
+				continue
+			}
 			errs = append(errs, fmt.Errorf("removing network %s: %w", n.Name, err))
 			continue
 		}

@@ -121,10 +121,20 @@ func (c *Client) pruneServiceNetworks(ctx context.Context) ([]string, error) {
 			continue
 		}
 		if err := c.NetworkRemove(ctx, n.ID); err != nil && !errdefs.IsNotFound(err) {
+			if inUse(err) {
+				continue // a container joined it since the check: it is not unused
+			}
 			errs = append(errs, fmt.Errorf("removing network %s: %w", n.Name, err))
 			continue
 		}
 		removed = append(removed, n.Name)
 	}
 	return removed, errors.Join(errs...)
+}
+
+// inUse tells a network removal refused because containers are attached
+// (the engine answers 403 "has active endpoints"): a race with a deploy or
+// a test that attached one after the check, not a failure.
+func inUse(err error) bool {
+	return errdefs.IsForbidden(err) || strings.Contains(err.Error(), "active endpoints")
 }

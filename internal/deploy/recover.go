@@ -260,9 +260,11 @@ func (d *Deployer) leftovers(ctx context.Context, svc Service) ([]container.Summ
 func (d *Deployer) pruneMirrors(ctx context.Context, event func(Phase, string, string, ...any)) {
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	if removed, err := d.Engine.PruneMirrors(ctx); err != nil {
+	removed, err := d.Engine.PruneMirrors(ctx)
+	if err != nil {
 		event(PhaseRecover, "", "could not remove unused warm-up networks: %v", err)
-	} else if len(removed) > 0 {
+	}
+	if len(removed) > 0 {
 		event(PhaseRecover, "", "removed unused network %s (the network it copied, or its service, is gone)", strings.Join(removed, ", "))
 	}
 }

@@ -133,7 +133,7 @@ func (r *run) create(ctx context.Context) error {
 		DeployID: deployID, Service: r.svc, Phase: PhaseCreate, Settings: p.settings, Flags: r.facts.Sticky, Trigger: r.req.Trigger,
 		OldID: old.ID, OldName: r.svc.Name, NewName: name,
 		OldImage: old.Config.Image, NewImage: p.ref, StartedAt: r.res.StartedAt,
-		Handover: p.nets.AtHandover, Isolated: p.nets.Isolated,
+		Handover: p.nets.AtHandover, Isolated: p.nets.Isolated, CreateAt: time.Now(),
 	}
 	if err := r.saveRecord(PhaseCreate); err != nil {
 		return err

@@ -57,6 +57,10 @@ type fakeEngine struct {
 	// spot (runtime.Goexit), running no more deploy code.
 	killOn  string
 	killNow bool
+	// lateCreate simulates baton killed right after sending a create that
+	// the engine finishes later: the caller exits at once and the
+	// container appears after this delay.
+	lateCreate time.Duration
 }
 
 type fakeContainer struct {
@@ -199,8 +203,17 @@ func matchLabels(labels map[string]string, args filters.Args) bool {
 	return true
 }
 
-func (f *fakeEngine) ContainerCreate(_ context.Context, cfg *container.Config, host *container.HostConfig, nc *network.NetworkingConfig, _ *ocispec.Platform, name string) (container.CreateResponse, error) {
+func (f *fakeEngine) ContainerCreate(ctx context.Context, cfg *container.Config, host *container.HostConfig, nc *network.NetworkingConfig, p *ocispec.Platform, name string) (container.CreateResponse, error) {
 	f.mu.Lock()
+	if d := f.lateCreate; d > 0 {
+		f.lateCreate = 0
+		f.mu.Unlock()
+		go func() {
+			time.Sleep(d)
+			_, _ = f.ContainerCreate(context.WithoutCancel(ctx), cfg, host, nc, p, name)
+		}()
+		runtime.Goexit()
+	}
 	defer f.mu.Unlock()
 	defer f.killIfDue()
 	f.record("create %s", name)

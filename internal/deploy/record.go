@@ -26,6 +26,9 @@ type Record struct {
 	Isolated  bool                          `json:"isolated"`
 	Handover  []dockerctl.NetworkAttachment `json:"handover,omitempty"`
 	StartedAt time.Time                     `json:"started_at"`
+	// CreateAt is when the create call was about to be sent: recovery
+	// waits a moment past it for a create the engine may still finish.
+	CreateAt time.Time `json:"create_at,omitzero"`
 }
 
 // pastNoReturn reports whether the old container's stop may have begun.

@@ -83,6 +83,9 @@ func (d *Deployer) converge(ctx context.Context, svc Service, event func(Phase, 
 		newRef = rec.NewName
 	}
 	newC, newErr := d.Engine.ContainerInspect(ctx, newRef)
+	if errdefs.IsNotFound(newErr) && rec.NewID == "" {
+		newC, newErr = d.awaitInFlightCreate(ctx, rec)
+	}
 	if newErr != nil && !errdefs.IsNotFound(newErr) {
 		return "", newErr
 	}
@@ -213,6 +216,36 @@ func (r *run) recoverBack(ctx context.Context, o observed) error {
 		}
 	}
 	return r.d.State.RemoveRecord(r.svc.Key)
+}
+
+// inFlightCreateGrace bounds how long after a deploy started its create
+// call can still be running in the engine. A baton killed right after
+// sending the create leaves the engine to finish it: a recovery that looked
+// once and found nothing would remove the record and orphan the container
+// that appears a moment later.
+const inFlightCreateGrace = 15 * time.Second
+
+// awaitInFlightCreate looks for the new container of a record written
+// before its create returned, for as long as that create could still be
+// under way. A short poll: the engine gives no event for a create that
+// has not happened yet under a name we can filter on without an ID.
+func (d *Deployer) awaitInFlightCreate(ctx context.Context, rec Record) (container.InspectResponse, error) {
+	sent := rec.CreateAt
+	if sent.IsZero() {
+		sent = rec.StartedAt // a record of an earlier version
+	}
+	deadline := sent.Add(inFlightCreateGrace)
+	for {
+		c, err := d.Engine.ContainerInspect(ctx, rec.NewName)
+		if !errdefs.IsNotFound(err) || !time.Now().Before(deadline) {
+			return c, err
+		}
+		select {
+		case <-ctx.Done():
+			return c, err
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
 }
 
 // createdBy reports whether c is the container deploy rec created under

@@ -4,6 +4,7 @@ import (
 	"context"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/baton-sh/baton/dockerctl"
 )
@@ -109,6 +110,34 @@ func TestKilledDeployConverges(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// A baton killed right after sending the create leaves the engine to finish
+// it a moment later: the next status must still find that container by the
+// name its record gives and remove it, not orphan it.
+func TestKilledDuringCreateTheEngineFinishes(t *testing.T) {
+	h := newHarness(t, "relay", "")
+	h.eng.lateCreate = 600 * time.Millisecond
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_, _ = h.deploy(context.WithoutCancel(t.Context()), "web:v2", map[string]string{"nginx-upstream": "/tmp/x.conf", "nginx-reload": "true"})
+	}()
+	<-done
+	if n := h.eng.count(); n != 1 {
+		t.Fatalf("the create landed before status ran (%d containers): the test proves nothing", n)
+	}
+	landed := time.Now().Add(700 * time.Millisecond) // the late create is in by then
+	if _, err := h.d.Status(t.Context(), "", func(Phase, string, string, ...any) {}); err != nil {
+		t.Fatalf("status: %v", err)
+	}
+	time.Sleep(time.Until(landed))
+	if n := h.eng.count(); n != 1 {
+		t.Fatalf("%d containers after converging, want 1 (the late one orphaned): %v", n, h.eng.calls())
+	}
+	if got := h.eng.imageOf("web"); got != "web:v1" {
+		t.Fatalf("web runs %s, want web:v1", got)
 	}
 }
 

@@ -53,12 +53,22 @@ func TestKilledBatonConverges(t *testing.T) {
 		if !killed {
 			t.Fatalf("baton finished before reaching phase %s", st.phase)
 		}
+		// The kill lands a moment after the event: a short phase (a drain
+		// with nothing in flight takes ms) may be over by then. Recovery
+		// follows the phase the record reached, so the expected outcome
+		// does too; the table's outcome holds when the record is at the
+		// phase the kill aimed at.
+		forward := st.forward
+		if phase := e.recordPhase(); phase != "" && phase != st.phase {
+			t.Logf("killed at %s, the record had reached %s", st.phase, phase)
+			forward = phase == "stop-old" || phase == "handover" || phase == "finalize"
+		}
 		r := e.run("status", name)
 		if r.code != 0 {
 			t.Fatalf("status after a kill at %s: exit %d: %s", st.phase, r.code, r.stderr)
 		}
 		want, wantV := current, currentV
-		if st.forward {
+		if forward {
 			want, wantV = next, nextV
 		}
 		// Converging may finish with a forward completion whose handover
@@ -66,10 +76,10 @@ func TestKilledBatonConverges(t *testing.T) {
 		e.assertSingle(name, want)
 		assertServes(t, ng.URL()+"/", wantV)
 		assertServes(t, published, wantV)
-		if st.forward && !strings.Contains(r.stderr, "finished interrupted deploy") {
+		if forward && !strings.Contains(r.stderr, "finished interrupted deploy") {
 			t.Fatalf("status did not report finishing the deploy: %s", r.stderr)
 		}
-		if !st.forward && !strings.Contains(r.stderr, "rolled back interrupted deploy") && st.phase != "create" {
+		if !forward && !strings.Contains(r.stderr, "rolled back interrupted deploy") && st.phase != "create" {
 			t.Fatalf("status did not report rolling back: %s", r.stderr)
 		}
 		current, currentV = want, wantV

@@ -263,6 +263,27 @@ func (e *env) assertSingle(name, ref string) container.InspectResponse {
 	return c
 }
 
+// recordPhase is the phase of the deploy record an interrupted deploy left
+// ("" when there is none).
+func (e *env) recordPhase() string {
+	e.t.Helper()
+	matches, _ := filepath.Glob(filepath.Join(e.stateDir, "deploys", "*.json"))
+	if len(matches) == 0 {
+		return ""
+	}
+	data, err := os.ReadFile(matches[0])
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	var rec struct {
+		Phase string `json:"phase"`
+	}
+	if err := json.Unmarshal(data, &rec); err != nil {
+		e.t.Fatalf("deploy record %s: %v", matches[0], err)
+	}
+	return rec.Phase
+}
+
 // assertUntouched checks a failed deploy left the old container as it was.
 func (e *env) assertUntouched(name, id, url, v string) {
 	e.t.Helper()

@@ -41,8 +41,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	warmup := fs.Duration("warmup", bench.DefaultWarmup, "the demo app's warm-up after it starts, answering 503")
 	jsonFile := fs.String("json", "", "write the full report as JSON to `FILE`")
 	markdown := fs.Bool("markdown", false, "print the summary table as a Markdown table")
+	compare := fs.String("compare", "", "measure nothing: print the reports in the comma-separated JSON `FILES` (from -json, one per engine) side by side")
 	if err := fs.Parse(args); err != nil {
 		return 2
+	}
+	if *compare != "" {
+		return compareReports(strings.Split(*compare, ","), stdout, stderr)
 	}
 	cfg := bench.Config{Deploys: *deploys, Clients: *clients, Rate: *rate, Warmup: *warmup, Out: stderr}
 	var bad []string
@@ -94,8 +98,8 @@ func write(w io.Writer, rep *bench.Report, markdown bool) error {
 	if rep.Rate < 0 {
 		load = "closed loop"
 	}
-	if _, err := fmt.Fprintf(w, "\n%d deploys per mode under %d keep-alive clients (%s, GET+POST) through nginx; app warm-up %s\n\n",
-		rep.Deploys, rep.Clients, load, rep.Warmup.Round(time.Millisecond)); err != nil {
+	if _, err := fmt.Fprintf(w, "\n%s: %d deploys per mode under %d keep-alive clients (%s, GET+POST) through nginx; app warm-up %s\n\n",
+		rep.Engine, rep.Deploys, rep.Clients, load, rep.Warmup.Round(time.Millisecond)); err != nil {
 		return err
 	}
 	var err error
@@ -119,4 +123,29 @@ func writeJSON(path string, rep *bench.Report) error {
 		return fmt.Errorf("report: %w", err)
 	}
 	return atomicfile.Write(path, append(data, '\n'), 0o644)
+}
+
+// compareReports prints the reports in files side by side: 0 done, 2 a file
+// that is missing or not a report.
+func compareReports(files []string, stdout, stderr io.Writer) int {
+	var reps []*bench.Report
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			fmt.Fprintf(stderr, "baton-bench: -compare: %v\n", err)
+			return 2
+		}
+		var rep bench.Report
+		if err := json.Unmarshal(data, &rep); err != nil {
+			fmt.Fprintf(stderr, "baton-bench: -compare: %s is not a report written by -json: %v\n", f, err)
+			return 2
+		}
+		reps = append(reps, &rep)
+	}
+	fmt.Fprintln(stdout)
+	if err := bench.WriteSideBySide(stdout, reps); err != nil {
+		fmt.Fprintf(stderr, "baton-bench: %v\n", err)
+		return 1
+	}
+	return 0
 }

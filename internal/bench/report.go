@@ -15,6 +15,7 @@ import (
 // Report is what a benchmark run measured.
 type Report struct {
 	Started time.Time     `json:"started"`
+	Engine  Engine        `json:"engine"`
 	Deploys int           `json:"deploys"` // asked for, per mode
 	Clients int           `json:"clients"`
 	Rate    float64       `json:"rate"` // per client; negative: closed loop

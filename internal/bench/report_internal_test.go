@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -59,5 +60,49 @@ func TestTableShowsEveryMode(t *testing.T) {
 	}
 	if mdLines := strings.Split(strings.TrimSpace(md.String()), "\n"); len(mdLines) != 4 || !strings.HasPrefix(mdLines[1], "| --- |") {
 		t.Fatalf("markdown:\n%s", md.String())
+	}
+}
+
+func TestSideBySideKeepsEachEnginesNumbersInItsColumn(t *testing.T) {
+	t.Parallel()
+	old := &Report{Engine: Engine{Version: "20.10.24", API: "1.41", Store: "fuse-overlayfs"}, Deploys: 3, Modes: []*ModeReport{
+		{Mode: ModeRelayHost, Deploys: make([]Deploy, 3), Requests: 1000, DeployP50: 3 * time.Second, DeployMax: 4 * time.Second},
+		{Mode: ModeNaive, Deploys: make([]Deploy, 3), Requests: 900, Failed: 90, DeployP50: 2 * time.Second, DeployMax: 2 * time.Second},
+	}}
+	cur := &Report{Engine: Engine{Version: "2.0.0-beta.24", API: "1.56", Store: "containerd image store"}, Deploys: 3, Modes: []*ModeReport{
+		{Mode: ModeRelayHost, Deploys: make([]Deploy, 3), Requests: 2000, Failed: 1, DeployP50: 5 * time.Second, DeployMax: 6 * time.Second},
+		{Mode: ModeNone, Error: "setting up: boom"},
+	}}
+	var out strings.Builder
+	if err := WriteSideBySide(&out, []*Report{old, cur}); err != nil {
+		t.Fatal(err)
+	}
+	text := out.String()
+	t.Log("\n" + text)
+	for _, want := range []string{
+		"[1] Docker 20.10.24 (API 1.41, fuse-overlayfs)",
+		"[2] Docker 2.0.0-beta.24 (API 1.56, containerd image store)",
+	} {
+		if !strings.Contains(text, want) {
+			t.Errorf("legend lacks %q:\n%s", want, text)
+		}
+	}
+	lines := strings.Split(strings.TrimSpace(text), "\n")
+	table := lines[len(lines)-4:]
+	if !strings.Contains(table[0], "failed/total [1]") || !strings.Contains(table[0], "failed/total [2]") {
+		t.Fatalf("header %q", table[0])
+	}
+	// mode, failed [1], failed [2], deploy [1], deploy [2], ...
+	for i, want := range [][]string{
+		{"relay-host", "0/1000", "1/2000", "3.0s/4.0s", "5.0s/6.0s"},
+		{"naive", "90/900", "-", "2.0s/2.0s", "-"},
+		{"none", "-", "error", "-", "-"},
+	} {
+		if got := strings.Fields(table[i+1])[:5]; !slices.Equal(got, want) {
+			t.Errorf("row %d = %q, want %q", i+1, got, want)
+		}
+	}
+	if err := WriteSideBySide(&out, nil); err == nil {
+		t.Error("no reports: no error")
 	}
 }

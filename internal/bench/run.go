@@ -25,6 +25,13 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		return nil, err
 	}
 	rep := &Report{Started: time.Now(), Deploys: cfg.Deploys, Clients: cfg.Clients, Rate: cfg.Rate, Warmup: cfg.Warmup}
+	// Which engine the numbers belong to. Not knowing it spoils no
+	// measurement: the report says "unknown engine".
+	if e, err := engineOf(ctx); err != nil {
+		fmt.Fprintf(cfg.Out, "bench: which engine: %v\n", err)
+	} else {
+		rep.Engine = e
+	}
 	var errs []error
 	for _, mode := range cfg.Modes {
 		if ctx.Err() != nil {

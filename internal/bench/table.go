@@ -138,3 +138,68 @@ func medianPhases(deploys []Deploy) string {
 	}
 	return strings.Join(parts, ", ")
 }
+
+// sideBySideCells are the columns repeated per engine in the side-by-side
+// table, each followed by its value for a mode.
+var sideBySideCells = []struct {
+	head string
+	cell func(row []string) string
+}{
+	{"failed/total", func(row []string) string { return row[2] }},
+	{"deploy p50/max", func(row []string) string { return row[3] }},
+	{"inside swaps p50/p99/max", func(row []string) string { return row[4] }},
+}
+
+// WriteSideBySide writes one table for several reports (one per engine):
+// a legend naming each report's engine, then one line per mode with each
+// metric's column for every engine next to each other, so a difference
+// between engines is read along a line. A mode one report lacks shows "-".
+func WriteSideBySide(w io.Writer, reps []*Report) error {
+	if len(reps) == 0 {
+		return fmt.Errorf("bench: no report to compare")
+	}
+	var modes []string
+	byMode := make([]map[string][]string, len(reps))
+	for i, r := range reps {
+		byMode[i] = map[string][]string{}
+		for j, row := range r.rows() {
+			mode := r.Modes[j].Mode
+			byMode[i][mode] = row
+			if !slices.Contains(modes, mode) {
+				modes = append(modes, mode)
+			}
+		}
+	}
+	var b strings.Builder
+	for i, r := range reps {
+		fmt.Fprintf(&b, "[%d] %s: %d deploys per mode, started %s\n", i+1, r.Engine, r.Deploys, r.Started.UTC().Format(time.RFC3339))
+	}
+	b.WriteString("\n")
+	tw := tabwriter.NewWriter(&b, 0, 0, 3, ' ', 0)
+	head := []string{"mode"}
+	for _, c := range sideBySideCells {
+		for i := range reps {
+			head = append(head, fmt.Sprintf("%s [%d]", c.head, i+1))
+		}
+	}
+	fmt.Fprintln(tw, strings.Join(head, "\t"))
+	for _, mode := range modes {
+		line := []string{mode}
+		for _, c := range sideBySideCells {
+			for i := range reps {
+				row, ok := byMode[i][mode]
+				if !ok {
+					line = append(line, "-")
+					continue
+				}
+				line = append(line, c.cell(row))
+			}
+		}
+		fmt.Fprintln(tw, strings.Join(line, "\t"))
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}

@@ -116,9 +116,15 @@ func TestBatonImage(t *testing.T) {
 	if code, out := run(&container.HostConfig{}, "--version"); code != 0 || !strings.Contains(out, "baton version") {
 		t.Fatalf("baton --version in the image: exit %d: %s", code, out)
 	}
+	// The socket of the engine under test (DOCKER_HOST may name another
+	// than the default, as for the current engine's pass).
+	sock, ok := strings.CutPrefix(cli.DaemonHost(), "unix://")
+	if !ok {
+		t.Fatalf("the engine under test is not on a unix socket (%s): baton's image needs one to mount", cli.DaemonHost())
+	}
 	host := &container.HostConfig{
 		NetworkMode: "host",
-		Binds:       []string{"/var/run/docker.sock:/var/run/docker.sock", t.TempDir() + ":/var/lib/baton"},
+		Binds:       []string{sock + ":/var/run/docker.sock", t.TempDir() + ":/var/lib/baton"},
 	}
 	if code, out := run(host, "watch", "--once", "--scope", testenv.UniqueName("nothing-")); code != 0 || !strings.Contains(out, "stopped") {
 		t.Fatalf("baton watch --once in the image: exit %d: %s", code, out)

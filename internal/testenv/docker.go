@@ -44,3 +44,24 @@ func Docker(t TB) *client.Client {
 	docker.cli = cli
 	return cli
 }
+
+// ImageStoreContainerd is what ImageStore returns for the containerd image
+// store, where an image's ID is the digest of its manifest (or index)
+// rather than of its config.
+const ImageStoreContainerd = "containerd"
+
+// ImageStore says which image store the engine uses: ImageStoreContainerd,
+// or the name of its graph driver (overlay2, fuse-overlayfs, ...).
+func ImageStore(t TB, cli *client.Client) string {
+	t.Helper()
+	info, err := cli.Info(t.Context())
+	if err != nil {
+		t.Fatalf("docker info: %v", err)
+	}
+	for _, kv := range info.DriverStatus {
+		if kv[0] == "driver-type" && kv[1] == "io.containerd.snapshotter.v1" {
+			return ImageStoreContainerd
+		}
+	}
+	return info.Driver
+}

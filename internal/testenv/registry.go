@@ -221,3 +221,45 @@ func (r *Registry) DockerConfigDir(t TB) string {
 	}
 	return dir
 }
+
+// manifestTypes are the media types a pull accepts for a tag: an image's
+// manifest, or an index of them (the containerd image store pushes one).
+var manifestTypes = []string{
+	"application/vnd.oci.image.index.v1+json",
+	"application/vnd.docker.distribution.manifest.list.v2+json",
+	"application/vnd.oci.image.manifest.v1+json",
+	"application/vnd.docker.distribution.manifest.v2+json",
+}
+
+// Digest returns the digest of what repoTag ("repo:tag") names in the
+// registry, as a pull would resolve it: on the containerd image store that
+// is the pulled image's ID.
+func (r *Registry) Digest(t TB, repoTag string) string {
+	t.Helper()
+	repo, tag, ok := strings.Cut(repoTag, ":")
+	if !ok {
+		t.Fatalf("registry digest: %q is not repo:tag", repoTag)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodHead, "http://"+r.addr+"/v2/"+repo+"/manifests/"+tag, nil)
+	if err != nil {
+		t.Fatalf("registry digest of %s: %v", repoTag, err)
+	}
+	req.Header.Set("Accept", strings.Join(manifestTypes, ", "))
+	if r.auth {
+		req.SetBasicAuth(r.user, r.password)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("registry digest of %s: %v", repoTag, err)
+	}
+	if err := resp.Body.Close(); err != nil {
+		t.Fatalf("registry digest of %s: %v", repoTag, err)
+	}
+	d := resp.Header.Get("Docker-Content-Digest")
+	if resp.StatusCode != http.StatusOK || !strings.HasPrefix(d, "sha256:") {
+		t.Fatalf("registry digest of %s: %s, digest %q", repoTag, resp.Status, d)
+	}
+	return d
+}

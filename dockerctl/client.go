@@ -11,8 +11,9 @@ import (
 )
 
 // Client wraps the Engine API client. It negotiates the API version with the
-// daemon so one binary works against Debian's 20.10 (API 1.41) and Docker 24
-// to 28 alike.
+// daemon so one binary works against Debian's 20.10 (API 1.41) and current
+// engines alike (tested: API 1.56). The client library speaks up to API
+// 1.51, above the 1.44 minimum Docker 29.0 shipped with.
 type Client struct {
 	*client.Client
 }

@@ -25,8 +25,7 @@ DOCKER_PKGS = $(sort $(dir $(shell grep -rlE --include='*_test.go' 'testenv\.Doc
 # (built once by scripts/ensure-docker-current, cached in ~/.cache/baton).
 # CI runs exactly this.
 test:
-	./scripts/setup --compose-v2
-	./scripts/ensure-docker-current >/dev/null
+	./scripts/setup --compose-v2 --docker-current
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 80m ./...
 	./scripts/docker-current run $(GO) test -count=1 -timeout 60m $(DOCKER_PKGS)
@@ -37,8 +36,8 @@ test-short:
 
 # The benchmark on both engines, then their tables side by side. The JSON
 # reports stay in bin/.
-bench: setup build
-	./scripts/ensure-docker-current >/dev/null
+bench: build
+	./scripts/setup --docker-current
 	$(GO) build -trimpath -o bin/baton-bench ./cmd/baton-bench
 	rm -f bin/bench-debian.json bin/bench-current.json
 	rc=0; \

@@ -27,8 +27,8 @@ DOCKER_PKGS = $(sort $(dir $(shell grep -rlE --include='*_test.go' 'testenv\.Doc
 test:
 	./scripts/setup --compose-v2 --docker-current
 	$(GO) vet ./...
-	$(GO) test -count=1 -timeout 80m ./...
-	./scripts/docker-current run $(GO) test -count=1 -timeout 60m $(DOCKER_PKGS)
+	$(GO) test -count=1 -timeout 35m ./...
+	./scripts/docker-current run $(GO) test -count=1 -timeout 35m $(DOCKER_PKGS)
 
 # Unit tests only (no Docker): a quick loop while editing.
 test-short:

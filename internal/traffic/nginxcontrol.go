@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -30,6 +29,9 @@ type nginxControl struct {
 	// reloadTimeout bounds the reload command and the wait for nginx's
 	// new workers.
 	reloadTimeout time.Duration
+	// checked, if set, runs between the path check and the write: tests
+	// use it to swap a directory for a link, as someone racing baton could.
+	checked func()
 }
 
 func newNginxControl(eng Engine, s deploy.Settings, log *slog.Logger, notify func(string)) *nginxControl {
@@ -61,7 +63,7 @@ func (n *nginxControl) apply(ctx context.Context, servers []string, nets ...stri
 		}
 	}
 	want := upstreamContent(servers)
-	have, err := os.ReadFile(n.file)
+	have, err := atomicfile.ReadNoFollow(n.file)
 	existed := err == nil
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("reading upstream file %s: %w", n.file, err)
@@ -74,15 +76,19 @@ func (n *nginxControl) apply(ctx context.Context, servers []string, nets ...stri
 	if err := deploy.CheckUpstreamFS(n.file); err != nil {
 		return nil, err
 	}
-	if err := os.MkdirAll(filepath.Dir(n.file), 0o755); err != nil {
-		return nil, fmt.Errorf("upstream file %s: %w", n.file, err)
+	if n.checked != nil {
+		n.checked()
 	}
 	before, err := n.workers(ctx)
 	if err != nil {
 		return nil, err
 	}
-	if err := atomicfile.Write(n.file, want, 0o644); err != nil {
-		return nil, err
+	// The check above can be raced by whoever can write to a directory on
+	// the path (one shared with an nginx container, say): the write itself
+	// follows no link, from / down, so a link that appeared since is
+	// refused rather than written through as root.
+	if err := atomicfile.WriteNoFollow(n.file, want, 0o644, 0o755); err != nil {
+		return nil, classifyLink(fmt.Errorf("upstream file: %w", err))
 	}
 	n.log.Debug("upstream file written", "file", n.file, "servers", strings.Join(servers, " "))
 	old, err := n.reload(ctx, before)
@@ -93,14 +99,23 @@ func (n *nginxControl) apply(ctx context.Context, servers []string, nets ...stri
 	return old, nil
 }
 
+// classifyLink makes a refused link bad input (exit 2), like the check
+// before the write.
+func classifyLink(err error) error {
+	if errors.Is(err, atomicfile.ErrSymlink) {
+		return deploy.Classify(deploy.ErrInvalid, "%v", err)
+	}
+	return err
+}
+
 // restore puts the previous upstream file back after a failed reload, and
 // reloads again so nginx agrees with the file.
 func (n *nginxControl) restore(ctx context.Context, existed bool, prev []byte) {
 	var err error
 	if existed {
-		err = atomicfile.Write(n.file, prev, 0o644)
+		err = atomicfile.WriteNoFollow(n.file, prev, 0o644, 0o755)
 	} else {
-		err = os.Remove(n.file)
+		err = atomicfile.RemoveNoFollow(n.file)
 	}
 	if err != nil {
 		n.log.Warn("restoring the upstream file", "file", n.file, "error", err)

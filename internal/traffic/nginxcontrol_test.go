@@ -2,6 +2,7 @@ package traffic
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"net"
@@ -14,6 +15,7 @@ import (
 	"github.com/docker/docker/api/types/network"
 
 	"github.com/baton-sh/baton/dockerctl"
+	"github.com/baton-sh/baton/internal/deploy"
 	"github.com/baton-sh/baton/internal/testenv"
 )
 
@@ -250,5 +252,49 @@ func removeServiceNetwork(t *testing.T, eng *dockerctl.Client, name string) {
 	}
 	if err := eng.NetworkRemove(ctx, name); err != nil {
 		t.Logf("removing network %s: %v", name, err)
+	}
+}
+
+// A directory on the upstream file's path swapped for a link after baton
+// checked the path (someone who can write to the directory, say through an
+// nginx container's mount, racing the check): the write follows no link, so
+// nothing lands where the link points and the deploy's error is bad input.
+// The first apply, along the real directory, is the positive control.
+func TestNginxControlRefusesLinkRace(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs nginx")
+	}
+	a := httpServer(t, "A")
+	b := httpServer(t, "B")
+	base := t.TempDir()
+	sub, elsewhere := base+"/sub", base+"/elsewhere"
+	for _, d := range []string{sub, elsewhere} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	file := sub + "/web.conf"
+	ng := testenv.HostNginx(t, testenv.NginxOpts{UpstreamFile: file, InitialServers: []string{a}})
+	n := &nginxControl{file: file, reloadCmd: ng.ReloadCommand(), log: slog.New(slog.DiscardHandler), notify: func(string) {}, reloadTimeout: 5 * time.Second}
+	if _, err := n.apply(t.Context(), []string{b}); err != nil {
+		t.Fatalf("positive control: %v", err)
+	}
+	if got := get(t, ng.URL()); got != "B" {
+		t.Fatalf("positive control: nginx serves %q", got)
+	}
+	n.checked = func() {
+		if err := os.Rename(sub, base+"/sub.real"); err != nil {
+			t.Error(err)
+		}
+		if err := os.Symlink(elsewhere, sub); err != nil {
+			t.Error(err)
+		}
+	}
+	_, err := n.apply(t.Context(), []string{a})
+	if !errors.Is(err, deploy.ErrInvalid) || !strings.Contains(err.Error(), "symbolic link") {
+		t.Fatalf("write through a link that appeared after the check: %v", err)
+	}
+	if entries, _ := os.ReadDir(elsewhere); len(entries) != 0 {
+		t.Fatalf("baton wrote where the link points: %v", entries)
 	}
 }

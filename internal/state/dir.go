@@ -75,8 +75,8 @@ func secure(path string) error {
 }
 
 // tighten sets DirMode on the state directory and the directories in it
-// and takes group and other permissions away from the files in them. Only
-// entries owned by this user are changed, and links are not followed.
+// and takes group and other permissions away from the files in them; an
+// entry another user owns is refused. Links are not followed.
 func tighten(path string) error {
 	if err := tightenOne(path, DirMode); err != nil {
 		return err
@@ -101,16 +101,25 @@ func tighten(path string) error {
 				return fmt.Errorf("state directory %s: %w", p, err)
 			}
 			for _, f := range entries {
+				want := anyMode // links and the like: their owner is checked
 				if f.Type().IsRegular() {
-					if err := tightenOne(filepath.Join(p, f.Name()), FileMode); err != nil {
-						return err
-					}
+					want = FileMode
 				}
+				if err := tightenOne(filepath.Join(p, f.Name()), want); err != nil {
+					return err
+				}
+			}
+		default:
+			if err := tightenOne(p, anyMode); err != nil {
+				return err
 			}
 		}
 	}
 	return nil
 }
+
+// anyMode keeps every permission: tightenOne then only checks the owner.
+const anyMode os.FileMode = 0o7777
 
 func tightenOne(p string, want os.FileMode) error {
 	fi, err := os.Lstat(p)
@@ -121,7 +130,14 @@ func tightenOne(p string, want os.FileMode) error {
 		return fmt.Errorf("state directory: %w", err)
 	}
 	st, ok := fi.Sys().(*syscall.Stat_t)
-	if fi.Mode()&os.ModeSymlink != 0 || !ok || int(st.Uid) != os.Geteuid() || fi.Mode().Perm()&^want == 0 {
+	if ok && int(st.Uid) != os.Geteuid() {
+		// Its owner can write there: deploy and service records say which
+		// containers baton renames and removes and which commands it runs,
+		// so one planted by another user would be obeyed as root's.
+		return fmt.Errorf("state directory: %s is owned by uid %d, not by baton's user (uid %d); whoever owns it can plant records baton acts on: check it, then chown -R %d %s, or remove it",
+			p, st.Uid, os.Geteuid(), os.Geteuid(), p)
+	}
+	if fi.Mode()&os.ModeSymlink != 0 || !ok || fi.Mode().Perm()&^want == 0 {
 		return nil
 	}
 	if err := os.Chmod(p, fi.Mode().Perm()&want); err != nil {

@@ -99,3 +99,55 @@ func TestStateModesTightened(t *testing.T) {
 		t.Errorf("the shared directory's mode changed to %04o", got)
 	}
 }
+
+// A state directory, or anything in it, that another user owns is refused:
+// that user could plant deploy and service records (which containers baton
+// renames and removes, which reload command it runs) that root would obey.
+// The same layout owned by baton's user opens (the positive control).
+func TestStateOwnerRefused(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("changing owners needs root") // CI and this host run the tests as root
+	}
+	const other = 12345
+	plant := func(t *testing.T) (root string, planted map[string]string) {
+		root = filepath.Join(t.TempDir(), "state")
+		d, err := Open(root)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := d.WriteService("web", map[string]string{"id": "x"}); err != nil {
+			t.Fatal(err)
+		}
+		planted = map[string]string{
+			"the directory":      root,
+			"a service record":   filepath.Join(root, "services", "web.json"),
+			"a subdirectory":     filepath.Join(root, "deploys"),
+			"a link in a subdir": filepath.Join(root, "services", "evil.json"),
+			"a file at the top":  filepath.Join(root, "journal.jsonl"),
+		}
+		if err := os.Symlink("/dev/null", planted["a link in a subdir"]); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(planted["a file at the top"], nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return root, planted
+	}
+	root, _ := plant(t)
+	if _, err := Open(root); err != nil {
+		t.Fatalf("positive control: %v", err)
+	}
+	for _, what := range []string{"the directory", "a service record", "a subdirectory", "a link in a subdir", "a file at the top"} {
+		t.Run(what, func(t *testing.T) {
+			root, planted := plant(t)
+			p := planted[what]
+			if err := os.Lchown(p, other, other); err != nil {
+				t.Fatal(err)
+			}
+			_, err := Open(root)
+			if err == nil || !strings.Contains(err.Error(), p+" is owned by uid 12345") {
+				t.Fatalf("state directory with %s of another user: %v", what, err)
+			}
+		})
+	}
+}

@@ -117,7 +117,17 @@ func (l legacyLeaver) servesThroughLegacy(ctx context.Context, on map[string]net
 		if c.Config == nil || c.Config.Labels[deploy.LabelManaged] != "true" || c.NetworkSettings == nil || c.NetworkSettings.Networks[l.network] == nil {
 			continue // not ours, or just detached
 		}
-		if r := c.Config.Labels[deploy.LabelRole]; r == deploy.RoleRelay || r == deploy.RoleApp {
+		// The role as baton set it, not as an image says: a container whose
+		// image calls it an app or a relay would otherwise keep every nginx
+		// container on the shared network, and the network, for good.
+		// (baton.managed alone is no help: baton's own relay image carries
+		// it, and an image can set it.)
+		own, _, err := deploy.ContainerOwnLabels(ctx, l.eng, c)
+		if err != nil {
+			l.log.Warn("inspecting a container on the legacy network", "network", l.network, "container", id, "error", err)
+			return true
+		}
+		if r := own[deploy.LabelRole]; r == deploy.RoleRelay || r == deploy.RoleApp {
 			l.log.Debug("a relay or app container is still on the legacy network", "network", l.network, "container", strings.TrimPrefix(c.Name, "/"))
 			return true
 		}

@@ -161,3 +161,40 @@ func TestEstablishedOn(t *testing.T) {
 		s.Close()
 	}
 }
+
+// A container whose image labels it baton's app (baton.managed=true,
+// baton.role=app) does not keep the nginx containers on the shared network:
+// only baton's own role labels do (TestLegacyLeaverLeavesWhenIdle is the
+// positive control, where a relay keeps nginx there).
+func TestLegacyLeaverIgnoresImageRole(t *testing.T) {
+	cli := testenv.Docker(t)
+	ctx := t.Context()
+	eng, err := dockerctl.New(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer eng.Close()
+	shared := testenv.UniqueName("baton-test-shared-")
+	if _, err := cli.NetworkCreate(ctx, shared, network.CreateOptions{Driver: "bridge", Internal: true, Labels: map[string]string{"baton.managed": "true", "baton.test": "1"}}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { removeServiceNetwork(t, eng, shared) })
+	hostileImg, _ := testenv.DemoImage(t, cli, testenv.DemoImageOpts{Version: "H", Labels: map[string]string{"baton.managed": "true", "baton.role": "app", "baton.service": "zz"}})
+	img, _ := testenv.DemoImage(t, cli, testenv.DemoImageOpts{Version: "A"})
+	hostile := testenv.RunDemo(t, cli, testenv.RunOpts{Image: hostileImg, Network: shared})
+	ngx := testenv.RunDemo(t, cli, testenv.RunOpts{Image: img, Network: shared})
+	l := legacyLeaver{network: shared, eng: eng, log: slog.New(slog.DiscardHandler), notify: func(string) {}, wait: time.Second}
+	l.leave(ctx, nil)
+	for name, id := range map[string]string{"nginx": ngx, "hostile": hostile} {
+		c, err := cli.ContainerInspect(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, ok := c.NetworkSettings.Networks[shared]; ok {
+			t.Errorf("%s container still on the shared network: the image's role label kept it there", name)
+		}
+	}
+	if _, err := cli.NetworkInspect(ctx, shared, network.InspectOptions{}); !errdefs.IsNotFound(err) {
+		t.Fatalf("the shared network is still there (inspect: %v)", err)
+	}
+}

@@ -53,6 +53,20 @@ func TestResolveProvenance(t *testing.T) {
 		{name: "a reload command from an operator label is refused, naming the flag",
 			src:     Sources{Labels: map[string]string{"baton.nginx-upstream": "/etc/nginx/baton/web.conf", "baton.nginx-reload": "touch /tmp/pwned"}},
 			wantErr: "baton takes no command from a label; pass --nginx-reload CMD"},
+		{name: "a reload program given as a relative path is refused: later deploys run from another directory",
+			src:     Sources{Flags: map[string]string{"nginx-upstream": "/etc/nginx/baton/web.conf", "nginx-reload": "./reload.sh now"}},
+			wantErr: `program "./reload.sh" is a relative path`},
+		{name: "a relative reload program recorded earlier is refused too",
+			src:     Sources{Recorded: map[string]string{"nginx-upstream": "/etc/nginx/baton/web.conf", "nginx-reload": "bin/reload"}},
+			wantErr: `program "bin/reload" is a relative path`},
+		{name: "a reload program by absolute path or by name on PATH (positive control)",
+			src: Sources{Flags: map[string]string{"nginx-upstream": "/etc/nginx/baton/web.conf", "nginx-reload": "/usr/sbin/nginx -s reload -c ./x.conf"}},
+			check: func(r Resolved) string {
+				if r.Settings.NginxReload != "/usr/sbin/nginx -s reload -c ./x.conf" {
+					return "absolute program refused"
+				}
+				return ""
+			}},
 		{name: "a reload command from the image is ignored, not refused",
 			src: Sources{Labels: map[string]string{"baton.nginx-reload": "touch /tmp/pwned"}, ImageLabels: map[string]string{"baton.nginx-reload": "touch /tmp/pwned"}},
 			check: func(r Resolved) string {

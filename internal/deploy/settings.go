@@ -2,6 +2,7 @@ package deploy
 
 import (
 	"fmt"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -71,8 +72,15 @@ var settingDefs = []setting{
 	{"nginx-upstream", func(s *Settings) string { return s.NginxUpstream }, func(s *Settings, v string) error { s.NginxUpstream = v; return nil }},
 	{"nginx-reload", func(s *Settings) string { return s.NginxReload }, func(s *Settings, v string) error {
 		if v != "" {
-			if _, err := SplitCommand(v); err != nil {
+			argv, err := SplitCommand(v)
+			if err != nil {
 				return err
+			}
+			// baton records the command and runs it later from wherever
+			// watch, serve or the boot unit run (systemd's is /): a relative
+			// program would then be another directory's file, run as root.
+			if strings.Contains(argv[0], "/") && !filepath.IsAbs(argv[0]) {
+				return fmt.Errorf("program %q is a relative path, which later deploys would resolve from another directory; give its absolute path (or a name on PATH, like nginx)", argv[0])
 			}
 		}
 		s.NginxReload = v

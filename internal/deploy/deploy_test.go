@@ -88,7 +88,7 @@ func indexOf(t *testing.T, calls []string, prefix string) int {
 
 func TestDeployReplacesContainerBehindRelay(t *testing.T) {
 	h := newHarness(t, "relay", "")
-	res, err := h.deploy(t.Context(), "web:v2", map[string]string{"nginx-upstream": "/tmp/x.conf", "nginx-reload": "true"})
+	res, err := h.deploy(t.Context(), "web:v2", map[string]string{"nginx-upstream": "/etc/nginx/baton/x.conf", "nginx-reload": "true"})
 	if err != nil {
 		t.Fatalf("deploy: %v", err)
 	}
@@ -108,7 +108,7 @@ func TestDeployReplacesContainerBehindRelay(t *testing.T) {
 	if got := newC.Config.Labels[LabelPreviousImage]; got != "web:v1" {
 		t.Fatalf("previous-image label %q", got)
 	}
-	if got := newC.Config.Labels["baton.nginx-upstream"]; got != "/tmp/x.conf" {
+	if got := newC.Config.Labels["baton.nginx-upstream"]; got != "/etc/nginx/baton/x.conf" {
 		t.Fatalf("settings not recorded on the new container: %v", newC.Config.Labels)
 	}
 	if newC.Config.Labels["baton.enable"] != "true" || newC.Config.Labels["baton.stateful"] != "false" {
@@ -216,7 +216,7 @@ func TestDeployFailuresLeaveOldServing(t *testing.T) {
 				pull = PullMissing
 			}
 			res, err := h.d.Deploy(t.Context(), Request{Target: "web", Image: tc.image, Pull: pull,
-				Flags: map[string]string{"nginx-upstream": "/tmp/x.conf", "nginx-reload": "true", "health-timeout": "2s"}})
+				Flags: map[string]string{"nginx-upstream": "/etc/nginx/baton/x.conf", "nginx-reload": "true", "health-timeout": "2s"}})
 			if err == nil {
 				t.Fatal("deploy succeeded, want failure")
 			}
@@ -283,7 +283,7 @@ func TestDeployCancelledWhileWarmingRollsBack(t *testing.T) {
 		cancel()
 	}()
 	_, err := h.d.Deploy(ctx, Request{Target: "web", Image: "web:slow", Pull: PullMissing,
-		Flags: map[string]string{"nginx-upstream": "/tmp/x.conf", "nginx-reload": "true"}})
+		Flags: map[string]string{"nginx-upstream": "/etc/nginx/baton/x.conf", "nginx-reload": "true"}})
 	if ExitCode(err) != 1 || !strings.Contains(err.Error(), "cancelled") {
 		t.Fatalf("got %v (exit %d), want a cancelled deploy with exit 1", err, ExitCode(err))
 	}

@@ -51,7 +51,7 @@ func TestHostileLabelsNeverMakeBatonAct(t *testing.T) {
 			h := newHarness(t, "relay", "")
 			h.addHostileImage("evil:1", tc.svc)
 			evilID := h.runHostile("evil", "evil:1", false)
-			flags := map[string]string{"nginx-upstream": "/tmp/x.conf", "nginx-reload": "true"}
+			flags := map[string]string{"nginx-upstream": "/etc/nginx/baton/x.conf", "nginx-reload": "true"}
 			if _, err := h.deploy(t.Context(), "web:v2", flags); err != nil {
 				t.Fatalf("the managed service's deploy (positive control): %v", err)
 			}
@@ -89,7 +89,7 @@ func TestHostileLabelsNeverMakeBatonAct(t *testing.T) {
 func TestHostileImageDeployedKeepsOperatorSettings(t *testing.T) {
 	h := newHarness(t, "relay", "")
 	h.addHostileImage("evil:1", "zz")
-	flags := map[string]string{"nginx-upstream": "/tmp/x.conf", "nginx-reload": "true", "drain": "5s"}
+	flags := map[string]string{"nginx-upstream": "/etc/nginx/baton/x.conf", "nginx-reload": "true", "drain": "5s"}
 	if _, err := h.deploy(t.Context(), "web:v2", flags); err != nil {
 		t.Fatal(err)
 	}
@@ -103,7 +103,7 @@ func TestHostileImageDeployedKeepsOperatorSettings(t *testing.T) {
 	h.traffic.mu.Lock()
 	settings := h.traffic.lastSettings
 	h.traffic.mu.Unlock()
-	if settings.NginxReload != "true" || settings.NginxUpstream != "/tmp/x.conf" || !settings.Relay || settings.Drain.String() != "5s" {
+	if settings.NginxReload != "true" || settings.NginxUpstream != "/etc/nginx/baton/x.conf" || !settings.Relay || settings.Drain.String() != "5s" {
 		t.Fatalf("traffic got settings %+v, want the operator's", settings)
 	}
 	// And the deploy after it, from the labels the hostile image left.
@@ -126,7 +126,7 @@ func TestOldReloadLabelNeedsTheFlagOnce(t *testing.T) {
 	for _, c := range h.eng.containers {
 		if c.c.Name == "/web" {
 			c.c.Config.Labels["baton.nginx-reload"] = "old-reload"
-			c.c.Config.Labels["baton.nginx-upstream"] = "/tmp/x.conf"
+			c.c.Config.Labels["baton.nginx-upstream"] = "/etc/nginx/baton/x.conf"
 		}
 	}
 	h.eng.mu.Unlock()

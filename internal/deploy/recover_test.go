@@ -61,7 +61,7 @@ func TestKilledDeployConverges(t *testing.T) {
 			}
 			t.Run(st.killOn+"/port="+hostPort, func(t *testing.T) {
 				h := newHarness(t, "relay", hostPort)
-				flags := map[string]string{"nginx-upstream": "/tmp/x.conf", "nginx-reload": "true"}
+				flags := map[string]string{"nginx-upstream": "/etc/nginx/baton/x.conf", "nginx-reload": "true"}
 				if st.killOn == "switch" {
 					h.traffic.killOnSwitch = true
 				} else {
@@ -147,7 +147,7 @@ func TestKilledDuringCreateTheEngineFinishes(t *testing.T) {
 func TestNextDeployFindsServiceWithoutItsName(t *testing.T) {
 	h := newHarness(t, "relay", "8080")
 	h.eng.killOn = "remove web"
-	flags := map[string]string{"nginx-upstream": "/tmp/x.conf", "nginx-reload": "true"}
+	flags := map[string]string{"nginx-upstream": "/etc/nginx/baton/x.conf", "nginx-reload": "true"}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)

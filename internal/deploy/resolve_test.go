@@ -268,6 +268,29 @@ func TestCheckUpstreamFS(t *testing.T) {
 			t.Errorf("CheckUpstreamFS(%s) = %v, want a refusal naming the symbolic link", p, err)
 		}
 	}
+	// Directories everyone may write to: refused where they hold the file
+	// or, unless sticky, anywhere above it.
+	for name, mode := range map[string]os.FileMode{"open": 0o777, "sticky": 0o777 | os.ModeSticky} {
+		d := filepath.Join(dir, name)
+		if err := os.Mkdir(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(d, mode); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Mkdir(filepath.Join(d, "sub"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := CheckUpstreamFS(filepath.Join(dir, "sticky", "sub", "web.conf")); err != nil {
+		t.Fatalf("a root directory below a sticky world-writable one (positive control): %v", err)
+	}
+	for _, p := range []string{filepath.Join(dir, "open", "web.conf"), filepath.Join(dir, "sticky", "web.conf"), filepath.Join(dir, "open", "sub", "web.conf")} {
+		err := CheckUpstreamFS(p)
+		if err == nil || !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "writable by everyone") || strings.Contains(err.Error(), "\n") {
+			t.Errorf("CheckUpstreamFS(%s) = %v, want a one-line refusal naming the world-writable directory", p, err)
+		}
+	}
 }
 
 // FuzzResolve feeds arbitrary labels, image labels, flags and recorded flags

@@ -63,7 +63,7 @@ func (f *Failure) Error() string {
 	if len(f.Logs) > 0 {
 		lines := make([]string, 0, len(f.Logs))
 		for _, l := range f.Logs {
-			if l = strings.TrimSpace(l); l != "" {
+			if l = printable(strings.TrimSpace(l), false); l != "" {
 				lines = append(lines, l)
 			}
 		}
@@ -84,15 +84,15 @@ func (f *Failure) Detail() string {
 		fmt.Fprintf(&b, "docker health: %s\n", f.DockerHealth)
 	}
 	if f.HealthOutput != "" {
-		fmt.Fprintf(&b, "last health check output:\n  %s\n", strings.ReplaceAll(strings.TrimSpace(f.HealthOutput), "\n", "\n  "))
+		fmt.Fprintf(&b, "last health check output:\n  %s\n", strings.ReplaceAll(printable(strings.TrimSpace(f.HealthOutput), true), "\n", "\n  "))
 	}
 	if f.ProbeError != "" {
-		fmt.Fprintf(&b, "last probe error: %s\n", f.ProbeError)
+		fmt.Fprintf(&b, "last probe error: %s\n", printable(f.ProbeError, false))
 	}
 	if len(f.Logs) > 0 {
 		b.WriteString("last log lines:\n")
 		for _, l := range f.Logs {
-			fmt.Fprintf(&b, "  %s\n", l)
+			fmt.Fprintf(&b, "  %s\n", printable(l, false))
 		}
 	}
 	if f.DetailsErr != nil {
@@ -113,4 +113,41 @@ func roundDuration(d time.Duration) time.Duration {
 		return d.Round(time.Millisecond)
 	}
 	return d.Round(100 * time.Millisecond)
+}
+
+// printable escapes the control characters of text a container wrote (its
+// log lines, its health check's output, its HTTP answers) as \xNN: the
+// image's author chooses that text, and it is printed on the operator's
+// terminal, where escape sequences could rewrite what is shown (a failed
+// deploy made to look like a success) or drive the terminal. Tabs stay,
+// and newlines where keepNewlines.
+func printable(s string, keepNewlines bool) string {
+	clean := true
+	for _, r := range s {
+		if isControl(r) && r != '\t' && (r != '\n' || !keepNewlines) {
+			clean = false
+			break
+		}
+	}
+	if clean {
+		return s
+	}
+	var b strings.Builder
+	for _, r := range s {
+		switch {
+		case r == '\t' || (r == '\n' && keepNewlines):
+			b.WriteRune(r)
+		case isControl(r):
+			fmt.Fprintf(&b, "\\x%02x", r)
+		default:
+			b.WriteRune(r)
+		}
+	}
+	return b.String()
+}
+
+// isControl is C0, DEL and C1 (0x80-0x9f, which some terminals take as
+// escape sequences too).
+func isControl(r rune) bool {
+	return r < 0x20 || (r >= 0x7f && r <= 0x9f)
 }

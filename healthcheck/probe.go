@@ -118,5 +118,5 @@ func (p *tcpProbe) Check(ctx context.Context) error {
 
 // oneLine folds runs of whitespace, newlines included, into single spaces.
 func oneLine(s string) string {
-	return strings.Join(strings.Fields(s), " ")
+	return printable(strings.Join(strings.Fields(s), " "), false)
 }

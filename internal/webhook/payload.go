@@ -229,7 +229,9 @@ func samePath(a, b string) bool {
 
 func cleanActor(s string) string {
 	s = strings.Map(func(r rune) rune {
-		if r < 0x20 || r == 0x7f {
+		// C0, DEL and C1: the actor is printed by baton history, and a
+		// terminal takes U+009B as the start of an escape sequence too.
+		if r < 0x20 || (r >= 0x7f && r <= 0x9f) {
 			return -1
 		}
 		return r

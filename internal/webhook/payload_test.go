@@ -103,4 +103,13 @@ func TestActorIsCleaned(t *testing.T) {
 	if strings.ContainsAny(p.Actor, "\n\x1b") || len(p.Actor) > maxActor {
 		t.Fatalf("actor %q", p.Actor)
 	}
+	// C1's CSI (U+009B) starts an escape sequence as ESC [ does; the rest,
+	// accented letters included, stays (the positive control).
+	p, err = ParsePayload("", []byte(`{"actor":"\u009b31mzoë"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Actor != "31mzoë" {
+		t.Fatalf("actor %q, want the CSI dropped and the rest kept", p.Actor)
+	}
 }

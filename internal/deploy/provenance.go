@@ -45,7 +45,12 @@ func OwnLabels(labels, imageLabels map[string]string) (own map[string]string, ig
 	cf, hasCF := labels[composeConfigFiles]
 	icf, imageCF := imageLabels[composeConfigFiles]
 	composeMade := hasCF && (!imageCF || icf != cf)
+	_, gone := imageLabels[imageGoneLabel]
 	for k, v := range labels {
+		if gone && meaningful(k) {
+			ignored = append(ignored, k+"="+v)
+			continue
+		}
 		if meaningful(k) && !(composeMade && composeBuildLabels[k]) {
 			if iv, ok := imageLabels[k]; ok && iv == v {
 				ignored = append(ignored, k+"="+v)
@@ -68,17 +73,24 @@ type imageInspector interface {
 	ImageInspect(ctx context.Context, imageID string, inspectOpts ...client.ImageInspectOption) (image.InspectResponse, error)
 }
 
+// imageGoneLabel marks ImageLabels' answer for an image that no longer
+// exists. No image label can be told from the operator's then, and OwnLabels
+// ignores every baton.* and com.docker.compose.* label.
+const imageGoneLabel = "\x00baton: the image is gone"
+
 // ImageLabels returns the labels of the image a container was created from.
-// An image that is gone (removed after the container was created) has none
-// left to compare with; every label then counts as the operator's, except
-// that identity (ServiceOf) and recovery never rest on labels alone anyway.
+// An image that is gone (docker rmi -f removes the image of a stopped
+// container, whose labels stay) has none left to compare with: rather than
+// take the image author's labels for the operator's (an opt-in, an nginx
+// container to attach, another service's upstream file), the answer then
+// makes OwnLabels ignore every baton.* and compose label.
 func ImageLabels(ctx context.Context, eng imageInspector, imageID string) (map[string]string, error) {
 	if imageID == "" {
 		return nil, nil
 	}
 	img, err := eng.ImageInspect(ctx, imageID)
 	if errdefs.IsNotFound(err) {
-		return nil, nil
+		return map[string]string{imageGoneLabel: ""}, nil
 	}
 	if err != nil {
 		return nil, fmt.Errorf("image %s: %w", shortID(imageID), err)

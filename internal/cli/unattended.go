@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"os"
 	"strings"
+	"syscall"
 	"time"
 
 	ucli "github.com/urfave/cli/v2"
@@ -210,7 +212,15 @@ func readSecret(file, env string) ([]byte, error) {
 	if file == "" {
 		return []byte(os.Getenv(env)), nil
 	}
-	b, err := os.ReadFile(file)
+	f, err := os.Open(file)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	if err := checkSecretFile(file, f); err != nil {
+		return nil, err
+	}
+	b, err := io.ReadAll(f)
 	if err != nil {
 		return nil, err
 	}
@@ -234,4 +244,27 @@ func (r slogReporter) Event(e deploy.Event) {
 		return
 	}
 	r.log.Info(e.Message, args...)
+}
+
+// checkSecretFile refuses a secret file that others could read (they would
+// hold the webhook's credential) or write (they would choose it), or that
+// belongs to someone other than root or baton's user.
+func checkSecretFile(name string, f *os.File) error {
+	fi, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	if !fi.Mode().IsRegular() {
+		return fmt.Errorf("%s is not a regular file", name)
+	}
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok && st.Uid != 0 && int(st.Uid) != os.Geteuid() {
+		return fmt.Errorf("%s is owned by uid %d, who could change it; make it root's (chown root %s)", name, st.Uid, name)
+	}
+	switch perm := fi.Mode().Perm(); {
+	case perm&0o022 != 0:
+		return fmt.Errorf("%s is writable by group or others (mode %04o), who could set the secret; chmod 600 %s", name, perm, name)
+	case perm&0o004 != 0:
+		return fmt.Errorf("%s is readable by everyone (mode %04o); chmod 600 %s", name, perm, name)
+	}
+	return nil
 }

@@ -122,7 +122,7 @@ func TestKilledDuringCreateTheEngineFinishes(t *testing.T) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		_, _ = h.deploy(context.WithoutCancel(t.Context()), "web:v2", map[string]string{"nginx-upstream": "/tmp/x.conf", "nginx-reload": "true"})
+		_, _ = h.deploy(context.WithoutCancel(t.Context()), "web:v2", map[string]string{"nginx-upstream": "/etc/nginx/baton/x.conf", "nginx-reload": "true"})
 	}()
 	<-done
 	if n := h.eng.count(); n != 1 {

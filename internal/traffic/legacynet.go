@@ -157,6 +157,10 @@ func (l legacyLeaver) detach(ctx context.Context, netID, id string, mustHaveMove
 		return
 	}
 	ip := net.ParseIP(ep.IPAddress)
+	// l.wait bounds the wait for connections only; the disconnect gets the
+	// caller's context (a busy engine can take longer than the rest of
+	// the wait to answer it).
+	parent := ctx
 	ctx, cancel := context.WithTimeout(ctx, l.wait)
 	defer cancel()
 	for {
@@ -175,7 +179,7 @@ func (l legacyLeaver) detach(ctx context.Context, netID, id string, mustHaveMove
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
-	if err := l.eng.NetworkDisconnect(ctx, netID, id, false); err != nil && !errdefs.IsNotFound(err) {
+	if err := l.eng.NetworkDisconnect(parent, netID, id, false); err != nil && !errdefs.IsNotFound(err) {
 		l.log.Warn("leaving the legacy network", "container", name, "network", l.network, "error", err)
 		return
 	}

@@ -2,8 +2,12 @@
 // of baton, and for a plain docker stop/rm/run as the baseline, it deploys
 // the demo app back and forth under steady keep-alive load through nginx and
 // reports failed requests, latency inside and outside the swaps, and deploy
-// durations. Everything it creates is labelled baton.test=1 and removed at
-// the end, on an error or on Ctrl-C.
+// durations. With -datapath it measures instead what every request pays for
+// its path from nginx to the app (direct, docker-proxy, baton's relay with
+// nginx on the host and in a container, the nginx-reload mode): requests/s
+// at saturation, latency, and the relay's and docker-proxy's CPU. Everything
+// it creates is labelled baton.test=1 and removed at the end, on an error or
+// on Ctrl-C.
 package main
 
 import (

@@ -2,8 +2,12 @@
 // of baton, and for a plain docker stop/rm/run as the baseline, it deploys
 // the demo app back and forth under steady keep-alive load through nginx and
 // reports failed requests, latency inside and outside the swaps, and deploy
-// durations. Everything it creates is labelled baton.test=1 and removed at
-// the end, on an error or on Ctrl-C.
+// durations. With -datapath it measures instead what every request pays for
+// its path from nginx to the app (direct, docker-proxy, baton's relay with
+// nginx on the host and in a container, the nginx-reload mode): requests/s
+// at saturation, latency, and the relay's and docker-proxy's CPU. Everything
+// it creates is labelled baton.test=1 and removed at the end, on an error or
+// on Ctrl-C.
 package main
 
 import (
@@ -42,11 +46,22 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	jsonFile := fs.String("json", "", "write the full report as JSON to `FILE`")
 	markdown := fs.Bool("markdown", false, "print the summary table as a Markdown table")
 	compare := fs.String("compare", "", "measure nothing: print the reports in the comma-separated JSON `FILES` (from -json, one per engine) side by side")
+	datapath := fs.Bool("datapath", false, "measure the data paths instead of deploys: requests/s at saturation, latency and the relay's CPU per path (uses -clients, -duration, -json, -markdown)")
+	duration := fs.Duration("duration", bench.DefaultDataPathDuration, "with -datapath: how long each path is loaded per round")
+	rounds := fs.Int("rounds", bench.DefaultDataPathRounds, "with -datapath: how often every path is measured, in turn")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
 	if *compare != "" {
 		return compareReports(strings.Split(*compare, ","), stdout, stderr)
+	}
+	if *datapath {
+		if fs.NArg() > 0 || *clients <= 0 || *duration <= 0 || *duration > 10*time.Minute || *rounds <= 0 || *rounds > 20 {
+			fmt.Fprintf(stderr, "baton-bench: -datapath takes no arguments, a positive -clients, a -duration up to 10m and -rounds from 1 to 20\n")
+			fs.Usage()
+			return 2
+		}
+		return runDataPath(ctx, bench.DataPathConfig{Clients: *clients, Duration: *duration, Rounds: *rounds, Out: stderr}, stdout, stderr, *markdown, *jsonFile)
 	}
 	cfg := bench.Config{Deploys: *deploys, Clients: *clients, Rate: *rate, Warmup: *warmup, Out: stderr}
 	var bad []string
@@ -93,6 +108,35 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
+// runDataPath runs the data-path benchmark and prints its table: 0 every
+// path was measured, 1 one could not be.
+func runDataPath(ctx context.Context, cfg bench.DataPathConfig, stdout, stderr io.Writer, markdown bool, jsonFile string) int {
+	rep, err := bench.RunDataPath(ctx, cfg)
+	werr := writeDataPath(stdout, rep, markdown)
+	if jsonFile != "" {
+		werr = errors.Join(werr, writeJSON(jsonFile, rep))
+	}
+	if err = errors.Join(err, werr); err != nil {
+		fmt.Fprintf(stderr, "baton-bench: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+func writeDataPath(w io.Writer, rep *bench.DataPathReport, markdown bool) error {
+	if _, err := fmt.Fprintf(w, "\ndata paths: %d closed-loop keep-alive clients (GET+POST) through nginx, %d rounds of %s per path (each after 1s not counted), paths in turn; load average at the start %s\n\n",
+		rep.Clients, rep.Rounds, rep.Duration, rep.LoadAvg); err != nil {
+		return err
+	}
+	var err error
+	if markdown {
+		err = rep.WriteMarkdown(w)
+	} else {
+		err = rep.WriteTable(w)
+	}
+	return errors.Join(err, rep.WriteErrors(w))
+}
+
 func write(w io.Writer, rep *bench.Report, markdown bool) error {
 	load := fmt.Sprintf("%.0f req/s each", rep.Rate)
 	if rep.Rate < 0 {
@@ -117,7 +161,7 @@ func write(w io.Writer, rep *bench.Report, markdown bool) error {
 	return rep.WriteDetails(w)
 }
 
-func writeJSON(path string, rep *bench.Report) error {
+func writeJSON(path string, rep any) error {
 	data, err := json.MarshalIndent(rep, "", "  ")
 	if err != nil {
 		return fmt.Errorf("report: %w", err)

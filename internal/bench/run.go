@@ -3,7 +3,8 @@
 // rm, run) gets a fresh world of its own — network, nginx, the demo app in
 // two versions — and is deployed back and forth under steady keep-alive
 // load through nginx. It reports failed requests, latency inside and outside
-// the swap windows, and how long the deploys took.
+// the swap windows, and how long the deploys took. RunDataPath measures the
+// data paths instead, with no deploy running (datapath.go).
 package bench
 
 import (

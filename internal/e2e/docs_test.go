@@ -52,10 +52,11 @@ import (
 
 // docsNotRun are documented commands the suite cannot run, with why.
 var docsNotRun = map[string]string{
-	"make test":       "it is the suite this test is part of",
-	"make test-short": "make test runs every unit test already (go test ./...), this one among them",
-	"make demo":       "installs packages (scripts/setup), then runs cmd/baton-demo for minutes under load; cmd/baton-demo shares its deploy code with cmd/baton-bench and the e2e tests",
-	"make bench":      "minutes of load per mode (the benchmark, not a check); its runs are in the README's tables",
+	"make test":                          "it is the suite this test is part of",
+	"make test-short":                    "make test runs every unit test already (go test ./...), this one among them",
+	"make demo":                          "installs packages (scripts/setup), then runs cmd/baton-demo for minutes under load; cmd/baton-demo shares its deploy code with cmd/baton-bench and the e2e tests",
+	"make bench":                         "minutes of load per mode (the benchmark, not a check); its runs are in the README's tables",
+	"go run ./cmd/baton-bench -datapath": "minutes of saturating load per data path (the benchmark, not a check); internal/bench's TestRunDataPath runs it small, and its run is the README's Data path table",
 	"go install github.com/baton-sh/baton/cmd/baton@latest": "fetches the module over the network, which the suite has none of; the binary it makes (cgo on where gcc is, so dynamically linked) is built from this checkout by TestDynamicBatonMovesTraffic, which deploys through the relay with it",
 	"baton deploy [flags] CONTAINER":                        "a synopsis with placeholders; its concrete forms are the README's other baton deploy lines, all run here",
 }

@@ -309,10 +309,19 @@ func TestRefusesUnboundedAndNonLoopback(t *testing.T) {
 		{loadgen.Config{URL: "http://127.0.0.1:1/"}, loadgen.ErrUnbounded},
 		{loadgen.Config{URL: "http://192.0.2.1/", MaxRequests: 1}, loadgen.ErrNotLoopback},
 		{loadgen.Config{URL: "http://example.com/", MaxRequests: 1}, loadgen.ErrNotLoopback},
+		{loadgen.Config{URL: "http://192.0.2.1/", MaxRequests: 1, AllowHosts: []string{"192.0.2.2"}}, loadgen.ErrNotLoopback},
+		{loadgen.Config{URL: "http://example.com/", MaxRequests: 1, AllowHosts: []string{"example.com"}}, loadgen.ErrNotLoopback},
 	} {
 		if _, err := loadgen.Start(t.Context(), tc.cfg); !errors.Is(err, tc.want) {
 			t.Errorf("%+v: error %v, want %v", tc.cfg, err, tc.want)
 		}
+	}
+	// An allowed host passes the check. The context is over before the
+	// load starts, so nothing is sent off the machine.
+	done, cancel := context.WithCancel(t.Context())
+	cancel()
+	if res, err := loadgen.Run(done, loadgen.Config{URL: "http://192.0.2.1:1/", MaxRequests: 1, AllowHosts: []string{"192.0.2.1"}}); err != nil || res.Total() != 0 {
+		t.Errorf("allowed host 192.0.2.1: %v (result %v)", err, res)
 	}
 	for _, u := range []string{"http://localhost:1/", "http://[::1]:1/", "http://127.0.0.2:1/"} {
 		res, err := loadgen.Run(t.Context(), loadgen.Config{URL: u, MaxRequests: 1, Clients: 1, Timeout: time.Second})

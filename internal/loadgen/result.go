@@ -117,12 +117,18 @@ func (r *Result) Latency(windows []Window) (inside, outside Percentiles) {
 }
 
 func percentiles(samples []Sample) Percentiles {
-	if len(samples) == 0 {
-		return Percentiles{}
-	}
 	d := make([]time.Duration, len(samples))
 	for i, s := range samples {
 		d[i] = s.Duration
+	}
+	return PercentilesOf(d)
+}
+
+// PercentilesOf summarises durations, such as those of several loads
+// together. It sorts d.
+func PercentilesOf(d []time.Duration) Percentiles {
+	if len(d) == 0 {
+		return Percentiles{}
 	}
 	slices.Sort(d)
 	n := len(d)

@@ -118,7 +118,7 @@ func (tr *testRelay) status(t *testing.T) Status {
 
 // socketDir is a short temporary directory: unix socket paths are limited
 // to 108 bytes and test names make t.TempDir long.
-func socketDir(t *testing.T) string {
+func socketDir(t testing.TB) string {
 	t.Helper()
 	dir, err := os.MkdirTemp("", "relay")
 	if err != nil {

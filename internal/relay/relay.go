@@ -216,14 +216,19 @@ func (r *Relay) acceptLoop() {
 
 // handle serves one client connection: dial a backend, splice, count.
 func (r *Relay) handle(client *net.TCPConn) {
-	stopClient := context.AfterFunc(r.hardCtx, func() { _ = client.Close() })
-	defer stopClient()
 	defer func() { _ = client.Close() }()
 	peer := client.RemoteAddr()
-	if err := setKeepAlive(client); err != nil {
-		r.log.Debug("client keep-alive", "client", peer.String(), "error", err)
+	if r.cfg.Listener != nil {
+		// A listener the relay made sets keep-alive on every accepted
+		// connection already (ListenConfig.KeepAlive); one it was given may
+		// not. Three setsockopt calls per connection saved where it can be.
+		if err := setKeepAlive(client); err != nil {
+			r.log.Debug("client keep-alive", "client", peer.String(), "error", err)
+		}
 	}
 
+	// Until the backend is dialed, the end of hardCtx ends the dial itself
+	// (dialBackend waits on it), and the deferred Close closes the client.
 	b, backend, err := r.dialBackend(r.hardCtx, peer)
 	if err != nil {
 		if r.hardCtx.Err() != nil {
@@ -234,8 +239,13 @@ func (r *Relay) handle(client *net.TCPConn) {
 		return
 	}
 	defer r.st.release(b)
-	stopBackend := context.AfterFunc(r.hardCtx, func() { _ = backend.Close() })
-	defer stopBackend()
+	// One callback for both ends: each registration takes hardCtx's lock,
+	// which every connection shares.
+	stop := context.AfterFunc(r.hardCtx, func() {
+		_ = client.Close()
+		_ = backend.Close()
+	})
+	defer stop()
 
 	upErr, downErr := splice(client, backend)
 	if !isClosedErr(upErr) || !isClosedErr(downErr) {

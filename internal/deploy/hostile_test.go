@@ -153,3 +153,59 @@ func TestOldReloadLabelNeedsTheFlagOnce(t *testing.T) {
 		t.Fatalf("later deploy used reload %q, want the recorded new-reload", h.traffic.lastSettings.NginxReload)
 	}
 }
+
+// `baton status NAME` adopts a container an earlier version deployed (no
+// record in the state directory yet) only when its own baton labels say so:
+// one whose image claims to be baton's app is never recorded, touched or
+// attached, while the same labels put on the container by whoever ran it
+// (root or the docker group) adopt it, so its traffic is repaired.
+func TestNamedStatusAdoptsOnlyOperatorLabels(t *testing.T) {
+	h := newHarness(t, "relay", "")
+	h.addHostileImage("evil:1", "evil")
+	evilID := h.runHostile("evil", "evil:1", true)
+	if _, err := h.d.Status(t.Context(), "evil", func(Phase, string, string, ...any) {}); err != nil {
+		t.Fatal(err)
+	}
+	if _, recorded, err := h.d.readService("evil"); err != nil || recorded {
+		t.Fatalf("the hostile container was recorded as baton's (recorded %v, err %v)", recorded, err)
+	}
+	for _, call := range h.eng.calls() {
+		if strings.Contains(call, "evil") || strings.Contains(call, evilID[:12]) {
+			t.Fatalf("baton touched the hostile container: %s", call)
+		}
+	}
+
+	// Positive control: the same labels from whoever created the container.
+	labels := map[string]string{LabelManaged: "true", LabelRole: RoleApp, LabelService: "legacy"}
+	resp, err := h.eng.ContainerCreate(t.Context(), &container.Config{Image: "web:v1", Labels: labels}, &container.HostConfig{NetworkMode: "shop"},
+		&network.NetworkingConfig{EndpointsConfig: map[string]*network.EndpointSettings{"shop": {}}}, nil, "legacy")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.eng.ContainerStart(t.Context(), resp.ID, container.StartOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.d.Status(t.Context(), "legacy", func(Phase, string, string, ...any) {}); err != nil {
+		t.Fatal(err)
+	}
+	rec, recorded, err := h.d.readService("legacy")
+	if err != nil || !recorded || rec.ContainerID != resp.ID {
+		t.Fatalf("a container labelled by its creator was not adopted: recorded %v, %+v, err %v", recorded, rec, err)
+	}
+	// A status of every service adopts nothing.
+	h2 := newHarness(t, "relay", "")
+	resp2, err := h2.eng.ContainerCreate(t.Context(), &container.Config{Image: "web:v1", Labels: labels}, &container.HostConfig{NetworkMode: "shop"},
+		&network.NetworkingConfig{EndpointsConfig: map[string]*network.EndpointSettings{"shop": {}}}, nil, "legacy")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h2.eng.ContainerStart(t.Context(), resp2.ID, container.StartOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h2.d.Status(t.Context(), "", func(Phase, string, string, ...any) {}); err != nil {
+		t.Fatal(err)
+	}
+	if _, recorded, _ := h2.d.readService("legacy"); recorded {
+		t.Fatal("a status of every service adopted a container")
+	}
+}

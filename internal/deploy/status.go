@@ -66,9 +66,44 @@ func (d *Deployer) Status(ctx context.Context, target string, report func(Phase,
 	d.pruneMirrors(ctx, report)
 	out := make([]ServiceStatus, 0, len(services))
 	for _, svc := range services {
+		if target != "" {
+			d.adoptEarlierDeploy(ctx, svc, report)
+		}
 		out = append(out, d.serviceStatus(ctx, svc, report))
 	}
 	return out, nil
+}
+
+// adoptEarlierDeploy records, as baton's, a container that an earlier
+// version of baton deployed (before deploys were recorded in the state
+// directory), when the operator names it: `baton status NAME` then repairs
+// and migrates its traffic as for any deploy of this version. Only an
+// explicit name adopts (the operator's word, as a deploy's is); the
+// container's own baton.managed label must not come from its image; and a
+// service this version already recorded is never re-adopted. A status of
+// every service (the boot unit) adopts nothing.
+func (d *Deployer) adoptEarlierDeploy(ctx context.Context, svc Service, report func(Phase, string, string, ...any)) {
+	if _, recorded, err := d.readService(svc.Key); err != nil || recorded {
+		return
+	}
+	c, err := d.Engine.ContainerInspect(ctx, svc.Name)
+	if err != nil || c.Config == nil || !c.State.Running {
+		return
+	}
+	own, _, err := ContainerOwnLabels(ctx, d.Engine, c)
+	if err != nil || own[LabelManaged] != "true" || own[LabelRole] != RoleApp || own[LabelService] != svc.Key {
+		return
+	}
+	unlock, ok, err := d.State.TryLock(svc.Key)
+	if err != nil || !ok {
+		return
+	}
+	defer unlock()
+	if err := d.recordService(svc, c, own[LabelDeployID], nil, own[LabelPreviousImage], own[LabelPreviousImageID]); err != nil {
+		report(PhaseRecover, svc.Name, "could not record %s as deployed by an earlier baton: %v", svc.Name, err)
+		return
+	}
+	report(PhaseRecover, svc.Name, "recorded %s (%s), deployed by an earlier version of baton, as this service's serving container", svc.Name, shortID(c.ID))
 }
 
 func (d *Deployer) serviceStatus(ctx context.Context, svc Service, report func(Phase, string, string, ...any)) ServiceStatus {

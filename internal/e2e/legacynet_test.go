@@ -144,8 +144,10 @@ func TestLegacyNetworkMigrates(t *testing.T) {
 	}
 
 	// Service b moves over at a deploy, its relay too (nginx on the host
-	// reaches it through its published port).
-	e.mustDeploy("--image", v1, b)
+	// reaches it through its published port). The previous version wrote
+	// its reload command into a label, which this one takes from no label:
+	// the upgrade passes the flag once, as the README says.
+	e.mustDeploy("--image", v1, "--nginx-reload", ngB.ReloadCommand(), b)
 	netB := dockerctl.ServiceNetwork(b)
 	for _, c := range []string{b, relayB} {
 		if !e.onNetwork(c, netB) || e.onNetwork(c, legacy) {

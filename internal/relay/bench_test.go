@@ -32,33 +32,13 @@ var (
 // close. It stops with the benchmark.
 func oneShotBackend(tb testing.TB) string {
 	tb.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer func() { _ = c.Close() }()
-				buf := make([]byte, len(benchRequest))
-				if _, err := io.ReadFull(c, buf); err != nil {
-					return
-				}
-				_, _ = c.Write(benchReply)
-			}()
+	return rawBackend(tb, func(c *net.TCPConn) {
+		buf := make([]byte, len(benchRequest))
+		if _, err := io.ReadFull(c, buf); err != nil {
+			return
 		}
-	}()
-	tb.Cleanup(func() {
-		_ = ln.Close()
-		<-done
+		_, _ = c.Write(benchReply)
 	})
-	return ln.Addr().String()
 }
 
 // benchRelay starts a relay in front of backend, quiet (warnings fail the

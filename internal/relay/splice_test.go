@@ -10,7 +10,7 @@ import (
 )
 
 // rawBackend accepts connections on loopback and runs serve on each.
-func rawBackend(t *testing.T, serve func(c *net.TCPConn)) string {
+func rawBackend(t testing.TB, serve func(c *net.TCPConn)) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

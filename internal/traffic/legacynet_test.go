@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/docker/docker/api/types/network"
+	"github.com/docker/docker/client"
 	"github.com/docker/docker/errdefs"
 
 	"github.com/baton-sh/baton/dockerctl"
@@ -31,11 +32,7 @@ func TestLegacyLeaverLeavesWhenIdle(t *testing.T) {
 	}
 	defer eng.Close()
 
-	shared := testenv.UniqueName("baton-test-shared-")
-	if _, err := cli.NetworkCreate(ctx, shared, network.CreateOptions{Driver: "bridge", Internal: true, Labels: map[string]string{"baton.managed": "true", "baton.test": "1"}}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { removeServiceNetwork(t, eng, shared) })
+	shared := sharedTestNetwork(t, cli, eng)
 	svcNet, err := eng.EnsureServiceNetwork(ctx, testenv.UniqueName("leaver-"))
 	if err != nil {
 		t.Fatal(err)
@@ -162,6 +159,18 @@ func TestEstablishedOn(t *testing.T) {
 	}
 }
 
+// sharedTestNetwork stands in for the shared network of earlier versions: a
+// test's own, removed with the test.
+func sharedTestNetwork(t *testing.T, cli *client.Client, eng *dockerctl.Client) string {
+	t.Helper()
+	shared := testenv.UniqueName("baton-test-shared-")
+	if _, err := cli.NetworkCreate(t.Context(), shared, network.CreateOptions{Driver: "bridge", Internal: true, Labels: map[string]string{"baton.managed": "true", "baton.test": "1"}}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { removeServiceNetwork(t, eng, shared) })
+	return shared
+}
+
 // A container whose image labels it baton's app (baton.managed=true,
 // baton.role=app) does not keep the nginx containers on the shared network:
 // only baton's own role labels do (TestLegacyLeaverLeavesWhenIdle is the
@@ -174,11 +183,7 @@ func TestLegacyLeaverIgnoresImageRole(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer eng.Close()
-	shared := testenv.UniqueName("baton-test-shared-")
-	if _, err := cli.NetworkCreate(ctx, shared, network.CreateOptions{Driver: "bridge", Internal: true, Labels: map[string]string{"baton.managed": "true", "baton.test": "1"}}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { removeServiceNetwork(t, eng, shared) })
+	shared := sharedTestNetwork(t, cli, eng)
 	hostileImg, _ := testenv.DemoImage(t, cli, testenv.DemoImageOpts{Version: "H", Labels: map[string]string{"baton.managed": "true", "baton.role": "app", "baton.service": "zz"}})
 	img, _ := testenv.DemoImage(t, cli, testenv.DemoImageOpts{Version: "A"})
 	hostile := testenv.RunDemo(t, cli, testenv.RunOpts{Image: hostileImg, Network: shared})

@@ -117,6 +117,15 @@ func run() error {
 	}
 	mux.HandleFunc("/healthz", health)
 	mux.HandleFunc("/health", health) // the path traefik/whoami, used in compose-examples, answers
+	ws := newWSHub(cfg.version)
+	mux.Handle("/ws", ws)
+	drainSig := make(chan os.Signal, 1)
+	signal.Notify(drainSig, syscall.SIGUSR1)
+	go func() {
+		for range drainSig {
+			ws.drain()
+		}
+	}()
 	mux.HandleFunc("/version", func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintln(w, cfg.version)
 	})

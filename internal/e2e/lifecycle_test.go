@@ -270,3 +270,85 @@ func TestLongLivedConnectionsDrain(t *testing.T) {
 	cancel()
 	checkLoad(t, load.Stop())
 }
+
+// TestPreSwitchStep: under load through nginx and the relay, a failing
+// --pre-switch leaves the old container serving with its output in the
+// error, and a succeeding one runs exactly once, in the new container,
+// before any request reached it (the step writes the number of requests
+// the app had served, which the app then serves).
+func TestPreSwitchStep(t *testing.T) {
+	e := newEnv(t)
+	v1 := e.version("v1", "v1", nil)
+	v2 := e.version("v2", "v2", nil)
+	name := testenv.UniqueName("pre-")
+	hostPort := testenv.FreePort(t)
+	e.runWeb(name, v1, "127.0.0.1:"+itoa(hostPort)+":8080")
+	ng := testenv.HostNginx(t, testenv.NginxOpts{UpstreamFile: t.TempDir() + "/pre.conf", InitialServers: []string{"127.0.0.1:" + itoa(hostPort)}})
+	flags := []string{"--nginx-upstream", ng.UpstreamFile(), "--nginx-reload", ng.ReloadCommand(), "--http-probe", "/healthz"}
+	e.mustDeploy(append(append([]string{"--image", v2}, flags...), name)...)
+	load := startLoad(t, ng.URL()+"/", 3*time.Minute)
+	old := e.inspect(name)
+
+	r := e.run(append(append([]string{"deploy", "--image", v1, "--pre-switch", "/demoapp -probe http://127.0.0.1:8080/pre-switch"}, flags...), name)...)
+	if r.code != 1 || !strings.Contains(r.stderr, "--pre-switch /demoapp -probe http://127.0.0.1:8080/pre-switch in "+name+"-baton-") ||
+		!strings.Contains(r.stderr, "exited 1: 404 no pre-switch step ran") || !strings.Contains(r.stderr, "keeps serving") {
+		t.Fatalf("failing pre-switch: exit %d, stderr %q; want exit 1 naming the command, its exit and output", r.code, r.stderr)
+	}
+	e.assertUntouched(name, old.ID, ng.URL()+"/", "v2")
+
+	e.mustDeploy(append(append([]string{"--image", v1, "--pre-switch", "/demoapp -pre-switch http://127.0.0.1:8080"}, flags...), name)...)
+	e.assertSingle(name, v1)
+	resp, err := http.Get(ng.URL() + "/pre-switch")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || string(body) != "served=0\n" {
+		t.Fatalf("GET /pre-switch through nginx: %d %q; want one run that saw 0 requests served", resp.StatusCode, body)
+	}
+	res := load.Stop()
+	checkLoad(t, res)
+	if res.Versions()["v1"] == 0 {
+		t.Fatalf("versions served %v: v1 never served", res.Versions())
+	}
+}
+
+// TestCloneDriftRefused: a container with a MAC address of its own cannot
+// be cloned faithfully while it runs; the deploy (and its dry run) is
+// refused naming the field, with nothing created, and --accept-drift
+// mac-address deploys a copy with a generated MAC.
+func TestCloneDriftRefused(t *testing.T) {
+	e := newEnv(t)
+	v1 := e.version("v1", "v1", nil)
+	v2 := e.version("v2", "v2", nil)
+	name := testenv.UniqueName("mac-")
+	e.pull(v1, "")
+	const mac = "02:42:ac:1e:00:63"
+	id := testenv.RunDemo(t, e.cli, testenv.RunOpts{Name: name, Image: v1, Network: e.net, MacAddress: mac})
+	testenv.WaitHealthy(t, e.cli, id, 60*time.Second)
+	e.cleanupService(name)
+
+	for _, dry := range []bool{true, false} {
+		args := []string{"deploy", "--image", v2}
+		if dry {
+			args = append(args, "--dry-run")
+		}
+		r := e.run(append(args, name)...)
+		if r.code != 2 || !strings.Contains(r.stderr, "mac-address "+mac) || !strings.Contains(r.stderr, "--accept-drift mac-address") {
+			t.Fatalf("dry run %v: exit %d, stderr %q; want exit 2 naming mac-address", dry, r.code, r.stderr)
+		}
+	}
+	e.assertUntouched(name, id, "", "")
+
+	r := e.run("deploy", "--image", v2, "--dry-run", "--accept-drift", "mac-address", name)
+	if r.code != 0 || !strings.Contains(r.stdout, "accepted drift: mac-address "+mac) {
+		t.Fatalf("dry run with --accept-drift: exit %d stdout %q", r.code, r.stdout)
+	}
+	e.mustDeploy("--image", v2, "--accept-drift", "mac-address", name)
+	c := e.assertSingle(name, v2)
+	ep := c.NetworkSettings.Networks[e.net]
+	if ep == nil || ep.MacAddress == "" || ep.MacAddress == mac {
+		t.Fatalf("new container's endpoint on %s: %+v; want a generated MAC, not %s", e.net, ep, mac)
+	}
+}

@@ -18,7 +18,6 @@ import (
 	"testing"
 	"time"
 
-
 	"github.com/baton-sh/baton/internal/testenv"
 )
 

@@ -38,7 +38,7 @@ finish (up to --shutdown-timeout), then exits 0.`,
 			&ucli.DurationFlag{Name: "interval", Usage: "check every `DURATION`, starting at once", DefaultText: "5m0s unless --schedule is given"},
 			&ucli.StringFlag{Name: "schedule", Usage: "check at the times of cron expression `CRON` (5 fields, 6 with seconds first, or @every 10m, @hourly)"},
 			&ucli.DurationFlag{Name: "retry-after", Value: time.Hour, Usage: "wait this long before trying again a digest whose deploy failed"},
-			&ucli.DurationFlag{Name: "min-age", Usage: "cooldown: deploy a new digest only once watch has seen it in the registry for `DURATION` (a container's label baton.min-age overrides it)"},
+			&ucli.DurationFlag{Name: "min-age", DefaultText: "none: a new digest deploys at once", Usage: "cooldown: deploy a new digest only once watch has seen it in the registry for `DURATION` (a container's label baton.min-age overrides it)"},
 			&ucli.BoolFlag{Name: "once", Usage: "check every container once, now, wait for the deploys and exit (1 if one failed)"},
 		}, unattendedFlags()...),
 		Action: func(c *ucli.Context) error {

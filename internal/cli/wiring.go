@@ -1,7 +1,9 @@
 package cli
 
 import (
+	"context"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"time"
@@ -9,6 +11,7 @@ import (
 	ucli "github.com/urfave/cli/v2"
 
 	"github.com/baton-sh/baton/dockerctl"
+	"github.com/baton-sh/baton/healthcheck"
 	"github.com/baton-sh/baton/internal/compose"
 	"github.com/baton-sh/baton/internal/config"
 	"github.com/baton-sh/baton/internal/deploy"
@@ -65,7 +68,7 @@ func newDeployer(c *ucli.Context, out *output) (*deploy.Deployer, *dockerctl.Cli
 	log := logger(c)
 	f := &traffic.Factory{Engine: eng, Log: log, Notify: out.note}
 	jr := journal.Open(st.Path())
-	return &deploy.Deployer{
+	d := &deploy.Deployer{
 		Engine:       eng,
 		State:        st,
 		Traffic:      f.New,
@@ -85,5 +88,28 @@ func newDeployer(c *ucli.Context, out *output) (*deploy.Deployer, *dockerctl.Cli
 				out.Event(deploy.Event{Time: time.Now(), Phase: "journal", Message: err.Error(), Warning: true})
 			}
 		},
-	}, eng, nil
+	}
+	if !eng.Endpoint.Local {
+		remoteEngine(d, f, eng)
+	}
+	return d, eng, nil
+}
+
+// remoteEngine sets a deploy up for an engine on another machine: the
+// containers' addresses are not reachable from here, so probes, warm-up
+// requests and relay control connect from inside the service's relay
+// container, an nginx container's upstream file is written through the
+// container, and host ports are not checked here (they are the other
+// machine's).
+func remoteEngine(d *deploy.Deployer, f *traffic.Factory, eng *dockerctl.Client) {
+	d.Remote = true
+	d.HostPortFree = nil
+	d.Reach = func(svc deploy.Service) healthcheck.Dialer {
+		relay := traffic.RelayName(svc.Key)
+		return func(ctx context.Context, _, addr string) (net.Conn, error) {
+			return eng.DialVia(ctx, relay, addr)
+		}
+	}
+	f.Remote = true
+	f.DialVia = eng.DialVia
 }

@@ -43,7 +43,7 @@ type NginxOpts struct {
 	// PublishIP is the host address ContainerNginx publishes port 80 on
 	// (default 127.0.0.1): an engine's test namespace address, say.
 	PublishIP string
-	Image   string // ContainerNginx: default NginxImage(t, cli)
+	Image     string // ContainerNginx: default NginxImage(t, cli)
 }
 
 // DefaultLocation is the location block nginx gets unless NginxOpts.Location

@@ -18,6 +18,7 @@ Exit codes as for deploy.`,
 		Flags: append([]ucli.Flag{
 			&ucli.BoolFlag{Name: "json", Usage: "progress events and the result as JSON lines on stdout"},
 			&ucli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "no progress on stderr"},
+			contextFlag(),
 		}, settingFlags()...),
 		Action: func(c *ucli.Context) error {
 			if c.NArg() != 1 {
@@ -39,5 +40,5 @@ func runRollback(c *ucli.Context, target string, asJSON, quiet bool, settings ma
 	if err == nil || asJSON {
 		out.result(res)
 	}
-	return deployErr(err)
+	return deployErr(onEngine(eng, err))
 }

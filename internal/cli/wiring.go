@@ -1,13 +1,17 @@
 package cli
 
 import (
+	"context"
 	"fmt"
+	"net"
+	"os"
 	"path/filepath"
 	"time"
 
 	ucli "github.com/urfave/cli/v2"
 
 	"github.com/baton-sh/baton/dockerctl"
+	"github.com/baton-sh/baton/healthcheck"
 	"github.com/baton-sh/baton/internal/compose"
 	"github.com/baton-sh/baton/internal/config"
 	"github.com/baton-sh/baton/internal/deploy"
@@ -19,9 +23,24 @@ import (
 // newDeployer connects to Docker and opens the state directory. The caller
 // closes the returned client.
 func newDeployer(c *ucli.Context, out *output) (*deploy.Deployer, *dockerctl.Client, error) {
-	eng, err := dockerctl.New(c.Context)
+	ep, err := resolveEngine(c)
 	if err != nil {
 		return nil, nil, err
+	}
+	eng, err := dockerctl.NewFromEndpoint(c.Context, ep)
+	if err != nil {
+		return nil, nil, err
+	}
+	// compose, hooks and notifications' children talk to the same engine.
+	set, unset := ep.ChildEnv()
+	for k, v := range set {
+		if err := os.Setenv(k, v); err != nil {
+			_ = eng.Close()
+			return nil, nil, fmt.Errorf("exporting %s for compose and hooks: %w", k, err)
+		}
+	}
+	for _, k := range unset {
+		_ = os.Unsetenv(k)
 	}
 	st, err := state.Open(c.String("state-dir"))
 	if err != nil {
@@ -49,7 +68,7 @@ func newDeployer(c *ucli.Context, out *output) (*deploy.Deployer, *dockerctl.Cli
 	log := logger(c)
 	f := &traffic.Factory{Engine: eng, Log: log, Notify: out.note}
 	jr := journal.Open(st.Path())
-	return &deploy.Deployer{
+	d := &deploy.Deployer{
 		Engine:       eng,
 		State:        st,
 		Traffic:      f.New,
@@ -69,5 +88,28 @@ func newDeployer(c *ucli.Context, out *output) (*deploy.Deployer, *dockerctl.Cli
 				out.Event(deploy.Event{Time: time.Now(), Phase: "journal", Message: err.Error(), Warning: true})
 			}
 		},
-	}, eng, nil
+	}
+	if !eng.Endpoint.Local {
+		remoteEngine(d, f, eng)
+	}
+	return d, eng, nil
+}
+
+// remoteEngine sets a deploy up for an engine on another machine: the
+// containers' addresses are not reachable from here, so probes, warm-up
+// requests and relay control connect from inside the service's relay
+// container, an nginx container's upstream file is written through the
+// container, and host ports are not checked here (they are the other
+// machine's).
+func remoteEngine(d *deploy.Deployer, f *traffic.Factory, eng *dockerctl.Client) {
+	d.Remote = true
+	d.HostPortFree = nil
+	d.Reach = func(svc deploy.Service) healthcheck.Dialer {
+		relay := traffic.RelayName(svc.Key)
+		return func(ctx context.Context, _, addr string) (net.Conn, error) {
+			return eng.DialVia(ctx, relay, addr)
+		}
+	}
+	f.Remote = true
+	f.DialVia = eng.DialVia
 }

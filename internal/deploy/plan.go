@@ -218,7 +218,10 @@ func checkTarget(f *Facts) error {
 	if err := checkContainer(f.Old, f.Service.Name); err != nil {
 		return err
 	}
-	return checkPortNeeded(f.Settings, f.Old, f.Service.Name)
+	if err := checkPortNeeded(f.Settings, f.Old, f.Service.Name); err != nil {
+		return err
+	}
+	return checkRemote(f.Remote, f.Settings)
 }
 
 // checkPortNeeded fails early when a probe, the relay or nginx needs the

@@ -30,14 +30,10 @@ const (
 	// PathPublished: nginx on the host -> the app's published 127.0.0.1
 	// port (docker-proxy) -> the app.
 	PathPublished = "published"
-	// PathRelayHost: nginx on the host -> baton's relay through its
-	// published 127.0.0.1 port (docker-proxy) -> the app, as baton sets it
-	// up for an nginx on the host.
+	// PathRelayHost: nginx on the host -> baton's relay, listening on
+	// 127.0.0.1 in the host's network namespace -> the app's address, as
+	// baton sets it up for an nginx on the host.
 	PathRelayHost = "relay-host"
-	// PathRelayAddr: nginx on the host -> the same relay container's own
-	// address (no docker-proxy) -> the app. baton does not set this up; it
-	// tells how much of relay-host's cost is docker-proxy.
-	PathRelayAddr = "relay-host-addr"
 	// PathContainerDirect: nginx in a container -> the app by its name on
 	// their network. The load reaches this nginx by its container address.
 	PathContainerDirect = "container-direct"
@@ -52,7 +48,7 @@ const (
 
 // DataPaths returns every data path, in the order they are measured.
 func DataPaths() []string {
-	return []string{PathDirect, PathPublished, PathRelayHost, PathRelayAddr, PathContainerDirect, PathRelayContainer, PathNginxReload}
+	return []string{PathDirect, PathPublished, PathRelayHost, PathContainerDirect, PathRelayContainer, PathNginxReload}
 }
 
 // DefaultDataPathDuration is how long each path is loaded by default.
@@ -127,8 +123,7 @@ func (p *PathResult) perThousand(cpu time.Duration) float64 {
 var routes = map[string]string{
 	PathDirect:          "host nginx -> app address",
 	PathPublished:       "host nginx -> 127.0.0.1 port (docker-proxy) -> app",
-	PathRelayHost:       "host nginx -> 127.0.0.1 port (docker-proxy) -> relay -> app",
-	PathRelayAddr:       "host nginx -> relay address -> app (not set up by baton)",
+	PathRelayHost:       "host nginx -> relay on the host's 127.0.0.1 -> app address",
 	PathContainerDirect: "nginx container -> app by name",
 	PathRelayContainer:  "nginx container -> relay on the service network -> app",
 	PathNginxReload:     "host nginx -> app address (baton --relay=false)",
@@ -203,7 +198,7 @@ type setup struct {
 
 var setups = []setup{
 	{[]string{PathDirect, PathPublished}, plainSetup},
-	{[]string{PathRelayHost, PathRelayAddr}, relayHostSetup},
+	{[]string{PathRelayHost}, relayHostSetup},
 	{[]string{PathContainerDirect, PathRelayContainer}, containerSetup},
 	{[]string{PathNginxReload}, reloadSetup},
 }
@@ -220,22 +215,13 @@ func plainSetup(t testenv.TB, cli *client.Client, p map[string]*PathResult) []*p
 }
 
 // relayHostSetup: an app publishing a port, an nginx on the host, and the
-// relay baton puts between them; a second nginx names the relay's own
-// address instead of its published port.
+// relay baton puts between them.
 func relayHostSetup(t testenv.TB, cli *client.Client, p map[string]*PathResult) []*pathTarget {
 	app := StartApp(t, cli, AppOpts{Versions: []string{"A"}, Publish: true})
 	ng := hostNginx(t, app.HostAddr())
 	SetUpRelay(t, NewBaton(t), app, ng, []string{"--nginx-upstream", ng.UpstreamFile(), "--nginx-reload", ng.ReloadCommand(), "--http-probe", "/healthz"}, nil)
-	relay, relayAddr, relayPort := relayEndpoint(t, cli, app.Name)
-	if relayPort == 0 {
-		t.Fatalf("relay of %s: publishes no host port", app.Name)
-	}
-	out := []*pathTarget{{p: p[PathRelayHost], cli: cli, url: ng.URL(), app: app.Name, relay: relay, proxyPorts: []int{relayPort}}}
-	if relayAddr == "" {
-		p[PathRelayAddr].Error = "the relay has no address on Docker's default bridge"
-		return out
-	}
-	return append(out, &pathTarget{p: p[PathRelayAddr], cli: cli, url: hostNginx(t, relayAddr).URL(), app: app.Name, relay: relay})
+	relay := relayID(t, cli, app.Name)
+	return []*pathTarget{{p: p[PathRelayHost], cli: cli, url: ng.URL(), app: app.Name, relay: relay}}
 }
 
 // containerSetup: an app and an nginx container on the app's network,
@@ -255,7 +241,7 @@ func containerSetup(t testenv.TB, cli *client.Client, p map[string]*PathResult) 
 	app = StartApp(t, cli, AppOpts{Versions: []string{"A"}})
 	ng = testenv.ContainerNginx(t, cli, testenv.NginxOpts{Network: app.Network, UpstreamFile: "app.conf", InitialServers: []string{app.Name + ":8080"}})
 	SetUpRelay(t, NewBaton(t), app, ng, []string{"--nginx-upstream", ng.UpstreamFile(), "--nginx-container", ng.Container(), "--http-probe", "/healthz"}, nil)
-	relay, _, _ := relayEndpoint(t, cli, app.Name)
+	relay := relayID(t, cli, app.Name)
 	url, allow = nginxURL(ng, app.Network)
 	return []*pathTarget{direct, {p: p[PathRelayContainer], cli: cli, url: url, allow: allow, app: app.Name, relay: relay}}
 }
@@ -284,11 +270,8 @@ func hostNginx(t testenv.TB, server string) *testenv.Nginx {
 	return testenv.HostNginx(t, testenv.NginxOpts{UpstreamFile: filepath.Join(t.TempDir(), "app.conf"), InitialServers: []string{server}})
 }
 
-// relayEndpoint returns the service's relay container's ID, its address on
-// Docker's default bridge with its listening port (where the host reaches it
-// without docker-proxy; "" when it is not on that network), and its
-// published host port (0 when it publishes none).
-func relayEndpoint(t testenv.TB, cli *client.Client, service string) (id, addr string, hostPort int) {
+// relayID returns the service's relay container's ID.
+func relayID(t testenv.TB, cli *client.Client, service string) string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	defer cancel()
@@ -297,17 +280,7 @@ func relayEndpoint(t testenv.TB, cli *client.Client, service string) (id, addr s
 	if err != nil {
 		t.Fatalf("relay container %s: inspect: %v", name, err)
 	}
-	var port string
-	for p := range info.Config.ExposedPorts {
-		port = p.Port()
-	}
-	if ep, ok := info.NetworkSettings.Networks["bridge"]; ok && ep.IPAddress != "" && port != "" {
-		addr = net.JoinHostPort(ep.IPAddress, port)
-	}
-	if v := info.Config.Labels[traffic.LabelRelayPort]; v != "" {
-		hostPort, _ = strconv.Atoi(v)
-	}
-	return info.ID, addr, hostPort
+	return info.ID
 }
 
 // pathTarget is one path, set up and ready to load.

@@ -42,7 +42,7 @@ func TestRunDataPath(t *testing.T) {
 		if relay != (p.RelayCPU > 0) {
 			t.Errorf("%s: relay CPU %s", p.Path, p.RelayCPU)
 		}
-		proxied := p.Path == bench.PathPublished || p.Path == bench.PathRelayHost
+		proxied := p.Path == bench.PathPublished
 		if !proxied && p.ProxyCPU != 0 {
 			t.Errorf("%s: docker-proxy CPU %s on a path without docker-proxy", p.Path, p.ProxyCPU)
 		}

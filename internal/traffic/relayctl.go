@@ -47,13 +47,20 @@ func (t *Relay) control(ctx context.Context) (relayController, error) {
 		return nil, fmt.Errorf("relay container %s: %w", name, err)
 	}
 	token := envValue(c.Config.Env, relayTokenEnv)
-	var ip string
-	if n, ok := c.NetworkSettings.Networks[t.serviceNet(ctx)]; ok && n != nil {
-		ip = n.IPAddress
+	var addr string
+	switch {
+	case relayOnHost(c):
+		// On the host's loopback: reachable when this baton runs on the
+		// host, not from a container (then exec).
+		addr = c.Config.Labels[LabelRelayControl]
+	default:
+		if n, ok := c.NetworkSettings.Networks[t.serviceNet(ctx)]; ok && n != nil && n.IPAddress != "" {
+			addr = net.JoinHostPort(n.IPAddress, strconv.Itoa(relayControlPort))
+		}
 	}
-	if token != "" && ip != "" {
+	if token != "" && addr != "" {
 		dctx, cancel := context.WithTimeout(ctx, time.Second)
-		client, err := relay.DialTCP(dctx, net.JoinHostPort(ip, strconv.Itoa(relayControlPort)), token)
+		client, err := relay.DialTCP(dctx, addr, token)
 		cancel()
 		if err == nil {
 			t.ctl = tcpControl{c: client, exec: &execControl{eng: t.eng, container: name}, log: t.log}

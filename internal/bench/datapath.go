@@ -34,6 +34,12 @@ const (
 	// 127.0.0.1 in the host's network namespace -> the app's address, as
 	// baton sets it up for an nginx on the host.
 	PathRelayHost = "relay-host"
+	// PathDirectKeepalive and PathRelayHostKeepalive: the same two paths
+	// with nginx keeping upstream connections (KeepaliveUpstream), so a
+	// connection carries many requests and the relay's per-connection cost
+	// is paid once a second, not once a request.
+	PathDirectKeepalive    = "direct-keepalive"
+	PathRelayHostKeepalive = "relay-host-keepalive"
 	// PathContainerDirect: nginx in a container -> the app by its name on
 	// their network. The load reaches this nginx by its container address.
 	PathContainerDirect = "container-direct"
@@ -48,7 +54,7 @@ const (
 
 // DataPaths returns every data path, in the order they are measured.
 func DataPaths() []string {
-	return []string{PathDirect, PathPublished, PathRelayHost, PathContainerDirect, PathRelayContainer, PathNginxReload}
+	return []string{PathDirect, PathPublished, PathRelayHost, PathDirectKeepalive, PathRelayHostKeepalive, PathContainerDirect, PathRelayContainer, PathNginxReload}
 }
 
 // DefaultDataPathDuration is how long each path is loaded by default.
@@ -121,12 +127,14 @@ func (p *PathResult) perThousand(cpu time.Duration) float64 {
 }
 
 var routes = map[string]string{
-	PathDirect:          "host nginx -> app address",
-	PathPublished:       "host nginx -> 127.0.0.1 port (docker-proxy) -> app",
-	PathRelayHost:       "host nginx -> relay on the host's 127.0.0.1 -> app address",
-	PathContainerDirect: "nginx container -> app by name",
-	PathRelayContainer:  "nginx container -> relay on the service network -> app",
-	PathNginxReload:     "host nginx -> app address (baton --relay=false)",
+	PathDirect:             "host nginx -> app address",
+	PathPublished:          "host nginx -> 127.0.0.1 port (docker-proxy) -> app",
+	PathRelayHost:          "host nginx -> relay on the host's 127.0.0.1 -> app address",
+	PathDirectKeepalive:    "host nginx (upstream keepalive, keepalive_time 1s) -> app address",
+	PathRelayHostKeepalive: "host nginx (upstream keepalive, keepalive_time 1s) -> relay on 127.0.0.1 -> app address",
+	PathContainerDirect:    "nginx container -> app by name",
+	PathRelayContainer:     "nginx container -> relay on the service network -> app",
+	PathNginxReload:        "host nginx -> app address (baton --relay=false)",
 }
 
 // RunDataPath measures every data path in one run. It sets up four apps
@@ -198,7 +206,7 @@ type setup struct {
 
 var setups = []setup{
 	{[]string{PathDirect, PathPublished}, plainSetup},
-	{[]string{PathRelayHost}, relayHostSetup},
+	{[]string{PathRelayHost, PathRelayHostKeepalive, PathDirectKeepalive}, relayHostSetup},
 	{[]string{PathContainerDirect, PathRelayContainer}, containerSetup},
 	{[]string{PathNginxReload}, reloadSetup},
 }
@@ -220,8 +228,24 @@ func relayHostSetup(t testenv.TB, cli *client.Client, p map[string]*PathResult) 
 	app := StartApp(t, cli, AppOpts{Versions: []string{"A"}, Publish: true})
 	ng := hostNginx(t, app.HostAddr())
 	SetUpRelay(t, NewBaton(t), app, ng, []string{"--nginx-upstream", ng.UpstreamFile(), "--nginx-reload", ng.ReloadCommand(), "--http-probe", "/healthz"}, nil)
-	relay := relayID(t, cli, app.Name)
-	return []*pathTarget{{p: p[PathRelayHost], cli: cli, url: ng.URL(), app: app.Name, relay: relay}}
+	relay, listen := relayID(t, cli, app.Name)
+	if listen == "" {
+		t.Fatalf("relay of %s: no listen address label", app.Name)
+	}
+	ka := testenv.HostNginx(t, KeepaliveNginxOpts(filepath.Join(t.TempDir(), "app.conf"), listen))
+	// By name: the set-up deploy replaced the container app.ID names.
+	ip := testenv.ContainerIP(t, cli, app.Name, app.Network)
+	direct := testenv.HostNginx(t, KeepaliveNginxOpts(filepath.Join(t.TempDir(), "app.conf"), net.JoinHostPort(ip, "8080")))
+	return []*pathTarget{
+		{p: p[PathRelayHost], cli: cli, url: ng.URL(), app: app.Name, relay: relay},
+		{p: p[PathRelayHostKeepalive], cli: cli, url: ka.URL(), app: app.Name, relay: relay},
+		{p: p[PathDirectKeepalive], cli: cli, url: direct.URL(), app: app.Name},
+	}
+}
+
+// KeepaliveNginxOpts is a host nginx with KeepaliveUpstream for server.
+func KeepaliveNginxOpts(upstreamFile, server string) testenv.NginxOpts {
+	return testenv.NginxOpts{UpstreamFile: upstreamFile, InitialServers: []string{server}, Upstream: testenv.KeepaliveUpstream, Location: testenv.KeepaliveLocation}
 }
 
 // containerSetup: an app and an nginx container on the app's network,
@@ -241,7 +265,7 @@ func containerSetup(t testenv.TB, cli *client.Client, p map[string]*PathResult) 
 	app = StartApp(t, cli, AppOpts{Versions: []string{"A"}})
 	ng = testenv.ContainerNginx(t, cli, testenv.NginxOpts{Network: app.Network, UpstreamFile: "app.conf", InitialServers: []string{app.Name + ":8080"}})
 	SetUpRelay(t, NewBaton(t), app, ng, []string{"--nginx-upstream", ng.UpstreamFile(), "--nginx-container", ng.Container(), "--http-probe", "/healthz"}, nil)
-	relay := relayID(t, cli, app.Name)
+	relay, _ := relayID(t, cli, app.Name)
 	url, allow = nginxURL(ng, app.Network)
 	return []*pathTarget{direct, {p: p[PathRelayContainer], cli: cli, url: url, allow: allow, app: app.Name, relay: relay}}
 }
@@ -270,8 +294,9 @@ func hostNginx(t testenv.TB, server string) *testenv.Nginx {
 	return testenv.HostNginx(t, testenv.NginxOpts{UpstreamFile: filepath.Join(t.TempDir(), "app.conf"), InitialServers: []string{server}})
 }
 
-// relayID returns the service's relay container's ID.
-func relayID(t testenv.TB, cli *client.Client, service string) string {
+// relayID returns the service's relay container's ID and the address it
+// listens on in the host's namespace ("" for a relay on a network).
+func relayID(t testenv.TB, cli *client.Client, service string) (id, listen string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	defer cancel()
@@ -280,7 +305,7 @@ func relayID(t testenv.TB, cli *client.Client, service string) string {
 	if err != nil {
 		t.Fatalf("relay container %s: inspect: %v", name, err)
 	}
-	return info.ID
+	return info.ID, info.Config.Labels[traffic.LabelRelayListen]
 }
 
 // pathTarget is one path, set up and ready to load.

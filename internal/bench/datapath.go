@@ -30,14 +30,16 @@ const (
 	// PathPublished: nginx on the host -> the app's published 127.0.0.1
 	// port (docker-proxy) -> the app.
 	PathPublished = "published"
-	// PathRelayHost: nginx on the host -> baton's relay through its
-	// published 127.0.0.1 port (docker-proxy) -> the app, as baton sets it
-	// up for an nginx on the host.
+	// PathRelayHost: nginx on the host -> baton's relay, listening on
+	// 127.0.0.1 in the host's network namespace -> the app's address, as
+	// baton sets it up for an nginx on the host.
 	PathRelayHost = "relay-host"
-	// PathRelayAddr: nginx on the host -> the same relay container's own
-	// address (no docker-proxy) -> the app. baton does not set this up; it
-	// tells how much of relay-host's cost is docker-proxy.
-	PathRelayAddr = "relay-host-addr"
+	// PathDirectKeepalive and PathRelayHostKeepalive: the same two paths
+	// with nginx keeping upstream connections (KeepaliveUpstream), so a
+	// connection carries many requests and the relay's per-connection cost
+	// is paid once a second, not once a request.
+	PathDirectKeepalive    = "direct-keepalive"
+	PathRelayHostKeepalive = "relay-host-keepalive"
 	// PathContainerDirect: nginx in a container -> the app by its name on
 	// their network. The load reaches this nginx by its container address.
 	PathContainerDirect = "container-direct"
@@ -52,7 +54,7 @@ const (
 
 // DataPaths returns every data path, in the order they are measured.
 func DataPaths() []string {
-	return []string{PathDirect, PathPublished, PathRelayHost, PathRelayAddr, PathContainerDirect, PathRelayContainer, PathNginxReload}
+	return []string{PathDirect, PathPublished, PathRelayHost, PathDirectKeepalive, PathRelayHostKeepalive, PathContainerDirect, PathRelayContainer, PathNginxReload}
 }
 
 // DefaultDataPathDuration is how long each path is loaded by default.
@@ -125,13 +127,14 @@ func (p *PathResult) perThousand(cpu time.Duration) float64 {
 }
 
 var routes = map[string]string{
-	PathDirect:          "host nginx -> app address",
-	PathPublished:       "host nginx -> 127.0.0.1 port (docker-proxy) -> app",
-	PathRelayHost:       "host nginx -> 127.0.0.1 port (docker-proxy) -> relay -> app",
-	PathRelayAddr:       "host nginx -> relay address -> app (not set up by baton)",
-	PathContainerDirect: "nginx container -> app by name",
-	PathRelayContainer:  "nginx container -> relay on the service network -> app",
-	PathNginxReload:     "host nginx -> app address (baton --relay=false)",
+	PathDirect:             "host nginx -> app address",
+	PathPublished:          "host nginx -> 127.0.0.1 port (docker-proxy) -> app",
+	PathRelayHost:          "host nginx -> relay on the host's 127.0.0.1 -> app address",
+	PathDirectKeepalive:    "host nginx (upstream keepalive, keepalive_time 1s) -> app address",
+	PathRelayHostKeepalive: "host nginx (upstream keepalive, keepalive_time 1s) -> relay on 127.0.0.1 -> app address",
+	PathContainerDirect:    "nginx container -> app by name",
+	PathRelayContainer:     "nginx container -> relay on the service network -> app",
+	PathNginxReload:        "host nginx -> app address (baton --relay=false)",
 }
 
 // RunDataPath measures every data path in one run. It sets up four apps
@@ -203,7 +206,7 @@ type setup struct {
 
 var setups = []setup{
 	{[]string{PathDirect, PathPublished}, plainSetup},
-	{[]string{PathRelayHost, PathRelayAddr}, relayHostSetup},
+	{[]string{PathRelayHost, PathRelayHostKeepalive, PathDirectKeepalive}, relayHostSetup},
 	{[]string{PathContainerDirect, PathRelayContainer}, containerSetup},
 	{[]string{PathNginxReload}, reloadSetup},
 }
@@ -220,22 +223,29 @@ func plainSetup(t testenv.TB, cli *client.Client, p map[string]*PathResult) []*p
 }
 
 // relayHostSetup: an app publishing a port, an nginx on the host, and the
-// relay baton puts between them; a second nginx names the relay's own
-// address instead of its published port.
+// relay baton puts between them.
 func relayHostSetup(t testenv.TB, cli *client.Client, p map[string]*PathResult) []*pathTarget {
 	app := StartApp(t, cli, AppOpts{Versions: []string{"A"}, Publish: true})
 	ng := hostNginx(t, app.HostAddr())
 	SetUpRelay(t, NewBaton(t), app, ng, []string{"--nginx-upstream", ng.UpstreamFile(), "--nginx-reload", ng.ReloadCommand(), "--http-probe", "/healthz"}, nil)
-	relay, relayAddr, relayPort := relayEndpoint(t, cli, app.Name)
-	if relayPort == 0 {
-		t.Fatalf("relay of %s: publishes no host port", app.Name)
+	relay, listen := relayID(t, cli, app.Name)
+	if listen == "" {
+		t.Fatalf("relay of %s: no listen address label", app.Name)
 	}
-	out := []*pathTarget{{p: p[PathRelayHost], cli: cli, url: ng.URL(), app: app.Name, relay: relay, proxyPorts: []int{relayPort}}}
-	if relayAddr == "" {
-		p[PathRelayAddr].Error = "the relay has no address on Docker's default bridge"
-		return out
+	ka := testenv.HostNginx(t, KeepaliveNginxOpts(filepath.Join(t.TempDir(), "app.conf"), listen))
+	// By name: the set-up deploy replaced the container app.ID names.
+	ip := testenv.ContainerIP(t, cli, app.Name, app.Network)
+	direct := testenv.HostNginx(t, KeepaliveNginxOpts(filepath.Join(t.TempDir(), "app.conf"), net.JoinHostPort(ip, "8080")))
+	return []*pathTarget{
+		{p: p[PathRelayHost], cli: cli, url: ng.URL(), app: app.Name, relay: relay},
+		{p: p[PathRelayHostKeepalive], cli: cli, url: ka.URL(), app: app.Name, relay: relay},
+		{p: p[PathDirectKeepalive], cli: cli, url: direct.URL(), app: app.Name},
 	}
-	return append(out, &pathTarget{p: p[PathRelayAddr], cli: cli, url: hostNginx(t, relayAddr).URL(), app: app.Name, relay: relay})
+}
+
+// KeepaliveNginxOpts is a host nginx with KeepaliveUpstream for server.
+func KeepaliveNginxOpts(upstreamFile, server string) testenv.NginxOpts {
+	return testenv.NginxOpts{UpstreamFile: upstreamFile, InitialServers: []string{server}, Upstream: testenv.KeepaliveUpstream, Location: testenv.KeepaliveLocation}
 }
 
 // containerSetup: an app and an nginx container on the app's network,
@@ -255,7 +265,7 @@ func containerSetup(t testenv.TB, cli *client.Client, p map[string]*PathResult) 
 	app = StartApp(t, cli, AppOpts{Versions: []string{"A"}})
 	ng = testenv.ContainerNginx(t, cli, testenv.NginxOpts{Network: app.Network, UpstreamFile: "app.conf", InitialServers: []string{app.Name + ":8080"}})
 	SetUpRelay(t, NewBaton(t), app, ng, []string{"--nginx-upstream", ng.UpstreamFile(), "--nginx-container", ng.Container(), "--http-probe", "/healthz"}, nil)
-	relay, _, _ := relayEndpoint(t, cli, app.Name)
+	relay, _ := relayID(t, cli, app.Name)
 	url, allow = nginxURL(ng, app.Network)
 	return []*pathTarget{direct, {p: p[PathRelayContainer], cli: cli, url: url, allow: allow, app: app.Name, relay: relay}}
 }
@@ -284,11 +294,9 @@ func hostNginx(t testenv.TB, server string) *testenv.Nginx {
 	return testenv.HostNginx(t, testenv.NginxOpts{UpstreamFile: filepath.Join(t.TempDir(), "app.conf"), InitialServers: []string{server}})
 }
 
-// relayEndpoint returns the service's relay container's ID, its address on
-// Docker's default bridge with its listening port (where the host reaches it
-// without docker-proxy; "" when it is not on that network), and its
-// published host port (0 when it publishes none).
-func relayEndpoint(t testenv.TB, cli *client.Client, service string) (id, addr string, hostPort int) {
+// relayID returns the service's relay container's ID and the address it
+// listens on in the host's namespace ("" for a relay on a network).
+func relayID(t testenv.TB, cli *client.Client, service string) (id, listen string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	defer cancel()
@@ -297,17 +305,7 @@ func relayEndpoint(t testenv.TB, cli *client.Client, service string) (id, addr s
 	if err != nil {
 		t.Fatalf("relay container %s: inspect: %v", name, err)
 	}
-	var port string
-	for p := range info.Config.ExposedPorts {
-		port = p.Port()
-	}
-	if ep, ok := info.NetworkSettings.Networks["bridge"]; ok && ep.IPAddress != "" && port != "" {
-		addr = net.JoinHostPort(ep.IPAddress, port)
-	}
-	if v := info.Config.Labels[traffic.LabelRelayPort]; v != "" {
-		hostPort, _ = strconv.Atoi(v)
-	}
-	return info.ID, addr, hostPort
+	return info.ID, info.Config.Labels[traffic.LabelRelayListen]
 }
 
 // pathTarget is one path, set up and ready to load.

@@ -32,7 +32,10 @@ func TestRunDataPath(t *testing.T) {
 		t.Fatalf("%d paths measured, want %d", len(rep.Paths), len(bench.DataPaths()))
 	}
 	for _, p := range rep.Paths {
-		if p.Rounds != 1 || p.Requests < 50 || p.Failed != 0 || p.Elapsed < time.Second || p.Latency.P50 <= 0 || p.Latency.Max < p.Latency.P99 {
+		// At least one request per client: a floor on throughput would be a
+		// timed assertion, and a machine at load 70 (measured while other
+		// suites ran) carries a path at 10 requests/s.
+		if p.Rounds != 1 || p.Requests < bench.DefaultClients || p.Failed != 0 || p.Elapsed < time.Second || p.Latency.P50 <= 0 || p.Latency.Max < p.Latency.P99 {
 			t.Errorf("%s: %+v", p.Path, p)
 		}
 		if p.AppCPU <= 0 {
@@ -42,7 +45,7 @@ func TestRunDataPath(t *testing.T) {
 		if relay != (p.RelayCPU > 0) {
 			t.Errorf("%s: relay CPU %s", p.Path, p.RelayCPU)
 		}
-		proxied := p.Path == bench.PathPublished || p.Path == bench.PathRelayHost
+		proxied := p.Path == bench.PathPublished
 		if !proxied && p.ProxyCPU != 0 {
 			t.Errorf("%s: docker-proxy CPU %s on a path without docker-proxy", p.Path, p.ProxyCPU)
 		}

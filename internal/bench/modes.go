@@ -135,6 +135,7 @@ func (st *stage) deploy(t testenv.TB, n int, v string) (Deploy, error) {
 		return d, fmt.Errorf("baton %v: no %s event in its output:\n%s", args, st.swapPhase, run.Stdout)
 	}
 	d.Swap = Window{Start: swap.Add(-windowPad), End: run.End.Add(windowPad)}
+	d.ToTraffic = swap.Sub(run.Start)
 	return d, nil
 }
 

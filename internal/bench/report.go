@@ -54,6 +54,9 @@ type Deploy struct {
 	// Duration is the baton command's wall time; for naive, from the stop to
 	// the new container's being healthy.
 	Duration time.Duration `json:"duration_ns"`
+	// ToTraffic is from the command's start to the switch (stop-old in mode
+	// none): when new connections begin to reach the new container.
+	ToTraffic time.Duration `json:"to_traffic_ns,omitempty"`
 	// BatonDuration is the deploy's duration as baton reports it.
 	BatonDuration time.Duration `json:"baton_duration_ns,omitempty"`
 	// Phases is where the deploy's time went, as baton reports it.

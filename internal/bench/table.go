@@ -80,6 +80,15 @@ func (r *Report) WriteDetails(w io.Writer) error {
 				}
 			}
 			fmt.Fprintf(&b, "  deploy durations: %s\n", strings.Join(ds, " "))
+			// Per deploy: until traffic reached the new container / until
+			// the command returned (the two deploy-time targets).
+			if m.Deploys[0].ToTraffic > 0 {
+				tt := make([]string, len(m.Deploys))
+				for i, d := range m.Deploys {
+					tt[i] = fmtDuration(d.ToTraffic) + "/" + fmtDuration(d.Duration)
+				}
+				fmt.Fprintf(&b, "  to traffic/returned: %s\n", strings.Join(tt, " "))
+			}
 			if ph := medianPhases(m.Deploys); ph != "" {
 				fmt.Fprintf(&b, "  median time per phase: %s\n", ph)
 			}

@@ -2,6 +2,7 @@ package deploy
 
 import (
 	"fmt"
+	"net/netip"
 	"path/filepath"
 	"slices"
 	"sort"
@@ -27,6 +28,7 @@ type Settings struct {
 	NginxContainer string        // nginx container to send HUP to
 	Relay          bool          // put baton's relay between nginx and the app
 	RelayPort      int           // host port the relay listens on for an nginx on the host; 0 = pick one
+	RelayAddress   string        // host IP the relay listens on for an nginx on the host; "" = 127.0.0.1
 	DrainSignal    string        // signal sent to the old container when traffic moves, before the drain (SIGUSR1, ...)
 	PreSwitch      string        // command run with docker exec in the healthy new container before traffic moves, split by SplitCommand
 	AcceptDrift    string        // comma-separated clone fields (see dockerctl.Drift) the deploy may lose or change
@@ -95,6 +97,20 @@ var settingDefs = []setting{
 	{"nginx-container", func(s *Settings) string { return s.NginxContainer }, func(s *Settings, v string) error { s.NginxContainer = v; return nil }},
 	{"relay", func(s *Settings) string { return boolStr(s.Relay) }, func(s *Settings, v string) error { return parseBool(v, &s.Relay) }},
 	{"relay-port", func(s *Settings) string { return itoa0(s.RelayPort) }, func(s *Settings, v string) error { return parsePort(v, &s.RelayPort) }},
+	{"relay-address", func(s *Settings) string { return s.RelayAddress }, func(s *Settings, v string) error {
+		if v == "" {
+			s.RelayAddress = ""
+			return nil
+		}
+		// An IP literal only: the relay binds it in the host's network
+		// namespace, and a name would be resolved there at every restart.
+		ip, err := netip.ParseAddr(v)
+		if err != nil || ip.Zone() != "" {
+			return fmt.Errorf("want an IP address of this host, like 127.0.0.1 or 10.0.0.5")
+		}
+		s.RelayAddress = ip.String()
+		return nil
+	}},
 	{"drain-signal", func(s *Settings) string { return s.DrainSignal }, func(s *Settings, v string) error { return parseSignal(v, &s.DrainSignal) }},
 	{"pre-switch", func(s *Settings) string { return s.PreSwitch }, func(s *Settings, v string) error {
 		if v != "" {

@@ -1,11 +1,14 @@
 package e2e
 
 import (
+	"net"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/baton-sh/baton/internal/testenv"
+	"github.com/baton-sh/baton/internal/traffic"
 )
 
 // TestKilledBatonConverges SIGKILLs baton at each phase of a deploy behind
@@ -86,4 +89,61 @@ func TestKilledBatonConverges(t *testing.T) {
 	}
 	res := load.Stop()
 	checkLoad(t, res)
+}
+
+// TestHostRelayKilledComesBack SIGKILLs the relay that serves an nginx on
+// the host (in the host's network namespace, on 127.0.0.1): Docker restarts
+// it, and with no call from baton it listens on the same address and
+// relays to the target its state file kept; then a deploy under load
+// switches it with zero failed requests.
+func TestHostRelayKilledComesBack(t *testing.T) {
+	e := newEnv(t)
+	v1 := e.version("v1", "v1", nil)
+	v2 := e.version("v2", "v2", nil)
+	name := testenv.UniqueName("web-")
+	e.runWeb(name, v1)
+	ng := testenv.HostNginx(t, testenv.NginxOpts{UpstreamFile: t.TempDir() + "/web.conf", InitialServers: []string{testenv.ContainerIP(t, e.cli, name, e.net) + ":8080"}})
+	e.mustDeploy("--image", v2, "--nginx-upstream", ng.UpstreamFile(), "--nginx-reload", ng.ReloadCommand(), "--http-probe", "/healthz", name)
+	assertServes(t, ng.URL()+"/", "v2")
+
+	rc := e.inspect(traffic.RelayName(name))
+	listen := rc.Config.Labels[traffic.LabelRelayListen]
+	if !rc.HostConfig.NetworkMode.IsHost() || listen == "" {
+		t.Fatalf("relay %s: network mode %q, listen %q; want the host's namespace", rc.Name, rc.HostConfig.NetworkMode, listen)
+	}
+	if err := syscall.Kill(rc.State.Pid, syscall.SIGKILL); err != nil {
+		t.Fatalf("killing relay process %d: %v", rc.State.Pid, err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		c := e.inspect(traffic.RelayName(name))
+		if c.RestartCount > 0 && c.State.Running && c.State.Pid != rc.State.Pid {
+			if conn, err := net.DialTimeout("tcp", listen, time.Second); err == nil {
+				_ = conn.Close()
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("relay did not come back listening on %s within 30s: %+v", listen, c.State)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	// Served through the restarted relay with the target from its state
+	// file: nothing re-pointed it.
+	assertServes(t, ng.URL()+"/", "v2")
+
+	load := startLoad(t, ng.URL()+"/", 2*time.Minute)
+	time.Sleep(time.Second)
+	e.mustDeploy("--image", v1, name)
+	time.Sleep(time.Second)
+	res := load.Stop()
+	checkLoad(t, res)
+	if res.Versions()["v1"] == 0 || res.Versions()["v2"] == 0 {
+		t.Fatalf("versions served %v: the deploy did not move traffic", res.Versions())
+	}
+	if c := e.inspect(traffic.RelayName(name)); c.ID != rc.ID {
+		t.Fatalf("the relay was recreated (%s, was %s): the deploy should have used the restarted one", c.ID, rc.ID)
+	}
+	e.assertSingle(name, v1)
+	assertServes(t, ng.URL()+"/", "v1")
 }

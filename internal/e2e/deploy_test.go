@@ -403,3 +403,36 @@ func (e *env) mirrorsOf(networkID string) []network.Summary {
 	}
 	return list
 }
+
+// TestZeroDowntimeRelayUpstreamKeepalive: nginx on the host keeps its
+// upstream connections to the relay open, each for at most a second
+// (keepalive_time, keepalive_timeout), which spares the relay a connection
+// per request. Consecutive deploys under load still fail no request, and
+// each drain ends by itself (nginx closes the old container's connections
+// after their request), not by the drain timeout.
+func TestZeroDowntimeRelayUpstreamKeepalive(t *testing.T) {
+	e := newEnv(t)
+	v1 := e.version("v1", "v1", nil)
+	v2 := e.version("v2", "v2", nil)
+	name := testenv.UniqueName("web-")
+	e.runWeb(name, v1)
+	ng := testenv.HostNginx(t, testenv.NginxOpts{UpstreamFile: t.TempDir() + "/web.conf", InitialServers: []string{testenv.ContainerIP(t, e.cli, name, e.net) + ":8080"},
+		Upstream: testenv.KeepaliveUpstream, Location: testenv.KeepaliveLocation})
+	// A drain that waited for the timeout would say so and take 20s.
+	flags := []string{"--nginx-upstream", ng.UpstreamFile(), "--nginx-reload", ng.ReloadCommand(), "--http-probe", "/healthz", "--drain", "20s"}
+	e.mustDeploy(append(append([]string{"--image", v2}, flags...), name)...)
+	load := startLoad(t, ng.URL()+"/", 3*time.Minute)
+	for i, ref := range []string{v1, v2, v1} {
+		r := e.mustDeploy("--image", ref, name)
+		if !strings.Contains(r.stdout, "traffic: relay") || strings.Contains(r.stdout+r.stderr, "drain time over") {
+			t.Fatalf("deploy %d: the drain did not end by itself, or no relay:\nstdout %q\nstderr %q", i, r.stdout, r.stderr)
+		}
+	}
+	res := load.Stop()
+	checkLoad(t, res)
+	if res.Versions()["v1"] == 0 || res.Versions()["v2"] == 0 {
+		t.Fatalf("versions served %v: the deploys did not move traffic", res.Versions())
+	}
+	e.assertSingle(name, v1)
+	assertServes(t, ng.URL()+"/", "v1")
+}

@@ -123,8 +123,9 @@ func TestTargetProblems(t *testing.T) {
 	}
 }
 
-// TestRelayPortTaken: the relay's host port is held by a third container;
-// the deploy fails with Docker's reason, and the old container serves on.
+// TestRelayPortTaken: the relay's host port is held by a third container's
+// published port; the deploy fails naming the address and the kernel's
+// reason, and the old container serves on.
 func TestRelayPortTaken(t *testing.T) {
 	e := newEnv(t)
 	v1 := e.version("v1", "v1", nil)
@@ -135,7 +136,7 @@ func TestRelayPortTaken(t *testing.T) {
 	testenv.RunDemo(t, e.cli, testenv.RunOpts{Image: v1, Publish: []string{"127.0.0.1:" + itoa(taken) + ":8080"}})
 	upstream := t.TempDir() + "/web.conf"
 	r := e.run("deploy", "--image", v2, "--nginx-upstream", upstream, "--nginx-reload", "true", "--relay-port", itoa(taken), name)
-	if r.code != 1 || !strings.Contains(lastLine(r.stderr), "port is already allocated") {
+	if r.code != 1 || !strings.Contains(lastLine(r.stderr), "127.0.0.1:"+itoa(taken)) || !strings.Contains(lastLine(r.stderr), "address already in use") {
 		t.Fatalf("exit %d, stderr %q", r.code, r.stderr)
 	}
 	e.assertUntouched(name, id, "", "")

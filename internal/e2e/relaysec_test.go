@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/network"
 
 	"github.com/baton-sh/baton/dockerctl"
 	"github.com/baton-sh/baton/internal/testenv"
@@ -83,6 +84,38 @@ func TestRelayContainerHardened(t *testing.T) {
 	if _, err := os.Stat(fmt.Sprintf("/proc/%d/root/state/relay.json", rc.State.Pid)); err != nil {
 		t.Errorf("relay state file: %v; the relay could not save its target", err)
 	}
+	// For an nginx on the host the relay is in the host's network namespace
+	// (no docker-proxy in the path), listening on loopback only: baton on
+	// the host reaches its control port, the app container reaches neither
+	// that nor the data port through the host's address on its network.
+	if !h.NetworkMode.IsHost() {
+		t.Errorf("relay network mode %q, want host", h.NetworkMode)
+	}
+	listen, ctl := rc.Config.Labels[traffic.LabelRelayListen], rc.Config.Labels[traffic.LabelRelayControl]
+	if !strings.HasPrefix(listen, "127.0.0.1:") || !strings.HasPrefix(ctl, "127.0.0.1:") || !strings.Contains(readFile(t, ng.UpstreamFile()), "server "+listen) {
+		t.Fatalf("relay listens on %q, control on %q; upstream file %q", listen, ctl, readFile(t, ng.UpstreamFile()))
+	}
+	if c, err := net.DialTimeout("tcp", ctl, 2*time.Second); err != nil {
+		t.Errorf("the relay's control port %s is not reachable from the host: %v", ctl, err)
+	} else {
+		_ = c.Close()
+	}
+	app := e.inspect(name)
+	svcNet, err := e.cli.NetworkInspect(t.Context(), dockerctl.ServiceNetwork(name), network.InspectOptions{})
+	if err != nil || len(svcNet.IPAM.Config) == 0 || svcNet.IPAM.Config[0].Gateway == "" {
+		t.Fatalf("service network of %s: no gateway address (%v)", name, err)
+	}
+	gw := svcNet.IPAM.Config[0].Gateway
+	appIP := app.NetworkSettings.Networks[dockerctl.ServiceNetwork(name)].IPAddress
+	if err := dialFromContainer(t, app.State.Pid, net.JoinHostPort(appIP, "8080"), 2*time.Second); err != nil {
+		t.Fatalf("positive control: the app container cannot dial its own port: %v", err)
+	}
+	for _, addr := range []string{ctl, listen} {
+		_, port, _ := net.SplitHostPort(addr)
+		if err := dialFromContainer(t, app.State.Pid, net.JoinHostPort(gw, port), 2*time.Second); err == nil {
+			t.Errorf("the app container reached the relay's %s through the host's address %s", addr, gw)
+		}
+	}
 	// Positive control: a deploy still switches through the hardened relay.
 	e.mustDeploy("--image", v1, name)
 	assertServes(t, ng.URL()+"/", "v1")
@@ -110,15 +143,19 @@ func procStatus(t *testing.T, pid int) map[string]string {
 // a managed app container (hundreds of connections, each sending a large
 // line without a newline) while load runs through nginx and the relay and a
 // deploy switches the relay: the relay's memory stays bounded, no request is
-// lost, and the deploy's switch gets through.
+// lost, and the deploy's switch gets through. nginx runs in a container, so
+// the relay is on the service's network with the app, where its control
+// port can be reached from a container at all (a relay for an nginx on the
+// host listens on the host's loopback; TestRelayContainerHardened checks a
+// container cannot reach that).
 func TestRelayControlFlood(t *testing.T) {
 	e := newEnv(t)
 	v1 := e.version("v1", "v1", nil)
 	v2 := e.version("v2", "v2", nil)
 	name := testenv.UniqueName("web-")
 	e.runWeb(name, v1)
-	ng := testenv.HostNginx(t, testenv.NginxOpts{UpstreamFile: t.TempDir() + "/web.conf", InitialServers: []string{testenv.ContainerIP(t, e.cli, name, e.net) + ":8080"}})
-	e.mustDeploy("--image", v2, "--nginx-upstream", ng.UpstreamFile(), "--nginx-reload", ng.ReloadCommand(), "--http-probe", "/healthz", name)
+	ng := testenv.ContainerNginx(t, e.cli, testenv.NginxOpts{Network: e.net, UpstreamFile: "web.conf", InitialServers: []string{name + ":8080"}})
+	e.mustDeploy("--image", v2, "--nginx-upstream", ng.UpstreamFile(), "--nginx-container", ng.Container(), "--http-probe", "/healthz", name)
 
 	svcNet := dockerctl.ServiceNetwork(name)
 	rc := e.inspect(traffic.RelayName(name))

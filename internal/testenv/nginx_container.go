@@ -181,6 +181,8 @@ func ContainerNginx(t TB, cli *client.Client, opts NginxOpts) *Nginx {
 		Upstream: "/etc/nginx/baton/" + file,
 		Location: orString(opts.Location, DefaultLocation),
 		HTTP:     opts.HTTP,
+
+		UpstreamExtra: opts.Upstream,
 	}
 	if opts.AccessLog {
 		conf.AccessLog = "/etc/nginx/log/access.log"

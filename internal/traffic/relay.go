@@ -29,8 +29,10 @@ import (
 // once, and every later switch is a control call to the relay, with no nginx
 // reload at all, so no client keep-alive connection is ever closed by a
 // deploy. The relay runs in its own container (from an image of this baton
-// binary), on its service's network, and for an nginx on the host it also
-// publishes a port on 127.0.0.1.
+// binary): for an nginx container, on its service's network; for an nginx on
+// the host, in the host's network namespace, listening on 127.0.0.1 (or the
+// operator's --relay-address) and dialing the app's address on its service's
+// network, so no docker-proxy sits in the path.
 type Relay struct {
 	eng      Engine
 	svc      deploy.Service
@@ -62,7 +64,19 @@ const (
 	// services, have none: an nginx container knows them by their bare
 	// name, resolved on that network.
 	LabelRelayNetwork = "baton.relay-network"
+	// LabelRelayListen is the address a relay in the host's network
+	// namespace listens on, as nginx names it; LabelRelayControl its TCP
+	// control address (always on 127.0.0.1: only this host's baton calls
+	// it). Relays that publish a port (earlier versions) have neither.
+	LabelRelayListen  = "baton.relay-listen"
+	LabelRelayControl = "baton.relay-control"
 )
+
+// relayOnHost reports whether relay container c runs in the host's network
+// namespace (made for an nginx on the host by this version).
+func relayOnHost(c container.InspectResponse) bool {
+	return c.HostConfig != nil && c.HostConfig.NetworkMode.IsHost()
+}
 
 var unsafeName = regexp.MustCompile(`[^a-zA-Z0-9_.-]`)
 
@@ -84,7 +98,7 @@ func (t *Relay) Ensure(ctx context.Context, cur deploy.Endpoint) error {
 	if err != nil {
 		return err
 	}
-	want := relayTarget(cur)
+	want := relayTarget(cur, !relayOnHost(c))
 	if st.Current == nil || !st.Current.Target.Equal(want) {
 		if _, err := t.set(ctx, want); err != nil {
 			return err
@@ -151,6 +165,10 @@ func (t *Relay) upstreamServers(ctx context.Context, self container.InspectRespo
 	}
 	seen := map[string]bool{}
 	add := func(c container.InspectResponse, key string) error {
+		if t.settings.NginxContainer != "" && relayOnHost(c) {
+			name := strings.TrimPrefix(c.Name, "/")
+			return fmt.Errorf("relay container %s listens on the host for an nginx on the host, which an nginx container cannot reach; remove it (docker rm -f %s) and deploy again to recreate it", name, name)
+		}
 		if t.settings.NginxContainer != "" {
 			// An nginx container finds the relay by name on the relay's
 			// service network, so a replica's relay must be there too.
@@ -253,8 +271,23 @@ func (t *Relay) Switch(ctx context.Context, from, to deploy.Endpoint) error {
 	if to.IP == "" {
 		return fmt.Errorf("container %s has no address on its service's network", to.Name)
 	}
-	_, err := t.set(ctx, relayTarget(to))
+	onHost, err := t.onHost(ctx)
+	if err != nil {
+		return err
+	}
+	_, err = t.set(ctx, relayTarget(to, !onHost))
 	return err
+}
+
+// onHost reports whether the service's relay runs in the host's network
+// namespace.
+func (t *Relay) onHost(ctx context.Context) (bool, error) {
+	name := RelayName(t.svc.Key)
+	c, err := t.eng.ContainerInspect(ctx, name)
+	if err != nil {
+		return false, fmt.Errorf("inspecting relay container %s: %w", name, err)
+	}
+	return relayOnHost(c), nil
 }
 
 // Drain waits on the relay's own count of connections to `from`: the relay
@@ -297,11 +330,14 @@ func (t *Relay) forget(ctx context.Context, ep deploy.Endpoint) error {
 }
 
 // relayTarget is an app container as a relay target: its IP on its
-// service's network first, then its short ID, which Docker's DNS resolves
-// on that network even after a daemon restart gave it another IP.
-func relayTarget(ep deploy.Endpoint) relay.Target {
+// service's network first, then, byName, its short ID, which Docker's DNS
+// resolves on that network even after a daemon restart gave it another IP.
+// A relay in the host's network namespace has no Docker DNS (the name would
+// go to the host's resolver): it gets the IP alone, which baton status
+// re-points after a reboot.
+func relayTarget(ep deploy.Endpoint, byName bool) relay.Target {
 	addrs := []string{ep.Addr()}
-	if len(ep.ID) >= 12 {
+	if byName && len(ep.ID) >= 12 {
 		addrs = append(addrs, net.JoinHostPort(ep.ID[:12], strconv.Itoa(ep.Port)))
 	}
 	return relay.Target{Name: ep.ID, Addrs: addrs}
@@ -310,9 +346,13 @@ func relayTarget(ep deploy.Endpoint) relay.Target {
 // upstreamServer is the address nginx uses for relay c of service key: its
 // name qualified by the service's network for an nginx container (its bare
 // name for a relay of an earlier version, see keepsLegacyName), the
-// published loopback port for an nginx on the host.
+// address it listens on in the host's network namespace (or the loopback
+// port an earlier version's relay publishes) for an nginx on the host.
 func (t *Relay) upstreamServer(c container.InspectResponse, key string) (string, error) {
 	name := strings.TrimPrefix(c.Name, "/")
+	if listen := c.Config.Labels[LabelRelayListen]; listen != "" && relayOnHost(c) {
+		return listen, nil
+	}
 	if t.settings.NginxContainer != "" {
 		if t.keepsLegacyName(c) {
 			return net.JoinHostPort(name, strconv.Itoa(relayListenPort)), nil
@@ -332,18 +372,22 @@ func (t *Relay) ensureContainer(ctx context.Context) (container.InspectResponse,
 	name := RelayName(t.svc.Key)
 	c, err := t.eng.ContainerInspect(ctx, name)
 	if err == nil {
-		// A relay of an earlier version is on the shared network only.
-		if _, err := t.joinServiceNetwork(ctx, c, t.svc.Key); err != nil {
-			return c, err
-		}
-		if c, err = t.eng.ContainerInspect(ctx, name); err != nil {
-			return c, fmt.Errorf("inspecting relay container %s: %w", name, err)
+		// A relay of an earlier version is on the shared network only. One
+		// in the host's network namespace joins no network: it reaches the
+		// app's address on its service's network through the host.
+		if !relayOnHost(c) {
+			if _, err := t.joinServiceNetwork(ctx, c, t.svc.Key); err != nil {
+				return c, err
+			}
+			if c, err = t.eng.ContainerInspect(ctx, name); err != nil {
+				return c, fmt.Errorf("inspecting relay container %s: %w", name, err)
+			}
 		}
 		if !c.State.Running {
 			if err := t.eng.ContainerStart(ctx, c.ID, container.StartOptions{}); err != nil {
 				return c, fmt.Errorf("starting relay container %s: %w", name, err)
 			}
-			if err := t.waitReady(ctx); err != nil {
+			if err := t.waitReady(ctx, false); err != nil {
 				return c, err
 			}
 		}
@@ -399,38 +443,74 @@ func (t *Relay) create(ctx context.Context, name string) error {
 		NetworkMode:   container.NetworkMode(batonNet),
 	}
 	hardenRelay(host)
+	netCfg := &network.NetworkingConfig{EndpointsConfig: map[string]*network.EndpointSettings{batonNet: {Aliases: relayAliases(name, batonNet)}}}
 	if t.settings.NginxContainer == "" {
-		port := t.settings.RelayPort
-		if port == 0 {
-			if port, err = freeLoopbackPort(); err != nil {
-				return err
-			}
+		// For an nginx on the host the relay lives in the host's network
+		// namespace: nginx reaches it on loopback and it dials the app's
+		// address on its service's network, as nginx itself would. A
+		// published port would put docker-proxy, a second userland copier,
+		// in front of every request (measured: the relay path carried 0.37x
+		// the direct path's requests/s through it; see docs/NOTES.md).
+		listenAddr, ctlAddr, err := t.hostAddrs()
+		if err != nil {
+			return err
 		}
-		cfg.Labels[LabelRelayPort] = strconv.Itoa(port)
-		host.PortBindings = nat.PortMap{listen: {{HostIP: "127.0.0.1", HostPort: strconv.Itoa(port)}}}
-		// Publishing needs a gateway network; baton's is internal.
-		host.NetworkMode = "bridge"
-	}
-	var netCfg *network.NetworkingConfig
-	if host.NetworkMode == container.NetworkMode(batonNet) {
-		netCfg = &network.NetworkingConfig{EndpointsConfig: map[string]*network.EndpointSettings{batonNet: {Aliases: relayAliases(name, batonNet)}}}
+		cfg.Cmd = []string{"relay", "serve", "--listen", listenAddr,
+			"--control", relayControl, "--state", relayStateDir + "/relay.json",
+			"--control-tcp", ctlAddr}
+		cfg.ExposedPorts = nil
+		_, port, _ := net.SplitHostPort(listenAddr)
+		cfg.Labels[LabelRelayPort] = port
+		cfg.Labels[LabelRelayListen] = listenAddr
+		cfg.Labels[LabelRelayControl] = ctlAddr
+		host.NetworkMode = network.NetworkHost
+		netCfg = nil
 	}
 	created, err := t.eng.ContainerCreate(ctx, cfg, host, netCfg, nil, name)
 	if err != nil {
 		return fmt.Errorf("creating relay container %s: %w", name, err)
 	}
-	if host.NetworkMode != container.NetworkMode(batonNet) {
-		if err := t.eng.NetworkConnect(ctx, batonNet, created.ID, &network.EndpointSettings{Aliases: relayAliases(name, batonNet)}); err != nil {
-			_ = t.eng.ContainerRemove(ctx, created.ID, container.RemoveOptions{Force: true})
-			return fmt.Errorf("attaching relay container %s to network %s: %w", name, batonNet, err)
-		}
-	}
 	if err := t.eng.ContainerStart(ctx, created.ID, container.StartOptions{}); err != nil {
 		_ = t.eng.ContainerRemove(ctx, created.ID, container.RemoveOptions{Force: true})
 		return fmt.Errorf("starting relay container %s: %w", name, err)
 	}
+	if err := t.waitReady(ctx, true); err != nil {
+		// A relay that never answered (its address taken meanwhile, say)
+		// would only restart in a loop: take it away, as if never made.
+		_ = t.eng.ContainerRemove(context.WithoutCancel(ctx), created.ID, container.RemoveOptions{Force: true})
+		return err
+	}
 	t.notify(fmt.Sprintf("started relay container %s for %s", name, t.svc.Name))
-	return t.waitReady(ctx)
+	return nil
+}
+
+// hostAddrs picks the addresses a relay in the host's network namespace
+// listens on: the data address (--relay-address, default 127.0.0.1, and
+// --relay-port or a free port) and its control address on 127.0.0.1. The
+// data address is checked free here, so a taken one fails the deploy with a
+// clear reason before any container exists.
+func (t *Relay) hostAddrs() (listen, control string, err error) {
+	ip := t.settings.RelayAddress
+	if ip == "" {
+		ip = "127.0.0.1"
+	}
+	port := t.settings.RelayPort
+	if port == 0 {
+		if port, err = freePort(ip); err != nil {
+			return "", "", err
+		}
+	}
+	listen = net.JoinHostPort(ip, strconv.Itoa(port))
+	ln, err := net.Listen("tcp", listen)
+	if err != nil {
+		return "", "", fmt.Errorf("the relay cannot listen on %s (--relay-address/--relay-port): %w", listen, err)
+	}
+	_ = ln.Close()
+	ctlPort, err := freePort("127.0.0.1")
+	if err != nil {
+		return "", "", err
+	}
+	return listen, net.JoinHostPort("127.0.0.1", strconv.Itoa(ctlPort)), nil
 }
 
 // The relay's limits. It holds a few goroutines and buffers per connection
@@ -463,7 +543,9 @@ func hardenRelay(host *container.HostConfig) {
 func RelayVolume(serviceKey string) string { return RelayName(serviceKey) + "-state" }
 
 // waitReady waits for a just-started relay to answer on its control socket.
-func (t *Relay) waitReady(ctx context.Context) error {
+// For a fresh container (created just now) a restart means it exits at
+// start, which waiting would not change.
+func (t *Relay) waitReady(ctx context.Context, fresh bool) error {
 	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
 	backoff := 20 * time.Millisecond
@@ -473,6 +555,11 @@ func (t *Relay) waitReady(ctx context.Context) error {
 			return nil
 		}
 		t.ctl = nil // the TCP control port may just not be listening yet
+		if c, ierr := t.eng.ContainerInspect(ctx, RelayName(t.svc.Key)); fresh && ierr == nil && c.State != nil && (c.RestartCount > 0 || c.State.Restarting) {
+			// It exits at start (its address taken, say): waiting longer
+			// would only watch it restart.
+			return fmt.Errorf("relay container %s exits at start (exit code %d, restarted %d times; docker logs %s says why)", RelayName(t.svc.Key), c.State.ExitCode, c.RestartCount, RelayName(t.svc.Key))
+		}
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("relay container %s did not answer on its control socket: %w", RelayName(t.svc.Key), err)
@@ -498,10 +585,10 @@ func (t *Relay) set(ctx context.Context, target relay.Target) (relay.Status, err
 	return ctl.Set(ctx, target)
 }
 
-func freeLoopbackPort() (int, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+func freePort(ip string) (int, error) {
+	ln, err := net.Listen("tcp", net.JoinHostPort(ip, "0"))
 	if err != nil {
-		return 0, fmt.Errorf("finding a free port for the relay: %w", err)
+		return 0, fmt.Errorf("finding a free port for the relay on %s: %w", ip, err)
 	}
 	defer ln.Close()
 	return ln.Addr().(*net.TCPAddr).Port, nil

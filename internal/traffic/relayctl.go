@@ -57,7 +57,13 @@ func (t *Relay) control(ctx context.Context) (relayController, error) {
 			return t.ctl, nil
 		}
 		dial := func(ctx context.Context, _, addr string) (net.Conn, error) { return t.dialVia(ctx, name, addr) }
-		client, err := relay.DialTCPWith(ctx, dial, net.JoinHostPort("127.0.0.1", strconv.Itoa(relayControlPort)), token)
+		ctlAddr := net.JoinHostPort("127.0.0.1", strconv.Itoa(relayControlPort))
+		if relayOnHost(c) {
+			// In the host's namespace the control port is the one its label
+			// records, on that host's loopback.
+			ctlAddr = c.Config.Labels[LabelRelayControl]
+		}
+		client, err := relay.DialTCPWith(ctx, dial, ctlAddr, token)
 		if err != nil {
 			t.log.Debug("relay control through docker exec dial failed; using docker exec of relay ctl", "container", name, "error", err)
 			t.ctl = &execControl{eng: t.eng, container: name}
@@ -66,13 +72,20 @@ func (t *Relay) control(ctx context.Context) (relayController, error) {
 		t.ctl = tcpControl{c: client, exec: &execControl{eng: t.eng, container: name}, log: t.log}
 		return t.ctl, nil
 	}
-	var ip string
-	if n, ok := c.NetworkSettings.Networks[t.serviceNet(ctx)]; ok && n != nil {
-		ip = n.IPAddress
+	var addr string
+	switch {
+	case relayOnHost(c):
+		// On the host's loopback: reachable when this baton runs on the
+		// host, not from a container (then exec).
+		addr = c.Config.Labels[LabelRelayControl]
+	default:
+		if n, ok := c.NetworkSettings.Networks[t.serviceNet(ctx)]; ok && n != nil && n.IPAddress != "" {
+			addr = net.JoinHostPort(n.IPAddress, strconv.Itoa(relayControlPort))
+		}
 	}
-	if token != "" && ip != "" {
+	if token != "" && addr != "" {
 		dctx, cancel := context.WithTimeout(ctx, time.Second)
-		client, err := relay.DialTCP(dctx, net.JoinHostPort(ip, strconv.Itoa(relayControlPort)), token)
+		client, err := relay.DialTCP(dctx, addr, token)
 		cancel()
 		if err == nil {
 			t.ctl = tcpControl{c: client, exec: &execControl{eng: t.eng, container: name}, log: t.log}

@@ -24,6 +24,9 @@ func settingFlags() []ucli.Flag {
 		&ucli.StringFlag{Name: "nginx-container", Usage: "nginx runs in container `NAME`: baton sends it HUP", Category: "Traffic"},
 		&ucli.BoolFlag{Name: "relay", Usage: "put baton's relay between nginx and the app, so a deploy needs no nginx reload", DefaultText: "true with --nginx-upstream", Category: "Traffic"},
 		&ucli.IntFlag{Name: "relay-port", Usage: "host port on 127.0.0.1 for the relay when nginx runs on the host", DefaultText: "a free one", Category: "Traffic"},
+		&ucli.DurationFlag{Name: "bake", Usage: "keep the old container running, out of rotation, this long after the switch, and revert to it if the new one turns unhealthy, exits or restarts", DefaultText: "no bake", Category: "Bake and canary"},
+		&ucli.IntFlag{Name: "bake-max-dial-errors", Usage: "also revert a bake or canary when the relay counts more than `N` failed dials to the new container", DefaultText: "off", Category: "Bake and canary"},
+		&ucli.StringFlag{Name: "canary", Usage: "send `PERCENT[:DURATION]` of new connections to the new container first (relay only); without a duration, wait for baton promote or baton abort; 0 turns it off", DefaultText: "no canary", Category: "Bake and canary"},
 	}
 }
 

@@ -152,7 +152,7 @@ func (d *Deployer) decideCanary(ctx context.Context, target string, promote bool
 // newRunning says whether the new container runs and is not unhealthy.
 func (d *Deployer) runFromRecord(ctx context.Context, svc Service, rec Record) (*run, bool, error) {
 	r := &run{d: d, svc: svc, plan: planFromRecord(rec), res: &Result{StartedAt: time.Now(), OldImage: rec.OldImage, NewImage: rec.NewImage,
-		Service: svc.Key, Container: svc.Name, DeployID: rec.DeployID, NewID: rec.NewID, OldServing: true}}
+		Service: svc.Key, Container: svc.Name, DeployID: rec.DeployID, NewID: rec.NewID, OldServing: true, Traffic: string(rec.Settings.TrafficMode())}}
 	r.rec, r.phase = rec, PhaseCanary
 	var err error
 	if r.traffic, err = d.Traffic(ctx, svc, rec.Settings); err != nil {
@@ -174,6 +174,7 @@ func (d *Deployer) runFromRecord(ctx context.Context, svc Service, rec Record) (
 		return nil, false, fmt.Errorf("container %s of deploy %s: %w", rec.NewName, rec.DeployID, err)
 	}
 	r.newEP = endpointOf(newC, r.batonNet, rec.Settings.Port)
+	r.res.NewImageID = newC.Image
 	r.portBindings = newC.HostConfig.PortBindings
 	running := newC.State != nil && newC.State.Running && (newC.State.Health == nil || newC.State.Health.Status != "unhealthy")
 	return r, running, nil

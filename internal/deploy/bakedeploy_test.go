@@ -11,11 +11,11 @@ import (
 	"github.com/docker/docker/api/types/events"
 )
 
-var relayFlags = map[string]string{"nginx-upstream": "/etc/nginx/baton/x.conf", "nginx-reload": "true"}
+var bakeRelayFlags = map[string]string{"nginx-upstream": "/etc/nginx/baton/x.conf", "nginx-reload": "true"}
 
-func withFlags(extra map[string]string) map[string]string {
+func bakeWithFlags(extra map[string]string) map[string]string {
 	out := map[string]string{}
-	for k, v := range relayFlags {
+	for k, v := range bakeRelayFlags {
 		out[k] = v
 	}
 	for k, v := range extra {
@@ -48,7 +48,7 @@ func (h *harness) emitDuring(ctx context.Context, phase Phase, action events.Act
 func TestBakeRevertsWhenTheNewContainerDies(t *testing.T) {
 	h := newHarness(t, "relay", "")
 	h.emitDuring(t.Context(), PhaseBake, events.ActionDie)
-	res, err := h.deploy(t.Context(), "web:v2", withFlags(map[string]string{"bake": "1m"}))
+	res, err := h.deploy(t.Context(), "web:v2", bakeWithFlags(map[string]string{"bake": "1m"}))
 	if ExitCode(err) != 1 || res.Outcome != OutcomeReverted || !res.OldServing {
 		t.Fatalf("deploy: outcome %s exit %d err %v, want reverted, exit 1", res.Outcome, ExitCode(err), err)
 	}
@@ -71,7 +71,7 @@ func TestBakeRevertsWhenTheNewContainerDies(t *testing.T) {
 // then the old container is stopped and the deploy completes.
 func TestBakePassesThenStopsOld(t *testing.T) {
 	h := newHarness(t, "relay", "")
-	res, err := h.deploy(t.Context(), "web:v2", withFlags(map[string]string{"bake": "200ms"}))
+	res, err := h.deploy(t.Context(), "web:v2", bakeWithFlags(map[string]string{"bake": "200ms"}))
 	if err != nil || res.Outcome != OutcomeDeployed {
 		t.Fatalf("deploy: %v (%s)", err, res.Outcome)
 	}
@@ -92,7 +92,7 @@ func TestBakePassesThenStopsOld(t *testing.T) {
 // back; a second canary is promoted and the deploy completes.
 func TestCanaryWaitsThenAbortOrPromote(t *testing.T) {
 	h := newHarness(t, "relay", "")
-	res, err := h.deploy(t.Context(), "web:v2", withFlags(map[string]string{"canary": "20"}))
+	res, err := h.deploy(t.Context(), "web:v2", bakeWithFlags(map[string]string{"canary": "20"}))
 	if err != nil || res.Outcome != OutcomeCanary {
 		t.Fatalf("deploy --canary 20: %v (%s)", err, res.Outcome)
 	}
@@ -113,7 +113,7 @@ func TestCanaryWaitsThenAbortOrPromote(t *testing.T) {
 		t.Fatalf("promote without a canary: %v, want ErrInvalid", err)
 	}
 
-	if res, err := h.deploy(t.Context(), "web:v2", withFlags(map[string]string{"canary": "20", "bake": "100ms"})); err != nil || res.Outcome != OutcomeCanary {
+	if res, err := h.deploy(t.Context(), "web:v2", bakeWithFlags(map[string]string{"canary": "20", "bake": "100ms"})); err != nil || res.Outcome != OutcomeCanary {
 		t.Fatalf("second canary: %v", err)
 	}
 	res, err = h.d.Promote(t.Context(), "web")
@@ -134,7 +134,7 @@ func TestCanaryWaitsThenAbortOrPromote(t *testing.T) {
 func TestTimedCanaryRevertsOnUnhealthy(t *testing.T) {
 	h := newHarness(t, "relay", "")
 	h.emitDuring(t.Context(), PhaseCanary, events.Action("health_status: unhealthy"))
-	res, err := h.deploy(t.Context(), "web:v2", withFlags(map[string]string{"canary": "20:1m"}))
+	res, err := h.deploy(t.Context(), "web:v2", bakeWithFlags(map[string]string{"canary": "20:1m"}))
 	if ExitCode(err) != 1 || res.Outcome != OutcomeReverted || !strings.Contains(err.Error(), "turned unhealthy") {
 		t.Fatalf("deploy: outcome %s exit %d err %v", res.Outcome, ExitCode(err), err)
 	}

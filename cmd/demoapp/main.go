@@ -100,7 +100,8 @@ type config struct {
 	lateListen     bool          // open the port only after warm-up
 	stopDelay      time.Duration // extra time spent in SIGTERM handling before closing the listener
 	unhealthyAfter time.Duration
-	needs          []string // host:port peers (a database) that must answer for the app to be healthy
+	failAfter      time.Duration // FAIL_AFTER: this long after the first request it serves, every answer is 500 (a release that breaks under traffic)
+	needs          []string      // host:port peers (a database) that must answer for the app to be healthy
 }
 
 func loadConfig() config {
@@ -112,6 +113,7 @@ func loadConfig() config {
 	c.warmup = envDuration("WARMUP", 0)
 	c.stopDelay = envDuration("STOP_DELAY", 0)
 	c.unhealthyAfter = envDuration("UNHEALTHY_AFTER", 0)
+	c.failAfter = envDuration("FAIL_AFTER", 0)
 	c.lateListen = env("LISTEN_AFTER_WARMUP", "") == "1"
 	if n := env("NEEDS", ""); n != "" {
 		c.needs = strings.Split(n, ",")
@@ -130,6 +132,13 @@ func run() error {
 	started := time.Now()
 	var ready atomic.Bool
 	var served atomic.Int64
+	// firstServed is when the first request (not a health check) was
+	// served, in UnixNano; FAIL_AFTER counts from it.
+	var firstServed atomic.Int64
+	failing := func() bool {
+		t := firstServed.Load()
+		return cfg.failAfter > 0 && t != 0 && time.Since(time.Unix(0, t)) > cfg.failAfter
+	}
 	hostname, _ := os.Hostname()
 
 	mux := http.NewServeMux()
@@ -137,6 +146,8 @@ func run() error {
 		switch {
 		case cfg.mode == "never-healthy":
 			http.Error(w, "never healthy (MODE=never-healthy)", http.StatusServiceUnavailable)
+		case failing():
+			http.Error(w, "failing (FAIL_AFTER)", http.StatusInternalServerError)
 		case cfg.mode == "unhealthy-after" && time.Since(started) > cfg.unhealthyAfter:
 			http.Error(w, "turned unhealthy (MODE=unhealthy-after)", http.StatusServiceUnavailable)
 		case !ready.Load():
@@ -183,7 +194,15 @@ func run() error {
 			http.Error(w, "warming up", http.StatusServiceUnavailable)
 			return
 		}
+		firstServed.CompareAndSwap(0, time.Now().UnixNano())
 		n, err := io.Copy(io.Discard, r.Body)
+		if failing() {
+			// The version header says who answered, so a test can count
+			// these apart from requests lost on the way.
+			w.Header().Set("X-Version", cfg.version)
+			http.Error(w, "failing (FAIL_AFTER)", http.StatusInternalServerError)
+			return
+		}
 		if err != nil {
 			http.Error(w, "reading body: "+err.Error(), http.StatusBadRequest)
 			return

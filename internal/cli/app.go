@@ -74,6 +74,8 @@ func newApp(stdout, stderr io.Writer) *ucli.App {
 		Commands: []*ucli.Command{
 			newDeployCommand(),
 			newRollbackCommand(),
+			newCanaryCommand("promote", true),
+			newCanaryCommand("abort", false),
 			newStatusCommand(),
 			newHistoryCommand(),
 			newWatchCommand(),

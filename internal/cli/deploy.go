@@ -30,6 +30,9 @@ func settingFlags() []ucli.Flag {
 		&ucli.StringFlag{Name: "drain-signal", Usage: "send `SIGNAL` (SIGUSR1, SIGHUP, SIGTERM, ...) to the old container when traffic moves, before the drain, so the app can ask its long-lived clients (WebSocket, SSE) to reconnect", Category: "Traffic"},
 		&ucli.StringFlag{Name: "pre-switch", Usage: "run `CMD` with docker exec in the healthy new container before traffic moves (migrations, cache warming, a smoke test); a non-zero exit aborts, the old keeps serving; run without a shell (write sh -c '...' for one); recorded for later deploys, never taken from a label", Category: "Health"},
 		&ucli.StringFlag{Name: "accept-drift", Usage: "deploy although the new container cannot have these settings of the old one: comma-separated `FIELDS` (" + strings.Join(dockerctl.DriftFields, ", ") + "); recorded for later deploys"},
+		&ucli.DurationFlag{Name: "bake", Usage: "keep the old container running, out of rotation, this long after the switch, and revert to it if the new one turns unhealthy, exits or restarts", DefaultText: "no bake", Category: "Bake and canary"},
+		&ucli.IntFlag{Name: "bake-max-dial-errors", Usage: "also revert a bake or canary when the relay counts more than `N` failed dials to the new container", DefaultText: "off", Category: "Bake and canary"},
+		&ucli.StringFlag{Name: "canary", Usage: "send `PERCENT[:DURATION]` of new connections to the new container first (relay only); without a duration, wait for baton promote or baton abort; 0 turns it off", DefaultText: "no canary", Category: "Bake and canary"},
 	}
 }
 

@@ -116,6 +116,10 @@ func (o *output) result(res *deploy.Result) {
 		fmt.Fprintf(o.stdout, "%s is up to date: %s (%s)\n", res.Container, res.NewImage, short(res.NewImageID))
 	case deploy.OutcomeDryRun:
 		o.printPlan(res.Plan)
+	case deploy.OutcomeCanary:
+		fmt.Fprintf(o.stdout, "canary of %s: %s -> %s (%s) takes a share of new connections; baton promote %s or baton abort %s ends it\n", res.Container, res.OldImage, res.NewImage, short(res.NewImageID), res.Container, res.Container)
+	case deploy.OutcomeReverted:
+		fmt.Fprintf(o.stdout, "reverted %s: %s serves %s\n", res.Container, res.Container, res.OldImage)
 	}
 	if res.Recovered != "" {
 		fmt.Fprintf(o.stderr, "note: %s\n", res.Recovered)

@@ -30,6 +30,7 @@ const (
 	OutcomeFailed   = "failed"
 	OutcomeNotRun   = "not-run"
 	OutcomeDryRun   = "dry-run" // planned only; see each replica's plan
+	OutcomeCanary   = "canary"  // a replica's canary waits for baton promote or abort
 )
 
 // DeployService replaces every running replica of service, one at a time,
@@ -94,6 +95,13 @@ func DeployService(ctx context.Context, d Deployer, eng Engine, p *Project, cfg 
 			return res, err
 		}
 		switch out.Outcome {
+		case deploy.OutcomeCanary:
+			// One replica is the canary of the service: the others wait
+			// for the decision, which a later deploy carries to them.
+			res.Outcome = OutcomeCanary
+			res.Detail = fmt.Sprintf("replica %s is a canary: baton promote %s or baton abort %s, then deploy again for the other %d replicas",
+				out.Container, out.Container, out.Container, len(running)-i-1)
+			return res, nil
 		case deploy.OutcomeDeployed:
 			res.Outcome = OutcomeDeployed
 		case deploy.OutcomeDryRun:

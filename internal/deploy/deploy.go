@@ -89,6 +89,9 @@ type progress struct {
 	phase    Phase
 	phaseT0  time.Time
 	switched bool
+	// reverted: a bake or canary failed and the rollback sends traffic
+	// back to the old container; the outcome is "reverted".
+	reverted bool
 	// rolledBack: the rollback already said what keeps serving.
 	rolledBack bool
 	// portBindings are the new container's host port bindings, checked free
@@ -114,6 +117,9 @@ func (d *Deployer) Deploy(ctx context.Context, req Request) (*Result, error) {
 	r.res.Duration = time.Since(r.res.StartedAt)
 	if err != nil {
 		r.res.Outcome = OutcomeFailed
+		if r.reverted {
+			r.res.Outcome = OutcomeReverted
+		}
 		r.res.Error = err.Error()
 		var pe *PhaseError
 		if errors.As(err, &pe) {
@@ -172,6 +178,12 @@ func (r *run) deploy(ctx context.Context) error {
 		return &PhaseError{Phase: PhaseRecover, OldServing: false, Err: err}
 	} else if note != "" {
 		r.res.Recovered = note
+	}
+	var pending Record
+	if found, err := r.d.State.ReadRecord(r.svc.Key, &pending); err != nil {
+		return &PhaseError{Phase: PhaseRecover, OldServing: true, Err: err}
+	} else if found && waitingCanary(pending) {
+		return canaryPendingError(pending)
 	}
 	r.d.pruneMirrors(ctx, r.event)
 	// Converging may have finished an interrupted deploy: look again.

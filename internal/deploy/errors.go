@@ -33,7 +33,9 @@ const (
 	PhaseWarm     Phase = "warm"
 	PhaseHealthy  Phase = "healthy"
 	PhaseSwitch   Phase = "switch"
+	PhaseCanary   Phase = "canary" // a share of new connections goes to the new container
 	PhaseDrain    Phase = "drain"
+	PhaseBake     Phase = "bake" // the old container waits, out of rotation, to be reverted to
 	PhaseStopOld  Phase = "stop-old"
 	PhaseHandover Phase = "handover"
 	PhaseFinalize Phase = "finalize"

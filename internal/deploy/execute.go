@@ -28,11 +28,21 @@ func (r *run) execute(ctx context.Context) error {
 	if err := r.ready(ctx); err != nil {
 		return err
 	}
-	for i, s := range p.steps {
+	return r.walk(ctx, p.steps)
+}
+
+// walk runs steps: those before the old container's stop roll back on a
+// failure, the stop and the rest roll forward. baton promote walks the
+// steps after a canary with it.
+func (r *run) walk(ctx context.Context, steps []Step) error {
+	for i, s := range steps {
 		if s.Kind == StepStopOld {
-			return r.afterNoReturn(context.WithoutCancel(ctx), p.steps[i+1:])
+			return r.afterNoReturn(context.WithoutCancel(ctx), steps[i+1:])
 		}
 		if err := r.step(ctx, s); err != nil {
+			if errors.Is(err, errCanaryWaiting) {
+				return r.canaryWaiting()
+			}
 			return r.rollback(ctx, err)
 		}
 	}
@@ -59,8 +69,12 @@ func (r *run) step(ctx context.Context, s Step) error {
 		return r.preSwitch(ctx)
 	case StepSwitch:
 		return r.switchTraffic(ctx)
+	case StepCanary:
+		return r.canary(ctx)
 	case StepDrain:
 		return r.drain(ctx)
+	case StepBake:
+		return r.bake(ctx)
 	}
 	return fmt.Errorf("step %s cannot run before the old container stops", s.Kind)
 }
@@ -455,8 +469,14 @@ func (r *run) rollback(ctx context.Context, cause error) error {
 	r.event(r.phase, r.svc.Name, "deploy failed, rolling back: %v", cause)
 	var problems []string
 	if r.switched {
+		t0 := time.Now()
 		if err := r.traffic.Switch(ctx, r.newEP, r.oldEP); err != nil {
 			problems = append(problems, "moving traffic back: "+err.Error())
+		} else if r.reverted && r.d.Report != nil {
+			r.event(r.phase, r.svc.Name, "traffic is back on %s (the %s call took %s)", r.svc.Name, r.plan.TrafficMode, time.Since(t0).Round(time.Millisecond))
+		}
+		if len(problems) > 0 {
+			// Traffic did not move back: draining would wait for nothing.
 		} else if _, err := r.traffic.Drain(ctx, r.newEP, r.plan.settings.Drain); err != nil {
 			problems = append(problems, "draining the new container: "+err.Error())
 		}

@@ -87,3 +87,11 @@ func (t *fakeTraffic) target() string {
 	defer t.mu.Unlock()
 	return t.current
 }
+
+// Split records a canary split, as the relay would; Switch ends it.
+func (t *fakeTraffic) Split(_ context.Context, from, to Endpoint, percent int) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.log = append(t.log, fmt.Sprintf("split %s %d%% -> %s", from.Name, percent, to.Name))
+	return nil
+}

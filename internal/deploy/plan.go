@@ -91,8 +91,10 @@ const (
 	StepJoin      StepKind = "join"       // connect it to the networks it warms up on
 	StepWarm      StepKind = "warm"       // start it and wait until it is healthy
 	StepPreSwitch StepKind = "pre-switch" // run the operator's command in it (--pre-switch)
+	StepCanary    StepKind = "canary"     // send a share of new connections to it first
 	StepSwitch    StepKind = "switch"     // move traffic to it
 	StepDrain     StepKind = "drain"      // wait for requests in flight on the old one
+	StepBake      StepKind = "bake"       // keep the old one, out of rotation, to revert to
 	StepStopOld   StepKind = "stop-old"   // stop the old container: the point of no return
 	StepHandover  StepKind = "handover"   // connect the networks the old one held (published ports)
 	StepFinalize  StepKind = "finalize"   // remove the old container, rename the new one
@@ -321,6 +323,9 @@ func deploySteps(f *Facts, p *Plan) []Step {
 	}
 	switch p.TrafficMode {
 	case TrafficRelay:
+		if c := s.Canary; c.Percent > 0 {
+			steps = append(steps, Step{StepCanary, canaryText(name, s)})
+		}
 		steps = append(steps, Step{StepSwitch, "switch baton's relay to it"})
 	case TrafficNginx:
 		steps = append(steps, Step{StepSwitch, "rewrite " + s.NginxUpstream + " to it and reload nginx"})
@@ -332,9 +337,24 @@ func deploySteps(f *Facts, p *Plan) []Step {
 		}
 		steps = append(steps, Step{StepDrain, text})
 	}
+	if s.Bake > 0 {
+		how := "in one relay call"
+		if p.TrafficMode == TrafficNginx {
+			how = "by rewriting " + s.NginxUpstream + " and reloading nginx"
+		}
+		steps = append(steps, Step{StepBake, fmt.Sprintf("bake for %s: keep %s running out of rotation and send traffic back to it %s if the new container %s", s.Bake, name, how, watchedFor(s))})
+	}
 	steps = append(steps, Step{StepStopOld, "stop " + name + " gracefully (point of no return)"})
 	steps = append(steps, afterNoReturnSteps(name, tmp, nets.AtHandover)...)
 	return steps
+}
+
+func canaryText(name string, s Settings) string {
+	c := s.Canary
+	if c.Duration == 0 {
+		return fmt.Sprintf("canary: send %d%% of new connections to it, the rest to %s, and return; baton promote %s goes on with the steps below, baton abort %s sends all back to %s", c.Percent, name, name, name, name)
+	}
+	return fmt.Sprintf("canary: send %d%% of new connections to it for %s, the rest to %s; back to %s in one relay call if it %s", c.Percent, c.Duration, name, name, watchedFor(s))
 }
 
 // afterNoReturnSteps are the steps after the old container stopped; a

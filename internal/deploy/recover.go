@@ -71,6 +71,11 @@ func (d *Deployer) converge(ctx context.Context, svc Service, event func(Phase, 
 		// service's labels is left alone (status lists it).
 		return "", nil
 	}
+	if waitingCanary(rec) {
+		// Not interrupted: it waits for baton promote or baton abort.
+		return fmt.Sprintf("canary of deploy %s is on: %d%% of new connections go to %s (%s); baton promote %s or baton abort %s ends it",
+			rec.DeployID, rec.Settings.Canary.Percent, rec.NewName, rec.NewImage, svc.Name, svc.Name), nil
+	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 3*time.Minute)
 	defer cancel()
 

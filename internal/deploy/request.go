@@ -69,6 +69,12 @@ const (
 	OutcomeUpToDate Outcome = "up-to-date"
 	OutcomeDryRun   Outcome = "dry-run"
 	OutcomeFailed   Outcome = "failed"
+	// OutcomeReverted: the new container failed its bake or canary, traffic
+	// went back to the old one, which serves (exit 1), or baton abort did so.
+	OutcomeReverted Outcome = "reverted"
+	// OutcomeCanary: a canary without a duration is on; baton promote or
+	// baton abort ends it.
+	OutcomeCanary Outcome = "canary"
 )
 
 // Result describes a finished deploy, successful or not.

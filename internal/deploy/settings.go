@@ -32,6 +32,54 @@ type Settings struct {
 	DrainSignal    string        // signal sent to the old container when traffic moves, before the drain (SIGUSR1, ...)
 	PreSwitch      string        // command run with docker exec in the healthy new container before traffic moves, split by SplitCommand
 	AcceptDrift    string        // comma-separated clone fields (see dockerctl.Drift) the deploy may lose or change
+	// Bake keeps the old container running, drained and out of rotation,
+	// this long after the switch; the new one turning unhealthy, exiting or
+	// restarting in that window reverts traffic to the old. 0 = no bake.
+	Bake time.Duration
+	// BakeMaxDialErrors, when more than 0, also reverts a bake or canary
+	// once the relay counts more failed dials to the new container.
+	BakeMaxDialErrors int
+	// Canary sends a share of new connections to the new container first
+	// (relay only); the zero value is no canary.
+	Canary Canary
+}
+
+// Canary is --canary PERCENT[:DURATION]: PERCENT of new connections go to
+// the new container for DURATION, then all; with no duration the canary
+// waits for baton promote or baton abort.
+type Canary struct {
+	Percent  int
+	Duration time.Duration
+}
+
+func (c Canary) String() string {
+	switch {
+	case c.Percent == 0:
+		return ""
+	case c.Duration == 0:
+		return strconv.Itoa(c.Percent)
+	}
+	return strconv.Itoa(c.Percent) + ":" + c.Duration.String()
+}
+
+func parseCanary(v string, dst *Canary) error {
+	if v == "" || v == "0" {
+		*dst = Canary{}
+		return nil
+	}
+	pct, dur, timed := strings.Cut(v, ":")
+	n, err := strconv.Atoi(strings.TrimSuffix(pct, "%"))
+	if err != nil || n < 1 || n > 99 {
+		return fmt.Errorf("want PERCENT[:DURATION], a share of 1 to 99 percent (0 turns the canary off) and an optional duration, like 20 or 20:5m")
+	}
+	c := Canary{Percent: n}
+	if timed {
+		if err := parsePositiveDuration(dur, &c.Duration); err != nil {
+			return fmt.Errorf("duration %q after the percent: %v", dur, err)
+		}
+	}
+	*dst = c
+	return nil
 }
 
 // DefaultSettings are the values used when neither a flag nor a label says.
@@ -122,6 +170,14 @@ var settingDefs = []setting{
 		return nil
 	}},
 	{"accept-drift", func(s *Settings) string { return s.AcceptDrift }, func(s *Settings, v string) error { return parseDriftList(v, &s.AcceptDrift) }},
+	{"bake", func(s *Settings) string {
+		if s.Bake == 0 {
+			return ""
+		}
+		return s.Bake.String()
+	}, func(s *Settings, v string) error { return parseDuration(v, &s.Bake) }},
+	{"bake-max-dial-errors", func(s *Settings) string { return itoa0(s.BakeMaxDialErrors) }, func(s *Settings, v string) error { return parseNonNegative(v, &s.BakeMaxDialErrors) }},
+	{"canary", func(s *Settings) string { return s.Canary.String() }, func(s *Settings, v string) error { return parseCanary(v, &s.Canary) }},
 }
 
 // SettingNames lists every setting, which is also its flag name and, after
@@ -183,6 +239,12 @@ func (s Settings) validate() error {
 		return classify(ErrInvalid, "--nginx-upstream needs --nginx-reload CMD (nginx on the host) or --nginx-container NAME (nginx in a container) so nginx can be told to reload")
 	case s.NginxUpstream != "" && !strings.HasPrefix(s.NginxUpstream, "/"):
 		return classify(ErrInvalid, "--nginx-upstream %q must be an absolute path", s.NginxUpstream)
+	case s.Bake > 0 && s.TrafficMode() == TrafficNone:
+		return classify(ErrInvalid, "--bake needs traffic baton moves (--nginx-upstream, with the relay or nginx reload): without it the published ports pass to the new container only when the old one stops, so there is no old container to revert to; drop --bake or add --nginx-upstream")
+	case s.Canary.Percent > 0 && s.TrafficMode() != TrafficRelay:
+		return classify(ErrInvalid, "--canary needs baton's relay (--nginx-upstream without --relay=false): only the relay can split new connections between two containers; drop --canary or use the relay")
+	case s.BakeMaxDialErrors > 0 && s.TrafficMode() != TrafficRelay:
+		return classify(ErrInvalid, "--bake-max-dial-errors needs baton's relay, which counts the dials; drop it or use the relay")
 	}
 	return nil
 }

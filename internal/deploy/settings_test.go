@@ -39,6 +39,27 @@ func TestResolveSettings(t *testing.T) {
 		{name: "host or container, not both", flags: map[string]string{"nginx-upstream": "/u", "nginx-reload": "x", "nginx-container": "n"}, wantErr: "pick one"},
 		{name: "upstream path absolute", flags: map[string]string{"nginx-upstream": "u.conf", "nginx-reload": "x"}, wantErr: "absolute path"},
 		{name: "port range", flags: map[string]string{"port": "70000"}, wantErr: "not a port"},
+		{name: "bake with the relay", flags: map[string]string{"nginx-upstream": "/u.conf", "nginx-reload": "x", "bake": "30s", "bake-max-dial-errors": "5"}, check: func(s Settings) bool {
+			return s.Bake == 30*time.Second && s.BakeMaxDialErrors == 5 && s.String() == "bake=30s bake-max-dial-errors=5 nginx-reload=x nginx-upstream=/u.conf"
+		}},
+		{name: "bake in reload mode", flags: map[string]string{"nginx-upstream": "/u.conf", "nginx-container": "n", "relay": "false", "bake": "1m"}, check: func(s Settings) bool {
+			return s.Bake == time.Minute && s.TrafficMode() == TrafficNginx
+		}},
+		{name: "bake label", labels: map[string]string{"baton.bake": "10s", "baton.nginx-upstream": "/u.conf", "baton.nginx-container": "n"}, check: func(s Settings) bool { return s.Bake == 10*time.Second }},
+		{name: "bake needs moving traffic", flags: map[string]string{"bake": "30s"}, wantErr: "--bake needs traffic baton moves"},
+		{name: "bake duration", flags: map[string]string{"bake": "a while"}, wantErr: "--bake"},
+		{name: "canary timed", flags: map[string]string{"nginx-upstream": "/u.conf", "nginx-reload": "x", "canary": "20:5m"}, check: func(s Settings) bool {
+			return s.Canary == Canary{Percent: 20, Duration: 5 * time.Minute} && s.Canary.String() == "20:5m0s"
+		}},
+		{name: "canary manual, percent sign", flags: map[string]string{"nginx-upstream": "/u.conf", "nginx-reload": "x", "canary": "5%"}, check: func(s Settings) bool {
+			return s.Canary == Canary{Percent: 5}
+		}},
+		{name: "canary 0 is off", flags: map[string]string{"canary": "0"}, labels: map[string]string{"baton.canary": "20"}, check: func(s Settings) bool { return s.Canary == Canary{} }},
+		{name: "canary needs the relay", flags: map[string]string{"nginx-upstream": "/u.conf", "nginx-container": "n", "relay": "false", "canary": "20"}, wantErr: "--canary needs baton's relay"},
+		{name: "canary without traffic", flags: map[string]string{"canary": "20"}, wantErr: "--canary needs baton's relay"},
+		{name: "canary 100 is a switch", flags: map[string]string{"canary": "100"}, wantErr: "1 to 99 percent"},
+		{name: "canary bad duration", flags: map[string]string{"canary": "20:soon"}, wantErr: "duration \"soon\""},
+		{name: "dial errors need the relay", flags: map[string]string{"nginx-upstream": "/u.conf", "nginx-container": "n", "relay": "false", "bake": "1m", "bake-max-dial-errors": "3"}, wantErr: "--bake-max-dial-errors needs baton's relay"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

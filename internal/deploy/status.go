@@ -199,6 +199,12 @@ func (d *Deployer) repairTraffic(ctx context.Context, svc Service) error {
 	if rec, ok, err := d.readService(svc.Key); err != nil || !ok || rec.ContainerID != c.ID {
 		return err
 	}
+	// A canary waiting for promote or abort keeps its split: pointing all
+	// traffic at the serving container would end it behind the operator's back.
+	var pending Record
+	if found, err := d.State.ReadRecord(svc.Key, &pending); err != nil || (found && waitingCanary(pending)) {
+		return err
+	}
 	res, err := d.resolveSettings(ctx, svc, c, nil)
 	if err != nil {
 		return err

@@ -43,6 +43,27 @@ type Traffic interface {
 // TrafficFactory builds the Traffic for a service's settings.
 type TrafficFactory func(ctx context.Context, svc Service, s Settings) (Traffic, error)
 
+// TargetCounts are what the relay counted for one container: connections
+// open now, established in all, and dials that failed.
+type TargetCounts struct {
+	Active     int    `json:"active"`
+	Total      uint64 `json:"total"`
+	DialErrors uint64 `json:"dial_errors"`
+}
+
+// counter is a Traffic that counts per container (the relay); a bake's
+// dial-error threshold needs one.
+type counter interface {
+	Counts(ctx context.Context, ep Endpoint) (TargetCounts, error)
+}
+
+// splitter is a Traffic that can send a share of new connections to a
+// canary (the relay): Switch(from, to) then promotes it, Switch(to, from)
+// ends the split.
+type splitter interface {
+	Split(ctx context.Context, from, to Endpoint, percent int) error
+}
+
 // DrainReport is what a drain waited for. Waited counts the connections
 // open on the old container when the drain began (requests in flight and
 // long-lived connections: WebSocket, server-sent events, streams); Cut those

@@ -708,6 +708,31 @@ func readmeHostNginxScenario() docScenario {
 					}
 					return nil
 				}},
+			{doc: "baton deploy web --image shop/web:1.4.2 --bake 10s", check: func(s *docRun, out stepOut) error {
+				if !strings.Contains(out.stderr, "passed its bake") {
+					return fmt.Errorf("the deploy did not bake: %s", out.stderr)
+				}
+				return all(s.runs(s.vals["web"], ref(s, "1.4.2")), serves(s.vals["url"], "1.4.2"), s.labelIs(s.vals["web"], "baton.bake", "10s"))
+			}},
+			{doc: "baton deploy web --image shop/web:1.4.3 --canary 10", check: func(s *docRun, out stepOut) error {
+				if !strings.Contains(out.stdout, "canary of "+s.vals["web"]) {
+					return fmt.Errorf("the deploy did not say the canary is on: %s", out.stdout)
+				}
+				// The old container keeps the name and serves 90%.
+				return s.runs(s.vals["web"], ref(s, "1.4.2"))
+			}},
+			{doc: "baton abort web", check: func(s *docRun, _ stepOut) error {
+				return all(s.runs(s.vals["web"], ref(s, "1.4.2")), serves(s.vals["url"], "1.4.2"))
+			}},
+			{doc: "baton deploy web --image shop/web:1.4.3 --canary 20", check: func(s *docRun, out stepOut) error {
+				if !strings.Contains(out.stdout, "canary of "+s.vals["web"]) {
+					return fmt.Errorf("the deploy did not say the canary is on: %s", out.stdout)
+				}
+				return s.runs(s.vals["web"], ref(s, "1.4.2"))
+			}},
+			{doc: "baton promote web", check: func(s *docRun, _ stepOut) error {
+				return all(s.runs(s.vals["web"], ref(s, "1.4.3")), serves(s.vals["url"], "1.4.3"))
+			}},
 		},
 	}
 }

@@ -115,6 +115,14 @@ func (c *Client) Set(ctx context.Context, t Target) (Status, error) {
 	return st, err
 }
 
+// Split sends percent of new connections to canary and the rest to the
+// current target; 0 ends the split. A Set ends it too.
+func (c *Client) Split(ctx context.Context, canary Target, percent int) (Status, error) {
+	var st Status
+	err := c.do(ctx, request{Op: opSplit, Target: &canary, Percent: &percent}, &st)
+	return st, err
+}
+
 // WaitDrained waits up to timeout for the draining target called name to
 // have no active connection. Not being drained in time is not an error:
 // WaitResult.Drained is false.

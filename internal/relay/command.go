@@ -111,6 +111,19 @@ func ctlCommand() *cli.Command {
 				}),
 			},
 			{
+				Name:  "split",
+				Usage: "send --percent of new connections to a canary target, the rest to the current one (0 ends the split)",
+				Flags: []cli.Flag{
+					controlFlag(),
+					&cli.StringFlag{Name: "name", Required: true, Usage: "canary target (container) name"},
+					&cli.StringSliceFlag{Name: "addr", Required: true, Usage: "host:port, tried in order (repeat)"},
+					&cli.IntFlag{Name: "percent", Required: true, Usage: "share of new connections, 0-99", DefaultText: "none, required"},
+				},
+				Action: ctlAction(func(ctx context.Context, c *Client, cCtx *cli.Context) (any, error) {
+					return c.Split(ctx, Target{Name: cCtx.String("name"), Addrs: cCtx.StringSlice("addr")}, cCtx.Int("percent"))
+				}),
+			},
+			{
 				Name:  "wait-drained",
 				Usage: "wait until a draining target has no open connection (exit 1 if not by --timeout)",
 				Flags: []cli.Flag{

@@ -22,6 +22,7 @@ const (
 	opSet         = "set"
 	opWaitDrained = "wait-drained"
 	opForget      = "forget"
+	opSplit       = "split"
 
 	codeBadRequest    = "bad_request"
 	codeUnknownTarget = "unknown_target"
@@ -38,6 +39,8 @@ type request struct {
 	Target  *Target `json:"target,omitempty"`
 	Name    string  `json:"name,omitempty"`
 	Timeout string  `json:"timeout,omitempty"`
+	// Percent is split's share of new connections for Target, the canary.
+	Percent *int `json:"percent,omitempty"`
 }
 
 // errorResponse is the reply to a request that failed.
@@ -250,6 +253,22 @@ func (r *Relay) runRequest(ctx context.Context, line []byte) (any, error) {
 			return nil, fmt.Errorf("forget: %w", err)
 		}
 		r.log.Info("forgot draining target", "target", req.Name)
+		return st, nil
+	case opSplit:
+		if req.Target == nil || req.Percent == nil {
+			return nil, fmt.Errorf("%w: split: needs target and percent", errBadRequest)
+		}
+		if p := *req.Percent; p < 0 || p > 99 {
+			return nil, fmt.Errorf("%w: split: percent %d is not 0 (end the split) to 99", errBadRequest, p)
+		}
+		if err := req.Target.Validate(); err != nil {
+			return nil, fmt.Errorf("%w: split: %v", errBadRequest, err)
+		}
+		st, err := r.st.split(req.Target.clone(), *req.Percent, time.Now())
+		if err != nil {
+			return nil, err
+		}
+		r.log.Info("split new connections", "target", req.Target.Name, "percent", *req.Percent)
 		return st, nil
 	default:
 		return nil, fmt.Errorf("%w: unknown op %q", errBadRequest, req.Op)

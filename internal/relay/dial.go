@@ -45,6 +45,9 @@ func (r *Relay) dialBackend(ctx context.Context, client net.Addr) (*backend, *ne
 				}
 				return b, conn, nil
 			}
+			if ctx.Err() == nil { // not the relay shutting down
+				r.st.dialFailed(b)
+			}
 			r.st.release(b)
 			lastErr = err
 			if dctx.Err() != nil {

@@ -26,6 +26,7 @@ type backend struct {
 	total     uint64
 	since     time.Time
 	forgotten bool
+	dialErrs  uint64
 	// idle is closed while active is zero and replaced by an open channel
 	// when active leaves zero, so wait-drained wakes on the event itself.
 	idle chan struct{}
@@ -39,11 +40,12 @@ func newBackend(t Target, since time.Time) *backend {
 
 func (b *backend) status() TargetStatus {
 	return TargetStatus{
-		Target:    b.target.clone(),
-		Active:    b.active,
-		Total:     b.total,
-		Since:     b.since,
-		Forgotten: b.forgotten,
+		Target:     b.target.clone(),
+		Active:     b.active,
+		Total:      b.total,
+		Since:      b.since,
+		Forgotten:  b.forgotten,
+		DialErrors: b.dialErrs,
 	}
 }
 
@@ -58,6 +60,12 @@ type state struct {
 	gen      int
 	current  *backend
 	draining []*backend // newest first
+	// canary, while a split is on, gets percent of the new connections;
+	// picks counts the connections split so far, so the share is exact
+	// rather than random (every 100 connections carry percent to it).
+	canary  *backend
+	percent int
+	picks   uint64
 	// changed is closed and replaced whenever the current target changes,
 	// to wake connections that are waiting for a target or backing off.
 	changed chan struct{}
@@ -86,7 +94,7 @@ func (s *state) set(t Target, now time.Time, persist func(gen int, t Target, sin
 	defer s.switchMu.Unlock()
 
 	s.mu.Lock()
-	if s.current != nil && s.current.target.Equal(t) {
+	if s.current != nil && s.current.target.Equal(t) && s.canary == nil {
 		st = s.statusLocked()
 		s.mu.Unlock()
 		return st, nil, false, nil
@@ -102,7 +110,28 @@ func (s *state) set(t Target, now time.Time, persist func(gen int, t Target, sin
 
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	next := s.takeDrainingLocked(t)
+	// A set ends any split: promoting the canary keeps its backend (and
+	// counts); setting anything else sends the canary draining.
+	var next *backend
+	if c := s.canary; c != nil {
+		if c.target.Equal(t) {
+			next = c
+		} else {
+			c.since = now
+			s.draining = slices.Insert(s.draining, 0, c)
+		}
+		s.canary, s.percent = nil, 0
+	}
+	if next == nil && s.current != nil && s.current.target.Equal(t) {
+		// Aborting a split: the current target stays current.
+		s.gen = gen
+		close(s.changed)
+		s.changed = make(chan struct{})
+		return s.statusLocked(), nil, true, nil
+	}
+	if next == nil {
+		next = s.takeDrainingLocked(t)
+	}
 	if next == nil {
 		next = newBackend(t.clone(), now)
 	}
@@ -139,9 +168,18 @@ func (s *state) takeDrainingLocked(t Target) *backend {
 func (s *state) candidates() ([]*backend, <-chan struct{}) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out := make([]*backend, 0, 1+len(s.draining))
+	out := make([]*backend, 0, 2+len(s.draining))
 	if s.current != nil {
 		out = append(out, s.current)
+	}
+	if s.canary != nil {
+		// The other one is the first fallback either way.
+		if canaryTurn(s.picks, s.percent) {
+			out = slices.Insert(out, 0, s.canary)
+		} else {
+			out = append(out, s.canary)
+		}
+		s.picks++
 	}
 	for _, b := range s.draining {
 		if !b.forgotten {
@@ -188,6 +226,64 @@ func (s *state) release(b *backend) {
 	}
 }
 
+// canaryTurn reports whether connection n (from 0) of a split goes to the
+// canary: the n-th connection does when the canary's exact share of the
+// first n+1 (percent of them) reaches a whole connection more than of the
+// first n, so every run of 100 connections sends exactly percent to it,
+// spread evenly.
+func canaryTurn(n uint64, percent int) bool {
+	p := uint64(percent)
+	return (n+1)*p/100 > n*p/100
+}
+
+// dialFailed counts a failed dial to b.
+func (s *state) dialFailed(b *backend) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	b.dialErrs++
+}
+
+// split sends percent (1-99) of new connections to canary and the rest to
+// the current target; percent 0 ends the split, the canary draining. A
+// draining target made the canary keeps its counts. Not persisted: a
+// relay restarted during a split comes back with the current target alone,
+// which is the side a canary falls back to anyway.
+func (s *state) split(canary Target, percent int, now time.Time) (Status, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.current == nil {
+		return Status{}, fmt.Errorf("%w: split: no current target to split with", errBadRequest)
+	}
+	if percent == 0 {
+		if c := s.canary; c != nil {
+			c.since = now
+			s.draining = slices.Insert(s.draining, 0, c)
+			s.canary, s.percent = nil, 0
+		}
+		return s.statusLocked(), nil
+	}
+	if s.current.target.Equal(canary) {
+		return Status{}, fmt.Errorf("%w: split: target %s is the current target, not a canary", errBadRequest, canary.Name)
+	}
+	if c := s.canary; c != nil && !c.target.Equal(canary) {
+		c.since = now
+		s.draining = slices.Insert(s.draining, 0, c)
+		s.canary = nil
+	}
+	if s.canary == nil {
+		b := s.takeDrainingLocked(canary)
+		if b == nil {
+			b = newBackend(canary.clone(), now)
+		}
+		b.since = now
+		s.canary, s.picks = b, 0
+	}
+	s.percent = percent
+	close(s.changed)
+	s.changed = make(chan struct{})
+	return s.statusLocked(), nil
+}
+
 func (s *state) status() Status {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -199,6 +295,10 @@ func (s *state) statusLocked() Status {
 	if s.current != nil {
 		ts := s.current.status()
 		st.Current = &ts
+	}
+	if s.canary != nil {
+		ts := s.canary.status()
+		st.Canary, st.CanaryPercent = &ts, s.percent
 	}
 	for _, b := range s.draining {
 		st.Draining = append(st.Draining, b.status())
@@ -218,7 +318,7 @@ func (s *state) drainingNamedLocked(name string) ([]*backend, error) {
 	if len(out) > 0 {
 		return out, nil
 	}
-	if s.current != nil && s.current.target.Name == name {
+	if (s.current != nil && s.current.target.Name == name) || (s.canary != nil && s.canary.target.Name == name) {
 		return nil, fmt.Errorf("target %q: %w", name, ErrNotDraining)
 	}
 	return nil, fmt.Errorf("%w %q", ErrUnknownTarget, name)

@@ -56,17 +56,23 @@ type TargetStatus struct {
 	Active int       `json:"active"`
 	Total  uint64    `json:"total"`
 	Since  time.Time `json:"since"`
+	// DialErrors counts the dials to the target that failed (each addr
+	// tried counts once): a bake or canary watches it rise.
+	DialErrors uint64 `json:"dial_errors,omitempty"`
 	// Forgotten is set on a draining target that was forgotten but still
 	// has open connections; it is no longer offered as a dial fallback.
 	Forgotten bool `json:"forgotten,omitempty"`
 }
 
 // Status is the relay's view of its targets. Generation increments on every
-// switch of the current target.
+// switch of the current target. During a canary (op split) Canary gets
+// CanaryPercent of the new connections and Current the rest.
 type Status struct {
-	Generation int            `json:"generation"`
-	Current    *TargetStatus  `json:"current"`
-	Draining   []TargetStatus `json:"draining"`
+	Generation    int            `json:"generation"`
+	Current       *TargetStatus  `json:"current"`
+	Canary        *TargetStatus  `json:"canary,omitempty"`
+	CanaryPercent int            `json:"canary_percent,omitempty"`
+	Draining      []TargetStatus `json:"draining"`
 }
 
 // WaitResult is the answer to wait-drained: whether the draining target

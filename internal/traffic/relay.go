@@ -99,7 +99,9 @@ func (t *Relay) Ensure(ctx context.Context, cur deploy.Endpoint) error {
 		return err
 	}
 	want := relayTarget(cur, !relayOnHost(c))
-	if st.Current == nil || !st.Current.Target.Equal(want) {
+	// A split still on (an aborted or interrupted canary) ends here too:
+	// cur alone is to get traffic.
+	if st.Current == nil || !st.Current.Target.Equal(want) || st.Canary != nil {
 		if _, err := t.set(ctx, want); err != nil {
 			return err
 		}
@@ -261,6 +263,11 @@ func (t *Relay) Describe(ctx context.Context) (string, error) {
 		return "relay " + RelayName(t.svc.Key) + " has no target", nil
 	}
 	desc := fmt.Sprintf("relay %s -> %s (%d open)", RelayName(t.svc.Key), strings.Join(st.Current.Addrs, " | "), st.Current.Active)
+	if c := st.Canary; c != nil {
+		desc = fmt.Sprintf("relay %s split: %d%% -> %s (%d served, %d open, %d dial errors), %d%% canary -> %s (%d served, %d open, %d dial errors)",
+			RelayName(t.svc.Key), 100-st.CanaryPercent, strings.Join(st.Current.Addrs, " | "), st.Current.Total, st.Current.Active, st.Current.DialErrors,
+			st.CanaryPercent, strings.Join(c.Addrs, " | "), c.Total, c.Active, c.DialErrors)
+	}
 	for _, d := range st.Draining {
 		desc += fmt.Sprintf("; draining %s (%d open)", d.Name[:min(12, len(d.Name))], d.Active)
 	}
@@ -288,6 +295,56 @@ func (t *Relay) onHost(ctx context.Context) (bool, error) {
 		return false, fmt.Errorf("inspecting relay container %s: %w", name, err)
 	}
 	return relayOnHost(c), nil
+}
+
+// Split sends percent of new connections to `to` (the canary) and the rest
+// to `from`, which stays the current target: a later Switch to `to`
+// promotes it, a Switch back to `from` ends the split. A relay made by a
+// baton without canaries does not know the op: recreating it (docker rm -f
+// the relay, then a deploy) brings one that does.
+func (t *Relay) Split(ctx context.Context, from, to deploy.Endpoint, percent int) error {
+	if to.IP == "" {
+		return fmt.Errorf("container %s has no address on its service's network", to.Name)
+	}
+	onHost, err := t.onHost(ctx)
+	if err != nil {
+		return err
+	}
+	ctl, err := t.control(ctx)
+	if err != nil {
+		return err
+	}
+	if _, err := ctl.Split(ctx, relayTarget(to, !onHost), percent); err != nil {
+		var re *relay.RemoteError
+		if errors.As(err, &re) && re.Code == "bad_request" && strings.Contains(re.Message, "unknown") {
+			return fmt.Errorf("relay %s predates canaries (%v); remove it (docker rm -f %s) and deploy again to recreate it", RelayName(t.svc.Key), err, RelayName(t.svc.Key))
+		}
+		return err
+	}
+	return nil
+}
+
+// Counts is what the relay counted for ep, whether it is the current
+// target, the canary or draining; zero counts when the relay does not know
+// it.
+func (t *Relay) Counts(ctx context.Context, ep deploy.Endpoint) (deploy.TargetCounts, error) {
+	st, err := t.status(ctx)
+	if err != nil {
+		return deploy.TargetCounts{}, err
+	}
+	all := append([]relay.TargetStatus{}, st.Draining...)
+	if st.Current != nil {
+		all = append(all, *st.Current)
+	}
+	if st.Canary != nil {
+		all = append(all, *st.Canary)
+	}
+	for _, ts := range all {
+		if ts.Name == ep.ID {
+			return deploy.TargetCounts{Active: ts.Active, Total: ts.Total, DialErrors: ts.DialErrors}, nil
+		}
+	}
+	return deploy.TargetCounts{}, nil
 }
 
 // Drain waits on the relay's own count of connections to `from`: the relay

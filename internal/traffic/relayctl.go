@@ -31,6 +31,7 @@ type relayController interface {
 	Set(ctx context.Context, t relay.Target) (relay.Status, error)
 	WaitDrained(ctx context.Context, name string, timeout time.Duration) (relay.WaitResult, error)
 	Forget(ctx context.Context, name string) error
+	Split(ctx context.Context, canary relay.Target, percent int) (relay.Status, error)
 }
 
 // control returns the fastest way to talk to the service's relay: its TCP
@@ -160,6 +161,14 @@ func (c tcpControl) Set(ctx context.Context, t relay.Target) (relay.Status, erro
 	return st, err
 }
 
+func (c tcpControl) Split(ctx context.Context, t relay.Target, percent int) (relay.Status, error) {
+	st, err := c.c.Split(ctx, t, percent)
+	if c.fallback(ctx, "split", err) {
+		return c.exec.Split(ctx, t, percent)
+	}
+	return st, err
+}
+
 func (c tcpControl) WaitDrained(ctx context.Context, name string, timeout time.Duration) (relay.WaitResult, error) {
 	w, err := c.c.WaitDrained(ctx, name, timeout)
 	if c.fallback(ctx, "wait-drained", err) {
@@ -192,6 +201,16 @@ func (c *execControl) Status(ctx context.Context) (relay.Status, error) {
 
 func (c *execControl) Set(ctx context.Context, t relay.Target) (relay.Status, error) {
 	args := []string{"set", "--name", t.Name}
+	for _, a := range t.Addrs {
+		args = append(args, "--addr", a)
+	}
+	var st relay.Status
+	err := c.run(ctx, &st, args...)
+	return st, err
+}
+
+func (c *execControl) Split(ctx context.Context, t relay.Target, percent int) (relay.Status, error) {
+	args := []string{"split", "--name", t.Name, "--percent", strconv.Itoa(percent)}
 	for _, a := range t.Addrs {
 		args = append(args, "--addr", a)
 	}

@@ -1,7 +1,9 @@
 package cli
 
 import (
+	"encoding/json"
 	"fmt"
+	"text/tabwriter"
 	"time"
 
 	"github.com/docker/docker/errdefs"
@@ -55,14 +57,7 @@ func swarmOptions(c *ucli.Context, opts deployOptions, pull deploy.PullPolicy) (
 		StopGrace: c.Duration("stop-timeout"), Drain: c.Duration("drain"),
 		HealthTimeout: c.Duration("health-timeout"), Trigger: "cli", Who: cliUser(),
 	}
-	ref := opts.image
-	if ref != "" {
-		auth, err := dockerctl.RegistryAuth(ref, c.App.ErrWriter)
-		if err != nil {
-			return o, fmt.Errorf("%w: %w", deploy.ErrInvalid, err)
-		}
-		o.RegistryAuth = auth
-	}
+	o.RegistryAuth = func(ref string) (string, error) { return dockerctl.RegistryAuth(ref, c.App.ErrWriter) }
 	return o, nil
 }
 
@@ -114,5 +109,33 @@ func swarmResult(out *output, res *deploy.Result, err error, asJSON bool) {
 		}
 		return
 	}
-	out.result(res)
+	if asJSON {
+		out.result(res)
+		return
+	}
+	switch res.Outcome {
+	case deploy.OutcomeDeployed:
+		fmt.Fprintf(out.stdout, "deployed service %s: %s -> %s in %s\n", res.Service, res.OldImage, res.NewImage, res.Duration.Round(100*time.Millisecond))
+	case deploy.OutcomeUpToDate:
+		fmt.Fprintf(out.stdout, "service %s is up to date: %s\n", res.Service, res.NewImage)
+	}
+	if res.Recovered != "" {
+		fmt.Fprintf(out.stderr, "note: %s\n", res.Recovered)
+	}
+}
+
+func runSwarmStatus(c *ucli.Context, eng *dockerctl.Client, target string, asJSON bool) error {
+	st, err := swarmdeploy.Status(c.Context, eng, target)
+	if err != nil {
+		return deployErr(err)
+	}
+	if asJSON {
+		enc := json.NewEncoder(c.App.Writer)
+		enc.SetIndent("", "  ")
+		return enc.Encode([]swarmdeploy.ServiceStatus{st})
+	}
+	tw := tabwriter.NewWriter(c.App.Writer, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "SERVICE\tIMAGE\tTASKS\tUPDATE\tSINCE\tPREVIOUS IMAGE")
+	fmt.Fprintf(tw, "%s\t%s\t%d/%d running\t%s\t%s\t%s\n", st.Service, orDash(st.Image), st.Running, st.Desired, orDash(st.Update), since(st.Since.Format(time.RFC3339Nano)), orDash(st.PreviousImage))
+	return tw.Flush()
 }

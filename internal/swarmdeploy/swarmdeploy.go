@@ -81,9 +81,10 @@ type Options struct {
 	HealthTimeout time.Duration
 	Timeout       time.Duration
 
-	// RegistryAuth is the X-Registry-Auth value sent with the update, so
-	// that every node can pull (docker service update --with-registry-auth).
-	RegistryAuth string
+	// RegistryAuth returns the X-Registry-Auth value for an image, sent
+	// with the registry lookup and the update so that every node can pull
+	// (docker service update --with-registry-auth); nil sends none.
+	RegistryAuth func(ref string) (string, error)
 	Trigger, Who string
 }
 
@@ -193,7 +194,13 @@ func (d *Deployer) deploy(ctx context.Context, o Options, res *deploy.Result) er
 	res.Container = svc.Spec.Name
 
 	d.event(deploy.PhasePull, "resolving "+orDefault(o.Image, cur), false)
-	ref, note, err := d.resolveImage(ctx, o, cur)
+	auth := ""
+	if o.RegistryAuth != nil {
+		if auth, err = o.RegistryAuth(orDefault(o.Image, stripDigest(cur))); err != nil {
+			return fmt.Errorf("%w: %w", deploy.ErrInvalid, err)
+		}
+	}
+	ref, note, err := d.resolveImage(ctx, o, cur, auth)
 	if err != nil {
 		return &deploy.PhaseError{Phase: deploy.PhasePull, OldServing: true,
 			Err: fmt.Errorf("%w; service %s keeps serving %s", err, o.Service, cur)}
@@ -231,7 +238,7 @@ func (d *Deployer) deploy(ctx context.Context, o Options, res *deploy.Result) er
 
 	d.event(deploy.PhaseCreate, fmt.Sprintf("updating service %s to %s (start-first, parallelism %d, failure action %s)",
 		o.Service, ref, spec.UpdateConfig.Parallelism, spec.UpdateConfig.FailureAction), false)
-	upd, err := d.Engine.ServiceUpdate(ctx, svc.ID, svc.Version, spec, swarm.ServiceUpdateOptions{EncodedRegistryAuth: o.RegistryAuth})
+	upd, err := d.Engine.ServiceUpdate(ctx, svc.ID, svc.Version, spec, swarm.ServiceUpdateOptions{EncodedRegistryAuth: auth})
 	if err != nil {
 		return &deploy.PhaseError{Phase: deploy.PhaseCreate, OldServing: true,
 			Err: fmt.Errorf("service %s: update: %w; it keeps serving %s", o.Service, err, cur)}
@@ -274,7 +281,7 @@ func (d *Deployer) checkMesh(svc swarm.Service) error {
 // image, as docker service update does), else the local image's tag when
 // this node has it (a note says other nodes must have it too). Neither is a
 // failure before anything changed.
-func (d *Deployer) resolveImage(ctx context.Context, o Options, cur string) (ref, note string, err error) {
+func (d *Deployer) resolveImage(ctx context.Context, o Options, cur, auth string) (ref, note string, err error) {
 	want := o.Image
 	if want == "" {
 		want = stripDigest(cur)
@@ -289,7 +296,7 @@ func (d *Deployer) resolveImage(ctx context.Context, o Options, cur string) (ref
 	named = reference.TagNameOnly(named)
 	var regErr error
 	if o.Pull != deploy.PullNever {
-		di, err := d.Engine.DistributionInspect(ctx, named.String(), o.RegistryAuth)
+		di, err := d.Engine.DistributionInspect(ctx, named.String(), auth)
 		if err == nil {
 			c, cerr := reference.WithDigest(named, di.Descriptor.Digest)
 			if cerr == nil {

@@ -69,12 +69,16 @@ func (d *Deployer) defaultTimeout(ctx context.Context, svc swarm.Service, o Opti
 	} else if tasks, err := d.tasks(ctx, svc.ID); err == nil {
 		n = uint64(max(len(tasks), 1))
 	}
-	par := svc.Spec.UpdateConfig.Parallelism
+	uc := svc.Spec.UpdateConfig
+	if uc == nil { // Swarm's defaults
+		uc = &swarm.UpdateConfig{Parallelism: 1, Monitor: 5 * time.Second}
+	}
+	par := uc.Parallelism
 	if par == 0 {
 		par = n
 	}
 	batches := (n + par - 1) / par
-	per := orDur(o.HealthTimeout, DefaultHealth) + svc.Spec.UpdateConfig.Monitor + svc.Spec.UpdateConfig.Delay
+	per := orDur(o.HealthTimeout, DefaultHealth) + uc.Monitor + uc.Delay
 	return time.Duration(batches)*per + time.Minute
 }
 

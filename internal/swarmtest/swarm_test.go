@@ -237,7 +237,7 @@ func TestSwarmServiceDeploys(t *testing.T) {
 			if strings.HasPrefix(s.image(t), want) {
 				want = imgs[(i+4)%3]
 			}
-			r := s.run(t, "deploy", s.name, "--image", want)
+			r := s.run(t, "deploy", s.name, "--image", want, "--update-monitor", "2s")
 			if r.code != 0 {
 				t.Fatalf("deploy %d to %s: exit %d\n%s%s", i, want, r.code, r.stdout, r.stderr)
 			}
@@ -326,8 +326,41 @@ func TestSwarmServiceDeploys(t *testing.T) {
 		}
 		s.waitRunning(t, want, 2)
 	})
+	t.Run("dry run, status, rollback, history", func(t *testing.T) {
+		svc := s.service(t)
+		cur := svc.Spec.TaskTemplate.ContainerSpec.Image
+		prev := svc.PreviousSpec.TaskTemplate.ContainerSpec.Image
+		other := imgs[0]
+		if strings.HasPrefix(cur, other) {
+			other = imgs[1]
+		}
+		r := s.run(t, "deploy", "--dry-run", s.name, "--image", other)
+		if r.code != 0 || !strings.Contains(r.stdout, "image: "+cur+" -> "+other) {
+			t.Fatalf("dry run: exit %d, want the image change in\n%s%s", r.code, r.stdout, r.stderr)
+		}
+		if v := s.service(t).Version; v != svc.Version {
+			t.Fatalf("dry run changed the service (version %d -> %d)", svc.Version.Index, v.Index)
+		}
+		r = s.run(t, "status", s.name)
+		if r.code != 0 || !strings.Contains(r.stdout, "2/2 running") || !strings.Contains(r.stdout, cur) {
+			t.Fatalf("status: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+		}
+		r = s.run(t, "rollback", s.name)
+		if r.code != 0 {
+			t.Fatalf("rollback: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+		}
+		if got := s.image(t); got != prev {
+			t.Fatalf("after rollback the service runs %s, want %s", got, prev)
+		}
+		s.waitRunning(t, prev, 2)
+		r = s.run(t, "history")
+		if r.code != 0 || strings.Count(r.stdout, s.name) < 12 {
+			t.Fatalf("history: exit %d, want every deploy of %s\n%s%s", r.code, s.name, r.stdout, r.stderr)
+		}
+	})
+
 	res := l.Stop()
-	t.Logf("baton: 10 deploys + never-healthy + missing image + SIGKILL mid-update: %d of %d requests failed (%v)", res.Failed(), res.Total(), res.Versions())
+	t.Logf("baton: 10 deploys + never-healthy + missing image + SIGKILL mid-update + rollback: %d of %d requests failed (%v)", res.Failed(), res.Total(), res.Versions())
 	if res.Total() < 1000 || res.Failed() != 0 {
 		for i, f := range res.Failures() {
 			if i == 5 {

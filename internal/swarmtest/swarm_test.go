@@ -32,7 +32,7 @@ type setup struct {
 	network string
 }
 
-func newSetup(t *testing.T, image string) *setup {
+func newSetup(t *testing.T, image string, valid time.Duration) *setup {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("integration test: starts a Docker engine of its own (skipped with -short)")
@@ -84,7 +84,7 @@ func newSetup(t *testing.T, image string) *setup {
 	s.nginx = testenv.ContainerNginx(t, cli, testenv.NginxOpts{
 		Network: s.network,
 		Location: `location / {
-            resolver 127.0.0.11 valid=1s ipv6=off;
+            resolver 127.0.0.11 valid=` + valid.String() + ` ipv6=off;
             set $tasks tasks.` + s.name + `;
             proxy_pass http://$tasks:8080;
             proxy_next_upstream error timeout http_502 http_503;
@@ -215,7 +215,7 @@ func TestSwarmServiceDeploys(t *testing.T) {
 	}
 	defer cli.Close()
 	imgs := []string{demo(t, cli, "v1", nil), demo(t, cli, "v2", nil), demo(t, cli, "v3", nil)}
-	s := newSetup(t, imgs[0])
+	s := newSetup(t, imgs[0], time.Second)
 
 	t.Run("swarm's own start-first update (baseline)", func(t *testing.T) {
 		l := s.load(t)
@@ -369,5 +369,48 @@ func TestSwarmServiceDeploys(t *testing.T) {
 			t.Logf("  failed: %s %s", f.Start.Format("15:04:05.000"), f.Err)
 		}
 		t.Fatalf("baton's service deploys: %d of %d requests failed, want 0 of at least 1000", res.Failed(), res.Total())
+	}
+}
+
+// TestSwarmNginxCachingTasks measures the path where nginx keeps the tasks'
+// addresses for 10 s (resolver valid=10s): Swarm's own start-first update
+// can replace every task inside that time, leaving nginx only stopped
+// addresses; baton's --update-delay longer than nginx's cache leaves a live
+// one in every answer nginx holds, which it retries on (proxy_next_upstream).
+func TestSwarmNginxCachingTasks(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test: starts a Docker engine of its own (skipped with -short)")
+	}
+	cli, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	imgs := []string{demo(t, cli, "v1", nil), demo(t, cli, "v2", nil), demo(t, cli, "v3", nil)}
+	s := newSetup(t, imgs[0], 10*time.Second)
+
+	l := s.load(t)
+	for i := 1; i <= 2; i++ {
+		s.plainUpdate(t, imgs[i])
+	}
+	plain := l.Stop()
+	t.Logf("nginx caching tasks 10 s, plain start-first update, 2 updates: %d of %d requests failed", plain.Failed(), plain.Total())
+
+	l = s.load(t)
+	for i, img := range []string{imgs[0], imgs[1]} {
+		if r := s.run(t, "deploy", s.name, "--image", img, "--update-delay", "12s"); r.code != 0 {
+			t.Fatalf("deploy %d: exit %d\n%s%s", i+1, r.code, r.stdout, r.stderr)
+		}
+	}
+	withDelay := l.Stop()
+	t.Logf("nginx caching tasks 10 s, baton deploy --update-delay 12s, 2 deploys: %d of %d requests failed", withDelay.Failed(), withDelay.Total())
+	if withDelay.Failed() != 0 {
+		for i, f := range withDelay.Failures() {
+			if i == 5 {
+				break
+			}
+			t.Logf("  failed: %s %s", f.Start.Format("15:04:05.000"), f.Err)
+		}
+		t.Fatalf("baton with --update-delay beyond nginx's cache: %d of %d requests failed, want 0", withDelay.Failed(), withDelay.Total())
 	}
 }

@@ -217,6 +217,32 @@ func TestSwarmServiceDeploys(t *testing.T) {
 	imgs := []string{demo(t, cli, "v1", nil), demo(t, cli, "v2", nil), demo(t, cli, "v3", nil)}
 	s := newSetup(t, imgs[0], time.Second)
 
+	t.Run("routing mesh without IPVS is refused", func(t *testing.T) {
+		// A service publishing through the ingress mesh, with no task (the
+		// check comes before anything runs).
+		zero := uint64(0)
+		name := testenv.UniqueName("h11-mesh-")
+		resp, err := cli.ServiceCreate(t.Context(), swarm.ServiceSpec{
+			Annotations:  swarm.Annotations{Name: name, Labels: map[string]string{testenv.Label: "1"}},
+			TaskTemplate: swarm.TaskSpec{ContainerSpec: &swarm.ContainerSpec{Image: imgs[0]}},
+			Mode:         swarm.ServiceMode{Replicated: &swarm.ReplicatedService{Replicas: &zero}},
+			EndpointSpec: &swarm.EndpointSpec{Ports: []swarm.PortConfig{{TargetPort: 8080, PublishMode: swarm.PortConfigPublishModeIngress}}},
+		}, swarm.ServiceCreateOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = cli.ServiceRemove(context.WithoutCancel(t.Context()), resp.ID) })
+		r := s.run(t, "deploy", name, "--image", imgs[1])
+		_, statErr := os.Stat("/proc/net/ip_vs")
+		switch {
+		case statErr != nil && (r.code != 2 || !strings.Contains(r.stderr, "IPVS") || strings.Count(strings.TrimSpace(r.stderr), "\n") > 1):
+			t.Fatalf("mesh service on a kernel without IPVS: exit %d, want 2 and one line naming IPVS\n%s", r.code, r.stderr)
+		case statErr == nil && r.code != 0:
+			t.Fatalf("mesh service on a kernel with IPVS: exit %d\n%s", r.code, r.stderr)
+		}
+		t.Logf("mesh service: exit %d: %s", r.code, strings.TrimSpace(r.stderr))
+	})
+
 	t.Run("swarm's own start-first update (baseline)", func(t *testing.T) {
 		l := s.load(t)
 		for i := 1; i <= 3; i++ {

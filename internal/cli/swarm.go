@@ -2,6 +2,7 @@ package cli
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"text/tabwriter"
 	"time"
@@ -47,7 +48,7 @@ func swarmOptions(c *ucli.Context, opts deployOptions, pull deploy.PullPolicy) (
 	}
 	for _, name := range []string{"http-probe", "tcp-probe", "warmup-requests", "nginx-upstream", "nginx-reload", "nginx-container", "relay", "relay-port"} {
 		if c.IsSet(name) {
-			return swarmdeploy.Options{}, fmt.Errorf("%w: --%s does not apply to a Swarm service: Swarm runs the health check inside each task (give the service a HEALTHCHECK, e.g. docker service update --health-cmd) and nginx reaches the tasks itself (resolver 127.0.0.11; tasks.%s)", deploy.ErrInvalid, name, opts.target)
+			return swarmdeploy.Options{}, usageErr("--%s does not apply to a Swarm service: Swarm runs the health check inside each task (give the service a HEALTHCHECK, e.g. docker service update --health-cmd) and nginx reaches the tasks itself (resolver 127.0.0.11; tasks.%s)", name, opts.target)
 		}
 	}
 	o := swarmdeploy.Options{
@@ -64,7 +65,10 @@ func swarmOptions(c *ucli.Context, opts deployOptions, pull deploy.PullPolicy) (
 func runSwarmDeploy(c *ucli.Context, eng *dockerctl.Client, opts deployOptions, pull deploy.PullPolicy) error {
 	out := newOutput(c.App.Writer, c.App.ErrWriter, opts.json, opts.quiet)
 	o, err := swarmOptions(c, opts, pull)
-	if err != nil {
+	var ee *exitError
+	if errors.As(err, &ee) {
+		return err
+	} else if err != nil {
 		return deployErr(err)
 	}
 	d := &swarmdeploy.Deployer{Engine: eng, Report: out, Log: logger(c)}

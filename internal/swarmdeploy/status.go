@@ -30,7 +30,7 @@ func Status(ctx context.Context, eng Engine, name string) (ServiceStatus, error)
 		return ServiceStatus{}, err
 	}
 	if !found {
-		return ServiceStatus{}, fmt.Errorf("%w: no swarm service named %s on this engine", deploy.ErrNotFound, name)
+		return ServiceStatus{}, kinded(deploy.ErrNotFound, "no swarm service named %s on this engine", name)
 	}
 	st := ServiceStatus{Service: svc.Spec.Name, Since: svc.UpdatedAt}
 	if cs := svc.Spec.TaskTemplate.ContainerSpec; cs != nil {

@@ -56,7 +56,7 @@ func ParseFailureAction(s string) (FailureAction, error) {
 	case FailureRollback, FailurePause, FailureContinue:
 		return a, nil
 	}
-	return "", fmt.Errorf("%w: --update-failure-action %q: want rollback, pause or continue", deploy.ErrInvalid, s)
+	return "", kinded(deploy.ErrInvalid, "--update-failure-action %q: want rollback, pause or continue", s)
 }
 
 // Options is one service deploy.
@@ -175,10 +175,10 @@ func (d *Deployer) deploy(ctx context.Context, o Options, res *deploy.Result) er
 		return err
 	}
 	if !found {
-		return fmt.Errorf("%w: no swarm service named %s on this engine", deploy.ErrNotFound, o.Service)
+		return kinded(deploy.ErrNotFound, "no swarm service named %s on this engine", o.Service)
 	}
 	if svc.Spec.TaskTemplate.ContainerSpec == nil {
-		return fmt.Errorf("%w: service %s runs no container (a plugin service)", deploy.ErrUnsupported, o.Service)
+		return kinded(deploy.ErrUnsupported, "service %s runs no container (a plugin service)", o.Service)
 	}
 	if err := d.checkMesh(svc); err != nil {
 		return err
@@ -197,7 +197,7 @@ func (d *Deployer) deploy(ctx context.Context, o Options, res *deploy.Result) er
 	auth := ""
 	if o.RegistryAuth != nil {
 		if auth, err = o.RegistryAuth(orDefault(o.Image, stripDigest(cur))); err != nil {
-			return fmt.Errorf("%w: %w", deploy.ErrInvalid, err)
+			return kinded(deploy.ErrInvalid, "%w", err)
 		}
 	}
 	ref, note, err := d.resolveImage(ctx, o, cur, auth)
@@ -272,9 +272,24 @@ func (d *Deployer) checkMesh(svc swarm.Service) error {
 	if !ingress || present() {
 		return nil
 	}
-	return fmt.Errorf("%w: %w: service %s publishes ports through the routing mesh, which needs IPVS, and this kernel has none (/proc/net/ip_vs missing); publish with mode=host, or use --endpoint-mode dnsrr behind an nginx resolving tasks.%s",
-		deploy.ErrUnsupported, ErrNoIPVS, svc.Spec.Name, svc.Spec.Name)
+	return &kindError{kinds: []error{deploy.ErrUnsupported, ErrNoIPVS}, err: fmt.Errorf("service %s publishes ports through the routing mesh, which needs IPVS, and this kernel has none (/proc/net/ip_vs missing); publish with mode=host, or use --endpoint-mode dnsrr behind an nginx resolving tasks.%s",
+		svc.Spec.Name, svc.Spec.Name)}
 }
+
+// kindError is an error of the given kinds (for errors.Is) whose message
+// does not repeat them.
+type kindError struct {
+	kinds []error
+	err   error
+}
+
+// kinded is fmt.Errorf for an error of one kind.
+func kinded(kind error, format string, args ...any) error {
+	return &kindError{kinds: []error{kind}, err: fmt.Errorf(format, args...)}
+}
+
+func (e *kindError) Error() string   { return e.err.Error() }
+func (e *kindError) Unwrap() []error { return append([]error{e.err}, e.kinds...) }
 
 // resolveImage returns the reference the update names: pinned to the
 // registry's digest when the registry answers (so every node runs the same

@@ -233,10 +233,10 @@ func (d *Deployer) rollbackResult(ctx context.Context, o Options, res *deploy.Re
 		return err
 	}
 	if !found {
-		return fmt.Errorf("%w: no swarm service named %s on this engine", deploy.ErrNotFound, o.Service)
+		return kinded(deploy.ErrNotFound, "no swarm service named %s on this engine", o.Service)
 	}
 	if svc.PreviousSpec == nil || svc.PreviousSpec.TaskTemplate.ContainerSpec == nil {
-		return fmt.Errorf("%w: service %s has no previous spec to roll back to", deploy.ErrInvalid, o.Service)
+		return kinded(deploy.ErrInvalid, "service %s has no previous spec to roll back to", o.Service)
 	}
 	res.OldImage = svc.Spec.TaskTemplate.ContainerSpec.Image
 	res.NewImage = svc.PreviousSpec.TaskTemplate.ContainerSpec.Image

@@ -46,7 +46,7 @@ func swarmOptions(c *ucli.Context, opts deployOptions, pull deploy.PullPolicy) (
 	if err != nil {
 		return swarmdeploy.Options{}, err
 	}
-	for _, name := range []string{"http-probe", "tcp-probe", "warmup-requests", "nginx-upstream", "nginx-reload", "nginx-container", "relay", "relay-port", "pre-switch", "drain-signal", "accept-drift", "port", "upstream-dir"} {
+	for _, name := range []string{"http-probe", "tcp-probe", "warmup-requests", "nginx-upstream", "nginx-reload", "nginx-container", "relay", "relay-port", "pre-switch", "drain-signal", "accept-drift", "port"} {
 		if c.IsSet(name) {
 			return swarmdeploy.Options{}, usageErr("--%s does not apply to a Swarm service: Swarm runs the health check inside each task (give the service a HEALTHCHECK, e.g. docker service update --health-cmd) and nginx reaches the tasks itself (resolver 127.0.0.11; tasks.%s)", name, opts.target)
 		}

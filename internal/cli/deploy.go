@@ -80,6 +80,10 @@ waits until it is healthy, moves traffic to it, stops the old one gracefully and
 it the old one's name and published ports. If anything fails before the old container
 is stopped, the old one keeps serving and baton says why.
 
+A Swarm service (found by name when no container has it, or with --swarm) gets a
+start-first rolling update gated on its tasks' HEALTHCHECK, rolled back if a new task
+fails; the update settings come from the --update-* flags.
+
 With -f/--compose-file or -p/--project-name the argument is a compose SERVICE: every
 replica is replaced, one at a time, as compose would create it now, and compose still owns
 it afterwards. --all deploys every service whose image or configuration changed, in
@@ -96,7 +100,7 @@ Exit codes: 0 deployed or already up to date; 1 failed, the old container still 
 			&ucli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "no progress on stderr"},
 			contextFlag(),
 			&ucli.StringSliceFlag{Name: "upstream-dir", Usage: "also allow nginx upstream files in `DIR` (besides " + deploy.DefaultUpstreamDir + "); repeatable; a path given with it is recorded for later deploys", Category: "Traffic"},
-		}, append(composeFlags(), settingFlags()...)...),
+		}, append(append(composeFlags(), settingFlags()...), swarmFlags()...)...),
 		Action: func(c *ucli.Context) error {
 			opts := deployOptions{
 				image: c.String("image"), pull: c.String("pull"),
@@ -126,6 +130,11 @@ func runDeploy(c *ucli.Context, opts deployOptions) error {
 		return err
 	}
 	defer eng.Close()
+	if sw, err := swarmTarget(c, eng, opts.target); err != nil {
+		return deployErr(err)
+	} else if sw {
+		return runSwarmDeploy(c, eng, opts, pull)
+	}
 	res, err := d.Deploy(c.Context, deploy.Request{
 		Target: opts.target, Image: opts.image, Pull: pull, Force: opts.force, DryRun: opts.dryRun,
 		Flags: opts.settings, PullProgress: out.pullProgress(), Trigger: "cli",

@@ -19,6 +19,7 @@ Exit codes as for deploy.`,
 			&ucli.BoolFlag{Name: "json", Usage: "progress events and the result as JSON lines on stdout"},
 			&ucli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "no progress on stderr"},
 			contextFlag(),
+			&ucli.BoolFlag{Name: "swarm", Usage: "the target is a Swarm service: roll it back to its previous spec", Category: "Swarm"},
 		}, settingFlags()...),
 		Action: func(c *ucli.Context) error {
 			if c.NArg() != 1 {
@@ -36,6 +37,11 @@ func runRollback(c *ucli.Context, target string, asJSON, quiet bool, settings ma
 		return err
 	}
 	defer eng.Close()
+	if sw, err := swarmTarget(c, eng, target); err != nil {
+		return deployErr(err)
+	} else if sw {
+		return runSwarmRollback(c, eng, target, asJSON, quiet)
+	}
 	res, err := d.Rollback(c.Context, deploy.Request{Target: target, Flags: settings, PullProgress: out.pullProgress()})
 	if err == nil || asJSON {
 		out.result(res)

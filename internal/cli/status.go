@@ -39,6 +39,13 @@ func runStatus(c *ucli.Context, target string, asJSON bool) error {
 		return err
 	}
 	defer eng.Close()
+	if target != "" {
+		if sw, err := swarmTarget(c, eng, target); err != nil {
+			return deployErr(err)
+		} else if sw {
+			return runSwarmStatus(c, eng, target, asJSON)
+		}
+	}
 	report := func(p deploy.Phase, ctr, format string, args ...any) {
 		out.Event(deploy.Event{Time: time.Now(), Phase: p, Container: ctr, Message: fmt.Sprintf(format, args...)})
 	}

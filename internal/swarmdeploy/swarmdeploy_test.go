@@ -1,0 +1,173 @@
+package swarmdeploy
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/docker/docker/api/types/image"
+	"github.com/docker/docker/api/types/registry"
+	"github.com/docker/docker/api/types/swarm"
+	"github.com/docker/docker/client"
+	"github.com/docker/docker/errdefs"
+
+	"github.com/baton-sh/baton/internal/deploy"
+)
+
+// fakeEngine is one service; an update moves it straight to endState.
+type fakeEngine struct {
+	svc      swarm.Service
+	images   map[string]bool
+	updates  []swarm.ServiceSpec
+	endState swarm.UpdateState
+}
+
+func (f *fakeEngine) ServiceInspectWithRaw(_ context.Context, id string, _ swarm.ServiceInspectOptions) (swarm.Service, []byte, error) {
+	if id != f.svc.ID && id != f.svc.Spec.Name {
+		return swarm.Service{}, nil, errdefs.NotFound(errors.New("service " + id + " not found"))
+	}
+	return f.svc, nil, nil
+}
+
+func (f *fakeEngine) ServiceUpdate(_ context.Context, _ string, v swarm.Version, spec swarm.ServiceSpec, opts swarm.ServiceUpdateOptions) (swarm.ServiceUpdateResponse, error) {
+	if v != f.svc.Version {
+		return swarm.ServiceUpdateResponse{}, errors.New("update out of sequence")
+	}
+	f.updates = append(f.updates, spec)
+	now := time.Now()
+	f.svc.Version.Index++
+	f.svc.UpdatedAt = now
+	state := f.endState
+	if opts.Rollback != "" {
+		state = swarm.UpdateStateRollbackCompleted
+	}
+	if state == swarm.UpdateStateCompleted {
+		prev := f.svc.Spec
+		f.svc.PreviousSpec = &prev
+		f.svc.Spec = spec
+	}
+	f.svc.UpdateStatus = &swarm.UpdateStatus{State: state, StartedAt: &now, Message: "fake"}
+	return swarm.ServiceUpdateResponse{}, nil
+}
+
+func (f *fakeEngine) TaskList(context.Context, swarm.TaskListOptions) ([]swarm.Task, error) {
+	return nil, nil
+}
+
+func (f *fakeEngine) ImageInspect(_ context.Context, ref string, _ ...client.ImageInspectOption) (image.InspectResponse, error) {
+	if f.images[ref] {
+		return image.InspectResponse{ID: "sha256:" + ref}, nil
+	}
+	return image.InspectResponse{}, errdefs.NotFound(errors.New("no such image " + ref))
+}
+
+func (f *fakeEngine) DistributionInspect(context.Context, string, string) (registry.DistributionInspect, error) {
+	return registry.DistributionInspect{}, errors.New("no registry here")
+}
+
+func newFake(ports ...swarm.PortConfig) *fakeEngine {
+	return &fakeEngine{
+		svc: swarm.Service{ID: "svc1", Meta: swarm.Meta{Version: swarm.Version{Index: 7}}, Spec: swarm.ServiceSpec{
+			Annotations:  swarm.Annotations{Name: "web"},
+			TaskTemplate: swarm.TaskSpec{ContainerSpec: &swarm.ContainerSpec{Image: "shop/web:1"}},
+			EndpointSpec: &swarm.EndpointSpec{Mode: swarm.ResolutionModeDNSRR, Ports: ports},
+		}},
+		images:   map[string]bool{"shop/web:1": true, "shop/web:2": true},
+		endState: swarm.UpdateStateCompleted,
+	}
+}
+
+func deployer(f *fakeEngine, ipvs bool) *Deployer {
+	return &Deployer{Engine: f, IPVSPresent: func() bool { return ipvs }, Poll: time.Millisecond}
+}
+
+func TestDeployUpdatesStartFirst(t *testing.T) {
+	f := newFake()
+	res, err := deployer(f, false).Deploy(t.Context(), Options{Service: "web", Image: "shop/web:2"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Outcome != deploy.OutcomeDeployed || len(f.updates) != 1 {
+		t.Fatalf("outcome %s after %d updates", res.Outcome, len(f.updates))
+	}
+	u := f.updates[0]
+	if u.TaskTemplate.ContainerSpec.Image != "shop/web:2" || u.UpdateConfig.Order != swarm.UpdateOrderStartFirst ||
+		u.UpdateConfig.FailureAction != swarm.UpdateFailureActionRollback || *u.TaskTemplate.ContainerSpec.StopGracePeriod != DefaultDrain {
+		t.Fatalf("update spec: image %s, update config %+v, grace %v", u.TaskTemplate.ContainerSpec.Image, u.UpdateConfig, *u.TaskTemplate.ContainerSpec.StopGracePeriod)
+	}
+	// The same image again is a no-op.
+	res, err = deployer(f, false).Deploy(t.Context(), Options{Service: "web", Image: "shop/web:2"})
+	if err != nil || res.Outcome != deploy.OutcomeUpToDate || len(f.updates) != 1 {
+		t.Fatalf("second deploy: %v, outcome %s, %d updates", err, res.Outcome, len(f.updates))
+	}
+}
+
+func TestMeshWithoutIPVSRefused(t *testing.T) {
+	mesh := swarm.PortConfig{TargetPort: 8080, PublishedPort: 18080, PublishMode: swarm.PortConfigPublishModeIngress}
+	f := newFake(mesh)
+	_, err := deployer(f, false).Deploy(t.Context(), Options{Service: "web", Image: "shop/web:2"})
+	if !errors.Is(err, ErrNoIPVS) || deploy.ExitCode(err) != 2 || len(f.updates) != 0 {
+		t.Fatalf("mesh without IPVS: %v (exit %d), %d updates", err, deploy.ExitCode(err), len(f.updates))
+	}
+	// Positive controls: with IPVS, and with host-mode ports, it deploys.
+	if _, err := deployer(newFake(mesh), true).Deploy(t.Context(), Options{Service: "web", Image: "shop/web:2"}); err != nil {
+		t.Fatalf("mesh with IPVS: %v", err)
+	}
+	host := mesh
+	host.PublishMode = swarm.PortConfigPublishModeHost
+	if _, err := deployer(newFake(host), false).Deploy(t.Context(), Options{Service: "web", Image: "shop/web:2"}); err != nil {
+		t.Fatalf("host-mode port without IPVS: %v", err)
+	}
+}
+
+func TestMissingImageChangesNothing(t *testing.T) {
+	f := newFake()
+	_, err := deployer(f, false).Deploy(t.Context(), Options{Service: "web", Image: "shop/nope:1"})
+	if deploy.ExitCode(err) != 1 || !strings.Contains(err.Error(), "not on this node") || len(f.updates) != 0 {
+		t.Fatalf("missing image: %v (exit %d), %d updates", err, deploy.ExitCode(err), len(f.updates))
+	}
+}
+
+func TestFailedUpdateExitCodes(t *testing.T) {
+	for _, tc := range []struct {
+		end  swarm.UpdateState
+		exit int
+	}{{swarm.UpdateStateRollbackCompleted, 1}, {swarm.UpdateStatePaused, 3}, {swarm.UpdateStateRollbackPaused, 3}} {
+		f := newFake()
+		f.endState = tc.end
+		res, err := deployer(f, false).Deploy(t.Context(), Options{Service: "web", Image: "shop/web:2"})
+		if deploy.ExitCode(err) != tc.exit || res.ExitCode != tc.exit {
+			t.Errorf("update ending %s: %v, exit %d, want %d", tc.end, err, deploy.ExitCode(err), tc.exit)
+		}
+	}
+}
+
+func TestDryRunChangesNothing(t *testing.T) {
+	f := newFake()
+	res, err := deployer(f, false).Deploy(t.Context(), Options{Service: "web", Image: "shop/web:2", DryRun: true})
+	if err != nil || len(f.updates) != 0 || res.Outcome != deploy.OutcomeDryRun {
+		t.Fatalf("dry run: %v, %d updates, outcome %s", err, len(f.updates), res.Outcome)
+	}
+	if !strings.Contains(strings.Join(res.Notes, "\n"), "image: shop/web:1 -> shop/web:2") {
+		t.Fatalf("dry run does not show the image change: %q", res.Notes)
+	}
+}
+
+func TestRollbackToPreviousSpec(t *testing.T) {
+	f := newFake()
+	if _, err := deployer(f, false).Rollback(t.Context(), Options{Service: "web"}); deploy.ExitCode(err) != 2 {
+		t.Fatalf("rollback without a previous spec: %v, want exit 2", err)
+	}
+	if _, err := deployer(f, false).Deploy(t.Context(), Options{Service: "web", Image: "shop/web:2"}); err != nil {
+		t.Fatal(err)
+	}
+	res, err := deployer(f, false).Rollback(t.Context(), Options{Service: "web"})
+	if err != nil || res.NewImage != "shop/web:1" {
+		t.Fatalf("rollback: %v, to %s", err, res.NewImage)
+	}
+	if _, err := deployer(f, false).Deploy(t.Context(), Options{Service: "nope"}); deploy.ExitCode(err) != 2 {
+		t.Fatalf("unknown service: %v, want exit 2", err)
+	}
+}

@@ -2,6 +2,7 @@ package deploy
 
 import (
 	"fmt"
+	"net"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -24,6 +25,7 @@ type Settings struct {
 	NginxContainer string        // nginx container to send HUP to
 	Relay          bool          // put baton's relay between nginx and the app
 	RelayPort      int           // host port the relay listens on for an nginx on the host; 0 = pick one
+	RelayAddress   string        // host address the relay's port is published on; "" = 127.0.0.1
 }
 
 // DefaultSettings are the values used when neither a flag nor a label says.
@@ -89,6 +91,15 @@ var settingDefs = []setting{
 	{"nginx-container", func(s *Settings) string { return s.NginxContainer }, func(s *Settings, v string) error { s.NginxContainer = v; return nil }},
 	{"relay", func(s *Settings) string { return boolStr(s.Relay) }, func(s *Settings, v string) error { return parseBool(v, &s.Relay) }},
 	{"relay-port", func(s *Settings) string { return itoa0(s.RelayPort) }, func(s *Settings, v string) error { return parsePort(v, &s.RelayPort) }},
+	{"relay-address", func(s *Settings) string { return s.RelayAddress }, func(s *Settings, v string) error {
+		// An IP literal only: a name would be resolved by the engine's host,
+		// and "every address" is a choice the operator writes out.
+		if v != "" && net.ParseIP(v) == nil {
+			return fmt.Errorf("want an IP address of the host, like 10.0.0.5 (0.0.0.0 publishes on every address)")
+		}
+		s.RelayAddress = v
+		return nil
+	}},
 }
 
 // SettingNames lists every setting, which is also its flag name and, after

@@ -40,6 +40,7 @@ type Relay struct {
 	log      *slog.Logger
 	notify   func(string)
 	ctl      relayController // chosen on first use
+	shared   func(own []string) []string
 }
 
 const (
@@ -58,6 +59,9 @@ const (
 	// services, have none: an nginx container knows them by their bare
 	// name, resolved on that network.
 	LabelRelayNetwork = "baton.relay-network"
+	// LabelRelayAddress records the host address a relay's port is
+	// published on, when it is not 127.0.0.1 (an nginx on another host).
+	LabelRelayAddress = "baton.relay-address"
 )
 
 var unsafeName = regexp.MustCompile(`[^a-zA-Z0-9_.-]`)
@@ -96,6 +100,9 @@ func (t *Relay) Ensure(ctx context.Context, cur deploy.Endpoint) error {
 	servers, nets, err := t.upstreamServers(ctx, c)
 	if err != nil {
 		return err
+	}
+	if t.shared != nil {
+		servers = t.shared(servers)
 	}
 	if _, err := t.nginx.apply(ctx, servers, nets...); err != nil {
 		return err
@@ -316,7 +323,17 @@ func (t *Relay) upstreamServer(c container.InspectResponse, key string) (string,
 	if port == "" {
 		return "", fmt.Errorf("relay container %s publishes no host port for an nginx on the host; remove it (docker rm -f %s) and deploy again to recreate it", name, name)
 	}
-	return net.JoinHostPort("127.0.0.1", port), nil
+	return net.JoinHostPort(relayHostIP(c.Config.Labels[LabelRelayAddress]), port), nil
+}
+
+// relayHostIP is the address a relay publishes on: the one asked for, else
+// loopback, so a relay is reachable from another host only when the
+// operator said on which of its addresses.
+func relayHostIP(addr string) string {
+	if addr == "" {
+		return "127.0.0.1"
+	}
+	return addr
 }
 
 // ensureContainer starts the service's relay container, creating it the
@@ -400,7 +417,10 @@ func (t *Relay) create(ctx context.Context, name string) error {
 			}
 		}
 		cfg.Labels[LabelRelayPort] = strconv.Itoa(port)
-		host.PortBindings = nat.PortMap{listen: {{HostIP: "127.0.0.1", HostPort: strconv.Itoa(port)}}}
+		if t.settings.RelayAddress != "" {
+			cfg.Labels[LabelRelayAddress] = t.settings.RelayAddress
+		}
+		host.PortBindings = nat.PortMap{listen: {{HostIP: relayHostIP(t.settings.RelayAddress), HostPort: strconv.Itoa(port)}}}
 		// Publishing needs a gateway network; baton's is internal.
 		host.NetworkMode = "bridge"
 	}

@@ -54,6 +54,11 @@ type Factory struct {
 	RelayImage string
 	// Notify receives human-readable notes about what was set up.
 	Notify func(msg string)
+	// SharedUpstream, if set, is given the relay servers of this engine and
+	// returns every server the upstream file lists: one service on several
+	// hosts behind one nginx shares one file, and a deploy on one host must
+	// keep the other hosts' relays in it.
+	SharedUpstream func(own []string) []string
 }
 
 // New returns the Traffic for s.
@@ -75,6 +80,7 @@ func (f *Factory) New(ctx context.Context, svc deploy.Service, s deploy.Settings
 		return &Relay{
 			eng: f.Engine, svc: svc, settings: s, image: f.RelayImage,
 			nginx: newNginxControl(f.Engine, s, log, notify), log: log, notify: notify,
+			shared: f.SharedUpstream,
 		}, nil
 	}
 	return nil, fmt.Errorf("unknown traffic mode %q", s.TrafficMode())

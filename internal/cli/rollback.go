@@ -4,6 +4,7 @@ import (
 	ucli "github.com/urfave/cli/v2"
 
 	"github.com/baton-sh/baton/internal/deploy"
+	"github.com/baton-sh/baton/internal/rollout"
 )
 
 func newRollbackCommand() *ucli.Command {
@@ -18,10 +19,17 @@ Exit codes as for deploy.`,
 		Flags: append([]ucli.Flag{
 			&ucli.BoolFlag{Name: "json", Usage: "progress events and the result as JSON lines on stdout"},
 			&ucli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "no progress on stderr"},
-		}, settingFlags()...),
+		}, append(rolloutFlags(), settingFlags()...)...),
 		Action: func(c *ucli.Context) error {
 			if c.NArg() != 1 {
 				return usageErr("rollback takes exactly one CONTAINER, got %d arguments", c.NArg())
+			}
+			hosts, multi, err := rolloutHosts(c)
+			if err != nil {
+				return err
+			}
+			if multi {
+				return runRollout(c, hosts, rollout.KindRollback, deploy.Request{Target: c.Args().First(), Flags: explicitSettings(c), Trigger: "cli"}, c.Bool("json"), c.Bool("quiet"))
 			}
 			return runRollback(c, c.Args().First(), c.Bool("json"), c.Bool("quiet"), explicitSettings(c))
 		},

@@ -519,3 +519,13 @@ func freeLoopbackPort() (int, error) {
 	defer ln.Close()
 	return ln.Addr().(*net.TCPAddr).Port, nil
 }
+
+// HostRelayServer is the address an nginx on another machine reaches relay
+// container c at (its published address and port), and whether it has one:
+// a rollout across hosts lists every host's relay in one upstream file.
+func HostRelayServer(c container.InspectResponse) (string, bool) {
+	if c.Config == nil || c.Config.Labels[LabelRelayPort] == "" {
+		return "", false
+	}
+	return net.JoinHostPort(relayHostIP(c.Config.Labels[LabelRelayAddress]), c.Config.Labels[LabelRelayPort]), true
+}

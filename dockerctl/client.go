@@ -5,7 +5,6 @@ package dockerctl
 
 import (
 	"context"
-	"fmt"
 
 	"github.com/docker/docker/client"
 )
@@ -16,20 +15,18 @@ import (
 // 1.51, above the 1.44 minimum Docker 29.0 shipped with.
 type Client struct {
 	*client.Client
+	// Endpoint is the engine this client talks to, for messages and for
+	// whether its containers' addresses are reachable from here.
+	Endpoint Endpoint
 }
 
-// New connects to the engine named by DOCKER_HOST (or the default socket) and
-// negotiates the API version up front, so that version-dependent choices made
-// later (see APIVersionAtLeast) see the real one.
+// New connects to the engine the docker CLI would talk to (see
+// ResolveEndpoint: DOCKER_HOST, DOCKER_CONTEXT, `docker context use`, the
+// default socket).
 func New(ctx context.Context) (*Client, error) {
-	c, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
+	ep, err := ResolveEndpoint("")
 	if err != nil {
-		return nil, fmt.Errorf("docker client: %w", err)
+		return nil, err
 	}
-	if _, err := c.Ping(ctx); err != nil {
-		_ = c.Close()
-		return nil, fmt.Errorf("cannot reach the Docker daemon (is it running, and may this user use its socket?): %w", err)
-	}
-	c.NegotiateAPIVersion(ctx)
-	return &Client{Client: c}, nil
+	return NewFromEndpoint(ctx, ep)
 }

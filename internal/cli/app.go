@@ -68,6 +68,7 @@ func newApp(stdout, stderr io.Writer) *ucli.App {
 			&ucli.StringFlag{Name: "state-dir", Usage: "where baton keeps locks and deploy records", Value: state.DefaultPath(), EnvVars: []string{"BATON_STATE_DIR"}},
 			&ucli.StringFlag{Name: "config", Usage: "baton's configuration `FILE` (settings for every service, nginx-reload, upstream-dir); must be root-owned and writable by no one else", Value: deploy.DefaultConfigPath, EnvVars: []string{"BATON_CONFIG"}},
 			&ucli.StringSliceFlag{Name: "upstream-dir", Usage: "also allow nginx upstream files in `DIR` (besides " + deploy.DefaultUpstreamDir + "); repeatable", EnvVars: []string{"BATON_UPSTREAM_DIRS"}},
+			contextFlag(),
 			&ucli.StringFlag{Name: "log-level", Usage: "debug, info, warn or error (logs go to stderr)", Value: "warn", DefaultText: "warn; info for watch and serve", EnvVars: []string{"BATON_LOG_LEVEL"}},
 		},
 		Commands: []*ucli.Command{

@@ -92,6 +92,7 @@ Exit codes: 0 deployed or already up to date; 1 failed, the old container still 
 			&ucli.BoolFlag{Name: "dry-run", Usage: "print the plan and change nothing"},
 			&ucli.BoolFlag{Name: "json", Usage: "progress events and the result as JSON lines on stdout"},
 			&ucli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "no progress on stderr"},
+			contextFlag(),
 			&ucli.StringSliceFlag{Name: "upstream-dir", Usage: "also allow nginx upstream files in `DIR` (besides " + deploy.DefaultUpstreamDir + "); repeatable; a path given with it is recorded for later deploys", Category: "Traffic"},
 		}, append(append(append(composeFlags(), rolloutFlags()...), deployRolloutFlags()...), settingFlags()...)...),
 		Action: func(c *ucli.Context) error {

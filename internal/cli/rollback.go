@@ -19,6 +19,7 @@ Exit codes as for deploy.`,
 		Flags: append([]ucli.Flag{
 			&ucli.BoolFlag{Name: "json", Usage: "progress events and the result as JSON lines on stdout"},
 			&ucli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "no progress on stderr"},
+			contextFlag(),
 		}, append(rolloutFlags(), settingFlags()...)...),
 		Action: func(c *ucli.Context) error {
 			if c.NArg() != 1 {

@@ -40,7 +40,7 @@ func deployRolloutFlags() []ucli.Flag {
 // or a hosts file).
 func rolloutHosts(c *ucli.Context) ([]rollout.Host, bool, error) {
 	var hosts []rollout.Host
-	for _, name := range contextNames(c) {
+	for _, name := range engineContexts(c) {
 		hosts = append(hosts, rollout.Host{Name: name})
 	}
 	file := c.String("hosts")
@@ -62,20 +62,14 @@ func rolloutHosts(c *ucli.Context) ([]rollout.Host, bool, error) {
 	return hosts, file != "" || len(hosts) > 1, nil
 }
 
-// contextNames are the --context flags given, on whichever level.
-func contextNames(c *ucli.Context) []string {
-	var out []string
-	for _, cc := range c.Lineage() {
-		out = append(out, cc.StringSlice("context")...)
+// connectContext opens the engine a docker context names, as the docker
+// CLI would reach it (ssh:// included).
+func connectContext(ctx context.Context, name string) (*dockerctl.Client, error) {
+	ep, err := dockerctl.ResolveEndpoint(name)
+	if err != nil {
+		return nil, err
 	}
-	return out
-}
-
-// connectContext opens the engine a docker context names. It is set by the
-// engine-resolution work (issue 10 items 1 and 2); until then a rollout
-// names its engines by docker-host= in the hosts file.
-var connectContext = func(ctx context.Context, name string) (*dockerctl.Client, error) {
-	return nil, fmt.Errorf("docker context %s: this baton cannot open docker contexts yet; give the host's engine as docker-host=URL in --hosts FILE", name)
+	return dockerctl.NewFromEndpoint(ctx, ep)
 }
 
 func connectHost(ctx context.Context, h rollout.Host) (*dockerctl.Client, error) {
@@ -263,6 +257,9 @@ func runRollout(c *ucli.Context, hosts []rollout.Host, kind rollout.Kind, req de
 	if err != nil {
 		return &exitError{code: 2, err: err}
 	}
+	if err := checkContexts(hosts); err != nil {
+		return err
+	}
 	st, err := state.Open(c.String("state-dir"))
 	if err != nil {
 		return fmt.Errorf("%w (set --state-dir or BATON_STATE_DIR to a writable directory)", err)
@@ -318,10 +315,27 @@ func printRollout(o *output, res *rollout.Result) {
 	fmt.Fprintf(o.stdout, "%s (%s)\n", res.Summary, res.Duration.Round(100*time.Millisecond))
 }
 
+// checkContexts refuses a context the docker CLI's store does not hold,
+// before any host is touched: it is a typo, not a host that is down.
+func checkContexts(hosts []rollout.Host) error {
+	for _, h := range hosts {
+		if h.DockerHost != "" {
+			continue
+		}
+		if _, err := dockerctl.ResolveEndpoint(h.Name); err != nil {
+			return &exitError{code: 2, err: err}
+		}
+	}
+	return nil
+}
+
 // runRolloutStatus shows the target (or every managed service) on each
 // host.
 func runRolloutStatus(c *ucli.Context, hosts []rollout.Host, target string, asJSON bool) error {
 	out := newOutput(c.App.Writer, c.App.ErrWriter, false, asJSON)
+	if err := checkContexts(hosts); err != nil {
+		return err
+	}
 	eng := newHostEngines(c, out, hosts)
 	defer eng.Close()
 	type hostStatus struct {

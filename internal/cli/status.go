@@ -21,6 +21,7 @@ func newStatusCommand() *ucli.Command {
 (a baton killed mid-deploy), unless a deploy of that service is running.`,
 		Flags: append([]ucli.Flag{
 			&ucli.BoolFlag{Name: "json", Usage: "print a JSON array"},
+			contextFlag(),
 		}, rolloutFlags()...),
 		Action: func(c *ucli.Context) error {
 			if c.NArg() > 1 {

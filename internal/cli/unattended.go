@@ -28,6 +28,7 @@ import (
 // unattendedFlags are the flags baton watch and baton serve share.
 func unattendedFlags() []ucli.Flag {
 	return []ucli.Flag{
+		contextFlag(),
 		&ucli.BoolFlag{Name: "all", Usage: "manage every running container, not only those labelled " + unattended.LabelEnable + "=true (" + unattended.LabelEnable + "=false still opts one out)"},
 		&ucli.StringFlag{Name: "scope", Usage: "manage only containers labelled " + unattended.LabelScope + "=`NAME`", EnvVars: []string{"BATON_SCOPE"}},
 		&ucli.StringFlag{Name: "notify-url", Usage: "POST a JSON message to `URL` after each deploy that changed something or failed", EnvVars: []string{"BATON_NOTIFY_URL"}, Category: "Hooks and notifications"},

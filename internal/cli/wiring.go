@@ -2,6 +2,7 @@ package cli
 
 import (
 	"fmt"
+	"os"
 	"path/filepath"
 	"time"
 
@@ -19,9 +20,24 @@ import (
 // newDeployer connects to Docker and opens the state directory. The caller
 // closes the returned client.
 func newDeployer(c *ucli.Context, out *output) (*deploy.Deployer, *dockerctl.Client, error) {
-	eng, err := dockerctl.New(c.Context)
+	ep, err := resolveEngine(c)
 	if err != nil {
 		return nil, nil, err
+	}
+	eng, err := dockerctl.NewFromEndpoint(c.Context, ep)
+	if err != nil {
+		return nil, nil, err
+	}
+	// compose, hooks and notifications' children talk to the same engine.
+	set, unset := ep.ChildEnv()
+	for k, v := range set {
+		if err := os.Setenv(k, v); err != nil {
+			_ = eng.Close()
+			return nil, nil, fmt.Errorf("exporting %s for compose and hooks: %w", k, err)
+		}
+	}
+	for _, k := range unset {
+		_ = os.Unsetenv(k)
 	}
 	d, err := newDeployerOn(c, out, eng, c.String("state-dir"), nil)
 	if err != nil {

@@ -77,6 +77,9 @@ func TestRolloutAcrossHosts(t *testing.T) {
 		t.Fatal(err)
 	}
 	upDir := filepath.Join(t.TempDir(), "nginx")
+	if err := os.MkdirAll(upDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
 	m.nginx = testenv.HostNginx(t, testenv.NginxOpts{UpstreamFile: filepath.Join(upDir, "web.conf")})
 	m.relayPort = testenv.FreePort(t)
 	t.Logf("set-up done in %s", time.Since(start).Round(100*time.Millisecond))
@@ -97,7 +100,7 @@ func TestRolloutAcrossHosts(t *testing.T) {
 	}
 	m.assertImages("v2", "v2", "v2")
 
-	load, err := loadgen.Start(t.Context(), loadgen.Config{URL: m.nginx.URL(), Clients: 8, Duration: 10 * time.Minute, Rate: 50})
+	load, err := loadgen.Start(t.Context(), loadgen.Config{URL: m.nginx.URL(), Clients: 8, Duration: 20 * time.Minute, Rate: 50})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -24,8 +24,8 @@ func settingFlags() []ucli.Flag {
 		&ucli.StringFlag{Name: "nginx-reload", Usage: "`CMD` that reloads nginx on the host, e.g. \"nginx -s reload\"; run without a shell (write sh -c '...' for one); recorded in the state directory for later deploys, never taken from a label", Category: "Traffic", EnvVars: []string{"BATON_NGINX_RELOAD"}},
 		&ucli.StringFlag{Name: "nginx-container", Usage: "nginx runs in container `NAME`: baton sends it HUP", Category: "Traffic"},
 		&ucli.BoolFlag{Name: "relay", Usage: "put baton's relay between nginx and the app, so a deploy needs no nginx reload", DefaultText: "true with --nginx-upstream", Category: "Traffic"},
-		&ucli.IntFlag{Name: "relay-port", Usage: "host port for the relay when nginx runs on the host (on --relay-address)", DefaultText: "a free one", Category: "Traffic"},
-		&ucli.StringFlag{Name: "relay-address", Usage: "host `IP` the relay's port is published on, the address nginx reaches it at (for an nginx on another host: this host's address on the network between them)", DefaultText: "127.0.0.1", Category: "Traffic"},
+		&ucli.IntFlag{Name: "relay-port", Usage: "host port the relay listens on when nginx runs on the host", DefaultText: "a free one", Category: "Traffic"},
+		&ucli.StringFlag{Name: "relay-address", Usage: "host `IP` the relay listens on when nginx runs on the host (another machine's nginx reaches it there)", DefaultText: "127.0.0.1", Category: "Traffic"},
 	}
 }
 

@@ -2,7 +2,7 @@ package deploy
 
 import (
 	"fmt"
-	"net"
+	"net/netip"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -25,7 +25,7 @@ type Settings struct {
 	NginxContainer string        // nginx container to send HUP to
 	Relay          bool          // put baton's relay between nginx and the app
 	RelayPort      int           // host port the relay listens on for an nginx on the host; 0 = pick one
-	RelayAddress   string        // host address the relay's port is published on; "" = 127.0.0.1
+	RelayAddress   string        // host IP the relay listens on for an nginx on the host; "" = 127.0.0.1
 }
 
 // DefaultSettings are the values used when neither a flag nor a label says.
@@ -92,12 +92,17 @@ var settingDefs = []setting{
 	{"relay", func(s *Settings) string { return boolStr(s.Relay) }, func(s *Settings, v string) error { return parseBool(v, &s.Relay) }},
 	{"relay-port", func(s *Settings) string { return itoa0(s.RelayPort) }, func(s *Settings, v string) error { return parsePort(v, &s.RelayPort) }},
 	{"relay-address", func(s *Settings) string { return s.RelayAddress }, func(s *Settings, v string) error {
-		// An IP literal only: a name would be resolved by the engine's host,
-		// and "every address" is a choice the operator writes out.
-		if v != "" && net.ParseIP(v) == nil {
-			return fmt.Errorf("want an IP address of the host, like 10.0.0.5 (0.0.0.0 publishes on every address)")
+		if v == "" {
+			s.RelayAddress = ""
+			return nil
 		}
-		s.RelayAddress = v
+		// An IP literal only: the relay binds it in the host's network
+		// namespace, and a name would be resolved there at every restart.
+		ip, err := netip.ParseAddr(v)
+		if err != nil || ip.Zone() != "" {
+			return fmt.Errorf("want an IP address of this host, like 127.0.0.1 or 10.0.0.5")
+		}
+		s.RelayAddress = ip.String()
 		return nil
 	}},
 }

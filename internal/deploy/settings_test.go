@@ -65,7 +65,7 @@ func TestSettingsLabelsRoundTrip(t *testing.T) {
 	s, err := resolveAnywhere(map[string]string{
 		"port": "8080", "http-probe": "/healthz", "tcp-probe": "true", "health-timeout": "90s",
 		"warmup-requests": "3", "drain": "10s", "stop-timeout": "20s", "nginx-upstream": "/etc/nginx/baton/web.conf",
-		"nginx-container": "proxy", "relay": "false", "relay-port": "18080",
+		"nginx-container": "proxy", "relay": "false", "relay-port": "18080", "relay-address": "10.0.0.5",
 	}, nil)
 	if err != nil {
 		t.Fatal(err)

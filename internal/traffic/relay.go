@@ -524,7 +524,15 @@ func freeLoopbackPort() (int, error) {
 // container c at (its published address and port), and whether it has one:
 // a rollout across hosts lists every host's relay in one upstream file.
 func HostRelayServer(c container.InspectResponse) (string, bool) {
-	if c.Config == nil || c.Config.Labels[LabelRelayPort] == "" {
+	if c.Config == nil {
+		return "", false
+	}
+	// A relay in the host's network namespace (issue 13's data path) names
+	// the address it listens on.
+	if listen := c.Config.Labels["baton.relay-listen"]; listen != "" {
+		return listen, true
+	}
+	if c.Config.Labels[LabelRelayPort] == "" {
 		return "", false
 	}
 	return net.JoinHostPort(relayHostIP(c.Config.Labels[LabelRelayAddress]), c.Config.Labels[LabelRelayPort]), true

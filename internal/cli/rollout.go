@@ -298,7 +298,9 @@ func printRollout(o *output, res *rollout.Result) {
 		if r := h.Deploy; r != nil && h.Status != rollout.StatusFailed {
 			switch h.Status {
 			case rollout.StatusPlanned:
+				fmt.Fprintln(o.stdout, line+":")
 				o.printPlan(r.Plan)
+				continue
 			case rollout.StatusUpToDate:
 				line += fmt.Sprintf(", %s", r.NewImage)
 			default:

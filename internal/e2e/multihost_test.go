@@ -130,20 +130,25 @@ func TestRolloutAcrossHosts(t *testing.T) {
 
 	// --rollback-on-failure: host 1 takes v3, host 2 fails it, host 1 goes
 	// back to v2; host 3 is never touched.
-	r = m.deploy("--image", mhRepo+":v3", "--health-timeout", "4s", "--rollback-on-failure")
+	r = m.deploy("--image", mhRepo+":v3", "--health-timeout", "30s", "--rollback-on-failure")
 	m.expect(r, 1, "rolled-back failed not-run")
 	m.assertImages("v2", "v2", "v2")
 	m.assertServing("v2", "v2", "v2")
 
 	// Without it the rollout stops at host 2: host 1 new, hosts 2 and 3
 	// old, all serving.
-	r = m.deploy("--image", mhRepo+":v3", "--health-timeout", "4s")
+	r = m.deploy("--image", mhRepo+":v3", "--health-timeout", "30s")
 	res := m.expect(r, 1, "deployed failed not-run")
 	if !strings.Contains(res.Summary, "stopped at host host2") {
 		t.Fatalf("summary %q does not say where the rollout stopped", res.Summary)
 	}
 	m.assertImages("v3", "v2", "v2")
 	m.assertServing("v3", "v2", "v2")
+
+	// A dry run plans every host and changes none.
+	r = m.deploy("--image", mhRepo+":v1", "--dry-run")
+	m.expect(r, 0, "planned planned planned")
+	m.assertImages("v3", "v2", "v2")
 
 	// Status across hosts: one row per host, each on its image.
 	st := m.run("status", m.name, "--hosts", m.hostsFile, "--json")

@@ -8,6 +8,10 @@ import (
 	"github.com/docker/docker/client"
 )
 
+// HostsFileEngine is the Endpoint name of an engine a hosts file gives by
+// URL rather than by context.
+const HostsFileEngine = "hosts-file"
+
 // NewAt connects to the engine at host, a unix:// or tcp:// URL given for
 // one host of a rollout (a hosts file's docker-host=), and negotiates the
 // API version as New does. Engines reached over ssh or with TLS are named by
@@ -25,5 +29,5 @@ func NewAt(ctx context.Context, host string) (*Client, error) {
 		return nil, fmt.Errorf("cannot reach the Docker engine at %s: %w", host, err)
 	}
 	c.NegotiateAPIVersion(ctx)
-	return &Client{Client: c}, nil
+	return &Client{Client: c, Endpoint: Endpoint{Name: HostsFileEngine, Host: host, Local: isLocalHost(host)}}, nil
 }

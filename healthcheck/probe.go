@@ -37,7 +37,15 @@ type httpProbe struct {
 // Redirects are followed as net/http does. Each attempt opens a fresh
 // connection: a kept-alive one would prove nothing about the listener, and
 // the proxy environment is ignored because addr is normally a container IP.
-func HTTP(addr, path string) Probe {
+func HTTP(addr, path string) Probe { return HTTPVia(addr, path, nil) }
+
+// Dialer connects to an address on a service's network. Nil dials
+// directly; for an engine on another machine it reaches the address from
+// where the containers run (dockerctl.Client.DialContainer).
+type Dialer func(ctx context.Context, network, addr string) (net.Conn, error)
+
+// HTTPVia is HTTP with its connections made by dial.
+func HTTPVia(addr, path string, dial Dialer) Probe {
 	if !strings.HasPrefix(path, "/") {
 		path = "/" + path
 	}
@@ -45,7 +53,7 @@ func HTTP(addr, path string) Probe {
 		url: "http://" + addr + path,
 		client: &http.Client{
 			Timeout:   probeTimeout,
-			Transport: &http.Transport{DisableKeepAlives: true, Proxy: nil},
+			Transport: &http.Transport{DisableKeepAlives: true, Proxy: nil, DialContext: dial},
 		},
 	}
 }
@@ -97,16 +105,26 @@ func transportError(err error, timeout time.Duration) error {
 
 type tcpProbe struct {
 	addr string
+	dial Dialer
 }
 
 // TCP probes addr; healthy when a TCP connection is accepted within 2s.
 func TCP(addr string) Probe { return &tcpProbe{addr: addr} }
 
+// TCPVia is TCP with its connection made by dial.
+func TCPVia(addr string, dial Dialer) Probe { return &tcpProbe{addr: addr, dial: dial} }
+
 func (p *tcpProbe) String() string { return "tcp " + p.addr }
 
 func (p *tcpProbe) Check(ctx context.Context) error {
-	d := net.Dialer{Timeout: probeTimeout}
-	conn, err := d.DialContext(ctx, "tcp", p.addr)
+	dial := p.dial
+	if dial == nil {
+		d := net.Dialer{Timeout: probeTimeout}
+		dial = d.DialContext
+	}
+	ctx, cancel := context.WithTimeout(ctx, probeTimeout)
+	defer cancel()
+	conn, err := dial(ctx, "tcp", p.addr)
 	if err != nil {
 		return fmt.Errorf("tcp %s: %w", p.addr, err)
 	}

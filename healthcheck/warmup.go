@@ -16,8 +16,11 @@ const warmUpTimeout = 10 * time.Second
 // returned nil and before traffic is switched, so that lazy initialisation
 // (caches, JIT, connection pools) is paid by baton rather than by users. It
 // fails at the first answer that is not 2xx.
-func WarmUp(ctx context.Context, url string, n int) error {
-	tr := &http.Transport{Proxy: nil}
+func WarmUp(ctx context.Context, url string, n int) error { return WarmUpVia(ctx, url, n, nil) }
+
+// WarmUpVia is WarmUp with its connections made by dial.
+func WarmUpVia(ctx context.Context, url string, n int, dial Dialer) error {
+	tr := &http.Transport{Proxy: nil, DialContext: dial}
 	defer tr.CloseIdleConnections()
 	c := &http.Client{Timeout: warmUpTimeout, Transport: tr}
 	for i := 1; i <= n; i++ {

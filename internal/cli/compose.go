@@ -82,12 +82,12 @@ func runComposeDeploy(c *ucli.Context, opts deployOptions) error {
 		cfg, err = project.Config(c.Context)
 	}
 	if err != nil {
-		return deployErr(err)
+		return deployErr(onEngine(eng, err))
 	}
 	if co.nginxService != "" {
 		reps, err := project.Replicas(c.Context, eng, co.nginxService)
 		if err != nil || len(reps) == 0 {
-			return deployErr(deploy.Classify(deploy.ErrNotFound, "--nginx-service %s: no container of that service in project %s", co.nginxService, project.Name))
+			return deployErr(onEngine(eng, deploy.Classify(deploy.ErrNotFound, "--nginx-service %s: no container of that service in project %s", co.nginxService, project.Name)))
 		}
 		opts.settings["nginx-container"] = strings.TrimPrefix(reps[0].Names[0], "/")
 	}
@@ -103,5 +103,5 @@ func runComposeDeploy(c *ucli.Context, opts deployOptions) error {
 		results = []compose.ServiceResult{r}
 	}
 	out.composeResults(project.Name, results)
-	return deployErr(err)
+	return deployErr(onEngine(eng, err))
 }

@@ -151,5 +151,5 @@ func runDeploy(c *ucli.Context, opts deployOptions) error {
 	if err == nil || opts.json {
 		out.result(res)
 	}
-	return deployErr(err)
+	return deployErr(onEngine(eng, err))
 }

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 
@@ -58,4 +59,14 @@ func resolveEngine(c *ucli.Context) (dockerctl.Endpoint, error) {
 		return ep, err
 	}
 	return ep, nil
+}
+
+// onEngine names the engine in an error from a run that talked to it, so
+// that with several engines (contexts, DOCKER_HOST) the user knows which
+// one failed.
+func onEngine(eng *dockerctl.Client, err error) error {
+	if err == nil {
+		return nil
+	}
+	return fmt.Errorf("%s: %w", eng.Endpoint, err)
 }

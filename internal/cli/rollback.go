@@ -48,5 +48,5 @@ func runRollback(c *ucli.Context, target string, asJSON, quiet bool, settings ma
 	if err == nil || asJSON {
 		out.result(res)
 	}
-	return deployErr(err)
+	return deployErr(onEngine(eng, err))
 }

@@ -51,13 +51,17 @@ func runStatus(c *ucli.Context, target string, asJSON bool) error {
 	}
 	list, err := d.Status(c.Context, target, report)
 	if err != nil {
-		return deployErr(err)
+		return deployErr(onEngine(eng, err))
+	}
+	for i := range list {
+		list[i].Engine, list[i].EngineHost = eng.Endpoint.Name, eng.Endpoint.Host
 	}
 	if asJSON {
 		enc := json.NewEncoder(c.App.Writer)
 		enc.SetIndent("", "  ")
 		return enc.Encode(list)
 	}
+	fmt.Fprintf(c.App.Writer, "engine: %s\n", eng.Endpoint)
 	if len(list) == 0 {
 		fmt.Fprintln(c.App.Writer, "baton manages no container yet (baton deploy CONTAINER starts managing one)")
 		return nil

@@ -1,7 +1,9 @@
 package cli
 
 import (
+	"context"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"time"
@@ -9,6 +11,7 @@ import (
 	ucli "github.com/urfave/cli/v2"
 
 	"github.com/baton-sh/baton/dockerctl"
+	"github.com/baton-sh/baton/healthcheck"
 	"github.com/baton-sh/baton/internal/compose"
 	"github.com/baton-sh/baton/internal/config"
 	"github.com/baton-sh/baton/internal/deploy"
@@ -74,7 +77,7 @@ func newDeployerOn(c *ucli.Context, out reporterNoter, eng *dockerctl.Client, st
 	log := logger(c)
 	f := &traffic.Factory{Engine: eng, Log: log, Notify: out.note, SharedUpstream: shared}
 	jr := journal.Open(st.Path())
-	return &deploy.Deployer{
+	d := &deploy.Deployer{
 		Engine:       eng,
 		State:        st,
 		Traffic:      f.New,
@@ -94,11 +97,36 @@ func newDeployerOn(c *ucli.Context, out reporterNoter, eng *dockerctl.Client, st
 				out.Event(deploy.Event{Time: time.Now(), Phase: "journal", Message: err.Error(), Warning: true})
 			}
 		},
-	}, nil
+	}
+	if !eng.Endpoint.Local {
+		remoteEngine(d, f, eng)
+	}
+	// A rollout's nginx is this machine's, whatever engine the host has.
+	d.NginxHere = shared != nil
+	return d, nil
 }
 
 // reporterNoter is what a deployer reports to: progress events and notes.
 type reporterNoter interface {
 	deploy.Reporter
 	note(msg string)
+}
+
+// remoteEngine sets a deploy up for an engine on another machine: the
+// containers' addresses are not reachable from here, so probes, warm-up
+// requests and relay control connect from inside the service's relay
+// container, an nginx container's upstream file is written through the
+// container, and host ports are not checked here (they are the other
+// machine's).
+func remoteEngine(d *deploy.Deployer, f *traffic.Factory, eng *dockerctl.Client) {
+	d.Remote = true
+	d.HostPortFree = nil
+	d.Reach = func(svc deploy.Service) healthcheck.Dialer {
+		relay := traffic.RelayName(svc.Key)
+		return func(ctx context.Context, _, addr string) (net.Conn, error) {
+			return eng.DialVia(ctx, relay, addr)
+		}
+	}
+	f.Remote = true
+	f.DialVia = eng.DialVia
 }

@@ -31,6 +31,7 @@ import (
 	"github.com/docker/docker/errdefs"
 	"github.com/docker/go-connections/nat"
 
+	"github.com/baton-sh/baton/healthcheck"
 	"github.com/baton-sh/baton/internal/state"
 )
 
@@ -56,6 +57,18 @@ type Deployer struct {
 	// targets whose new configuration someone else defines (a compose
 	// container deployed by name). A nil result means a plain copy.
 	SpecFor func(ctx context.Context, old container.InspectResponse, newRef string, dryRun bool, report func(string)) SpecFunc
+	// Remote says the engine runs on another machine, so its containers'
+	// addresses are not reachable from here: probes and warm-up requests
+	// go through Reach, and what needs them must be able to use it.
+	Remote bool
+	// NginxHere says nginx runs where baton runs even when the engine does
+	// not: a rollout across hosts shares one nginx on this machine, whose
+	// upstream file and reload command are local.
+	NginxHere bool
+	// Reach returns how to connect to addresses on a service's network
+	// from where its containers run (through its relay container). Nil,
+	// or a nil result, dials directly.
+	Reach func(svc Service) healthcheck.Dialer
 }
 
 // run is one deploy: the facts it was decided on and the plan, both fixed

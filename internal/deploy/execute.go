@@ -198,7 +198,7 @@ func (r *run) warm(ctx context.Context) error {
 		}
 		url := "http://" + ep.Addr() + path
 		r.event(PhaseHealthy, r.rec.NewName, "sending %d warm-up requests to %s", n, url)
-		if err := healthcheck.WarmUp(hctx, url, n); err != nil {
+		if err := healthcheck.WarmUpVia(hctx, url, n, r.dialer()); err != nil {
 			return &PhaseError{Phase: PhaseHealthy, OldServing: true, Err: fmt.Errorf("warm-up requests to %s: %w", r.rec.NewName, err)}
 		}
 	}
@@ -216,17 +216,21 @@ func (r *run) healthSpec(c container.InspectResponse, ep Endpoint) (healthcheck.
 	if spec.DockerHealth {
 		how = append(how, "Docker HEALTHCHECK")
 	}
+	dial := r.dialer()
 	if s.HTTPProbe != "" {
-		spec.Probes = append(spec.Probes, healthcheck.HTTP(ep.Addr(), s.HTTPProbe))
-		how = append(how, "GET "+s.HTTPProbe)
+		spec.Probes = append(spec.Probes, healthcheck.HTTPVia(ep.Addr(), s.HTTPProbe, dial))
+		how = append(how, "GET "+s.HTTPProbe+r.fromWhere())
 	}
 	if s.TCPProbe {
-		spec.Probes = append(spec.Probes, healthcheck.TCP(ep.Addr()))
-		how = append(how, "TCP connect")
+		spec.Probes = append(spec.Probes, healthcheck.TCPVia(ep.Addr(), dial))
+		how = append(how, "TCP connect"+r.fromWhere())
 	}
-	if len(how) == 0 && s.Port != 0 && ep.IP != "" {
-		spec.Probes = append(spec.Probes, healthcheck.TCP(ep.Addr()))
-		how = append(how, fmt.Sprintf("TCP connect to port %d, as the image has no HEALTHCHECK and no --http-probe was given", s.Port))
+	// On a remote engine without a relay nothing can dial the container
+	// (checkRemote refused the probes that would need it).
+	reachable := !r.d.Remote || r.plan.TrafficMode == TrafficRelay
+	if len(how) == 0 && s.Port != 0 && ep.IP != "" && reachable {
+		spec.Probes = append(spec.Probes, healthcheck.TCPVia(ep.Addr(), dial))
+		how = append(how, fmt.Sprintf("TCP connect to port %d%s, as the image has no HEALTHCHECK and no --http-probe was given", s.Port, r.fromWhere()))
 	}
 	if len(how) == 0 {
 		spec.Probes = append(spec.Probes, runningFor{eng: r.d.Engine, id: c.ID, d: minRunning})

@@ -14,7 +14,11 @@ import (
 // from the deploy record. Facts are not changed once gathered.
 type Facts struct {
 	Service Service
-	Old     container.InspectResponse
+	// Remote: the engine is on another machine (see Deployer.Remote).
+	Remote bool
+	// NginxHere: nginx runs on this machine (see Deployer.NginxHere).
+	NginxHere bool
+	Old       container.InspectResponse
 	// OldImage is the old container's image; its Config is empty when it
 	// is gone from the host (a dry run plans without it).
 	OldImage image.InspectResponse

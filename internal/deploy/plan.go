@@ -183,7 +183,10 @@ func checkTarget(f *Facts) error {
 	if err := checkContainer(f.Old, f.Service.Name); err != nil {
 		return err
 	}
-	return checkPortNeeded(f.Settings, f.Old, f.Service.Name)
+	if err := checkPortNeeded(f.Settings, f.Old, f.Service.Name); err != nil {
+		return err
+	}
+	return checkRemoteFacts(f)
 }
 
 // checkPortNeeded fails early when a probe, the relay or nginx needs the

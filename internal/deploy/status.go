@@ -34,6 +34,10 @@ type ServiceStatus struct {
 	// IgnoredLabels are baton.* and com.docker.compose.* labels the
 	// container's image carries itself, which baton never takes as settings.
 	IgnoredLabels []string `json:"ignored_labels,omitempty"`
+	// Engine and EngineHost name the Docker engine the container runs on:
+	// its docker context (or "default", or "env" for DOCKER_HOST) and URL.
+	Engine     string `json:"engine,omitempty"`
+	EngineHost string `json:"engine_host,omitempty"`
 }
 
 // Status reports on target, or on every service baton manages when target

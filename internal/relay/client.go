@@ -40,6 +40,7 @@ type Client struct {
 	network string // unix or tcp
 	path    string // socket path or host:port
 	token   string // sent with every request (TCP control)
+	dialer  func(ctx context.Context, network, addr string) (net.Conn, error)
 
 	mu   sync.Mutex
 	conn net.Conn
@@ -57,6 +58,13 @@ func DialTCP(ctx context.Context, addr, token string) (*Client, error) {
 	return dial(ctx, &Client{network: "tcp", path: addr, token: token})
 }
 
+// DialTCPWith is DialTCP with connections made by dialer, which may reach
+// the relay from elsewhere (docker exec into its container, for an engine
+// on another machine).
+func DialTCPWith(ctx context.Context, dialer func(ctx context.Context, network, addr string) (net.Conn, error), addr, token string) (*Client, error) {
+	return dial(ctx, &Client{network: "tcp", path: addr, token: token, dialer: dialer})
+}
+
 func dial(ctx context.Context, c *Client) (*Client, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -67,8 +75,12 @@ func dial(ctx context.Context, c *Client) (*Client, error) {
 }
 
 func (c *Client) connectLocked(ctx context.Context) error {
-	var d net.Dialer
-	conn, err := d.DialContext(ctx, c.network, c.path)
+	dialer := c.dialer
+	if dialer == nil {
+		var d net.Dialer
+		dialer = d.DialContext
+	}
+	conn, err := dialer(ctx, c.network, c.path)
 	if err != nil {
 		return fmt.Errorf("relay control %s %s: %w", c.network, c.path, err)
 	}

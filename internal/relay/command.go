@@ -37,6 +37,7 @@ func Command() *cli.Command {
 		Subcommands: []*cli.Command{
 			serveCommand(),
 			ctlCommand(),
+			dialCommand(),
 		},
 	}
 }

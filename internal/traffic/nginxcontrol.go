@@ -32,6 +32,10 @@ type nginxControl struct {
 	// checked, if set, runs between the path check and the write: tests
 	// use it to swap a directory for a link, as someone racing baton could.
 	checked func()
+	// throughContainer: the engine (and so the nginx container) is on
+	// another machine, where file is; it is read and written through the
+	// container's bind mount of its directory (see upstreamfile_remote.go).
+	throughContainer bool
 }
 
 func newNginxControl(eng Engine, s deploy.Settings, log *slog.Logger, notify func(string)) *nginxControl {
@@ -63,6 +67,9 @@ func (n *nginxControl) apply(ctx context.Context, servers []string, nets ...stri
 		}
 	}
 	want := upstreamContent(servers)
+	if n.throughContainer {
+		return n.applyThroughContainer(ctx, want)
+	}
 	have, err := atomicfile.ReadNoFollow(n.file)
 	existed := err == nil
 	if err != nil && !errors.Is(err, os.ErrNotExist) {

@@ -41,6 +41,10 @@ type Relay struct {
 	notify   func(string)
 	ctl      relayController // chosen on first use
 	shared   func(own []string) []string
+	// dialVia, set for an engine on another machine, reaches the relay's
+	// TCP control port from inside its own container (docker exec), since
+	// its address is not reachable from here.
+	dialVia func(ctx context.Context, via, addr string) (net.Conn, error)
 }
 
 const (

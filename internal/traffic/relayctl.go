@@ -47,6 +47,25 @@ func (t *Relay) control(ctx context.Context) (relayController, error) {
 		return nil, fmt.Errorf("relay container %s: %w", name, err)
 	}
 	token := envValue(c.Config.Env, relayTokenEnv)
+	if t.dialVia != nil {
+		// An engine on another machine: the relay's address is not
+		// reachable from here (and may be another container's here), so
+		// the control connection is made from inside the relay container,
+		// to its own control port; it is kept across calls.
+		if token == "" {
+			t.ctl = &execControl{eng: t.eng, container: name}
+			return t.ctl, nil
+		}
+		dial := func(ctx context.Context, _, addr string) (net.Conn, error) { return t.dialVia(ctx, name, addr) }
+		client, err := relay.DialTCPWith(ctx, dial, net.JoinHostPort("127.0.0.1", strconv.Itoa(relayControlPort)), token)
+		if err != nil {
+			t.log.Debug("relay control through docker exec dial failed; using docker exec of relay ctl", "container", name, "error", err)
+			t.ctl = &execControl{eng: t.eng, container: name}
+			return t.ctl, nil
+		}
+		t.ctl = tcpControl{c: client, exec: &execControl{eng: t.eng, container: name}, log: t.log}
+		return t.ctl, nil
+	}
 	var ip string
 	if n, ok := c.NetworkSettings.Networks[t.serviceNet(ctx)]; ok && n != nil {
 		ip = n.IPAddress

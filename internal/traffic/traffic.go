@@ -13,7 +13,9 @@ package traffic
 import (
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
+	"net"
 
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/image"
@@ -43,6 +45,8 @@ type Engine interface {
 	Exec(ctx context.Context, containerID string, argv []string) (dockerctl.ExecResult, error)
 	EnsureSelfImage(ctx context.Context) (string, error)
 	EnsureServiceNetwork(ctx context.Context, serviceKey string) (string, error)
+	CopyToContainer(ctx context.Context, containerID, dstPath string, content io.Reader, options container.CopyToContainerOptions) error
+	CopyFromContainer(ctx context.Context, containerID, srcPath string) (io.ReadCloser, container.PathStat, error)
 }
 
 // Factory builds the Traffic for a service; it is a deploy.TrafficFactory.
@@ -59,6 +63,14 @@ type Factory struct {
 	// hosts behind one nginx shares one file, and a deploy on one host must
 	// keep the other hosts' relays in it.
 	SharedUpstream func(own []string) []string
+	// Remote says the engine is on another machine: its containers'
+	// addresses are not reachable from here, so the relay is controlled
+	// through DialVia (docker exec into the relay container) and an nginx
+	// container's upstream file is read and written through the Docker API.
+	Remote bool
+	// DialVia connects to addr from inside container via (see
+	// dockerctl.Client.DialVia); required when Remote.
+	DialVia func(ctx context.Context, via, addr string) (net.Conn, error)
 }
 
 // New returns the Traffic for s.
@@ -75,13 +87,23 @@ func (f *Factory) New(ctx context.Context, svc deploy.Service, s deploy.Settings
 	case "none":
 		return None{}, nil
 	case "nginx":
-		return &Nginx{ctl: newNginxControl(f.Engine, s, log, notify), eng: f.Engine, svc: svc, log: log, notify: notify}, nil
+		return &Nginx{ctl: f.nginxControl(s, log, notify), eng: f.Engine, svc: svc, log: log, notify: notify}, nil
 	case "relay":
-		return &Relay{
+		r := &Relay{
 			eng: f.Engine, svc: svc, settings: s, image: f.RelayImage,
-			nginx: newNginxControl(f.Engine, s, log, notify), log: log, notify: notify,
+			nginx: f.nginxControl(s, log, notify), log: log, notify: notify,
 			shared: f.SharedUpstream,
-		}, nil
+		}
+		if f.Remote {
+			r.dialVia = f.DialVia
+		}
+		return r, nil
 	}
 	return nil, fmt.Errorf("unknown traffic mode %q", s.TrafficMode())
+}
+
+func (f *Factory) nginxControl(s deploy.Settings, log *slog.Logger, notify func(string)) *nginxControl {
+	n := newNginxControl(f.Engine, s, log, notify)
+	n.throughContainer = f.Remote && n.container != ""
+	return n
 }

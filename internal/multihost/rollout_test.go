@@ -1,4 +1,7 @@
-package e2e
+// Package multihost proves a rollout across several Docker engines (issue
+// 10): its own package, so its minutes of engines and load run beside the
+// other packages' tests rather than after the e2e package's.
+package multihost
 
 import (
 	"bytes"
@@ -184,6 +187,31 @@ func TestRolloutAcrossHosts(t *testing.T) {
 	m.assertServing("v1", "v1", "v1")
 	for _, h := range m.hosts {
 		m.assertSingle(h)
+	}
+}
+
+type batonRun struct {
+	stdout, stderr string
+	code           int
+	took           time.Duration
+}
+
+// checkLoad fails the test on any failed request, listing the first ones.
+func checkLoad(t *testing.T, res *loadgen.Result) {
+	t.Helper()
+	t.Logf("load: %s", res.Summary())
+	if res.Total() < 100 {
+		t.Fatalf("only %d requests were made; the load did not run", res.Total())
+	}
+	if n := res.Failed(); n > 0 {
+		var lines []string
+		for i, f := range res.Failures() {
+			if i == 10 {
+				break
+			}
+			lines = append(lines, fmt.Sprintf("%s %s at %s: %d %s", f.Method, f.Version, f.Start.Format("15:04:05.000"), f.Status, f.Err))
+		}
+		t.Fatalf("%d of %d requests failed:\n%s", n, res.Total(), strings.Join(lines, "\n"))
 	}
 }
 

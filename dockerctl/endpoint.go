@@ -6,13 +6,16 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/containerd/errdefs"
 	"github.com/docker/cli/cli/config"
+	"github.com/docker/cli/cli/connhelper"
 	dcontext "github.com/docker/cli/cli/context"
 	"github.com/docker/cli/cli/context/docker"
 	"github.com/docker/cli/cli/context/store"
@@ -210,6 +213,15 @@ func NewFromEndpoint(ctx context.Context, ep Endpoint) (*Client, error) {
 	opts, err := ep.ep.ClientOpts()
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", ep, err)
+	}
+	if helper, err := connhelper.GetConnectionHelper(ep.Host); err == nil && helper != nil {
+		// Every new connection through the helper is an ssh session and a
+		// `docker system dial-stdio` on the other side: keep more of them
+		// for reuse than net/http's default 2, since a deploy's health wait
+		// holds an event stream while it inspects and execs.
+		opts = append(opts, client.WithHTTPClient(&http.Client{
+			Transport: &http.Transport{DialContext: helper.Dialer, MaxIdleConnsPerHost: 16, IdleConnTimeout: 90 * time.Second},
+		}))
 	}
 	c, err := client.NewClientWithOpts(opts...)
 	if err != nil {

@@ -16,6 +16,16 @@ import (
 // costs one attempt rather than the whole wait.
 const probeTimeout = 2 * time.Second
 
+// viaAllowance is what a probe made through dial (a docker exec on an
+// engine on another machine, maybe over ssh) may take on top of
+// probeTimeout to set its connection up.
+func viaAllowance(dial Dialer) time.Duration {
+	if dial == nil {
+		return 0
+	}
+	return 5 * time.Second
+}
+
 // bodyExcerpt is how much of a failing response body an error quotes: enough
 // for "warming up" or a stack trace's first line, short enough for one line.
 const bodyExcerpt = 200
@@ -52,7 +62,7 @@ func HTTPVia(addr, path string, dial Dialer) Probe {
 	return &httpProbe{
 		url: "http://" + addr + path,
 		client: &http.Client{
-			Timeout:   probeTimeout,
+			Timeout:   probeTimeout + viaAllowance(dial),
 			Transport: &http.Transport{DisableKeepAlives: true, Proxy: nil, DialContext: dial},
 		},
 	}
@@ -122,7 +132,7 @@ func (p *tcpProbe) Check(ctx context.Context) error {
 		d := net.Dialer{Timeout: probeTimeout}
 		dial = d.DialContext
 	}
-	ctx, cancel := context.WithTimeout(ctx, probeTimeout)
+	ctx, cancel := context.WithTimeout(ctx, probeTimeout+viaAllowance(p.dial))
 	defer cancel()
 	conn, err := dial(ctx, "tcp", p.addr)
 	if err != nil {

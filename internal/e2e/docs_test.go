@@ -800,11 +800,30 @@ func readmeContainerNginxScenario() docScenario {
 			s.mapTo(`/etc/nginx/baton/web\.conf`, ngx.UpstreamFile())
 			s.mapTo(`--nginx-container nginx($|\s)`, "--nginx-container "+ngx.Container()+"${1}")
 			s.vals["web"], s.vals["url"], s.vals["nginx"] = name, ngx.URL(), ngx.Container()
+			// The docker contexts the README creates go into a config
+			// directory of the test's own, and the documented ssh host is
+			// this test's engine (TestRemoteEngineOverSSH reaches one over
+			// a real sshd).
+			s.env = append(s.env, "DOCKER_CONFIG="+s.t.TempDir())
+			engine := os.Getenv("DOCKER_HOST")
+			if engine == "" {
+				engine = "unix:///var/run/docker.sock"
+			}
+			s.mapTo(`host=ssh://deploy@web1\.example\.com`, "host="+engine)
+			s.vals["engine"] = engine
 		},
 		steps: []docStep{
 			{doc: "baton deploy web --image shop/web:1.4.2 --http-probe /healthz --nginx-upstream /etc/nginx/baton/web.conf --nginx-container nginx", check: func(s *docRun, _ stepOut) error {
 				return all(s.runs(s.vals["web"], s.e.reg.Addr()+"/shop/web:1.4.2"), serves(s.vals["url"], "1.4.2"),
 					s.labelIs(s.vals["web"], "baton.nginx-container", s.vals["nginx"]))
+			}},
+			{doc: "docker context create web1 --docker host=ssh://deploy@web1.example.com"},
+			{doc: "baton --context web1 status web", check: func(s *docRun, out stepOut) error {
+				want := fmt.Sprintf("engine: docker context %q (%s)", "web1", s.vals["engine"])
+				if !strings.Contains(out.stdout, want) || !strings.Contains(out.stdout, s.vals["web"]) || !strings.Contains(out.stdout, "1.4.2") {
+					return fmt.Errorf("status through the context: stdout %q, want %q and %s running 1.4.2", out.stdout, want, s.vals["web"])
+				}
+				return nil
 			}},
 		},
 	}

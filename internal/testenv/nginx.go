@@ -40,7 +40,10 @@ type NginxOpts struct {
 	WorkerProcesses int  // default 2
 
 	Network string // ContainerNginx: the network to attach nginx to
-	Image   string // ContainerNginx: default NginxImage(t, cli)
+	// PublishIP is the host address ContainerNginx publishes port 80 on
+	// (default 127.0.0.1): an engine's test namespace address, say.
+	PublishIP string
+	Image     string // ContainerNginx: default NginxImage(t, cli)
 }
 
 // DefaultLocation is the location block nginx gets unless NginxOpts.Location

@@ -198,7 +198,7 @@ func ContainerNginx(t TB, cli *client.Client, opts NginxOpts) *Nginx {
 	hostCfg := &container.HostConfig{
 		Binds: []string{dir + ":/etc/nginx"},
 		// HostPort "" lets the daemon pick a free port: no race.
-		PortBindings: nat.PortMap{"80/tcp": {{HostIP: "127.0.0.1", HostPort: ""}}},
+		PortBindings: nat.PortMap{"80/tcp": {{HostIP: orString(opts.PublishIP, "127.0.0.1"), HostPort: ""}}},
 	}
 	var netCfg *network.NetworkingConfig
 	if opts.Network != "" {

@@ -234,7 +234,7 @@ var deployLabels = map[string]bool{
 	"baton.replaces": true, "baton.previous-image": true, "baton.previous-image-id": true,
 	// A command never comes from a label (baton keeps it in its state
 	// directory); an earlier version's mirror is not carried forward.
-	"baton.nginx-reload": true,
+	"baton.nginx-reload": true, "baton.pre-switch": true,
 }
 
 // userLabels returns the labels the user set: not the old image's (same key

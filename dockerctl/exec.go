@@ -30,10 +30,12 @@ func (c *Client) Exec(ctx context.Context, containerID string, argv []string) (E
 		return res, fmt.Errorf("exec %s in %s: %w", strings.Join(argv, " "), containerID, err)
 	}
 	defer att.Close()
-	var stdout, stderr bytes.Buffer
+	// Only the tail is kept: a command (a --pre-switch migration) may print
+	// without bound, and what failed is said last.
+	stdout, stderr := &tailBuffer{max: execOutputMax}, &tailBuffer{max: execOutputMax}
 	done := make(chan error, 1)
 	go func() {
-		_, err := stdcopy.StdCopy(&stdout, &stderr, att.Reader)
+		_, err := stdcopy.StdCopy(stdout, stderr, att.Reader)
 		done <- err
 	}()
 	select {
@@ -50,4 +52,36 @@ func (c *Client) Exec(ctx context.Context, containerID string, argv []string) (E
 	}
 	res.Stdout, res.Stderr, res.ExitCode = stdout.String(), stderr.String(), insp.ExitCode
 	return res, nil
+}
+
+// execOutputMax bounds each output stream Exec keeps.
+const execOutputMax = 1 << 20
+
+// tailBuffer keeps the last max bytes written to it.
+type tailBuffer struct {
+	buf bytes.Buffer
+	max int
+	cut bool
+}
+
+func (t *tailBuffer) Write(p []byte) (int, error) {
+	n := len(p)
+	if len(p) > t.max {
+		p = p[len(p)-t.max:]
+		t.buf.Reset()
+		t.cut = true
+	}
+	if over := t.buf.Len() + len(p) - t.max; over > 0 {
+		t.buf.Next(over)
+		t.cut = true
+	}
+	t.buf.Write(p)
+	return n, nil
+}
+
+func (t *tailBuffer) String() string {
+	if t.cut {
+		return "...(cut)\n" + t.buf.String()
+	}
+	return t.buf.String()
 }

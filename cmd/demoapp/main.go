@@ -25,7 +25,11 @@ import (
 func main() {
 	probe := flag.String("probe", "", "act as a HEALTHCHECK command: GET this URL and exit 0 on 2xx")
 	port := flag.Int("port", 0, "listen on this port (overrides LISTEN), as traefik/whoami takes it")
+	preSwitch := flag.String("pre-switch", "", "act as a --pre-switch step: append how many requests the app at this base URL has served to "+preSwitchFile+" (which the app serves at /pre-switch)")
 	flag.Parse()
+	if *preSwitch != "" {
+		os.Exit(runPreSwitch(*preSwitch))
+	}
 	if *port != 0 {
 		os.Setenv("LISTEN", fmt.Sprintf(":%d", *port))
 	}
@@ -36,6 +40,40 @@ func main() {
 		log.Printf("demoapp: %v", err)
 		os.Exit(1)
 	}
+}
+
+// preSwitchFile is where the -pre-switch step writes, and what GET
+// /pre-switch serves: one line per run, with the number of requests the app
+// had served then. A step that ran once before traffic moved leaves one
+// line saying 0.
+const preSwitchFile = "/tmp/pre-switch"
+
+func runPreSwitch(base string) int {
+	c := http.Client{Timeout: 2 * time.Second}
+	resp, err := c.Get(base + "/served")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 64))
+	// A FROM scratch image has no /tmp.
+	if err := os.MkdirAll("/tmp", 0o1777); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	f, err := os.OpenFile(preSwitchFile, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer f.Close()
+	if _, err := fmt.Fprintf(f, "served=%s\n", strings.TrimSpace(string(body))); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	fmt.Printf("pre-switch step done: served=%s\n", strings.TrimSpace(string(body)))
+	return 0
 }
 
 func runProbe(url string) int {
@@ -117,6 +155,26 @@ func run() error {
 	}
 	mux.HandleFunc("/healthz", health)
 	mux.HandleFunc("/health", health) // the path traefik/whoami, used in compose-examples, answers
+	ws := newWSHub(cfg.version)
+	mux.Handle("/ws", ws)
+	drainSig := make(chan os.Signal, 1)
+	signal.Notify(drainSig, syscall.SIGUSR1)
+	go func() {
+		for range drainSig {
+			ws.drain()
+		}
+	}()
+	mux.HandleFunc("/served", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintln(w, served.Load())
+	})
+	mux.HandleFunc("/pre-switch", func(w http.ResponseWriter, r *http.Request) {
+		b, err := os.ReadFile(preSwitchFile)
+		if err != nil {
+			http.Error(w, "no pre-switch step ran", http.StatusNotFound)
+			return
+		}
+		_, _ = w.Write(b)
+	})
 	mux.HandleFunc("/version", func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintln(w, cfg.version)
 	})

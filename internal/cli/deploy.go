@@ -1,10 +1,12 @@
 package cli
 
 import (
+	"strings"
 	"time"
 
 	ucli "github.com/urfave/cli/v2"
 
+	"github.com/baton-sh/baton/dockerctl"
 	"github.com/baton-sh/baton/internal/deploy"
 	"github.com/baton-sh/baton/internal/rollout"
 )
@@ -26,6 +28,9 @@ func settingFlags() []ucli.Flag {
 		&ucli.BoolFlag{Name: "relay", Usage: "put baton's relay between nginx and the app, so a deploy needs no nginx reload", DefaultText: "true with --nginx-upstream", Category: "Traffic"},
 		&ucli.IntFlag{Name: "relay-port", Usage: "host port the relay listens on when nginx runs on the host", DefaultText: "a free one", Category: "Traffic"},
 		&ucli.StringFlag{Name: "relay-address", Usage: "host `IP` the relay listens on when nginx runs on the host (another machine's nginx reaches it there)", DefaultText: "127.0.0.1", Category: "Traffic"},
+		&ucli.StringFlag{Name: "drain-signal", Usage: "send `SIGNAL` (SIGUSR1, SIGHUP, SIGTERM, ...) to the old container when traffic moves, before the drain, so the app can ask its long-lived clients (WebSocket, SSE) to reconnect", Category: "Traffic"},
+		&ucli.StringFlag{Name: "pre-switch", Usage: "run `CMD` with docker exec in the healthy new container before traffic moves (migrations, cache warming, a smoke test); a non-zero exit aborts, the old keeps serving; run without a shell (write sh -c '...' for one); recorded for later deploys, never taken from a label", Category: "Health"},
+		&ucli.StringFlag{Name: "accept-drift", Usage: "deploy although the new container cannot have these settings of the old one: comma-separated `FIELDS` (" + strings.Join(dockerctl.DriftFields, ", ") + "); recorded for later deploys"},
 	}
 }
 

@@ -153,6 +153,12 @@ func (o *output) printPlan(p *deploy.Plan) {
 	if len(p.Leftovers) > 0 {
 		fmt.Fprintf(w, "  containers labelled as this service's that no deploy record names (left alone): %s\n", strings.Join(p.Leftovers, ", "))
 	}
+	for _, d := range p.Drift {
+		fmt.Fprintf(w, "  accepted drift: %s %s becomes %s (--accept-drift %s)\n", d.Field, d.Old, d.Instead, d.Field)
+	}
+	for _, c := range p.Carried {
+		fmt.Fprintf(w, "  carried later: %s\n", c)
+	}
 	fmt.Fprintln(w, "  steps:")
 	for i, s := range p.Steps {
 		fmt.Fprintf(w, "    %d. %s\n", i+1, s)

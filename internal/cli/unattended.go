@@ -21,6 +21,7 @@ import (
 	"github.com/baton-sh/baton/internal/metrics"
 	"github.com/baton-sh/baton/internal/notify"
 	"github.com/baton-sh/baton/internal/redact"
+	"github.com/baton-sh/baton/internal/state"
 	"github.com/baton-sh/baton/internal/unattended"
 	"github.com/baton-sh/baton/internal/webhook"
 )
@@ -48,6 +49,7 @@ type unattendedRun struct {
 	queue   *unattended.Queue
 	journal *journal.Journal
 	metrics *metrics.Metrics
+	state   *state.Dir
 	sel     unattended.Selector
 	// repos says which images a queued job may deploy (baton serve sets
 	// the operator's allowlist; watch deploys only a container's own tag).
@@ -119,7 +121,7 @@ func newUnattended(c *ucli.Context, log *slog.Logger) (*unattendedRun, error) {
 		log.Info("request "+event, "id", s.ID, "target", s.Target, "image", s.Image, "trigger", s.Trigger, "who", s.Who, "run", s.RunID, "state", s.State)
 	})
 	u = &unattendedRun{
-		log: log, eng: eng, queue: q, journal: ex.Journal, metrics: m,
+		log: log, eng: eng, queue: q, journal: ex.Journal, metrics: m, state: d.State,
 		sel:   unattended.Selector{All: c.Bool("all"), Scope: c.String("scope")},
 		bound: c.Duration("shutdown-timeout"),
 		ctx:   c.Context,

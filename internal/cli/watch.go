@@ -27,12 +27,18 @@ baton.schedule="CRON" gives it its own schedule; baton.scope=NAME ties it to a
 watcher started with --scope NAME. A digest whose deploy failed is tried again only after
 --retry-after, or as soon as a newer one is pushed.
 
+--min-age DURATION (or a container's label baton.min-age) is a supply-chain cooldown: a
+new digest is deployed only once watch has seen it under the tag for that long, counted
+from its first sighting by a watch on this host (kept in the state directory); until then
+the log says which digest waits and until when.
+
 On SIGTERM or SIGINT, baton watch stops checking and waits for a running deploy to
 finish (up to --shutdown-timeout), then exits 0.`,
 		Flags: append([]ucli.Flag{
 			&ucli.DurationFlag{Name: "interval", Usage: "check every `DURATION`, starting at once", DefaultText: "5m0s unless --schedule is given"},
 			&ucli.StringFlag{Name: "schedule", Usage: "check at the times of cron expression `CRON` (5 fields, 6 with seconds first, or @every 10m, @hourly)"},
 			&ucli.DurationFlag{Name: "retry-after", Value: time.Hour, Usage: "wait this long before trying again a digest whose deploy failed"},
+			&ucli.DurationFlag{Name: "min-age", DefaultText: "none: a new digest deploys at once", Usage: "cooldown: deploy a new digest only once watch has seen it in the registry for `DURATION` (a container's label baton.min-age overrides it)"},
 			&ucli.BoolFlag{Name: "once", Usage: "check every container once, now, wait for the deploys and exit (1 if one failed)"},
 		}, unattendedFlags()...),
 		Action: func(c *ucli.Context) error {
@@ -79,6 +85,10 @@ func runWatch(c *ucli.Context) error {
 		},
 		Queue: u.queue, Select: u.sel, Schedule: sched, Immediate: immediate,
 		RetryAfter: c.Duration("retry-after"), Who: "watch@" + hostname(), Metrics: u.metrics, Log: log,
+		MinAge: c.Duration("min-age"), Seen: watch.SeenFile{Dir: u.state},
+	}
+	if w.MinAge < 0 {
+		return usageErr("--min-age %s: must not be negative", w.MinAge)
 	}
 	if c.Bool("once") {
 		failed, err := w.Once(c.Context)

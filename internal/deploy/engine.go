@@ -25,11 +25,15 @@ type Engine interface {
 	ContainerStop(ctx context.Context, containerID string, options container.StopOptions) error
 	ContainerRemove(ctx context.Context, containerID string, options container.RemoveOptions) error
 	ContainerRename(ctx context.Context, containerID, newContainerName string) error
+	ContainerKill(ctx context.Context, containerID, signal string) error
 	ContainerLogs(ctx context.Context, containerID string, options container.LogsOptions) (io.ReadCloser, error)
 	NetworkConnect(ctx context.Context, networkID, containerID string, config *network.EndpointSettings) error
 	ImageInspect(ctx context.Context, imageID string, inspectOpts ...client.ImageInspectOption) (image.InspectResponse, error)
 	Events(ctx context.Context, options events.ListOptions) (<-chan events.Message, <-chan error)
 
+	// Exec runs argv in a running container and waits for it (--pre-switch);
+	// a non-zero exit is in the result, with the output's tail.
+	Exec(ctx context.Context, containerID string, argv []string) (dockerctl.ExecResult, error)
 	// PullImage pulls with the docker CLI's credentials, showing progress.
 	PullImage(ctx context.Context, ref string, p dockerctl.PullProgress) error
 	// EnsureServiceNetwork returns the name of the service's own internal

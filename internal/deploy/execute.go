@@ -55,6 +55,8 @@ func (r *run) step(ctx context.Context, s Step) error {
 		return r.join(ctx)
 	case StepWarm:
 		return r.warm(ctx)
+	case StepPreSwitch:
+		return r.preSwitch(ctx)
 	case StepSwitch:
 		return r.switchTraffic(ctx)
 	case StepDrain:
@@ -263,11 +265,59 @@ func (r *run) drain(ctx context.Context) error {
 	if err := r.saveRecord(PhaseDrain); err != nil {
 		return err
 	}
-	d := r.plan.settings.Drain
-	r.event(PhaseDrain, r.svc.Name, "waiting for requests in flight on %s to finish (up to %s)", r.svc.Name, d)
-	if err := r.traffic.Drain(ctx, r.oldEP, d); err != nil {
+	s := r.plan.settings
+	if s.DrainSignal != "" {
+		// The app hears that traffic moved and can ask its long-lived
+		// clients (WebSocket, server-sent events) to reconnect, which the
+		// relay or nginx now sends to the new container.
+		r.event(PhaseDrain, r.svc.Name, "sending %s to %s (--drain-signal)", s.DrainSignal, r.svc.Name)
+		if err := r.d.Engine.ContainerKill(ctx, r.rec.OldID, s.DrainSignal); err != nil && !errdefs.IsNotFound(err) && !errdefs.IsConflict(err) {
+			// Not fatal: the drain still bounds the wait, and cuts what
+			// the app did not close.
+			r.warn("sending %s to %s: %v", s.DrainSignal, r.svc.Name, err)
+		}
+	}
+	r.event(PhaseDrain, r.svc.Name, "waiting for requests in flight and long-lived connections on %s to finish (up to %s)", r.svc.Name, s.Drain)
+	rep, err := r.traffic.Drain(ctx, r.oldEP, s.Drain)
+	if err != nil {
 		return &PhaseError{Phase: PhaseDrain, OldServing: true, Err: err}
 	}
+	rep.Signal = s.DrainSignal
+	r.res.Drain = &rep
+	if rep.Counted {
+		msg := fmt.Sprintf("drained %s in %s: waited for %d connection(s) open when traffic moved", r.svc.Name, rep.Duration.Round(time.Millisecond), rep.Waited)
+		if rep.Cut > 0 {
+			msg += fmt.Sprintf("; %d still open after --drain %s are cut by the stop", rep.Cut, s.Drain)
+		} else {
+			msg += "; none cut"
+		}
+		r.event(PhaseDrain, r.svc.Name, "%s", msg)
+		r.note("%s", msg)
+	}
+	return nil
+}
+
+// preSwitch runs the operator's --pre-switch command in the healthy new
+// container, before traffic moves: a migration, cache warming, a smoke
+// test. A non-zero exit aborts the deploy with the old container serving
+// and the command's output (its tail, secrets redacted) in the error.
+func (r *run) preSwitch(ctx context.Context) error {
+	line := r.plan.settings.PreSwitch
+	argv, err := SplitCommand(line)
+	if err != nil {
+		return &PhaseError{Phase: PhaseHealthy, OldServing: true, Err: fmt.Errorf("--pre-switch %q: %w", line, err)}
+	}
+	r.event(PhaseHealthy, r.rec.NewName, "running %s in %s (--pre-switch)", line, r.rec.NewName)
+	res, err := r.d.Engine.Exec(ctx, r.rec.NewID, argv)
+	if err != nil {
+		return &PhaseError{Phase: PhaseHealthy, OldServing: true, Err: fmt.Errorf("--pre-switch in %s: %w", r.rec.NewName, err)}
+	}
+	out := preSwitchOutput(res, r.plan.config.Env)
+	if res.ExitCode != 0 {
+		return &PhaseError{Phase: PhaseHealthy, OldServing: true, Err: fmt.Errorf("--pre-switch %s in %s exited %d: %s", line, r.rec.NewName, res.ExitCode, out)}
+	}
+	r.event(PhaseHealthy, r.rec.NewName, "--pre-switch %s exited 0 in %s: %s", line, r.rec.NewName, out)
+	r.note("--pre-switch %s ran in %s before traffic moved", line, r.rec.NewName)
 	return nil
 }
 
@@ -407,7 +457,7 @@ func (r *run) rollback(ctx context.Context, cause error) error {
 	if r.switched {
 		if err := r.traffic.Switch(ctx, r.newEP, r.oldEP); err != nil {
 			problems = append(problems, "moving traffic back: "+err.Error())
-		} else if err := r.traffic.Drain(ctx, r.newEP, r.plan.settings.Drain); err != nil {
+		} else if _, err := r.traffic.Drain(ctx, r.newEP, r.plan.settings.Drain); err != nil {
 			problems = append(problems, "draining the new container: "+err.Error())
 		}
 	}

@@ -57,6 +57,8 @@ type fakeEngine struct {
 	// spot (runtime.Goexit), running no more deploy code.
 	killOn  string
 	killNow bool
+	// execResult is what Exec answers (--pre-switch).
+	execResult dockerctl.ExecResult
 	// lateCreate simulates baton killed right after sending a create that
 	// the engine finishes later: the caller exits at once and the
 	// container appears after this delay.
@@ -425,6 +427,33 @@ func (f *fakeEngine) ContainerRename(_ context.Context, id, name string) error {
 	f.record("rename %s %s", strings.TrimPrefix(fc.c.Name, "/"), name)
 	fc.c.Name = "/" + name
 	return nil
+}
+
+func (f *fakeEngine) ContainerKill(_ context.Context, id, signal string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	defer f.killIfDue()
+	fc, err := f.find(id)
+	if err != nil {
+		return err
+	}
+	f.record("kill %s %s", strings.TrimPrefix(fc.c.Name, "/"), signal)
+	return nil
+}
+
+func (f *fakeEngine) Exec(_ context.Context, id string, argv []string) (dockerctl.ExecResult, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	defer f.killIfDue()
+	fc, err := f.find(id)
+	if err != nil {
+		return dockerctl.ExecResult{}, err
+	}
+	if !fc.c.State.Running {
+		return dockerctl.ExecResult{}, errdefs.Conflict(fmt.Errorf("container %s is not running", id))
+	}
+	f.record("exec %s %s", strings.TrimPrefix(fc.c.Name, "/"), strings.Join(argv, " "))
+	return f.execResult, nil
 }
 
 func (f *fakeEngine) ContainerLogs(context.Context, string, container.LogsOptions) (io.ReadCloser, error) {

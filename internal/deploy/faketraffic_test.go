@@ -20,6 +20,8 @@ type fakeTraffic struct {
 	killOnSwitch bool
 	// lastSettings are the settings the last deploy built traffic for.
 	lastSettings Settings
+	// drainWaited and drainCut are what Drain reports.
+	drainWaited, drainCut int
 }
 
 func (t *fakeTraffic) factory(_ context.Context, _ Service, s Settings) (Traffic, error) {
@@ -66,11 +68,11 @@ func (t *fakeTraffic) Switch(_ context.Context, from, to Endpoint) error {
 	return nil
 }
 
-func (t *fakeTraffic) Drain(_ context.Context, from Endpoint, _ time.Duration) error {
+func (t *fakeTraffic) Drain(_ context.Context, from Endpoint, _ time.Duration) (DrainReport, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.log = append(t.log, "drain "+from.Name)
-	return nil
+	return DrainReport{Counted: true, Waited: t.drainWaited, Cut: t.drainCut}, nil
 }
 
 func (t *fakeTraffic) Finish(_ context.Context, cur, old Endpoint) error {

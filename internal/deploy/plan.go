@@ -45,6 +45,11 @@ type Plan struct {
 	// IgnoredLabels are the image's own baton.*/compose labels, which
 	// are never settings.
 	IgnoredLabels []string `json:"ignored_labels,omitempty"`
+	// Drift lists the old container's settings the new one cannot have,
+	// accepted with --accept-drift (a plan with drift not accepted is
+	// refused); Carried those it gets later than at create.
+	Drift   []dockerctl.DriftField `json:"drift,omitempty"`
+	Carried []string               `json:"carried,omitempty"`
 
 	settings Settings
 	ref      string // the image the new container is created from, for messages
@@ -80,16 +85,17 @@ func (m TrafficMode) moves() bool { return m == TrafficRelay || m == TrafficNgin
 type StepKind string
 
 const (
-	StepNothing  StepKind = "nothing"  // up to date: make sure traffic reaches the serving container
-	StepExplain  StepKind = "explain"  // say why an unchanged image is redeployed
-	StepCreate   StepKind = "create"   // create the new container, not started
-	StepJoin     StepKind = "join"     // connect it to the networks it warms up on
-	StepWarm     StepKind = "warm"     // start it and wait until it is healthy
-	StepSwitch   StepKind = "switch"   // move traffic to it
-	StepDrain    StepKind = "drain"    // wait for requests in flight on the old one
-	StepStopOld  StepKind = "stop-old" // stop the old container: the point of no return
-	StepHandover StepKind = "handover" // connect the networks the old one held (published ports)
-	StepFinalize StepKind = "finalize" // remove the old container, rename the new one
+	StepNothing   StepKind = "nothing"    // up to date: make sure traffic reaches the serving container
+	StepExplain   StepKind = "explain"    // say why an unchanged image is redeployed
+	StepCreate    StepKind = "create"     // create the new container, not started
+	StepJoin      StepKind = "join"       // connect it to the networks it warms up on
+	StepWarm      StepKind = "warm"       // start it and wait until it is healthy
+	StepPreSwitch StepKind = "pre-switch" // run the operator's command in it (--pre-switch)
+	StepSwitch    StepKind = "switch"     // move traffic to it
+	StepDrain     StepKind = "drain"      // wait for requests in flight on the old one
+	StepStopOld   StepKind = "stop-old"   // stop the old container: the point of no return
+	StepHandover  StepKind = "handover"   // connect the networks the old one held (published ports)
+	StepFinalize  StepKind = "finalize"   // remove the old container, rename the new one
 )
 
 // Step is one step of a plan and the line --dry-run prints for it.
@@ -161,6 +167,9 @@ func decide(f *Facts) (*Plan, error) {
 	if mode == "none" && (p.TrafficMode != TrafficNone || s.HTTPProbe != "" || s.TCPProbe) {
 		return nil, classify(ErrInvalid, "container %s has network mode none, so nothing can reach it: no probes, relay or nginx", f.Service.Name)
 	}
+	if err := checkDrift(f, spec, p); err != nil {
+		return nil, err
+	}
 	p.Follows = f.SpecNote
 	p.Exclusive = spec.Exclusive
 	if f.NewImageKnown {
@@ -174,6 +183,32 @@ func decide(f *Facts) (*Plan, error) {
 	p.steps = deploySteps(f, p)
 	p.Steps = stepTexts(p.steps)
 	return p, nil
+}
+
+// checkDrift refuses a new container that cannot have every setting of the
+// old one, naming each such setting, unless the operator accepted it
+// (--accept-drift FIELD); then the plan says what the new container gets
+// instead. Before anything is created, so a refusal changes nothing.
+func checkDrift(f *Facts, spec *dockerctl.CloneSpec, p *Plan) error {
+	accepted := map[string]bool{}
+	for _, a := range strings.Split(f.Settings.AcceptDrift, ",") {
+		if a != "" {
+			accepted[a] = true
+		}
+	}
+	var refused []string
+	for _, d := range dockerctl.Drift(f.Old, spec) {
+		if !accepted[d.Field] {
+			refused = append(refused, fmt.Sprintf("%s %s (%s; --accept-drift %s gives it %s)", d.Field, d.Old, d.Reason, d.Field, d.Instead))
+			continue
+		}
+		p.Drift = append(p.Drift, d)
+	}
+	if len(refused) > 0 {
+		return classify(ErrUnsupported, "container %s has settings its replacement cannot have: %s; nothing was changed", f.Service.Name, strings.Join(refused, "; "))
+	}
+	p.Carried = dockerctl.Carried(spec)
+	return nil
 }
 
 // checkTarget refuses a container baton cannot replace without downtime,
@@ -281,6 +316,9 @@ func deploySteps(f *Facts, p *Plan) []Step {
 		steps = append(steps, Step{StepJoin, "warm it up on its networks (" + attachmentNames(nets) + ") without published traffic"})
 	}
 	steps = append(steps, Step{StepWarm, "wait until healthy (up to " + s.HealthTimeout.String() + ")"})
+	if s.PreSwitch != "" {
+		steps = append(steps, Step{StepPreSwitch, "run " + s.PreSwitch + " in " + tmp + " with docker exec (--pre-switch); a non-zero exit aborts, " + name + " keeps serving"})
+	}
 	switch p.TrafficMode {
 	case TrafficRelay:
 		steps = append(steps, Step{StepSwitch, "switch baton's relay to it"})
@@ -288,7 +326,11 @@ func deploySteps(f *Facts, p *Plan) []Step {
 		steps = append(steps, Step{StepSwitch, "rewrite " + s.NginxUpstream + " to it and reload nginx"})
 	}
 	if p.TrafficMode.moves() {
-		steps = append(steps, Step{StepDrain, "wait for requests in flight on " + name + " to finish (up to " + s.Drain.String() + ")"})
+		text := "wait for requests in flight and long-lived connections on " + name + " to finish (up to " + s.Drain.String() + "; those still open then are cut and counted)"
+		if s.DrainSignal != "" {
+			text = "send " + s.DrainSignal + " to " + name + " (--drain-signal), then " + text
+		}
+		steps = append(steps, Step{StepDrain, text})
 	}
 	steps = append(steps, Step{StepStopOld, "stop " + name + " gracefully (point of no return)"})
 	steps = append(steps, afterNoReturnSteps(name, tmp, nets.AtHandover)...)

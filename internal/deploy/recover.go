@@ -198,7 +198,7 @@ func (r *run) recoverBack(ctx context.Context, o observed) error {
 			return fmt.Errorf("moving traffic back to %s: %w", r.rec.OldName, err)
 		}
 		if o.NewRunning {
-			if err := r.traffic.Drain(ctx, r.newEP, r.plan.settings.Drain); err != nil {
+			if _, err := r.traffic.Drain(ctx, r.newEP, r.plan.settings.Drain); err != nil {
 				return err
 			}
 		}

@@ -89,13 +89,15 @@ type Result struct {
 	Duration   time.Duration `json:"duration_ns"`
 	Phases     []PhaseTime   `json:"phases,omitempty"`
 	Plan       *Plan         `json:"plan,omitempty"`
-	Notes      []string      `json:"notes,omitempty"`
-	Error      string        `json:"error,omitempty"`
-	ExitCode   int           `json:"exit_code"` // the documented exit code of this outcome
-	OldServing bool          `json:"old_serving"`
-	Recovered  string        `json:"recovered,omitempty"` // what converging leftovers did, if anything
-	DeployID   string        `json:"deploy_id,omitempty"`
-	StartedAt  time.Time     `json:"started_at"`
+	// Drain says what the drain of the old container waited for and cut.
+	Drain      *DrainReport `json:"drain,omitempty"`
+	Notes      []string     `json:"notes,omitempty"`
+	Error      string       `json:"error,omitempty"`
+	ExitCode   int          `json:"exit_code"` // the documented exit code of this outcome
+	OldServing bool         `json:"old_serving"`
+	Recovered  string       `json:"recovered,omitempty"` // what converging leftovers did, if anything
+	DeployID   string       `json:"deploy_id,omitempty"`
+	StartedAt  time.Time    `json:"started_at"`
 }
 
 // PhaseTime is how long one phase took.

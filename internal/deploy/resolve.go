@@ -20,7 +20,7 @@ const DefaultConfigPath = "/etc/baton/baton.conf"
 // only from a flag (or its environment variable), the service's record in
 // the state directory (a flag given earlier) or the configuration file;
 // never from a label.
-var commandSettings = map[string]bool{"nginx-reload": true}
+var commandSettings = map[string]bool{"nginx-reload": true, "pre-switch": true}
 
 // Policy is what the operator allows, from flags, the environment and the
 // root-owned configuration file: nothing in it ever comes from a container.

@@ -4,10 +4,13 @@ import (
 	"fmt"
 	"net/netip"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/baton-sh/baton/dockerctl"
 )
 
 // Settings are the per-service knobs of a deploy. Where each may come from,
@@ -26,6 +29,9 @@ type Settings struct {
 	Relay          bool          // put baton's relay between nginx and the app
 	RelayPort      int           // host port the relay listens on for an nginx on the host; 0 = pick one
 	RelayAddress   string        // host IP the relay listens on for an nginx on the host; "" = 127.0.0.1
+	DrainSignal    string        // signal sent to the old container when traffic moves, before the drain (SIGUSR1, ...)
+	PreSwitch      string        // command run with docker exec in the healthy new container before traffic moves, split by SplitCommand
+	AcceptDrift    string        // comma-separated clone fields (see dockerctl.Drift) the deploy may lose or change
 }
 
 // DefaultSettings are the values used when neither a flag nor a label says.
@@ -105,6 +111,17 @@ var settingDefs = []setting{
 		s.RelayAddress = ip.String()
 		return nil
 	}},
+	{"drain-signal", func(s *Settings) string { return s.DrainSignal }, func(s *Settings, v string) error { return parseSignal(v, &s.DrainSignal) }},
+	{"pre-switch", func(s *Settings) string { return s.PreSwitch }, func(s *Settings, v string) error {
+		if v != "" {
+			if _, err := SplitCommand(v); err != nil {
+				return err
+			}
+		}
+		s.PreSwitch = v
+		return nil
+	}},
+	{"accept-drift", func(s *Settings) string { return s.AcceptDrift }, func(s *Settings, v string) error { return parseDriftList(v, &s.AcceptDrift) }},
 }
 
 // SettingNames lists every setting, which is also its flag name and, after
@@ -234,6 +251,36 @@ func parseNonNegative(v string, dst *int) error {
 		return fmt.Errorf("want a whole number, 0 or more")
 	}
 	*dst = n
+	return nil
+}
+
+func parseDriftList(v string, dst *string) error {
+	fields, err := dockerctl.ParseDriftFields(v)
+	if err != nil {
+		return err
+	}
+	*dst = strings.Join(fields, ",")
+	return nil
+}
+
+// drainSignals are the signals --drain-signal may send: those apps use to
+// hear "finish up and ask your clients to reconnect". KILL and STOP are not
+// among them, since the old container must keep serving its drain.
+var drainSignals = []string{"SIGHUP", "SIGINT", "SIGQUIT", "SIGTERM", "SIGUSR1", "SIGUSR2", "SIGWINCH"}
+
+func parseSignal(v string, dst *string) error {
+	if v == "" {
+		*dst = ""
+		return nil
+	}
+	name := strings.ToUpper(v)
+	if !strings.HasPrefix(name, "SIG") {
+		name = "SIG" + name
+	}
+	if !slices.Contains(drainSignals, name) {
+		return fmt.Errorf("want one of %s", strings.Join(drainSignals, ", "))
+	}
+	*dst = name
 	return nil
 }
 

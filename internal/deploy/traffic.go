@@ -32,11 +32,28 @@ type Traffic interface {
 	Describe(ctx context.Context) (string, error)
 	// Switch sends new traffic to `to`; requests already on `from` finish there.
 	Switch(ctx context.Context, from, to Endpoint) error
-	// Drain waits until `from` has no traffic left, at most max.
-	Drain(ctx context.Context, from Endpoint, max time.Duration) error
+	// Drain waits until `from` has no traffic left, at most max, and says
+	// how many connections it waited for and how many were still open at
+	// max (the old container's stop cuts them).
+	Drain(ctx context.Context, from Endpoint, max time.Duration) (DrainReport, error)
 	// Finish tidies up once `old` is gone and `cur` serves alone.
 	Finish(ctx context.Context, cur, old Endpoint) error
 }
 
 // TrafficFactory builds the Traffic for a service's settings.
 type TrafficFactory func(ctx context.Context, svc Service, s Settings) (Traffic, error)
+
+// DrainReport is what a drain waited for. Waited counts the connections
+// open on the old container when the drain began (requests in flight and
+// long-lived connections: WebSocket, server-sent events, streams); Cut those
+// still open when --drain ended, which the old container's stop closes.
+// Counted is false when the traffic mode cannot count (none).
+type DrainReport struct {
+	Counted  bool          `json:"counted"`
+	Waited   int           `json:"waited"`
+	Cut      int           `json:"cut"`
+	Duration time.Duration `json:"duration_ns"`
+	// Signal is the signal sent to the old container when traffic moved
+	// (--drain-signal), if any.
+	Signal string `json:"signal,omitempty"`
+}

@@ -58,6 +58,8 @@ type Entry struct {
 	Waited    time.Duration `json:"waited_ns,omitempty"`
 	Error     string        `json:"error,omitempty"`
 	Recovered string        `json:"recovered,omitempty"`
+	// Drain is what the drain of the old container waited for and cut.
+	Drain *deploy.DrainReport `json:"drain,omitempty"`
 }
 
 // FromResult makes the journal entry of a finished deploy. err is the
@@ -70,7 +72,7 @@ func FromResult(res *deploy.Result, err error, id string, requests []string) Ent
 		ExitCode: deploy.ExitCode(err), OldServing: res.OldServing,
 		OldImage: res.OldImage, OldImageID: res.OldImageID, NewImage: res.NewImage, NewImageID: res.NewImageID,
 		Traffic: res.Traffic, DeployID: res.DeployID, StartedAt: res.StartedAt, Duration: res.Duration,
-		Error: res.Error, Recovered: res.Recovered,
+		Error: res.Error, Recovered: res.Recovered, Drain: res.Drain,
 	}
 	if e.Outcome == "" {
 		e.Outcome = string(deploy.OutcomeFailed)

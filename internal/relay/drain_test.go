@@ -47,8 +47,8 @@ func TestDrain(t *testing.T) {
 	}
 
 	res, err := r.ctl.WaitDrained(t.Context(), "a", 50*time.Millisecond)
-	if err != nil || res.Drained {
-		t.Fatalf("wait-drained a with a request in flight: %+v, %v; want not drained", res, err)
+	if err != nil || res.Drained || res.Waited != 1 || res.Open != 1 {
+		t.Fatalf("wait-drained a with a request in flight: %+v, %v; want not drained, waited 1, open 1", res, err)
 	}
 
 	waited := make(chan WaitResult, 1)
@@ -99,7 +99,7 @@ func TestDrain(t *testing.T) {
 	if s.err != nil || s.status != http.StatusOK || !bytes.Equal(s.body, want) {
 		t.Fatalf("slow response across the switch: status %d, %d bytes, %v; want 200 and %d bytes", s.status, len(s.body), s.err, len(want))
 	}
-	if !got.Drained || len(got.Draining) != 1 || got.Draining[0].Active != 0 || got.Draining[0].Total != 1 {
+	if !got.Drained || got.Waited != 1 || got.Open != 0 || len(got.Draining) != 1 || got.Draining[0].Active != 0 || got.Draining[0].Total != 1 {
 		t.Fatalf("wait-drained result: %+v", got)
 	}
 
@@ -110,7 +110,7 @@ func TestDrain(t *testing.T) {
 		t.Fatalf("status after switching back: %+v", st)
 	}
 	res, err = r.ctl.WaitDrained(t.Context(), "b", 5*time.Second)
-	if err != nil || !res.Drained || res.Draining[0].Total != 1 || res.Draining[0].Active != 0 {
+	if err != nil || !res.Drained || res.Waited != 0 || res.Draining[0].Total != 1 || res.Draining[0].Active != 0 {
 		t.Fatalf("wait-drained b: %+v, %v", res, err)
 	}
 	st, err = r.ctl.Forget(t.Context(), "b")

@@ -232,6 +232,7 @@ func (s *state) waitDrained(ctx context.Context, name string, timeout time.Durat
 	timer := time.NewTimer(timeout)
 	defer timer.Stop()
 	first := true
+	waited := -1
 	for {
 		s.mu.Lock()
 		bs, err := s.drainingNamedLocked(name)
@@ -241,23 +242,35 @@ func (s *state) waitDrained(ctx context.Context, name string, timeout time.Durat
 		}
 		first = false
 		var idle <-chan struct{}
+		open := 0
 		for _, b := range bs {
-			if b.active > 0 {
+			if b.active > 0 && idle == nil {
 				idle = b.idle
-				break
 			}
+			open += b.active
+		}
+		if waited < 0 {
+			waited = open
 		}
 		if idle == nil {
 			st := s.statusLocked()
 			s.mu.Unlock()
-			return WaitResult{Drained: true, Status: st}, nil
+			return WaitResult{Drained: true, Waited: waited, Status: st}, nil
 		}
 		s.mu.Unlock()
 
 		select {
 		case <-idle:
 		case <-timer.C:
-			return WaitResult{Drained: false, Status: s.status()}, nil
+			s.mu.Lock()
+			bs, _ := s.drainingNamedLocked(name)
+			open := 0
+			for _, b := range bs {
+				open += b.active
+			}
+			st := s.statusLocked()
+			s.mu.Unlock()
+			return WaitResult{Drained: false, Waited: waited, Open: open, Status: st}, nil
 		case <-ctx.Done():
 			return WaitResult{}, ctx.Err()
 		}

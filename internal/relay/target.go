@@ -73,5 +73,11 @@ type Status struct {
 // reached zero active connections before the timeout, and the status then.
 type WaitResult struct {
 	Drained bool `json:"drained"`
+	// Waited is how many connections the target had open when the wait
+	// began, and Open how many it still had when the wait ended: those are
+	// cut when the container stops. Long-lived connections (WebSocket,
+	// server-sent events, streams) are what usually outlasts a drain.
+	Waited int `json:"waited"`
+	Open   int `json:"open"`
 	Status
 }

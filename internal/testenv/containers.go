@@ -12,6 +12,7 @@ import (
 	"github.com/docker/docker/api/types/events"
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/network"
+	"github.com/docker/docker/api/types/versions"
 	"github.com/docker/docker/client"
 	"github.com/docker/go-connections/nat"
 
@@ -88,6 +89,9 @@ type RunOpts struct {
 	Env     []string          // KEY=value
 	Labels  map[string]string // added to baton.test=1
 	Cmd     []string          // arguments after the image's entrypoint
+	// MacAddress is `docker run --mac-address`: on Network (its endpoint
+	// from API 1.44, the container-wide field before, as the CLI does).
+	MacAddress string
 }
 
 // RunDemo creates and starts a container (any image, typically a DemoImage)
@@ -119,6 +123,13 @@ func RunDemo(t TB, cli *client.Client, opts RunOpts) string {
 		netCfg = &network.NetworkingConfig{EndpointsConfig: map[string]*network.EndpointSettings{
 			opts.Network: {Aliases: opts.Aliases},
 		}}
+	}
+	if opts.MacAddress != "" {
+		if netCfg != nil && versions.GreaterThanOrEqualTo(cli.ClientVersion(), "1.44") {
+			netCfg.EndpointsConfig[opts.Network].MacAddress = opts.MacAddress
+		} else {
+			cfg.MacAddress = opts.MacAddress //nolint:staticcheck // SA1019: the form before API 1.44
+		}
 	}
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()

@@ -82,31 +82,50 @@ func (t *Nginx) Switch(ctx context.Context, from, to deploy.Endpoint) error {
 // (they finish their requests, then quit) and the old container has no
 // established connection left on the app's port, at most max. Past max it
 // returns nil: the old container then gets its graceful stop.
-func (t *Nginx) Drain(ctx context.Context, from deploy.Endpoint, max time.Duration) error {
+func (t *Nginx) Drain(ctx context.Context, from deploy.Endpoint, max time.Duration) (deploy.DrainReport, error) {
 	t.mu.Lock()
 	old := t.oldWorkers
 	t.mu.Unlock()
+	t0 := time.Now()
 	ctx, cancel := context.WithTimeout(ctx, max)
 	defer cancel()
+	rep := deploy.DrainReport{Waited: -1}
 	for {
 		alive, err := t.ctl.alive(ctx, old)
 		if err != nil && ctx.Err() == nil {
-			return err
+			return deploy.DrainReport{}, err
 		}
 		conns, ok := establishedConns(from.PID, from.Port)
+		if ok && rep.Waited < 0 {
+			rep.Counted, rep.Waited = true, conns
+		}
 		if alive == 0 && (conns == 0 || !ok) {
-			return nil
+			rep.Waited = nonNegative(rep.Waited)
+			rep.Duration = time.Since(t0)
+			return rep, nil
 		}
 		select {
 		case <-ctx.Done():
 			if ctx.Err() == context.DeadlineExceeded {
 				t.log.Warn("drain time over; stopping the old container with requests possibly in flight", "container", from.Name, "old_workers", alive, "connections", conns)
-				return nil
+				rep.Waited = nonNegative(rep.Waited)
+				if ok {
+					rep.Cut = conns
+				}
+				rep.Duration = time.Since(t0)
+				return rep, nil
 			}
-			return ctx.Err()
+			return deploy.DrainReport{}, ctx.Err()
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
 }
 
 func (t *Nginx) Finish(context.Context, deploy.Endpoint, deploy.Endpoint) error { return nil }
+
+func nonNegative(n int) int {
+	if n < 0 {
+		return 0
+	}
+	return n
+}

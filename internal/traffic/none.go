@@ -19,5 +19,7 @@ func (None) Describe(context.Context) (string, error) {
 	return "published port, handed over when the old container stops", nil
 }
 func (None) Switch(context.Context, deploy.Endpoint, deploy.Endpoint) error { return nil }
-func (None) Drain(context.Context, deploy.Endpoint, time.Duration) error    { return nil }
+func (None) Drain(context.Context, deploy.Endpoint, time.Duration) (deploy.DrainReport, error) {
+	return deploy.DrainReport{}, nil
+}
 func (None) Finish(context.Context, deploy.Endpoint, deploy.Endpoint) error { return nil }

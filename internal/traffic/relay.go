@@ -268,21 +268,24 @@ func (t *Relay) Switch(ctx context.Context, from, to deploy.Endpoint) error {
 // reports the moment it reaches zero, so the wait is exactly as long as the
 // slowest request in flight, at most max. Then the relay forgets `from`, so
 // it is no longer a dial fallback once it is stopped.
-func (t *Relay) Drain(ctx context.Context, from deploy.Endpoint, max time.Duration) error {
+func (t *Relay) Drain(ctx context.Context, from deploy.Endpoint, max time.Duration) (deploy.DrainReport, error) {
+	t0 := time.Now()
 	ctl, err := t.control(ctx)
 	if err != nil {
-		return err
+		return deploy.DrainReport{}, err
 	}
-	drained, err := ctl.WaitDrained(ctx, from.ID, max)
+	w, err := ctl.WaitDrained(ctx, from.ID, max)
+	rep := deploy.DrainReport{Counted: true, Waited: w.Waited, Cut: w.Open}
 	switch {
 	case errors.Is(err, relay.ErrNotDraining) || errors.Is(err, relay.ErrUnknownTarget):
-		return nil // never was a target, or already gone: nothing in flight
+		return deploy.DrainReport{Counted: true, Duration: time.Since(t0)}, nil // never was a target, or already gone: nothing in flight
 	case err != nil:
-		return err
-	case !drained:
-		t.log.Warn("drain time over; stopping the old container with connections still open", "container", from.Name, "max", max)
+		return deploy.DrainReport{}, err
+	case !w.Drained:
+		t.log.Warn("drain time over; stopping the old container with connections still open", "container", from.Name, "max", max, "open", w.Open)
 	}
-	return t.forget(ctx, from)
+	rep.Duration = time.Since(t0)
+	return rep, t.forget(ctx, from)
 }
 
 // Finish has nothing left to do: Drain already made the relay forget the old

@@ -29,7 +29,7 @@ const (
 type relayController interface {
 	Status(ctx context.Context) (relay.Status, error)
 	Set(ctx context.Context, t relay.Target) (relay.Status, error)
-	WaitDrained(ctx context.Context, name string, timeout time.Duration) (drained bool, err error)
+	WaitDrained(ctx context.Context, name string, timeout time.Duration) (relay.WaitResult, error)
 	Forget(ctx context.Context, name string) error
 }
 
@@ -147,12 +147,12 @@ func (c tcpControl) Set(ctx context.Context, t relay.Target) (relay.Status, erro
 	return st, err
 }
 
-func (c tcpControl) WaitDrained(ctx context.Context, name string, timeout time.Duration) (bool, error) {
+func (c tcpControl) WaitDrained(ctx context.Context, name string, timeout time.Duration) (relay.WaitResult, error) {
 	w, err := c.c.WaitDrained(ctx, name, timeout)
 	if c.fallback(ctx, "wait-drained", err) {
 		return c.exec.WaitDrained(ctx, name, timeout)
 	}
-	return w.Drained, err
+	return w, err
 }
 
 func (c tcpControl) Forget(ctx context.Context, name string) error {
@@ -187,13 +187,14 @@ func (c *execControl) Set(ctx context.Context, t relay.Target) (relay.Status, er
 	return st, err
 }
 
-func (c *execControl) WaitDrained(ctx context.Context, name string, timeout time.Duration) (bool, error) {
+func (c *execControl) WaitDrained(ctx context.Context, name string, timeout time.Duration) (relay.WaitResult, error) {
 	var w relay.WaitResult
 	err := c.run(ctx, &w, "wait-drained", "--name", name, "--timeout", timeout.String())
 	if _, notDrained := err.(notDrainedError); notDrained {
-		return false, nil
+		w.Drained = false
+		return w, nil
 	}
-	return w.Drained, err
+	return w, err
 }
 
 func (c *execControl) Forget(ctx context.Context, name string) error {
@@ -222,6 +223,9 @@ func (c *execControl) run(ctx context.Context, out any, args ...string) error {
 			return &relay.RemoteError{Code: e.Code, Message: e.Error}
 		}
 		if res.ExitCode == 1 && args[0] == "wait-drained" {
+			// The answer (with its counts) is on stdout all the same; a
+			// relay of an earlier version printed none, so it is optional.
+			_ = json.Unmarshal([]byte(res.Stdout), out)
 			return notDrainedError{}
 		}
 		return fmt.Errorf("relay %s: ctl %s exited %d: %s", c.container, args[0], res.ExitCode, lastLine([]byte(res.Stderr+res.Stdout)))

@@ -18,6 +18,10 @@ const (
 	// LabelSchedule is a cron expression (or @every 10m) for when baton
 	// watch checks this container, instead of the watcher's own schedule.
 	LabelSchedule = "baton.schedule"
+	// LabelMinAge is the container's own watch cooldown (baton watch
+	// --min-age): a new digest is deployed only once watch has seen it in
+	// the registry for that long.
+	LabelMinAge = "baton.min-age"
 	// LabelScope ties a container to the watcher or server started with the
 	// same --scope, so several can share a host without overlapping.
 	LabelScope = "baton.scope"

@@ -48,6 +48,7 @@ const (
 	CheckChanged   = "changed"
 	CheckError     = "error"
 	CheckSkipped   = "skipped"
+	CheckCooling   = "cooling" // a new digest younger than its --min-age
 )
 
 // errNotWatchable marks a container whose image cannot be watched (an image
@@ -72,6 +73,14 @@ type Watcher struct {
 	Who        string
 	Metrics    Metrics // optional
 	Log        *slog.Logger
+	// MinAge is the cooldown: a new digest is deployed only once it has
+	// been seen in the registry for this long (a container's own
+	// baton.min-age label overrides it). Seen remembers first sightings;
+	// it is required when MinAge or a label asks for a cooldown.
+	MinAge time.Duration
+	Seen   Seen
+	// Now is the clock (time.Now when nil); tests set it.
+	Now func() time.Time
 
 	memo map[string]attempt // by service key
 }
@@ -165,7 +174,14 @@ func (w *Watcher) pass(ctx context.Context, due func(key, spec string) (bool, er
 		if !isDue {
 			continue
 		}
-		if id, ok := w.checkOne(ctx, name, svc.Key, c); ok {
+		minAge := w.MinAge
+		if v, ok := own[unattended.LabelMinAge]; ok {
+			if minAge, err = ParseMinAge(v); err != nil {
+				w.Log.Warn("not watching: bad label", "container", name, "error", fmt.Errorf("label %s: %w", unattended.LabelMinAge, err))
+				continue
+			}
+		}
+		if id, ok := w.checkOne(ctx, name, svc.Key, c, minAge); ok {
 			ids = append(ids, id)
 		}
 	}
@@ -174,7 +190,7 @@ func (w *Watcher) pass(ctx context.Context, due func(key, spec string) (bool, er
 
 // checkOne compares the container's tag in the registry with its image and
 // queues a deploy when they differ.
-func (w *Watcher) checkOne(ctx context.Context, name, key string, c container.InspectResponse) (string, bool) {
+func (w *Watcher) checkOne(ctx context.Context, name, key string, c container.InspectResponse, minAge time.Duration) (string, bool) {
 	changed, remote, ref, err := w.Changed(ctx, c)
 	switch {
 	case errors.Is(err, errNotWatchable):
@@ -189,6 +205,26 @@ func (w *Watcher) checkOne(ctx context.Context, name, key string, c container.In
 		w.count(name, CheckUnchanged)
 		w.Log.Debug("unchanged", "container", name, "image", ref, "digest", remote)
 		return "", false
+	}
+	if minAge > 0 {
+		if w.Seen == nil {
+			w.count(name, CheckError)
+			w.Log.Warn("not deploying: a cooldown is set but nothing records when digests were first seen", "container", name, "image", ref)
+			return "", false
+		}
+		now := w.now()
+		first, err := w.Seen.FirstSeen(ctx, ref, remote, now)
+		if err != nil {
+			w.count(name, CheckError)
+			w.Log.Warn("not deploying: cooldown state unreadable", "container", name, "image", ref, "error", err)
+			return "", false
+		}
+		if age := now.Sub(first); age < minAge {
+			w.count(name, CheckCooling)
+			w.Log.Info("new digest in the registry is cooling down; not deploying it yet", "container", name, "image", ref, "digest", remote,
+				"first_seen", first.UTC().Format(time.RFC3339), "min_age", minAge.String(), "deploy_after", first.Add(minAge).UTC().Format(time.RFC3339))
+			return "", false
+		}
 	}
 	if last, ok := w.memo[key]; ok && last.digest == remote {
 		if st, ok := w.Queue.Status(last.id); ok {
@@ -262,6 +298,13 @@ func (w *Watcher) Changed(ctx context.Context, c container.InspectResponse) (cha
 		}
 	}
 	return true, remote, ref, nil
+}
+
+func (w *Watcher) now() time.Time {
+	if w.Now != nil {
+		return w.Now()
+	}
+	return time.Now()
 }
 
 func (w *Watcher) count(target, result string) {

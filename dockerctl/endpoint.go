@@ -74,6 +74,9 @@ func (e Endpoint) String() string {
 	case EnvContext:
 		return "DOCKER_HOST=" + e.Host
 	}
+	if e.Name == HostsFileEngine {
+		return "the engine at " + e.Host + " (docker-host= in the hosts file)"
+	}
 	return fmt.Sprintf("docker context %q (%s)", e.Name, e.Host)
 }
 

@@ -49,8 +49,27 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	datapath := fs.Bool("datapath", false, "measure the data paths instead of deploys: requests/s at saturation, latency and the relay's CPU per path (uses -clients, -duration, -json, -markdown)")
 	duration := fs.Duration("duration", bench.DefaultDataPathDuration, "with -datapath: how long each path is loaded per round")
 	rounds := fs.Int("rounds", bench.DefaultDataPathRounds, "with -datapath: how often every path is measured, in turn")
+	hosts := fs.Int("hosts", 0, "measure rollouts across `N` engines instead (each in its own network namespace, one nginx balancing across their relays; uses -deploys as rollouts, -clients, -rate, -warmup, -json)")
 	if err := fs.Parse(args); err != nil {
 		return 2
+	}
+	if *hosts != 0 {
+		if fs.NArg() > 0 || *hosts < 2 || *hosts > 9 || *deploys <= 0 || *clients <= 0 || *rate <= 0 || *warmup <= 0 {
+			fmt.Fprintf(stderr, "baton-bench: -hosts takes 2 to 9 engines, positive -deploys, -clients, -rate and -warmup, and no arguments\n")
+			return 2
+		}
+		rep, err := bench.RunMultiHost(ctx, bench.MultiHostConfig{Hosts: *hosts, Rollouts: *deploys, Clients: *clients, Rate: *rate, Warmup: *warmup, Out: stderr})
+		if rep != nil {
+			fmt.Fprint(stdout, rep.String())
+			if *jsonFile != "" {
+				err = errors.Join(err, writeJSON(*jsonFile, rep))
+			}
+		}
+		if err != nil {
+			fmt.Fprintf(stderr, "baton-bench: %v\n", err)
+			return 1
+		}
+		return 0
 	}
 	if *compare != "" {
 		return compareReports(strings.Split(*compare, ","), stdout, stderr)

@@ -8,6 +8,7 @@ import (
 
 	"github.com/baton-sh/baton/dockerctl"
 	"github.com/baton-sh/baton/internal/deploy"
+	"github.com/baton-sh/baton/internal/rollout"
 )
 
 // settingFlags are the flags that map onto deploy.Settings; each can also be
@@ -89,6 +90,11 @@ replica is replaced, one at a time, as compose would create it now, and compose 
 it afterwards. --all deploys every service whose image or configuration changed, in
 depends_on order.
 
+With several hosts (--context NAME repeated, or --hosts FILE) the container is deployed on
+each host in turn; the rollout stops at the first host that fails (later hosts untouched,
+earlier ones on the new image, or back on the old with --rollback-on-failure), and nginx
+balances across every host's relay meanwhile. The exit code is the worst host's.
+
 Exit codes: 0 deployed or already up to date; 1 failed, the old container still serves;
 2 bad input, nothing changed; 3 failed after the old container stopped (service may be down).`,
 		Flags: append([]ucli.Flag{
@@ -100,12 +106,32 @@ Exit codes: 0 deployed or already up to date; 1 failed, the old container still 
 			&ucli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "no progress on stderr"},
 			contextFlag(),
 			&ucli.StringSliceFlag{Name: "upstream-dir", Usage: "also allow nginx upstream files in `DIR` (besides " + deploy.DefaultUpstreamDir + "); repeatable; a path given with it is recorded for later deploys", Category: "Traffic"},
-		}, append(append(composeFlags(), settingFlags()...), swarmFlags()...)...),
+		}, append(append(append(append(composeFlags(), rolloutFlags()...), deployRolloutFlags()...), settingFlags()...), swarmFlags()...)...),
 		Action: func(c *ucli.Context) error {
 			opts := deployOptions{
 				image: c.String("image"), pull: c.String("pull"),
 				force: c.Bool("force"), dryRun: c.Bool("dry-run"), json: c.Bool("json"), quiet: c.Bool("quiet"),
 				settings: explicitSettings(c), compose: composeOptionsFrom(c),
+			}
+			hosts, multi, err := rolloutHosts(c)
+			if err != nil {
+				return err
+			}
+			if multi {
+				if opts.compose.enabled() {
+					return usageErr("compose services are deployed on one host at a time; leave out --hosts and give one --context")
+				}
+				if c.NArg() != 1 {
+					return usageErr("deploy across hosts takes exactly one CONTAINER, got %d arguments", c.NArg())
+				}
+				pull, err := deploy.ParsePullPolicy(opts.pull)
+				if err != nil {
+					return deployErr(err)
+				}
+				return runRollout(c, hosts, rollout.KindDeploy, deploy.Request{
+					Target: c.Args().First(), Image: opts.image, Pull: pull, Force: opts.force, DryRun: opts.dryRun,
+					Flags: opts.settings, Trigger: "cli",
+				}, opts.json, opts.quiet)
 			}
 			if opts.compose.enabled() {
 				return runComposeDeploy(c, opts)

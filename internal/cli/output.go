@@ -75,6 +75,9 @@ func (o *output) line(e deploy.Event) string {
 	if e.Warning {
 		prefix = "warning: "
 	}
+	if e.Host != "" {
+		prefix = "[" + e.Host + "] " + prefix
+	}
 	return fmt.Sprintf("%6.1fs %-9s %s%s", e.Elapsed.Seconds(), e.Phase, prefix, e.Message)
 }
 

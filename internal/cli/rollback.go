@@ -4,6 +4,7 @@ import (
 	ucli "github.com/urfave/cli/v2"
 
 	"github.com/baton-sh/baton/internal/deploy"
+	"github.com/baton-sh/baton/internal/rollout"
 )
 
 func newRollbackCommand() *ucli.Command {
@@ -20,10 +21,17 @@ Exit codes as for deploy.`,
 			&ucli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "no progress on stderr"},
 			contextFlag(),
 			&ucli.BoolFlag{Name: "swarm", Usage: "the target is a Swarm service: roll it back to its previous spec", Category: "Swarm"},
-		}, settingFlags()...),
+		}, append(rolloutFlags(), settingFlags()...)...),
 		Action: func(c *ucli.Context) error {
 			if c.NArg() != 1 {
 				return usageErr("rollback takes exactly one CONTAINER, got %d arguments", c.NArg())
+			}
+			hosts, multi, err := rolloutHosts(c)
+			if err != nil {
+				return err
+			}
+			if multi {
+				return runRollout(c, hosts, rollout.KindRollback, deploy.Request{Target: c.Args().First(), Flags: explicitSettings(c), Trigger: "cli"}, c.Bool("json"), c.Bool("quiet"))
 			}
 			return runRollback(c, c.Args().First(), c.Bool("json"), c.Bool("quiet"), explicitSettings(c))
 		},

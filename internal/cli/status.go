@@ -19,13 +19,20 @@ func newStatusCommand() *ucli.Command {
 		ArgsUsage: "[CONTAINER]",
 		Description: `Like a deploy, status first converges what an interrupted deploy left behind
 (a baton killed mid-deploy), unless a deploy of that service is running.`,
-		Flags: []ucli.Flag{
+		Flags: append([]ucli.Flag{
 			&ucli.BoolFlag{Name: "json", Usage: "print a JSON array"},
 			contextFlag(),
-		},
+		}, rolloutFlags()...),
 		Action: func(c *ucli.Context) error {
 			if c.NArg() > 1 {
 				return usageErr("status takes at most one CONTAINER, got %d", c.NArg())
+			}
+			hosts, multi, err := rolloutHosts(c)
+			if err != nil {
+				return err
+			}
+			if multi {
+				return runRolloutStatus(c, hosts, c.Args().First(), c.Bool("json"))
 			}
 			return runStatus(c, c.Args().First(), c.Bool("json"))
 		},

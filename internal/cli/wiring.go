@@ -42,15 +42,25 @@ func newDeployer(c *ucli.Context, out *output) (*deploy.Deployer, *dockerctl.Cli
 	for _, k := range unset {
 		_ = os.Unsetenv(k)
 	}
-	st, err := state.Open(c.String("state-dir"))
+	d, err := newDeployerOn(c, out, eng, c.String("state-dir"), nil)
 	if err != nil {
 		_ = eng.Close()
-		return nil, nil, fmt.Errorf("%w (set --state-dir or BATON_STATE_DIR to a writable directory)", err)
+		return nil, nil, err
+	}
+	return d, eng, nil
+}
+
+// newDeployerOn is newDeployer for a given engine and state directory (a
+// host of a rollout has its own), with shared, if set, keeping the other
+// hosts' relays in the upstream file. The caller closes eng.
+func newDeployerOn(c *ucli.Context, out reporterNoter, eng *dockerctl.Client, statePath string, shared func([]string) []string) (*deploy.Deployer, error) {
+	st, err := state.Open(statePath)
+	if err != nil {
+		return nil, fmt.Errorf("%w (set --state-dir or BATON_STATE_DIR to a writable directory)", err)
 	}
 	cfg, err := config.Load(c.String("config"), c.IsSet("config"))
 	if err != nil {
-		_ = eng.Close()
-		return nil, nil, &exitError{code: 2, err: err}
+		return nil, &exitError{code: 2, err: err}
 	}
 	policy := deploy.Policy{Config: cfg.Settings, ConfigPath: cfg.Path, UpstreamDirs: cfg.UpstreamDirs}
 	// --upstream-dir is both a global flag (and BATON_UPSTREAM_DIRS) and one
@@ -59,14 +69,13 @@ func newDeployer(c *ucli.Context, out *output) (*deploy.Deployer, *dockerctl.Cli
 		for _, dir := range cc.StringSlice("upstream-dir") {
 			abs, err := filepath.Abs(dir)
 			if err != nil {
-				_ = eng.Close()
-				return nil, nil, usageErr("--upstream-dir %q: %v", dir, err)
+				return nil, usageErr("--upstream-dir %q: %v", dir, err)
 			}
 			policy.UpstreamDirs = append(policy.UpstreamDirs, abs)
 		}
 	}
 	log := logger(c)
-	f := &traffic.Factory{Engine: eng, Log: log, Notify: out.note}
+	f := &traffic.Factory{Engine: eng, Log: log, Notify: out.note, SharedUpstream: shared}
 	jr := journal.Open(st.Path())
 	d := &deploy.Deployer{
 		Engine:       eng,
@@ -92,7 +101,15 @@ func newDeployer(c *ucli.Context, out *output) (*deploy.Deployer, *dockerctl.Cli
 	if !eng.Endpoint.Local {
 		remoteEngine(d, f, eng)
 	}
-	return d, eng, nil
+	// A rollout's nginx is this machine's, whatever engine the host has.
+	d.NginxHere = shared != nil
+	return d, nil
+}
+
+// reporterNoter is what a deployer reports to: progress events and notes.
+type reporterNoter interface {
+	deploy.Reporter
+	note(msg string)
 }
 
 // remoteEngine sets a deploy up for an engine on another machine: the

@@ -61,6 +61,10 @@ type Deployer struct {
 	// addresses are not reachable from here: probes and warm-up requests
 	// go through Reach, and what needs them must be able to use it.
 	Remote bool
+	// NginxHere says nginx runs where baton runs even when the engine does
+	// not: a rollout across hosts shares one nginx on this machine, whose
+	// upstream file and reload command are local.
+	NginxHere bool
 	// Reach returns how to connect to addresses on a service's network
 	// from where its containers run (through its relay container). Nil,
 	// or a nil result, dials directly.

@@ -16,7 +16,9 @@ type Facts struct {
 	Service Service
 	// Remote: the engine is on another machine (see Deployer.Remote).
 	Remote bool
-	Old    container.InspectResponse
+	// NginxHere: nginx runs on this machine (see Deployer.NginxHere).
+	NginxHere bool
+	Old       container.InspectResponse
 	// OldImage is the old container's image; its Config is empty when it
 	// is gone from the host (a dry run plans without it).
 	OldImage image.InspectResponse

@@ -23,7 +23,7 @@ func (r *run) gather(ctx context.Context, old container.InspectResponse) (*Facts
 		Service: r.svc, Old: old,
 		ImageID: req.ImageID, Pull: req.Pull, Force: req.Force, Changed: req.Changed, DryRun: req.DryRun,
 		BatonNet: dockerctl.ServiceNetwork(r.svc.Key),
-		Remote:   r.d.Remote,
+		Remote:   r.d.Remote, NginxHere: r.d.NginxHere,
 	}
 	if err := checkContainer(old, r.svc.Name); err != nil {
 		return nil, err
@@ -34,7 +34,7 @@ func (r *run) gather(ctx context.Context, old container.InspectResponse) (*Facts
 	if err := checkPortNeeded(f.Settings, old, r.svc.Name); err != nil {
 		return nil, err
 	}
-	if err := checkRemote(f.Remote, f.Settings); err != nil {
+	if err := checkRemoteFacts(f); err != nil {
 		return nil, err
 	}
 	var err error

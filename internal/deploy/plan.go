@@ -223,7 +223,7 @@ func checkTarget(f *Facts) error {
 	if err := checkPortNeeded(f.Settings, f.Old, f.Service.Name); err != nil {
 		return err
 	}
-	return checkRemote(f.Remote, f.Settings)
+	return checkRemoteFacts(f)
 }
 
 // checkPortNeeded fails early when a probe, the relay or nginx needs the

@@ -54,6 +54,17 @@ func joinAnd(words []string) string {
 	return out + " and " + words[len(words)-1]
 }
 
+// checkRemoteFacts is checkRemote, except that the relay with an nginx on
+// this machine (a rollout's shared nginx, Deployer.NginxHere) works with an
+// engine elsewhere: the upstream file and the reload are local, and the
+// relay publishes its port on the host's --relay-address for it.
+func checkRemoteFacts(f *Facts) error {
+	if f.NginxHere && f.Settings.TrafficMode() == TrafficRelay && f.Settings.NginxContainer == "" {
+		return nil
+	}
+	return checkRemote(f.Remote, f.Settings)
+}
+
 // dialer is how this deploy's probes and warm-up requests connect to the
 // service's containers: nil (directly) for a local engine.
 func (r *run) dialer() healthcheck.Dialer {

@@ -6,6 +6,7 @@ import "time"
 type Event struct {
 	Time      time.Time     `json:"time"`
 	Service   string        `json:"service"`
+	Host      string        `json:"host,omitempty"` // the engine, in a rollout across hosts
 	Phase     Phase         `json:"phase"`
 	Container string        `json:"container,omitempty"`
 	Image     string        `json:"image,omitempty"`

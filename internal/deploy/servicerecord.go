@@ -85,7 +85,7 @@ func (d *Deployer) resolveSettingsOutvoting(ctx context.Context, svc Service, c 
 	}
 	// On an engine on another machine the file is there, written through
 	// the nginx container (the lexical check above still applies).
-	if res.Settings.NginxUpstream != "" && !d.Remote {
+	if res.Settings.NginxUpstream != "" && (!d.Remote || d.NginxHere) {
 		if err := CheckUpstreamFS(res.Settings.NginxUpstream); err != nil {
 			return res, err
 		}

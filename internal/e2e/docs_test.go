@@ -78,9 +78,12 @@ var docsNotCommands = map[string]string{
 	"url: http://127.0.0.1:9090/v1/deploy/web": "registry configuration (YAML)",
 	"headers:":                                 "registry configuration (YAML)",
 	"Authorization: [Bearer THE-TOKEN]":        "registry configuration (YAML)",
-	"nginx-reload = nginx -s reload":           "configuration file (/etc/baton/baton.conf); internal/config tests parse it",
-	"upstream-dir = /etc/nginx/conf.d/baton":   "configuration file (/etc/baton/baton.conf); internal/config tests parse it",
-	"drain = 20s":                              "configuration file (/etc/baton/baton.conf); internal/config tests parse it",
+	"app1 relay-address=10.0.0.11":             "hosts file (README, More than one host); its format is parsed by internal/rollout's tests and the docs scenario writes one",
+	"app2 relay-address=10.0.0.12":             "hosts file (README, More than one host)",
+	"local relay-address=10.0.0.10 docker-host=unix:///var/run/docker.sock": "hosts file (README, More than one host)",
+	"nginx-reload = nginx -s reload":                                        "configuration file (/etc/baton/baton.conf); internal/config tests parse it",
+	"upstream-dir = /etc/nginx/conf.d/baton":                                "configuration file (/etc/baton/baton.conf); internal/config tests parse it",
+	"drain = 20s":                                                           "configuration file (/etc/baton/baton.conf); internal/config tests parse it",
 }
 
 // docTable is every documented command this file knows, with what it does
@@ -601,6 +604,7 @@ func docScenarios() []docScenario {
 		installScenario(),
 		readmeHostNginxScenario(),
 		readmeContainerNginxScenario(),
+		readmeMultiHostScenario(),
 		unattendedScenario(),
 		batonContainerScenario(),
 		composeScenario("01-nginx-web"),
@@ -633,6 +637,71 @@ func installScenario() docScenario {
 			return os.WriteFile(filepath.Join(s.bin, "baton"), data, 0o755)
 		},
 	}}}
+}
+
+// readmeMultiHostScenario: the README's "More than one host" commands, with
+// a hosts file naming the test's engine (the three-engine proof is
+// TestRolloutAcrossHosts; here the documented lines themselves run).
+func readmeMultiHostScenario() docScenario {
+	var ref = func(s *docRun, tag string) string { return s.e.reg.Addr() + "/shop/web:" + tag }
+	return docScenario{
+		name: "README more than one host",
+		setup: func(s *docRun) {
+			name := strings.ToLower(testenv.UniqueName("docs-mh-"))
+			s.mapContainer("web", name)
+			old := s.push("shop/web:1.4.1", "1.4.1", false)
+			s.push("shop/web:1.4.2", "1.4.2", false)
+			s.push("shop/web:1.4.3", "1.4.3", false)
+			s.e.pull(old, "")
+			testenv.RunDemo(s.t, s.e.cli, testenv.RunOpts{Name: name, Image: old})
+			s.e.cleanupService(name)
+			engine := os.Getenv("DOCKER_HOST")
+			if engine == "" {
+				engine = "unix:///var/run/docker.sock"
+			}
+			hosts := "# the test's engine, as one host of the rollout\ndocs relay-address=127.0.0.1 docker-host=" + engine + "\n"
+			if err := os.WriteFile(filepath.Join(s.dir, "hosts"), []byte(hosts), 0o600); err != nil {
+				s.t.Fatal(err)
+			}
+			up := filepath.Join(s.t.TempDir(), "etc", "nginx", "baton", "web.conf")
+			if err := os.MkdirAll(filepath.Dir(up), 0o755); err != nil {
+				s.t.Fatal(err)
+			}
+			ngx := testenv.HostNginx(s.t, testenv.NginxOpts{UpstreamFile: up})
+			port := testenv.FreePort(s.t)
+			s.mapTo(`/etc/nginx/baton/web\.conf`, up)
+			s.mapTo(`"nginx -s reload"`, `"`+ngx.ReloadCommand()+`"`)
+			s.mapTo(`--relay-port 8081`, fmt.Sprintf("--relay-port %d", port))
+			s.vals["web"], s.vals["url"], s.vals["upstream"], s.vals["server"] = name, ngx.URL(), up, fmt.Sprintf("server 127.0.0.1:%d ", port)
+		},
+		steps: []docStep{
+			{doc: `baton deploy web --image shop/web:1.4.2 --hosts hosts --relay-port 8081 --nginx-upstream /etc/nginx/baton/web.conf --nginx-reload "nginx -s reload"`, check: func(s *docRun, out stepOut) error {
+				up, err := os.ReadFile(s.vals["upstream"])
+				if err != nil {
+					return err
+				}
+				if !strings.Contains(string(up), s.vals["server"]) {
+					return fmt.Errorf("upstream file does not list the host's relay (%s):\n%s", s.vals["server"], up)
+				}
+				if !strings.Contains(out.stdout, "host docs: deployed") {
+					return fmt.Errorf("no per-host result line in stdout: %q", out.stdout)
+				}
+				return all(s.runs(s.vals["web"], ref(s, "1.4.2")), serves(s.vals["url"], "1.4.2"))
+			}},
+			{doc: "baton deploy web --image shop/web:1.4.3 --hosts hosts --rollback-on-failure", check: func(s *docRun, _ stepOut) error {
+				return all(s.runs(s.vals["web"], ref(s, "1.4.3")), serves(s.vals["url"], "1.4.3"))
+			}},
+			{doc: "baton status web --hosts hosts", check: func(s *docRun, out stepOut) error {
+				if !strings.Contains(out.stdout, "docs") || !strings.Contains(out.stdout, ref(s, "1.4.3")) {
+					return fmt.Errorf("status does not show host docs on 1.4.3: %q", out.stdout)
+				}
+				return nil
+			}},
+			{doc: "baton rollback web --hosts hosts", check: func(s *docRun, _ stepOut) error {
+				return all(s.runs(s.vals["web"], ref(s, "1.4.2")), serves(s.vals["url"], "1.4.2"))
+			}},
+		},
+	}
 }
 
 // readmeHostNginxScenario: the README's deploys of a plain container `web`,

@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/docker/docker/api/types/container"
@@ -42,6 +43,7 @@ type Relay struct {
 	log      *slog.Logger
 	notify   func(string)
 	ctl      relayController // chosen on first use
+	shared   func(own []string) []string
 	// dialVia, set for an engine on another machine, reaches the relay's
 	// TCP control port from inside its own container (docker exec), since
 	// its address is not reachable from here.
@@ -70,6 +72,10 @@ const (
 	// it). Relays that publish a port (earlier versions) have neither.
 	LabelRelayListen  = "baton.relay-listen"
 	LabelRelayControl = "baton.relay-control"
+	// LabelRelayAddress records the address a relay listens on (or, for
+	// a relay of an earlier version, publishes its port on) when it is not
+	// 127.0.0.1: an nginx on another host reaches it there.
+	LabelRelayAddress = "baton.relay-address"
 )
 
 // relayOnHost reports whether relay container c runs in the host's network
@@ -116,6 +122,9 @@ func (t *Relay) Ensure(ctx context.Context, cur deploy.Endpoint) error {
 	servers, nets, err := t.upstreamServers(ctx, c)
 	if err != nil {
 		return err
+	}
+	if t.shared != nil {
+		servers = t.shared(servers)
 	}
 	if _, err := t.nginx.apply(ctx, servers, nets...); err != nil {
 		return err
@@ -420,7 +429,17 @@ func (t *Relay) upstreamServer(c container.InspectResponse, key string) (string,
 	if port == "" {
 		return "", fmt.Errorf("relay container %s publishes no host port for an nginx on the host; remove it (docker rm -f %s) and deploy again to recreate it", name, name)
 	}
-	return net.JoinHostPort("127.0.0.1", port), nil
+	return net.JoinHostPort(relayHostIP(c.Config.Labels[LabelRelayAddress]), port), nil
+}
+
+// relayHostIP is the address a relay publishes on: the one asked for, else
+// loopback, so a relay is reachable from another host only when the
+// operator said on which of its addresses.
+func relayHostIP(addr string) string {
+	if addr == "" {
+		return "127.0.0.1"
+	}
+	return addr
 }
 
 // ensureContainer starts the service's relay container, creating it the
@@ -520,6 +539,9 @@ func (t *Relay) create(ctx context.Context, name string) error {
 		cfg.Labels[LabelRelayPort] = port
 		cfg.Labels[LabelRelayListen] = listenAddr
 		cfg.Labels[LabelRelayControl] = ctlAddr
+		if t.settings.RelayAddress != "" {
+			cfg.Labels[LabelRelayAddress] = t.settings.RelayAddress
+		}
 		host.NetworkMode = network.NetworkHost
 		netCfg = nil
 	}
@@ -552,17 +574,27 @@ func (t *Relay) hostAddrs() (listen, control string, err error) {
 		ip = "127.0.0.1"
 	}
 	port := t.settings.RelayPort
-	if port == 0 {
+	elsewhere := !addressHere(ip)
+	switch {
+	case port == 0 && elsewhere:
+		return "", "", fmt.Errorf("relay address %s is not an address of this machine, so baton cannot pick a free port on it: give --relay-port", ip)
+	case port == 0:
 		if port, err = freePort(ip); err != nil {
 			return "", "", err
 		}
 	}
 	listen = net.JoinHostPort(ip, strconv.Itoa(port))
-	ln, err := net.Listen("tcp", listen)
-	if err != nil {
-		return "", "", fmt.Errorf("the relay cannot listen on %s (--relay-address/--relay-port): %w", listen, err)
+	// The check can only be made where the address lives: an engine whose
+	// host is another machine (or network namespace) has the address, this
+	// process does not; there a relay that cannot listen shows as one that
+	// keeps restarting, which the caller detects.
+	if !elsewhere {
+		ln, err := net.Listen("tcp", listen)
+		if err != nil {
+			return "", "", fmt.Errorf("the relay cannot listen on %s (--relay-address/--relay-port): %w", listen, err)
+		}
+		_ = ln.Close()
 	}
-	_ = ln.Close()
 	ctlPort, err := freePort("127.0.0.1")
 	if err != nil {
 		return "", "", err
@@ -649,4 +681,33 @@ func freePort(ip string) (int, error) {
 	}
 	defer ln.Close()
 	return ln.Addr().(*net.TCPAddr).Port, nil
+}
+
+// HostRelayServer is the address an nginx on another machine reaches relay
+// container c at (its published address and port), and whether it has one:
+// a rollout across hosts lists every host's relay in one upstream file.
+func HostRelayServer(c container.InspectResponse) (string, bool) {
+	if c.Config == nil {
+		return "", false
+	}
+	// A relay in the host's network namespace (issue 13's data path) names
+	// the address it listens on.
+	if listen := c.Config.Labels["baton.relay-listen"]; listen != "" {
+		return listen, true
+	}
+	if c.Config.Labels[LabelRelayPort] == "" {
+		return "", false
+	}
+	return net.JoinHostPort(relayHostIP(c.Config.Labels[LabelRelayAddress]), c.Config.Labels[LabelRelayPort]), true
+}
+
+// addressHere reports whether ip is an address of this machine (of this
+// process's network namespace), where a listener can be tried.
+func addressHere(ip string) bool {
+	ln, err := net.Listen("tcp", net.JoinHostPort(ip, "0"))
+	if err != nil {
+		return !errors.Is(err, syscall.EADDRNOTAVAIL)
+	}
+	_ = ln.Close()
+	return true
 }

@@ -58,6 +58,11 @@ type Factory struct {
 	RelayImage string
 	// Notify receives human-readable notes about what was set up.
 	Notify func(msg string)
+	// SharedUpstream, if set, is given the relay servers of this engine and
+	// returns every server the upstream file lists: one service on several
+	// hosts behind one nginx shares one file, and a deploy on one host must
+	// keep the other hosts' relays in it.
+	SharedUpstream func(own []string) []string
 	// Remote says the engine is on another machine: its containers'
 	// addresses are not reachable from here, so the relay is controlled
 	// through DialVia (docker exec into the relay container) and an nginx
@@ -87,6 +92,7 @@ func (f *Factory) New(ctx context.Context, svc deploy.Service, s deploy.Settings
 		r := &Relay{
 			eng: f.Engine, svc: svc, settings: s, image: f.RelayImage,
 			nginx: f.nginxControl(s, log, notify), log: log, notify: notify,
+			shared: f.SharedUpstream,
 		}
 		if f.Remote {
 			r.dialVia = f.DialVia

@@ -1,0 +1,399 @@
+// Package multihost proves a rollout across several Docker engines (issue
+// 10): its own package, so its minutes of engines and load run beside the
+// other packages' tests rather than after the e2e package's.
+package multihost
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/filters"
+
+	"github.com/baton-sh/baton/internal/loadgen"
+	"github.com/baton-sh/baton/internal/rollout"
+	"github.com/baton-sh/baton/internal/testenv"
+)
+
+// multiHost is one service on three engine hosts behind one nginx on this
+// machine, the way issue 10 asks to prove a rollout across hosts.
+type multiHost struct {
+	t         *testing.T
+	hosts     []*testenv.EngineHost
+	baton     string
+	stateDir  string
+	hostsFile string
+	nginx     *testenv.Nginx
+	relayPort int
+	name      string
+}
+
+const mhRepo = "h10b/web"
+
+// TestRolloutAcrossHosts deploys one service on three Docker engines (each in
+// its own network namespace, joined by a veth) behind one host nginx that
+// balances across the three hosts' relays, under steady keep-alive GET/POST
+// load for the whole test: ten rolling deploys; an image that fails on host
+// 2 (host 1 keeps the new version, 2 and 3 the old, all serving); the same
+// with --rollback-on-failure (host 1 back on the old); baton killed in the
+// middle of host 2, and the next run converging. No request may fail.
+func TestRolloutAcrossHosts(t *testing.T) {
+	testenv.Docker(t) // -short skips; make test runs it
+	start := time.Now()
+	m := &multiHost{
+		t:        t,
+		hosts:    testenv.StartEngineHosts(t, testenv.EngineHostsOpts{Prefix: "h10b", N: 3, Net: 210}),
+		baton:    testenv.BuildBinary(t, "./cmd/baton"),
+		stateDir: t.TempDir(),
+		name:     "h10b-web",
+	}
+	t.Logf("three engines up in %s", time.Since(start).Round(100*time.Millisecond))
+	// v1 and v2 serve on every host; v3 never gets healthy on host 2 only.
+	for i, h := range m.hosts {
+		for _, v := range []string{"v1", "v2", "v3"} {
+			env := map[string]string{"WARMUP": "300ms"}
+			if v == "v3" && i == 1 {
+				env["MODE"] = "never-healthy"
+			}
+			testenv.DemoImage(t, h.Client, testenv.DemoImageOpts{Repo: mhRepo, Tag: v, Version: v, Env: env, HealthCheck: true})
+		}
+		id := testenv.RunDemo(t, h.Client, testenv.RunOpts{Name: m.name, Image: mhRepo + ":v1"})
+		testenv.WaitHealthy(t, h.Client, id, 60*time.Second)
+		m.cleanupService(h)
+	}
+	var lines []string
+	for i, h := range m.hosts {
+		lines = append(lines, fmt.Sprintf("host%d relay-address=%s docker-host=%s", i+1, h.Addr, h.Socket))
+	}
+	m.hostsFile = filepath.Join(t.TempDir(), "hosts")
+	if err := os.WriteFile(m.hostsFile, []byte("# the three engines\n"+strings.Join(lines, "\n")+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	upDir := filepath.Join(t.TempDir(), "nginx")
+	if err := os.MkdirAll(upDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	m.nginx = testenv.HostNginx(t, testenv.NginxOpts{UpstreamFile: filepath.Join(upDir, "web.conf")})
+	m.relayPort = testenv.FreePort(t)
+	t.Logf("set-up done in %s", time.Since(start).Round(100*time.Millisecond))
+
+	// The first rollout puts a relay on each host and lists the three in
+	// the upstream file (one nginx reload per host, before any load).
+	r := m.deploy("--image", mhRepo+":v2", "--nginx-upstream", m.nginx.UpstreamFile(), "--nginx-reload", m.nginx.ReloadCommand(),
+		"--relay-port", strconv.Itoa(m.relayPort))
+	m.expect(r, 0, "deployed deployed deployed")
+	up, err := os.ReadFile(m.nginx.UpstreamFile())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range m.hosts {
+		if !bytes.Contains(up, []byte(fmt.Sprintf("server %s:%d ", h.Addr, m.relayPort))) {
+			t.Fatalf("upstream file lacks host %s's relay:\n%s", h.Name, up)
+		}
+	}
+	m.assertImages("v2", "v2", "v2")
+
+	load, err := loadgen.Start(t.Context(), loadgen.Config{URL: m.nginx.URL(), Clients: 8, Duration: 20 * time.Minute, Rate: 50})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		res := load.Stop()
+		checkLoad(t, res)
+		t.Logf("versions served: %v", res.Versions())
+	}()
+
+	// Ten rolling deploys, alternating v1 and v2.
+	var hostTimes []time.Duration
+	rolloutStart := time.Now()
+	for i := range 10 {
+		v := []string{"v1", "v2"}[i%2]
+		r := m.deploy("--image", mhRepo+":"+v)
+		res := m.expect(r, 0, "deployed deployed deployed")
+		for _, h := range res.Hosts {
+			hostTimes = append(hostTimes, h.Duration)
+		}
+		m.assertImages(v, v, v)
+	}
+	t.Logf("10 rollouts in %s; per-host deploy times %v", time.Since(rolloutStart).Round(100*time.Millisecond), roundAll(hostTimes))
+	if out, _ := os.ReadFile(m.nginx.UpstreamFile()); !bytes.Equal(out, up) {
+		t.Fatalf("the upstream file changed during the rollouts:\n%s\nwas\n%s", out, up)
+	}
+	// (after the loop the hosts run v2)
+
+	// --rollback-on-failure: host 1 takes v3, host 2 fails it, host 1 goes
+	// back to v2; host 3 is never touched.
+	r = m.deploy("--image", mhRepo+":v3", "--health-timeout", "30s", "--rollback-on-failure")
+	m.expect(r, 1, "rolled-back failed not-run")
+	m.assertImages("v2", "v2", "v2")
+	m.assertServing("v2", "v2", "v2")
+
+	// Without it the rollout stops at host 2: host 1 new, hosts 2 and 3
+	// old, all serving.
+	r = m.deploy("--image", mhRepo+":v3", "--health-timeout", "30s")
+	res := m.expect(r, 1, "deployed failed not-run")
+	if !strings.Contains(res.Summary, "stopped at host host2") {
+		t.Fatalf("summary %q does not say where the rollout stopped", res.Summary)
+	}
+	m.assertImages("v3", "v2", "v2")
+	m.assertServing("v3", "v2", "v2")
+
+	// A dry run plans every host and changes none.
+	r = m.deploy("--image", mhRepo+":v1", "--dry-run")
+	m.expect(r, 0, "planned planned planned")
+	m.assertImages("v3", "v2", "v2")
+
+	// Status across hosts: one row per host, each on its image.
+	st := m.run("status", m.name, "--hosts", m.hostsFile, "--json")
+	if st.code != 0 {
+		t.Fatalf("status exited %d: %s", st.code, st.stderr)
+	}
+	var statuses []struct {
+		Host     string `json:"host"`
+		Services []struct {
+			Image string `json:"image"`
+		} `json:"services"`
+	}
+	if err := json.Unmarshal([]byte(st.stdout), &statuses); err != nil || len(statuses) != 3 {
+		t.Fatalf("status --json: %v: %s", err, st.stdout)
+	}
+	for i, want := range []string{"v3", "v2", "v2"} {
+		if len(statuses[i].Services) != 1 || statuses[i].Services[0].Image != mhRepo+":"+want {
+			t.Fatalf("status of %s: %+v, want %s", statuses[i].Host, statuses[i].Services, want)
+		}
+	}
+
+	// baton killed in the middle of host 2 (its new container is warming
+	// up): the next run converges host 2 and finishes the rollout.
+	killed, code := m.runUntil(func(host, phase string) bool { return host == "host2" && phase == "warm" },
+		"deploy", m.name, "--image", mhRepo+":v1", "--pull", "never", "--hosts", m.hostsFile, "--json")
+	if !killed {
+		t.Fatalf("baton finished (exit %d) before host 2 warmed up", code)
+	}
+	m.assertImages("v1", "", "v2") // host 2: old or new, not yet known
+	r = m.deploy("--image", mhRepo+":v1")
+	m.expect(r, 0, "up-to-date deployed deployed")
+	m.assertImages("v1", "v1", "v1")
+	m.assertServing("v1", "v1", "v1")
+	for _, h := range m.hosts {
+		m.assertSingle(h)
+	}
+}
+
+type batonRun struct {
+	stdout, stderr string
+	code           int
+	took           time.Duration
+}
+
+// checkLoad fails the test on any failed request, listing the first ones.
+func checkLoad(t *testing.T, res *loadgen.Result) {
+	t.Helper()
+	t.Logf("load: %s", res.Summary())
+	if res.Total() < 100 {
+		t.Fatalf("only %d requests were made; the load did not run", res.Total())
+	}
+	if n := res.Failed(); n > 0 {
+		var lines []string
+		for i, f := range res.Failures() {
+			if i == 10 {
+				break
+			}
+			lines = append(lines, fmt.Sprintf("%s %s at %s: %d %s", f.Method, f.Version, f.Start.Format("15:04:05.000"), f.Status, f.Err))
+		}
+		t.Fatalf("%d of %d requests failed:\n%s", n, res.Total(), strings.Join(lines, "\n"))
+	}
+}
+
+func roundAll(ds []time.Duration) []string {
+	out := make([]string, len(ds))
+	for i, d := range ds {
+		out[i] = d.Round(100 * time.Millisecond).String()
+	}
+	return out
+}
+
+func (m *multiHost) command(args ...string) *exec.Cmd {
+	cmd := exec.CommandContext(m.t.Context(), m.baton, args...)
+	cmd.Env = append(os.Environ(), "BATON_STATE_DIR="+m.stateDir, "BATON_UPSTREAM_DIRS="+os.TempDir())
+	return cmd
+}
+
+func (m *multiHost) run(args ...string) batonRun {
+	m.t.Helper()
+	cmd := m.command(args...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	start := time.Now()
+	err := cmd.Run()
+	r := batonRun{stdout: stdout.String(), stderr: stderr.String(), took: time.Since(start)}
+	if ee, ok := err.(*exec.ExitError); ok {
+		r.code = ee.ExitCode()
+	} else if err != nil {
+		m.t.Fatalf("running baton: %v", err)
+	}
+	m.t.Logf("baton %s -> exit %d in %s\nstderr: %s", strings.Join(args, " "), r.code, r.took.Round(time.Millisecond), lastLines(r.stderr, 8))
+	return r
+}
+
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// deploy runs a rollout across the three hosts with --json.
+func (m *multiHost) deploy(args ...string) batonRun {
+	m.t.Helper()
+	return m.run(append([]string{"deploy", m.name, "--pull", "never", "--hosts", m.hostsFile, "--json"}, args...)...)
+}
+
+// expect checks a rollout's exit code and per-host statuses, and returns
+// its result.
+func (m *multiHost) expect(r batonRun, code int, statuses string) rollout.Result {
+	m.t.Helper()
+	var res rollout.Result
+	found := false
+	for _, line := range strings.Split(r.stdout, "\n") {
+		if strings.HasPrefix(line, `{"type":"rollout"`) {
+			if err := json.Unmarshal([]byte(line), &res); err != nil {
+				m.t.Fatalf("rollout result: %v: %s", err, line)
+			}
+			found = true
+		}
+	}
+	if !found {
+		m.t.Fatalf("no rollout result in stdout:\n%s\nstderr:\n%s", r.stdout, r.stderr)
+	}
+	var got []string
+	for _, h := range res.Hosts {
+		got = append(got, string(h.Status))
+	}
+	if r.code != code || res.ExitCode != code || strings.Join(got, " ") != statuses {
+		m.t.Fatalf("rollout exited %d (result %d) with hosts %v, want %d with %s\n%s\nstderr:\n%s", r.code, res.ExitCode, got, code, statuses, res.Summary, r.stderr)
+	}
+	m.t.Logf("rollout: %s", res.Summary)
+	return res
+}
+
+// assertImages checks the image each host's container runs ("" skips a
+// host).
+func (m *multiHost) assertImages(want ...string) {
+	m.t.Helper()
+	for i, h := range m.hosts {
+		if want[i] == "" {
+			continue
+		}
+		c, err := h.Client.ContainerInspect(m.t.Context(), m.name)
+		if err != nil {
+			m.t.Fatalf("host %s: %v", h.Name, err)
+		}
+		if !c.State.Running || c.Config.Image != mhRepo+":"+want[i] {
+			m.t.Fatalf("host %s: %s is %s on %s, want running %s", h.Name, m.name, c.State.Status, c.Config.Image, want[i])
+		}
+	}
+}
+
+// assertServing checks each host's relay answers with the version that host
+// should run, straight at the address nginx uses.
+func (m *multiHost) assertServing(want ...string) {
+	m.t.Helper()
+	for i, h := range m.hosts {
+		url := fmt.Sprintf("http://%s:%d/", h.Addr, m.relayPort)
+		hc := http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+		resp, err := hc.Get(url)
+		if err != nil {
+			m.t.Fatalf("host %s: GET %s: %v", h.Name, url, err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || !strings.HasPrefix(string(body), want[i]+" ") {
+			m.t.Fatalf("host %s: GET %s: %d %q, want %s", h.Name, url, resp.StatusCode, body, want[i])
+		}
+	}
+}
+
+// assertSingle checks a host has one app container for the service and no
+// deploy record left.
+func (m *multiHost) assertSingle(h *testenv.EngineHost) {
+	m.t.Helper()
+	list, err := h.Client.ContainerList(m.t.Context(), container.ListOptions{All: true, Filters: filters.NewArgs(
+		filters.Arg("label", "baton.service="+m.name), filters.Arg("label", "baton.role=app"))})
+	if err != nil {
+		m.t.Fatal(err)
+	}
+	if len(list) != 1 {
+		m.t.Fatalf("host %s: %d app containers for %s, want 1", h.Name, len(list), m.name)
+	}
+	for i, eh := range m.hosts {
+		if eh == h {
+			recs, _ := filepath.Glob(filepath.Join(m.stateDir, "hosts", fmt.Sprintf("host%d", i+1), "deploys", "*.json"))
+			if len(recs) > 0 {
+				m.t.Fatalf("host %s: deploy record left: %v", h.Name, recs)
+			}
+		}
+	}
+}
+
+// runUntil runs baton with --json and SIGKILLs it at the first event for
+// which stop returns true.
+func (m *multiHost) runUntil(stop func(host, phase string) bool, args ...string) (killed bool, code int) {
+	m.t.Helper()
+	cmd := m.command(args...)
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		m.t.Fatal(err)
+	}
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		m.t.Fatal(err)
+	}
+	dec := json.NewDecoder(stdout)
+	for {
+		var ev struct {
+			Type  string `json:"type"`
+			Host  string `json:"host"`
+			Phase string `json:"phase"`
+		}
+		if err := dec.Decode(&ev); err != nil {
+			break
+		}
+		if !killed && ev.Type == "event" && stop(ev.Host, ev.Phase) {
+			killed = true
+			_ = cmd.Process.Kill()
+		}
+	}
+	err = cmd.Wait()
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	}
+	m.t.Logf("baton %s: killed=%v exit=%d stderr: %s", strings.Join(args, " "), killed, code, lastLines(stderr.String(), 5))
+	return killed, code
+}
+
+// cleanupService removes what baton made on a host (the engine goes with
+// the test anyway; this keeps a failed stop from leaving containers).
+func (m *multiHost) cleanupService(h *testenv.EngineHost) {
+	m.t.Cleanup(func() {
+		list, err := h.Client.ContainerList(m.t.Context(), container.ListOptions{All: true, Filters: filters.NewArgs(filters.Arg("label", "baton.service="+m.name))})
+		if err != nil {
+			return
+		}
+		for _, c := range list {
+			_ = h.Client.ContainerRemove(m.t.Context(), c.ID, container.RemoveOptions{Force: true, RemoveVolumes: true})
+		}
+	})
+}

@@ -32,8 +32,8 @@ DOCKER_PKGS = $(filter-out $(SELF_ENGINE_PKGS),$(sort $(dir $(shell grep -rlE --
 test:
 	./scripts/setup --compose-v2 --docker-current
 	$(GO) vet ./...
-	$(GO) test -count=1 -timeout 35m ./...
-	./scripts/docker-current run $(GO) test -count=1 -timeout 35m $(DOCKER_PKGS)
+	$(GO) test -count=1 -timeout 60m ./...
+	./scripts/docker-current run $(GO) test -count=1 -timeout 60m $(DOCKER_PKGS)
 
 # Unit tests only (no Docker): a quick loop while editing.
 test-short:

@@ -77,6 +77,12 @@ func runSwarmDeploy(c *ucli.Context, eng *dockerctl.Client, opts deployOptions, 
 		return deployErr(err)
 	}
 	d := &swarmdeploy.Deployer{Engine: eng, Report: out, Log: logger(c)}
+	if !eng.Endpoint.Local {
+		// The routing mesh's IPVS is the engine's kernel's, which this
+		// machine's /proc does not show.
+		d.IPVSPresent = func() bool { return true }
+		logger(c).Warn("the engine is on another machine: its kernel's IPVS (routing mesh) is not checked", "engine", eng.Endpoint.Name)
+	}
 	res, err := d.Deploy(c.Context, o)
 	if !opts.dryRun {
 		journalSwarm(c, out, res)

@@ -37,6 +37,7 @@ func TestRolloutRefusals(t *testing.T) {
 		{[]string{"deploy", "web", "--hosts", bad}, 2, `bad:1: relay-address "web1" is not an IP address`},
 		{[]string{"deploy", "web", "--hosts", hosts, "-f", "docker-compose.yml"}, 2, "compose services are deployed on one host at a time"},
 		{[]string{"deploy", "--hosts", hosts}, 2, "exactly one CONTAINER"},
+		{[]string{"status", "--hosts", hosts}, 2, "status across hosts takes the service NAME"},
 		{[]string{"deploy", "web", "--hosts", hosts, "--image", "x", "--canary", "20"}, 2, "--canary 20 with several hosts"},
 		{[]string{"deploy", "web", "--hosts", hosts, "--image", "x", "--swarm"}, 2, "--swarm is for a Swarm service"},
 		{[]string{"deploy", "web", "--image", "x", "--down", "skip"}, 2, "--down is for a rollout"},

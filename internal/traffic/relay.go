@@ -273,9 +273,9 @@ func (t *Relay) Describe(ctx context.Context) (string, error) {
 	}
 	desc := fmt.Sprintf("relay %s -> %s (%d open)", RelayName(t.svc.Key), strings.Join(st.Current.Addrs, " | "), st.Current.Active)
 	if c := st.Canary; c != nil {
-		desc = fmt.Sprintf("relay %s split: %d%% -> %s (%d served, %d open, %d dial errors), %d%% canary -> %s (%d served, %d open, %d dial errors)",
-			RelayName(t.svc.Key), 100-st.CanaryPercent, strings.Join(st.Current.Addrs, " | "), st.Current.Total, st.Current.Active, st.Current.DialErrors,
-			st.CanaryPercent, strings.Join(c.Addrs, " | "), c.Total, c.Active, c.DialErrors)
+		desc = fmt.Sprintf("relay %s split: %d%% -> %s (%d served, %d open, %d dial errors, %d resets), %d%% canary -> %s (%d served, %d open, %d dial errors, %d resets)",
+			RelayName(t.svc.Key), 100-st.CanaryPercent, strings.Join(st.Current.Addrs, " | "), st.Current.Total, st.Current.Active, st.Current.DialErrors, st.Current.Resets,
+			st.CanaryPercent, strings.Join(c.Addrs, " | "), c.Total, c.Active, c.DialErrors, c.Resets)
 	}
 	for _, d := range st.Draining {
 		desc += fmt.Sprintf("; draining %s (%d open)", d.Name[:min(12, len(d.Name))], d.Active)
@@ -350,7 +350,7 @@ func (t *Relay) Counts(ctx context.Context, ep deploy.Endpoint) (deploy.TargetCo
 	}
 	for _, ts := range all {
 		if ts.Name == ep.ID {
-			return deploy.TargetCounts{Active: ts.Active, Total: ts.Total, DialErrors: ts.DialErrors}, nil
+			return deploy.TargetCounts{Active: ts.Active, Total: ts.Total, DialErrors: ts.DialErrors, Resets: ts.Resets}, nil
 		}
 	}
 	return deploy.TargetCounts{}, nil

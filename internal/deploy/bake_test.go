@@ -11,10 +11,10 @@ import (
 func TestBakeVerdict(t *testing.T) {
 	healthy := bakeSignal{Running: true, Health: "healthy"}
 	cases := []struct {
-		name    string
-		sig     bakeSignal
-		lim     bakeLimits
-		want    string // part of the reason; "" = keep baking
+		name string
+		sig  bakeSignal
+		lim  bakeLimits
+		want string // part of the reason; "" = keep baking
 	}{
 		{name: "healthy reading", sig: healthy},
 		{name: "no healthcheck, running", sig: bakeSignal{Running: true}},

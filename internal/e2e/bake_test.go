@@ -45,7 +45,7 @@ func describeSamples(ss []loadgen.Sample) string {
 //     container in one relay call, removes the new one and exits 1. Not one
 //     request of the load is lost; the ones the failing app answered with
 //     500 itself are counted apart.
-//  1b. An image whose health stays OK but that resets every request's
+//     1b. An image whose health stays OK but that resets every request's
 //     connection 2 s after it starts serving is deployed with --bake 30s
 //     --bake-max-resets 3: only the relay's reset count can catch it, and
 //     it is reverted the same way. nginx answers the reset requests 502;

@@ -45,14 +45,14 @@ func describeSamples(ss []loadgen.Sample) string {
 //     container in one relay call, removes the new one and exits 1. Not one
 //     request of the load is lost; the ones the failing app answered with
 //     500 itself are counted apart.
-//     1b. An image whose health stays OK but that resets every request's
+//  2. An image whose health stays OK but that resets every request's
 //     connection 2 s after it starts serving is deployed with --bake 30s
 //     --bake-max-resets 3: only the relay's reset count can catch it, and
 //     it is reverted the same way. nginx answers the reset requests 502;
 //     those within that deploy are counted apart as the failing app's.
-//  2. baton is SIGKILLed while baking a good image: baton status reverts to
+//  3. baton is SIGKILLed while baking a good image: baton status reverts to
 //     the old container (the bake did not pass), and nothing is lost.
-//  3. The good image is deployed with a short bake: it bakes and completes.
+//  4. The good image is deployed with a short bake: it bakes and completes.
 func TestBakeRevertsConvergesAndCompletes(t *testing.T) {
 	e := newEnv(t)
 	v1 := e.version("v1", "v1", nil)
@@ -84,7 +84,7 @@ func TestBakeRevertsConvergesAndCompletes(t *testing.T) {
 		t.Fatalf("deploy record left at phase %s after the revert", p)
 	}
 
-	// 1b. A release that resets connections while its health stays OK.
+	// 2. A release that resets connections while its health stays OK.
 	resetFrom := time.Now()
 	r = e.run("deploy", "--image", resetting, "--bake", "30s", "--bake-max-resets", "3", name)
 	resetTo := time.Now()
@@ -94,7 +94,7 @@ func TestBakeRevertsConvergesAndCompletes(t *testing.T) {
 	t.Logf("resetting image reverted %s after the deploy began", resetTo.Sub(resetFrom).Round(100*time.Millisecond))
 	e.assertUntouched(name, oldID, ng.URL()+"/", "v1")
 
-	// 2. Killed while baking: the next run reverts.
+	// 3. Killed while baking: the next run reverts.
 	killed, _ := e.runUntil(func(phase, msg string) bool { return phase == "bake" },
 		"deploy", "--json", "--image", v2, "--bake", "2m", name)
 	if !killed {
@@ -110,7 +110,7 @@ func TestBakeRevertsConvergesAndCompletes(t *testing.T) {
 	}
 	e.assertUntouched(name, oldID, ng.URL()+"/", "v1")
 
-	// 3. A good release bakes and completes.
+	// 4. A good release bakes and completes.
 	r = e.mustDeploy("--image", v2, "--bake", "3s", name)
 	if !strings.Contains(r.stderr, "passed its bake") {
 		t.Fatalf("the deploy did not report the bake: %s", r.stderr)

@@ -112,8 +112,7 @@ func measureReverts(t testenv.TB, cfg RevertConfig, rep *RevertReport) {
 		t.Fatalf("%v", err)
 	}
 	pause(t, settle)
-	type span struct{ from, to time.Time }
-	var spans []span
+	var spans []revertSpan
 	for i := range cfg.Runs {
 		args := append(append([]string{"--pull", "never", "--image", broken, "--bake", revertBake, "--bake-max-resets", revertMaxResets}, st.flags...), name)
 		run, err := st.baton.Deploy(t.Context(), args...)
@@ -128,26 +127,32 @@ func measureReverts(t testenv.TB, cfg RevertConfig, rep *RevertReport) {
 			t.Fatalf("run %d: baton's output lacks the switch, rolling-back or traffic-back event:\n%s", i+1, run.Stdout)
 		}
 		rep.Runs = append(rep.Runs, RevertRun{N: i + 1, Caught: seen.Sub(switched), Revert: back.Sub(seen), Took: run.Took()})
-		spans = append(spans, span{run.Start, run.End})
+		spans = append(spans, revertSpan{run.Start, run.End})
 		t.Logf("revert %d/%d: revert %s, caught %s after the switch", i+1, cfg.Runs, fmtDuration(back.Sub(seen)), fmtDuration(seen.Sub(switched)))
 		pause(t, settle)
 	}
 	res := load.Stop()
-	for _, s := range res.Samples() {
+	countRevertLoad(rep.Runs, spans, res.Samples())
+}
+
+// revertSpan is when one reverted deploy's command ran.
+type revertSpan struct{ from, to time.Time }
+
+// countRevertLoad gives each run the requests sent from its deploy's start
+// until the next one's (the last run: until the load's end), and counts
+// their failures. nginx answers a request whose upstream connection was
+// reset 502, with no version: those sent while the deploy ran are the
+// broken release's doing (ByApp); any other failure was lost on the way.
+func countRevertLoad(runs []RevertRun, spans []revertSpan, samples []loadgen.Sample) {
+	for _, s := range samples {
 		for i, sp := range spans {
-			end := time.Now()
-			if i+1 < len(spans) {
-				end = spans[i+1].from
-			}
-			if s.Start.Before(sp.from) || !s.Start.Before(end) {
+			if s.Start.Before(sp.from) || (i+1 < len(spans) && !s.Start.Before(spans[i+1].from)) {
 				continue
 			}
-			r := &rep.Runs[i]
+			r := &runs[i]
 			r.Total++
 			if !s.OK() {
 				r.Failed++
-				// nginx answers a reset upstream 502, with no version: the
-				// broken release's doing while its deploy ran.
 				if s.Status == 502 && s.Version == "" && s.Start.Before(sp.to) {
 					r.ByApp++
 				}

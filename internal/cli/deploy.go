@@ -118,6 +118,9 @@ Exit codes: 0 deployed or already up to date; 1 failed, the old container still 
 			if err != nil {
 				return err
 			}
+			if err := checkDispatchFlags(c, multi, opts.compose.enabled()); err != nil {
+				return err
+			}
 			if multi {
 				if opts.compose.enabled() {
 					return usageErr("compose services are deployed on one host at a time; leave out --hosts and give one --context")
@@ -144,6 +147,29 @@ Exit codes: 0 deployed or already up to date; 1 failed, the old container still 
 			return runDeploy(c, opts)
 		},
 	}
+}
+
+// checkDispatchFlags refuses flags of one kind of target (hosts, compose,
+// Swarm) given with another, which would otherwise be silently ignored.
+func checkDispatchFlags(c *ucli.Context, multi, compose bool) error {
+	swarmSet := ""
+	for _, name := range []string{"swarm", "update-parallelism", "update-delay", "update-monitor", "update-failure-action"} {
+		if c.IsSet(name) {
+			swarmSet = name
+			break
+		}
+	}
+	switch {
+	case swarmSet != "" && multi:
+		return usageErr("--%s is for a Swarm service, which its swarm spreads over its nodes; leave out --hosts/the second --context", swarmSet)
+	case swarmSet != "" && compose:
+		return usageErr("--%s is for a Swarm service; -f/-p/--project-directory name a compose project (for a stack, deploy its service by name)", swarmSet)
+	case !multi && c.IsSet("down"):
+		return usageErr("--down is for a rollout across hosts (--hosts FILE or several --context)")
+	case !multi && c.IsSet("rollback-on-failure"):
+		return usageErr("--rollback-on-failure is for a rollout across hosts (--hosts FILE or several --context)")
+	}
+	return nil
 }
 
 func runDeploy(c *ucli.Context, opts deployOptions) error {

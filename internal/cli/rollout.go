@@ -237,6 +237,12 @@ func checkRolloutSettings(settings map[string]string) error {
 	if settings["relay"] == "false" {
 		return usageErr("--relay=false with several hosts: nginx balances across the hosts' relays, so a rollout needs them")
 	}
+	// A canary with no duration waits for `baton promote`/`abort`, which
+	// act on one host's record: a rollout would leave one waiting canary
+	// per host and call them deployed.
+	if c, err := deploy.ParseCanary(settings["canary"]); err == nil && c.Percent > 0 && c.Duration == 0 {
+		return usageErr("--canary %s with several hosts: a canary that waits for promote/abort cannot span a rollout; give it a duration (--canary %d:10m)", settings["canary"], c.Percent)
+	}
 	return nil
 }
 

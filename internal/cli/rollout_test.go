@@ -37,6 +37,13 @@ func TestRolloutRefusals(t *testing.T) {
 		{[]string{"deploy", "web", "--hosts", bad}, 2, `bad:1: relay-address "web1" is not an IP address`},
 		{[]string{"deploy", "web", "--hosts", hosts, "-f", "docker-compose.yml"}, 2, "compose services are deployed on one host at a time"},
 		{[]string{"deploy", "--hosts", hosts}, 2, "exactly one CONTAINER"},
+		{[]string{"deploy", "web", "--hosts", hosts, "--image", "x", "--canary", "20"}, 2, "--canary 20 with several hosts"},
+		{[]string{"deploy", "web", "--hosts", hosts, "--image", "x", "--swarm"}, 2, "--swarm is for a Swarm service"},
+		{[]string{"deploy", "web", "--image", "x", "--down", "skip"}, 2, "--down is for a rollout"},
+		{[]string{"deploy", "web", "--image", "x", "--rollback-on-failure"}, 2, "--rollback-on-failure is for a rollout"},
+		{[]string{"deploy", "web", "-f", "docker-compose.yml", "--update-delay", "5s"}, 2, "--update-delay is for a Swarm service"},
+		// Control: a timed canary passes the check and reaches the (dead) engines.
+		{[]string{"deploy", "web", "--hosts", hosts, "--image", "x", "--canary", "20:1m"}, 1, "host one: engine does not answer"},
 		// Control: valid, and the engines are reached (and down).
 		{[]string{"deploy", "web", "--hosts", hosts, "--image", "x"}, 1, "host one: engine does not answer, so no host was changed"},
 		{[]string{"deploy", "web", "--hosts", hosts, "--image", "x", "--down", "skip"}, 1, "no host of web answers"},

@@ -51,6 +51,11 @@ func swarmOptions(c *ucli.Context, opts deployOptions, pull deploy.PullPolicy) (
 			return swarmdeploy.Options{}, usageErr("--%s does not apply to a Swarm service: Swarm runs the health check inside each task (give the service a HEALTHCHECK, e.g. docker service update --health-cmd) and nginx reaches the tasks itself (resolver 127.0.0.11; tasks.%s)", name, opts.target)
 		}
 	}
+	for _, name := range []string{"bake", "bake-max-dial-errors", "canary", "relay-address"} {
+		if c.IsSet(name) {
+			return swarmdeploy.Options{}, usageErr("--%s does not apply to a Swarm service: it needs baton's relay in front of one container; Swarm's updater watches new tasks itself (--update-monitor, --update-failure-action rollback)", name)
+		}
+	}
 	o := swarmdeploy.Options{
 		Service: opts.target, Image: opts.image, Pull: pull, Force: opts.force, DryRun: opts.dryRun,
 		Parallelism: c.Uint64("update-parallelism"), Delay: c.Duration("update-delay"),
@@ -72,6 +77,12 @@ func runSwarmDeploy(c *ucli.Context, eng *dockerctl.Client, opts deployOptions, 
 		return deployErr(err)
 	}
 	d := &swarmdeploy.Deployer{Engine: eng, Report: out, Log: logger(c)}
+	if !eng.Endpoint.Local {
+		// The routing mesh's IPVS is the engine's kernel's, which this
+		// machine's /proc does not show.
+		d.IPVSPresent = func() bool { return true }
+		logger(c).Warn("the engine is on another machine: its kernel's IPVS (routing mesh) is not checked", "engine", eng.Endpoint.Name)
+	}
 	res, err := d.Deploy(c.Context, o)
 	if !opts.dryRun {
 		journalSwarm(c, out, res)

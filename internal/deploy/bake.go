@@ -188,7 +188,10 @@ func (r *run) watchNew(ctx context.Context, window time.Duration) (string, error
 	}
 	var probe healthcheck.Probe
 	if s.HTTPProbe != "" && r.newEP.IP != "" {
-		probe = healthcheck.HTTP(r.newEP.Addr(), s.HTTPProbe)
+		// Through the relay on a remote engine, as the warm-up probes go:
+		// a remote container's address is not reachable from here (and may
+		// be another container's here).
+		probe = healthcheck.HTTPVia(r.newEP.Addr(), s.HTTPProbe, r.dialer())
 	}
 	var tick <-chan time.Time
 	if cnt != nil || probe != nil {

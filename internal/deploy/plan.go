@@ -342,7 +342,7 @@ func deploySteps(f *Facts, p *Plan) []Step {
 		if p.TrafficMode == TrafficNginx {
 			how = "by rewriting " + s.NginxUpstream + " and reloading nginx"
 		}
-		steps = append(steps, Step{StepBake, fmt.Sprintf("bake for %s: keep %s running out of rotation and send traffic back to it %s if the new container %s", s.Bake, name, how, watchedFor(s))})
+		steps = append(steps, Step{StepBake, fmt.Sprintf("bake for %s: keep %s running out of rotation and send traffic back to it %s if %s", s.Bake, name, how, strings.Replace(watchedFor(s), "it ", "the new container ", 1))})
 	}
 	steps = append(steps, Step{StepStopOld, "stop " + name + " gracefully (point of no return)"})
 	steps = append(steps, afterNoReturnSteps(name, tmp, nets.AtHandover)...)

@@ -90,6 +90,11 @@ func (p Policy) Resolve(src Sources) (Resolved, error) {
 	cfgOrigin := func(name string) string {
 		return fmt.Sprintf("%s in %s", name, orDefault(p.ConfigPath, DefaultConfigPath))
 	}
+	if _, ok := p.Config["pre-switch"]; ok {
+		// One command for every service (a migration, a smoke test) is
+		// not what a pre-switch step is; ignoring it would be worse.
+		return res, classify(ErrInvalid, "%s: a pre-switch step belongs to one service; remove it there and give --pre-switch on that service's deploy (it is recorded for later deploys)", cfgOrigin("pre-switch"))
+	}
 	for _, name := range sortedKeys(p.Config) {
 		if commandSettings[name] {
 			continue // applied last, only where it fits

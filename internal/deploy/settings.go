@@ -66,6 +66,13 @@ func (c Canary) String() string {
 	return strconv.Itoa(c.Percent) + ":" + c.Duration.String()
 }
 
+// ParseCanary reads a --canary value (PERCENT[:DURATION]).
+func ParseCanary(v string) (Canary, error) {
+	var c Canary
+	err := parseCanary(v, &c)
+	return c, err
+}
+
 func parseCanary(v string, dst *Canary) error {
 	if v == "" || v == "0" {
 		*dst = Canary{}
@@ -248,6 +255,8 @@ func (s Settings) validate() error {
 		return classify(ErrInvalid, "--bake needs traffic baton moves (--nginx-upstream, with the relay or nginx reload): without it the published ports pass to the new container only when the old one stops, so there is no old container to revert to; drop --bake or add --nginx-upstream")
 	case s.Canary.Percent > 0 && s.TrafficMode() != TrafficRelay:
 		return classify(ErrInvalid, "--canary needs baton's relay (--nginx-upstream without --relay=false): only the relay can split new connections between two containers; drop --canary or use the relay")
+	case (s.Bake > 0 || s.Canary.Percent > 0) && slices.Contains(stoppingSignals, s.DrainSignal):
+		return classify(ErrInvalid, "--drain-signal %s usually stops the old container, but --bake/--canary keep it to revert to; use a signal the app answers without exiting (SIGUSR1, SIGHUP, ...) or drop --bake/--canary", s.DrainSignal)
 	case s.BakeMaxDialErrors > 0 && s.TrafficMode() != TrafficRelay:
 		return classify(ErrInvalid, "--bake-max-dial-errors needs baton's relay, which counts the dials; drop it or use the relay")
 	case s.BakeMaxResets > 0 && s.TrafficMode() != TrafficRelay:
@@ -336,6 +345,10 @@ func parseDriftList(v string, dst *string) error {
 // hear "finish up and ask your clients to reconnect". KILL and STOP are not
 // among them, since the old container must keep serving its drain.
 var drainSignals = []string{"SIGHUP", "SIGINT", "SIGQUIT", "SIGTERM", "SIGUSR1", "SIGUSR2", "SIGWINCH"}
+
+// stoppingSignals end most apps: the old container would be gone when a bake
+// or canary reverts to it.
+var stoppingSignals = []string{"SIGTERM", "SIGINT", "SIGQUIT"}
 
 func parseSignal(v string, dst *string) error {
 	if v == "" {

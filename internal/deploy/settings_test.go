@@ -63,6 +63,12 @@ func TestResolveSettings(t *testing.T) {
 			return s.BakeMaxResets == 2 && s.Labels()["baton.bake-max-resets"] == "2"
 		}},
 		{name: "resets need the relay", flags: map[string]string{"nginx-upstream": "/u.conf", "nginx-container": "n", "relay": "false", "bake": "1m", "bake-max-resets": "3"}, wantErr: "--bake-max-resets needs baton's relay"},
+		{name: "bake with a stopping drain signal", flags: map[string]string{"nginx-upstream": "/u.conf", "nginx-container": "n", "bake": "1m", "drain-signal": "TERM"}, wantErr: "--drain-signal SIGTERM usually stops"},
+		{name: "canary with a stopping drain signal", flags: map[string]string{"nginx-upstream": "/u.conf", "nginx-container": "n", "canary": "20", "drain-signal": "SIGQUIT"}, wantErr: "--drain-signal SIGQUIT usually stops"},
+		{name: "bake with a drain signal the app answers", flags: map[string]string{"nginx-upstream": "/u.conf", "nginx-container": "n", "bake": "1m", "drain-signal": "USR1"}, check: func(s Settings) bool {
+			return s.Bake == time.Minute && s.DrainSignal == "SIGUSR1"
+		}},
+		{name: "a stopping drain signal without a bake", flags: map[string]string{"nginx-upstream": "/u.conf", "nginx-container": "n", "drain-signal": "TERM"}, check: func(s Settings) bool { return s.DrainSignal == "SIGTERM" }},
 		{name: "dial errors need the relay", flags: map[string]string{"nginx-upstream": "/u.conf", "nginx-container": "n", "relay": "false", "bake": "1m", "bake-max-dial-errors": "3"}, wantErr: "--bake-max-dial-errors needs baton's relay"},
 	}
 	for _, tc := range cases {

@@ -199,6 +199,10 @@ func hostStatus(r *deploy.Result, err error, dryRun bool) (Status, int) {
 		return StatusPlanned, 0
 	case r != nil && r.Outcome == deploy.OutcomeUpToDate:
 		return StatusUpToDate, 0
+	case r != nil && r.Outcome == deploy.OutcomeCanary:
+		// A canary left waiting (a recorded --canary without a duration)
+		// is not the new version yet: the rollout stops here.
+		return StatusFailed, 2
 	default:
 		return StatusDeployed, 0
 	}

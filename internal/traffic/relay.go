@@ -466,6 +466,9 @@ func (t *Relay) ensureContainer(ctx context.Context) (container.InspectResponse,
 		// A relay of an earlier version is on the shared network only. One
 		// in the host's network namespace joins no network: it reaches the
 		// app's address on its service's network through the host.
+		if err := t.listensAsAsked(c); err != nil {
+			return c, err
+		}
 		if !relayOnHost(c) {
 			if _, err := t.joinServiceNetwork(ctx, c, t.svc.Key); err != nil {
 				return c, err
@@ -491,6 +494,30 @@ func (t *Relay) ensureContainer(ctx context.Context) (container.InspectResponse,
 		return c, err
 	}
 	return t.eng.ContainerInspect(ctx, name)
+}
+
+// listensAsAsked refuses to go on with a relay in the host's namespace that
+// listens elsewhere than --relay-address/--relay-port now ask: the upstream
+// file would keep naming the old address while the deploy reports the new
+// one. Moving it means recreating it, which costs one nginx reload.
+func (t *Relay) listensAsAsked(c container.InspectResponse) error {
+	listen := c.Config.Labels[LabelRelayListen]
+	if !relayOnHost(c) || listen == "" {
+		return nil
+	}
+	host, port, err := net.SplitHostPort(listen)
+	if err != nil {
+		return nil
+	}
+	wantHost, wantPort := t.settings.RelayAddress, ""
+	if t.settings.RelayPort != 0 {
+		wantPort = strconv.Itoa(t.settings.RelayPort)
+	}
+	if (wantHost == "" || wantHost == host) && (wantPort == "" || wantPort == port) {
+		return nil
+	}
+	name := strings.TrimPrefix(c.Name, "/")
+	return deploy.Classify(deploy.ErrInvalid, "relay %s listens on %s, not where --relay-address/--relay-port ask; remove it (docker rm -f %s) and deploy again to recreate it there (one nginx reload)", name, listen, name)
 }
 
 func (t *Relay) create(ctx context.Context, name string) error {
@@ -585,6 +612,11 @@ func (t *Relay) create(ctx context.Context, name string) error {
 // clear reason before any container exists.
 func (t *Relay) hostAddrs() (listen, control string, err error) {
 	ip := t.settings.RelayAddress
+	if ip == "" && t.shared != nil {
+		// Across hosts nginx reaches each host's relay at that host's
+		// address; a default 127.0.0.1 would be nginx's own loopback.
+		return "", "", deploy.Classify(deploy.ErrInvalid, "service %s: a relay shared across hosts needs the host's address that nginx reaches: give relay-address=IP in the hosts file or --relay-address HOST=IP", t.svc.Key)
+	}
 	if ip == "" {
 		ip = "127.0.0.1"
 	}

@@ -136,9 +136,13 @@ type tcpControl struct {
 
 // fallback reports whether a TCP call's error is the transport's (worth
 // repeating over exec), not the relay's answer or the caller's deadline.
+// "unauthorized" counts as the transport's: the relay's own token is what
+// baton sends, so a relay refusing it is another one, answering on that port
+// in this network namespace (a relay in an engine's host namespace that is
+// not this process's); exec reaches the right one.
 func (c tcpControl) fallback(ctx context.Context, op string, err error) bool {
 	var re *relay.RemoteError
-	if err == nil || ctx.Err() != nil || (errors.As(err, &re) && re.Code != "unavailable") {
+	if err == nil || ctx.Err() != nil || (errors.As(err, &re) && re.Code != "unavailable" && re.Code != "unauthorized") {
 		return false
 	}
 	c.log.Warn("relay control over TCP failed; using docker exec", "container", c.exec.container, "op", op, "error", err)

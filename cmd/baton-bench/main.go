@@ -5,7 +5,9 @@
 // durations. With -datapath it measures instead what every request pays for
 // its path from nginx to the app (direct, docker-proxy, baton's relay with
 // nginx on the host and in a container, the nginx-reload mode): requests/s
-// at saturation, latency, and the relay's and docker-proxy's CPU. Everything
+// at saturation, latency, and the relay's and docker-proxy's CPU. With
+// -revert it deploys a release that breaks under load with a bake and
+// reports, per run, failed/total requests and the time to revert. Everything
 // it creates is labelled baton.test=1 and removed at the end, on an error or
 // on Ctrl-C.
 package main
@@ -50,8 +52,27 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	duration := fs.Duration("duration", bench.DefaultDataPathDuration, "with -datapath: how long each path is loaded per round")
 	rounds := fs.Int("rounds", bench.DefaultDataPathRounds, "with -datapath: how often every path is measured, in turn")
 	hosts := fs.Int("hosts", 0, "measure rollouts across `N` engines instead (each in its own network namespace, one nginx balancing across their relays; uses -deploys as rollouts, -clients, -rate, -warmup, -json)")
+	revert := fs.Bool("revert", false, "measure bake reverts instead: -deploys deploys of a release that resets connections under load, each reverted by --bake-max-resets; per run failed/total and the revert time (uses -clients, -rate, -warmup, -json)")
 	if err := fs.Parse(args); err != nil {
 		return 2
+	}
+	if *revert {
+		if fs.NArg() > 0 || *hosts != 0 || *datapath || *compare != "" || *deploys <= 0 || *clients <= 0 || *rate <= 0 || *warmup <= 0 {
+			fmt.Fprintf(stderr, "baton-bench: -revert takes positive -deploys, -clients, -rate and -warmup, no arguments, and none of -hosts, -datapath, -compare\n")
+			return 2
+		}
+		rep, err := bench.RunRevert(ctx, bench.RevertConfig{Runs: *deploys, Clients: *clients, Rate: *rate, Warmup: *warmup, Out: stderr})
+		if rep != nil {
+			fmt.Fprint(stdout, rep.String())
+			if *jsonFile != "" {
+				err = errors.Join(err, writeJSON(*jsonFile, rep))
+			}
+		}
+		if err != nil {
+			fmt.Fprintf(stderr, "baton-bench: %v\n", err)
+			return 1
+		}
+		return 0
 	}
 	if *hosts != 0 {
 		if fs.NArg() > 0 || *hosts < 2 || *hosts > 9 || *deploys <= 0 || *clients <= 0 || *rate <= 0 || *warmup <= 0 {

@@ -101,6 +101,7 @@ type config struct {
 	stopDelay      time.Duration // extra time spent in SIGTERM handling before closing the listener
 	unhealthyAfter time.Duration
 	failAfter      time.Duration // FAIL_AFTER: this long after the first request it serves, every answer is 500 (a release that breaks under traffic)
+	resetAfter     time.Duration // RESET_AFTER: this long after the first request it serves, every request's connection is reset unanswered while /healthz stays 200 (a release only the relay's reset count catches)
 	needs          []string      // host:port peers (a database) that must answer for the app to be healthy
 }
 
@@ -114,6 +115,7 @@ func loadConfig() config {
 	c.stopDelay = envDuration("STOP_DELAY", 0)
 	c.unhealthyAfter = envDuration("UNHEALTHY_AFTER", 0)
 	c.failAfter = envDuration("FAIL_AFTER", 0)
+	c.resetAfter = envDuration("RESET_AFTER", 0)
 	c.lateListen = env("LISTEN_AFTER_WARMUP", "") == "1"
 	if n := env("NEEDS", ""); n != "" {
 		c.needs = strings.Split(n, ",")
@@ -133,12 +135,14 @@ func run() error {
 	var ready atomic.Bool
 	var served atomic.Int64
 	// firstServed is when the first request (not a health check) was
-	// served, in UnixNano; FAIL_AFTER counts from it.
+	// served, in UnixNano; FAIL_AFTER and RESET_AFTER count from it.
 	var firstServed atomic.Int64
-	failing := func() bool {
+	after := func(d time.Duration) bool {
 		t := firstServed.Load()
-		return cfg.failAfter > 0 && t != 0 && time.Since(time.Unix(0, t)) > cfg.failAfter
+		return d > 0 && t != 0 && time.Since(time.Unix(0, t)) > d
 	}
+	failing := func() bool { return after(cfg.failAfter) }
+	resetting := func() bool { return after(cfg.resetAfter) }
 	hostname, _ := os.Hostname()
 
 	mux := http.NewServeMux()
@@ -196,6 +200,10 @@ func run() error {
 		}
 		firstServed.CompareAndSwap(0, time.Now().UnixNano())
 		n, err := io.Copy(io.Discard, r.Body)
+		if resetting() {
+			resetConn(w)
+			return
+		}
 		if failing() {
 			// The version header says who answered, so a test can count
 			// these apart from requests lost on the way.
@@ -283,4 +291,19 @@ func envDuration(key string, def time.Duration) time.Duration {
 	}
 	log.Printf("demoapp: ignoring bad %s=%q", key, v)
 	return def
+}
+
+// resetConn ends the request's connection with a TCP reset and no answer
+// (SO_LINGER 0, then close), as a crashing worker or a broken proxy in the
+// app would (RESET_AFTER).
+func resetConn(w http.ResponseWriter) {
+	c, _, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		http.Error(w, "cannot reset: "+err.Error(), http.StatusInternalServerError)
+		return
+	}
+	if tc, ok := c.(*net.TCPConn); ok {
+		_ = tc.SetLinger(0)
+	}
+	_ = c.Close()
 }

@@ -33,6 +33,7 @@ func settingFlags() []ucli.Flag {
 		&ucli.StringFlag{Name: "accept-drift", Usage: "deploy although the new container cannot have these settings of the old one: comma-separated `FIELDS` (" + strings.Join(dockerctl.DriftFields, ", ") + "); recorded for later deploys"},
 		&ucli.DurationFlag{Name: "bake", Usage: "keep the old container running, out of rotation, this long after the switch, and revert to it if the new one turns unhealthy, exits or restarts", DefaultText: "no bake", Category: "Bake and canary"},
 		&ucli.IntFlag{Name: "bake-max-dial-errors", Usage: "also revert a bake or canary when the relay counts more than `N` failed dials to the new container", DefaultText: "off", Category: "Bake and canary"},
+		&ucli.IntFlag{Name: "bake-max-resets", Usage: "also revert a bake or canary when the relay counts more than `N` connections the new container reset", DefaultText: "off", Category: "Bake and canary"},
 		&ucli.StringFlag{Name: "canary", Usage: "send `PERCENT[:DURATION]` of new connections to the new container first (relay only); without a duration, wait for baton promote or baton abort; 0 turns it off", DefaultText: "no canary", Category: "Bake and canary"},
 	}
 }

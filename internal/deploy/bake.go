@@ -27,15 +27,30 @@ type bakeSignal struct {
 	Restarting bool   // reading: the engine is restarting it
 	Health     string // reading: Docker's health status, "" without a HEALTHCHECK
 	DialErrors uint64 // failed dials the relay counted since the window began
+	Resets     uint64 // connections the new container reset, counted by the relay since the window began
 	ProbeFails int    // --http-probe failures in a row
+}
+
+// bakeLimits are the opt-in thresholds on what the relay counts of the new
+// container during a bake or canary; 0 is off.
+type bakeLimits struct {
+	DialErrors int // --bake-max-dial-errors
+	Resets     int // --bake-max-resets
+}
+
+// any reports whether a threshold is set, so the relay's counts are read.
+func (l bakeLimits) any() bool { return l.DialErrors > 0 || l.Resets > 0 }
+
+func (s Settings) bakeLimits() bakeLimits {
+	return bakeLimits{DialErrors: s.BakeMaxDialErrors, Resets: s.BakeMaxResets}
 }
 
 // bakeVerdict is the pure rule of a bake and a canary: why the new container
 // must be reverted, or "" while it may go on. It turns unhealthy, exits, is
 // killed by the OOM killer, restarts or is removed; or the relay's count of
-// failed dials to it passes maxDialErrors (when set); or its probe failed
-// bakeProbeFailures times in a row.
-func bakeVerdict(s bakeSignal, maxDialErrors int) string {
+// failed dials to it, or of connections it reset, passes its limit (when
+// set); or its probe failed bakeProbeFailures times in a row.
+func bakeVerdict(s bakeSignal, lim bakeLimits) string {
 	if status, ok := strings.CutPrefix(s.Event, string(events.ActionHealthStatus)); ok {
 		if strings.TrimSpace(strings.TrimPrefix(status, ":")) == container.Unhealthy {
 			return "turned unhealthy (Docker HEALTHCHECK)"
@@ -61,8 +76,11 @@ func bakeVerdict(s bakeSignal, maxDialErrors int) string {
 			return "is unhealthy (Docker HEALTHCHECK)"
 		}
 	}
-	if maxDialErrors > 0 && s.DialErrors > uint64(maxDialErrors) {
-		return fmt.Sprintf("made the relay fail %d dials to it (more than --bake-max-dial-errors %d)", s.DialErrors, maxDialErrors)
+	if lim.DialErrors > 0 && s.DialErrors > uint64(lim.DialErrors) {
+		return fmt.Sprintf("made the relay fail %d dials to it (more than --bake-max-dial-errors %d)", s.DialErrors, lim.DialErrors)
+	}
+	if lim.Resets > 0 && s.Resets > uint64(lim.Resets) {
+		return fmt.Sprintf("reset %d connections the relay passed it (more than --bake-max-resets %d)", s.Resets, lim.Resets)
 	}
 	if s.ProbeFails >= bakeProbeFailures {
 		return fmt.Sprintf("failed its --http-probe %d times in a row", s.ProbeFails)
@@ -114,13 +132,16 @@ func watchedFor(s Settings) string {
 	if s.BakeMaxDialErrors > 0 {
 		what += fmt.Sprintf(", or the relay fails more than %d dials to it", s.BakeMaxDialErrors)
 	}
+	if s.BakeMaxResets > 0 {
+		what += fmt.Sprintf(", or it resets more than %d connections", s.BakeMaxResets)
+	}
 	return what
 }
 
 // watchNew watches the new container for window, on the engine's events
 // (health, die, oom, restart, destroy) rather than by polling its state.
-// What has no event is read once a second: the relay's dial-error count
-// (when a threshold is set) and the --http-probe (when one is set). It
+// What has no event is read once a second: the relay's counts of dial
+// errors and resets (when a threshold is set) and the --http-probe (when one is set). It
 // returns why the container must be reverted, "" when the window passed,
 // or an error when it could not watch (or ctx ended).
 func (r *run) watchNew(ctx context.Context, window time.Duration) (string, error) {
@@ -151,13 +172,13 @@ func (r *run) watchNew(ctx context.Context, window time.Duration) (string, error
 	if c.State != nil && c.State.Health != nil {
 		reading.Health = c.State.Health.Status
 	}
-	if why := bakeVerdict(reading, s.BakeMaxDialErrors); why != "" {
+	if why := bakeVerdict(reading, s.bakeLimits()); why != "" {
 		return why, nil
 	}
 
 	var cnt counter
 	var base TargetCounts
-	if s.BakeMaxDialErrors > 0 {
+	if s.bakeLimits().any() {
 		if c, ok := r.traffic.(counter); ok {
 			if base, err = c.Counts(wctx, r.newEP); err != nil {
 				return "", fmt.Errorf("reading the relay's counts: %w", err)
@@ -194,7 +215,7 @@ func (r *run) watchNew(ctx context.Context, window time.Duration) (string, error
 			if m.Actor.ID != "" && m.Actor.ID != id {
 				continue // the filter matches names too
 			}
-			if why := bakeVerdict(bakeSignal{Event: string(m.Action)}, 0); why != "" {
+			if why := bakeVerdict(bakeSignal{Event: string(m.Action)}, bakeLimits{}); why != "" {
 				return why, nil
 			}
 		case err, ok := <-errs:
@@ -213,6 +234,7 @@ func (r *run) watchNew(ctx context.Context, window time.Duration) (string, error
 					return "", fmt.Errorf("reading the relay's counts: %w", err)
 				}
 				sig.DialErrors = now.DialErrors - base.DialErrors
+				sig.Resets = now.Resets - base.Resets
 			}
 			if probe != nil {
 				pctx, pcancel := context.WithTimeout(wctx, 2*time.Second)
@@ -224,7 +246,7 @@ func (r *run) watchNew(ctx context.Context, window time.Duration) (string, error
 				pcancel()
 				sig.ProbeFails = probeFails
 			}
-			if why := bakeVerdict(sig, s.BakeMaxDialErrors); why != "" {
+			if why := bakeVerdict(sig, s.bakeLimits()); why != "" {
 				return why, nil
 			}
 		}

@@ -39,6 +39,10 @@ type Settings struct {
 	// BakeMaxDialErrors, when more than 0, also reverts a bake or canary
 	// once the relay counts more failed dials to the new container.
 	BakeMaxDialErrors int
+	// BakeMaxResets, when more than 0, also reverts a bake or canary once
+	// the relay counts more connections the new container reset: an app
+	// can pass its health check and still break the connections it serves.
+	BakeMaxResets int
 	// Canary sends a share of new connections to the new container first
 	// (relay only); the zero value is no canary.
 	Canary Canary
@@ -184,6 +188,7 @@ var settingDefs = []setting{
 		return s.Bake.String()
 	}, func(s *Settings, v string) error { return parseDuration(v, &s.Bake) }},
 	{"bake-max-dial-errors", func(s *Settings) string { return itoa0(s.BakeMaxDialErrors) }, func(s *Settings, v string) error { return parseNonNegative(v, &s.BakeMaxDialErrors) }},
+	{"bake-max-resets", func(s *Settings) string { return itoa0(s.BakeMaxResets) }, func(s *Settings, v string) error { return parseNonNegative(v, &s.BakeMaxResets) }},
 	{"canary", func(s *Settings) string { return s.Canary.String() }, func(s *Settings, v string) error { return parseCanary(v, &s.Canary) }},
 }
 
@@ -254,6 +259,8 @@ func (s Settings) validate() error {
 		return classify(ErrInvalid, "--drain-signal %s usually stops the old container, but --bake/--canary keep it to revert to; use a signal the app answers without exiting (SIGUSR1, SIGHUP, ...) or drop --bake/--canary", s.DrainSignal)
 	case s.BakeMaxDialErrors > 0 && s.TrafficMode() != TrafficRelay:
 		return classify(ErrInvalid, "--bake-max-dial-errors needs baton's relay, which counts the dials; drop it or use the relay")
+	case s.BakeMaxResets > 0 && s.TrafficMode() != TrafficRelay:
+		return classify(ErrInvalid, "--bake-max-resets needs baton's relay, which counts the resets; drop it or use the relay")
 	}
 	return nil
 }

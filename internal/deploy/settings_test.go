@@ -59,6 +59,10 @@ func TestResolveSettings(t *testing.T) {
 		{name: "canary without traffic", flags: map[string]string{"canary": "20"}, wantErr: "--canary needs baton's relay"},
 		{name: "canary 100 is a switch", flags: map[string]string{"canary": "100"}, wantErr: "1 to 99 percent"},
 		{name: "canary bad duration", flags: map[string]string{"canary": "20:soon"}, wantErr: "duration \"soon\""},
+		{name: "resets with the relay", flags: map[string]string{"nginx-upstream": "/u.conf", "nginx-reload": "x", "bake": "30s", "bake-max-resets": "2"}, check: func(s Settings) bool {
+			return s.BakeMaxResets == 2 && s.Labels()["baton.bake-max-resets"] == "2"
+		}},
+		{name: "resets need the relay", flags: map[string]string{"nginx-upstream": "/u.conf", "nginx-container": "n", "relay": "false", "bake": "1m", "bake-max-resets": "3"}, wantErr: "--bake-max-resets needs baton's relay"},
 		{name: "bake with a stopping drain signal", flags: map[string]string{"nginx-upstream": "/u.conf", "nginx-container": "n", "bake": "1m", "drain-signal": "TERM"}, wantErr: "--drain-signal SIGTERM usually stops"},
 		{name: "canary with a stopping drain signal", flags: map[string]string{"nginx-upstream": "/u.conf", "nginx-container": "n", "canary": "20", "drain-signal": "SIGQUIT"}, wantErr: "--drain-signal SIGQUIT usually stops"},
 		{name: "bake with a drain signal the app answers", flags: map[string]string{"nginx-upstream": "/u.conf", "nginx-container": "n", "bake": "1m", "drain-signal": "USR1"}, check: func(s Settings) bool {

@@ -44,11 +44,13 @@ type Traffic interface {
 type TrafficFactory func(ctx context.Context, svc Service, s Settings) (Traffic, error)
 
 // TargetCounts are what the relay counted for one container: connections
-// open now, established in all, and dials that failed.
+// open now, established in all, dials that failed, and connections the
+// container reset.
 type TargetCounts struct {
 	Active     int    `json:"active"`
 	Total      uint64 `json:"total"`
 	DialErrors uint64 `json:"dial_errors"`
+	Resets     uint64 `json:"resets"`
 }
 
 // counter is a Traffic that counts per container (the relay); a bake's

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -44,14 +45,20 @@ func describeSamples(ss []loadgen.Sample) string {
 //     container in one relay call, removes the new one and exits 1. Not one
 //     request of the load is lost; the ones the failing app answered with
 //     500 itself are counted apart.
-//  2. baton is SIGKILLed while baking a good image: baton status reverts to
+//  2. An image whose health stays OK but that resets every request's
+//     connection 2 s after it starts serving is deployed with --bake 30s
+//     --bake-max-resets 3: only the relay's reset count can catch it, and
+//     it is reverted the same way. nginx answers the reset requests 502;
+//     those within that deploy are counted apart as the failing app's.
+//  3. baton is SIGKILLed while baking a good image: baton status reverts to
 //     the old container (the bake did not pass), and nothing is lost.
-//  3. The good image is deployed with a short bake: it bakes and completes.
+//  4. The good image is deployed with a short bake: it bakes and completes.
 func TestBakeRevertsConvergesAndCompletes(t *testing.T) {
 	e := newEnv(t)
 	v1 := e.version("v1", "v1", nil)
 	v2 := e.version("v2", "v2", nil)
 	bad := e.version("bad", "v3-bad", map[string]string{"FAIL_AFTER": "5s"})
+	resetting := e.version("reset", "v4-reset", map[string]string{"RESET_AFTER": "2s"})
 	hostPort := testenv.FreePort(t)
 	name := testenv.UniqueName("bake-")
 	oldID := e.runWeb(name, v1, "127.0.0.1:"+itoa(hostPort)+":8080")
@@ -77,7 +84,17 @@ func TestBakeRevertsConvergesAndCompletes(t *testing.T) {
 		t.Fatalf("deploy record left at phase %s after the revert", p)
 	}
 
-	// 2. Killed while baking: the next run reverts.
+	// 2. A release that resets connections while its health stays OK.
+	resetFrom := time.Now()
+	r = e.run("deploy", "--image", resetting, "--bake", "30s", "--bake-max-resets", "3", name)
+	resetTo := time.Now()
+	if r.code != 1 || !strings.Contains(r.stderr, "--bake-max-resets 3") {
+		t.Fatalf("deploy of the resetting image exited %d, want 1 reverted on its resets:\nstdout: %s\nstderr: %s", r.code, r.stdout, r.stderr)
+	}
+	t.Logf("resetting image reverted %s after the deploy began", resetTo.Sub(resetFrom).Round(100*time.Millisecond))
+	e.assertUntouched(name, oldID, ng.URL()+"/", "v1")
+
+	// 3. Killed while baking: the next run reverts.
 	killed, _ := e.runUntil(func(phase, msg string) bool { return phase == "bake" },
 		"deploy", "--json", "--image", v2, "--bake", "2m", name)
 	if !killed {
@@ -93,7 +110,7 @@ func TestBakeRevertsConvergesAndCompletes(t *testing.T) {
 	}
 	e.assertUntouched(name, oldID, ng.URL()+"/", "v1")
 
-	// 3. A good release bakes and completes.
+	// 4. A good release bakes and completes.
 	r = e.mustDeploy("--image", v2, "--bake", "3s", name)
 	if !strings.Contains(r.stderr, "passed its bake") {
 		t.Fatalf("the deploy did not report the bake: %s", r.stderr)
@@ -104,9 +121,23 @@ func TestBakeRevertsConvergesAndCompletes(t *testing.T) {
 	res := load.Stop()
 	t.Logf("load: %s; versions %v", res.Summary(), res.Versions())
 	byApp, lost := splitFailures(res, "v3-bad")
-	t.Logf("%d of %d requests answered 500 by the failing release itself before the revert; %d lost otherwise", byApp, res.Total(), len(lost))
+	// The resetting release answers nothing: its requests are nginx's 502s
+	// during its deploy.
+	resetByApp := 0
+	lost = slices.DeleteFunc(lost, func(f loadgen.Sample) bool {
+		if f.Status == 502 && f.Version == "" && f.Start.After(resetFrom) && f.Start.Before(resetTo) {
+			resetByApp++
+			return true
+		}
+		return false
+	})
+	t.Logf("%d of %d requests answered 500 by the failing release itself before the revert, %d reset by the resetting release (nginx 502); %d lost otherwise",
+		byApp, res.Total(), resetByApp, len(lost))
 	if len(lost) > 0 {
 		t.Fatalf("%d requests failed that the failing app did not answer:\n%s", len(lost), describeSamples(lost))
+	}
+	if res.Versions()["v4-reset"] == 0 || resetByApp == 0 {
+		t.Fatalf("the resetting release never served or never reset (versions %v, %d reset): the test did not test a revert on resets", res.Versions(), resetByApp)
 	}
 	if res.Versions()["v3-bad"] == 0 {
 		t.Fatalf("the failing release never served (versions %v): the test did not test a revert under load", res.Versions())

@@ -247,10 +247,13 @@ func (r *Relay) handle(client *net.TCPConn) {
 	})
 	defer stop()
 
-	upErr, downErr := splice(client, backend)
+	upErr, downErr, reset := splice(client, backend)
+	if reset {
+		r.st.backendReset(b)
+	}
 	if !isClosedErr(upErr) || !isClosedErr(downErr) {
 		r.log.Debug("connection ended with error", "client", peer.String(), "target", b.target.Name,
-			"addr", backend.RemoteAddr().String(), "error", errors.Join(upErr, downErr))
+			"addr", backend.RemoteAddr().String(), "backend_reset", reset, "error", errors.Join(upErr, downErr))
 	}
 }
 

@@ -164,3 +164,109 @@ func TestResetClosesBoth(t *testing.T) {
 		t.Fatalf("wait-drained after reset: %+v, %v", res, err)
 	}
 }
+
+// TestBackendResetsCounted: the relay counts, per target, the connections
+// its backend ended with a reset, and only those: a backend that answers
+// and closes in order counts none, and neither does a client that resets
+// its own connection.
+func TestBackendResetsCounted(t *testing.T) {
+	readLine := func(c *net.TCPConn) bool {
+		buf := make([]byte, 4)
+		_, err := io.ReadFull(c, buf)
+		return err == nil
+	}
+	cases := []struct {
+		name  string
+		serve func(c *net.TCPConn)
+		// client runs one connection through the relay.
+		client func(t *testing.T, c *net.TCPConn)
+		conns  int
+		want   uint64
+	}{
+		{
+			name: "backend resets",
+			serve: func(c *net.TCPConn) {
+				if !readLine(c) {
+					return
+				}
+				_ = c.SetLinger(0) // close sends RST
+				_ = c.Close()
+			},
+			client: func(t *testing.T, c *net.TCPConn) {
+				if _, err := io.WriteString(c, "req\n"); err != nil {
+					t.Fatal(err)
+				}
+				if b, _ := io.ReadAll(c); len(b) != 0 {
+					t.Fatalf("read %q from a backend that resets", b)
+				}
+			},
+			conns: 3, want: 3,
+		},
+		{
+			name: "backend closes in order",
+			serve: func(c *net.TCPConn) {
+				if !readLine(c) {
+					return
+				}
+				_, _ = io.WriteString(c, "ok")
+			},
+			client: func(t *testing.T, c *net.TCPConn) {
+				if _, err := io.WriteString(c, "req\n"); err != nil {
+					t.Fatal(err)
+				}
+				if b, err := io.ReadAll(c); err != nil || string(b) != "ok" {
+					t.Fatalf("reply %q, %v; want ok", b, err)
+				}
+				if err := c.CloseWrite(); err != nil { // the other half, in order too
+					t.Fatal(err)
+				}
+			},
+			conns: 3, want: 0,
+		},
+		{
+			name: "client resets",
+			serve: func(c *net.TCPConn) {
+				_, _ = io.Copy(io.Discard, c) // until the relay closes it
+			},
+			client: func(t *testing.T, c *net.TCPConn) {
+				if _, err := io.WriteString(c, "req\n"); err != nil {
+					t.Fatal(err)
+				}
+				time.Sleep(50 * time.Millisecond) // let the request reach the backend
+				if err := c.SetLinger(0); err != nil {
+					t.Fatal(err)
+				}
+				if err := c.Close(); err != nil {
+					t.Fatal(err)
+				}
+			},
+			conns: 3, want: 0,
+		},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			r := startRelay(t, Config{})
+			r.set(t, "app", rawBackend(t, tc.serve))
+			for range tc.conns {
+				tc.client(t, dialRelay(t, r))
+			}
+			r.set(t, "other", closedAddr(t))
+			res, err := r.ctl.WaitDrained(t.Context(), "app", 5*time.Second)
+			if err != nil || !res.Drained {
+				t.Fatalf("wait-drained app: %+v, %v", res, err)
+			}
+			var app *TargetStatus
+			for i := range res.Draining {
+				if res.Draining[i].Name == "app" {
+					app = &res.Draining[i]
+				}
+			}
+			if app == nil {
+				t.Fatalf("app not draining: %+v", res.Status)
+			}
+			if app.Total != uint64(tc.conns) || app.Resets != tc.want {
+				t.Fatalf("app: %d connections, %d resets; want %d connections, %d resets", app.Total, app.Resets, tc.conns, tc.want)
+			}
+		})
+	}
+}

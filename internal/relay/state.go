@@ -27,6 +27,7 @@ type backend struct {
 	since     time.Time
 	forgotten bool
 	dialErrs  uint64
+	resets    uint64
 	// idle is closed while active is zero and replaced by an open channel
 	// when active leaves zero, so wait-drained wakes on the event itself.
 	idle chan struct{}
@@ -46,6 +47,7 @@ func (b *backend) status() TargetStatus {
 		Since:      b.since,
 		Forgotten:  b.forgotten,
 		DialErrors: b.dialErrs,
+		Resets:     b.resets,
 	}
 }
 
@@ -241,6 +243,14 @@ func (s *state) dialFailed(b *backend) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	b.dialErrs++
+}
+
+// backendReset counts a connection to b that its backend ended with a
+// reset.
+func (s *state) backendReset(b *backend) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	b.resets++
 }
 
 // split sends percent (1-99) of new connections to canary and the rest to

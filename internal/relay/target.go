@@ -59,6 +59,11 @@ type TargetStatus struct {
 	// DialErrors counts the dials to the target that failed (each addr
 	// tried counts once): a bake or canary watches it rise.
 	DialErrors uint64 `json:"dial_errors,omitempty"`
+	// Resets counts the established connections the target ended with a
+	// reset (or that timed out on its side) while they were relayed; the
+	// client's own resets are not counted. A bake or canary watches it
+	// rise: an app can pass its health check and still break connections.
+	Resets uint64 `json:"resets,omitempty"`
 	// Forgotten is set on a draining target that was forgotten but still
 	// has open connections; it is no longer offered as a dial fallback.
 	Forgotten bool `json:"forgotten,omitempty"`

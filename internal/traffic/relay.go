@@ -268,19 +268,34 @@ func (t *Relay) Describe(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	return describeRelay(RelayName(t.svc.Key), st), nil
+}
+
+// describeRelay is the relay's line in baton status: where it sends
+// connections, and what went wrong there (failed dials, connections the
+// container reset) once anything has, as a bake watches those.
+func describeRelay(name string, st relay.Status) string {
 	if st.Current == nil {
-		return "relay " + RelayName(t.svc.Key) + " has no target", nil
+		return "relay " + name + " has no target"
 	}
-	desc := fmt.Sprintf("relay %s -> %s (%d open)", RelayName(t.svc.Key), strings.Join(st.Current.Addrs, " | "), st.Current.Active)
+	desc := fmt.Sprintf("relay %s -> %s (%d open%s)", name, strings.Join(st.Current.Addrs, " | "), st.Current.Active, troubles(*st.Current))
 	if c := st.Canary; c != nil {
-		desc = fmt.Sprintf("relay %s split: %d%% -> %s (%d served, %d open, %d dial errors), %d%% canary -> %s (%d served, %d open, %d dial errors)",
-			RelayName(t.svc.Key), 100-st.CanaryPercent, strings.Join(st.Current.Addrs, " | "), st.Current.Total, st.Current.Active, st.Current.DialErrors,
-			st.CanaryPercent, strings.Join(c.Addrs, " | "), c.Total, c.Active, c.DialErrors)
+		desc = fmt.Sprintf("relay %s split: %d%% -> %s (%d served, %d open, %d dial errors, %d resets), %d%% canary -> %s (%d served, %d open, %d dial errors, %d resets)",
+			name, 100-st.CanaryPercent, strings.Join(st.Current.Addrs, " | "), st.Current.Total, st.Current.Active, st.Current.DialErrors, st.Current.Resets,
+			st.CanaryPercent, strings.Join(c.Addrs, " | "), c.Total, c.Active, c.DialErrors, c.Resets)
 	}
 	for _, d := range st.Draining {
-		desc += fmt.Sprintf("; draining %s (%d open)", d.Name[:min(12, len(d.Name))], d.Active)
+		desc += fmt.Sprintf("; draining %s (%d open%s)", d.Name[:min(12, len(d.Name))], d.Active, troubles(d))
 	}
-	return desc, nil
+	return desc
+}
+
+// troubles is ", N dial errors, M resets" for a target that had any.
+func troubles(ts relay.TargetStatus) string {
+	if ts.DialErrors == 0 && ts.Resets == 0 {
+		return ""
+	}
+	return fmt.Sprintf(", %d dial errors, %d resets", ts.DialErrors, ts.Resets)
 }
 
 func (t *Relay) Switch(ctx context.Context, from, to deploy.Endpoint) error {
@@ -350,7 +365,7 @@ func (t *Relay) Counts(ctx context.Context, ep deploy.Endpoint) (deploy.TargetCo
 	}
 	for _, ts := range all {
 		if ts.Name == ep.ID {
-			return deploy.TargetCounts{Active: ts.Active, Total: ts.Total, DialErrors: ts.DialErrors}, nil
+			return deploy.TargetCounts{Active: ts.Active, Total: ts.Total, DialErrors: ts.DialErrors, Resets: ts.Resets}, nil
 		}
 	}
 	return deploy.TargetCounts{}, nil

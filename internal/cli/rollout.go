@@ -344,6 +344,11 @@ func runRolloutStatus(c *ucli.Context, hosts []rollout.Host, target string, asJS
 	if err := checkContexts(hosts); err != nil {
 		return err
 	}
+	if target == "" {
+		// A repair writes a service's one upstream file, which lists every
+		// host's relays: it needs them all, per service.
+		return usageErr("status across hosts takes the service NAME (baton status NAME --hosts FILE): its upstream file lists the relays of every host")
+	}
 	eng := newHostEngines(c, out, hosts)
 	defer eng.Close()
 	type hostStatus struct {

@@ -32,11 +32,6 @@ func newStatusCommand() *ucli.Command {
 				return err
 			}
 			if multi {
-				if c.NArg() == 0 {
-					// A repair writes a service's one upstream file, which
-					// lists every host's relays: it needs them all, per service.
-					return usageErr("status across hosts takes the service NAME (baton status NAME --hosts FILE): its upstream file lists the relays of every host")
-				}
 				return runRolloutStatus(c, hosts, c.Args().First(), c.Bool("json"))
 			}
 			return runStatus(c, c.Args().First(), c.Bool("json"))

@@ -51,7 +51,7 @@ func swarmOptions(c *ucli.Context, opts deployOptions, pull deploy.PullPolicy) (
 			return swarmdeploy.Options{}, usageErr("--%s does not apply to a Swarm service: Swarm runs the health check inside each task (give the service a HEALTHCHECK, e.g. docker service update --health-cmd) and nginx reaches the tasks itself (resolver 127.0.0.11; tasks.%s)", name, opts.target)
 		}
 	}
-	for _, name := range []string{"bake", "bake-max-dial-errors", "canary", "relay-address"} {
+	for _, name := range []string{"bake", "bake-max-dial-errors", "bake-max-resets", "canary", "relay-address"} {
 		if c.IsSet(name) {
 			return swarmdeploy.Options{}, usageErr("--%s does not apply to a Swarm service: it needs baton's relay in front of one container; Swarm's updater watches new tasks itself (--update-monitor, --update-failure-action rollback)", name)
 		}

@@ -675,7 +675,7 @@ func readmeMultiHostScenario() docScenario {
 			s.vals["web"], s.vals["url"], s.vals["upstream"], s.vals["server"] = name, ngx.URL(), up, fmt.Sprintf("server 127.0.0.1:%d ", port)
 		},
 		steps: []docStep{
-			{doc: `baton deploy web --image shop/web:1.4.2 --hosts hosts --relay-port 8081 --nginx-upstream /etc/nginx/baton/web.conf --nginx-reload "nginx -s reload"`, check: func(s *docRun, out stepOut) error {
+			{doc: `baton deploy web --image shop/web:1.4.2 --hosts hosts --relay-port 8081 --http-probe /healthz --nginx-upstream /etc/nginx/baton/web.conf --nginx-reload "nginx -s reload"`, check: func(s *docRun, out stepOut) error {
 				up, err := os.ReadFile(s.vals["upstream"])
 				if err != nil {
 					return err

@@ -23,28 +23,46 @@ import (
 	"github.com/docker/go-connections/nat"
 )
 
-var nginxImage struct {
+// nginxImages holds the nginx image per engine: tests that start engines of
+// their own (contexts, ssh, several hosts) need it imported there too, not
+// only into the engine that asked first.
+var nginxImages struct {
+	mu     sync.Mutex
+	byHost map[string]*nginxImageOnce
+}
+
+type nginxImageOnce struct {
 	once sync.Once
 	ref  string
 	err  error
 }
 
 // NginxImage returns a FROM scratch image holding the host's /usr/sbin/nginx
-// and the libraries ldd lists for it, imported once per process. Its tag is
-// derived from those files' contents, so later runs reuse it; it is labelled
-// baton.test=1 but, being shared, not removed.
+// and the libraries ldd lists for it, imported once per process and engine.
+// Its tag is derived from those files' contents, so later runs reuse it; it
+// is labelled baton.test=1 but, being shared, not removed.
 func NginxImage(t TB, cli *client.Client) string {
 	t.Helper()
-	nginxImage.once.Do(func() {
+	nginxImages.mu.Lock()
+	if nginxImages.byHost == nil {
+		nginxImages.byHost = map[string]*nginxImageOnce{}
+	}
+	img := nginxImages.byHost[cli.DaemonHost()]
+	if img == nil {
+		img = &nginxImageOnce{}
+		nginxImages.byHost[cli.DaemonHost()] = img
+	}
+	nginxImages.mu.Unlock()
+	img.once.Do(func() {
 		// Shared by later callers: the first test's end must not cancel it.
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(t.Context()), 2*time.Minute)
 		defer cancel()
-		nginxImage.ref, nginxImage.err = buildNginxImage(ctx, cli)
+		img.ref, img.err = buildNginxImage(ctx, cli)
 	})
-	if nginxImage.err != nil {
-		t.Fatalf("%v", nginxImage.err)
+	if img.err != nil {
+		t.Fatalf("%v", img.err)
 	}
-	return nginxImage.ref
+	return img.ref
 }
 
 func buildNginxImage(ctx context.Context, cli *client.Client) (string, error) {

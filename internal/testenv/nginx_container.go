@@ -236,7 +236,7 @@ func ContainerNginx(t TB, cli *client.Client, opts NginxOpts) *Nginx {
 	}
 	n.id = created.ID
 	t.Cleanup(func() { removeContainer(t, cli, created.ID) })
-	if err := cli.ContainerStart(ctx, created.ID, container.StartOptions{}); err != nil {
+	if err := startAttaching(t, cli, created.ID); err != nil {
 		t.Fatalf("container %s: start: %v", n.container, err)
 	}
 	n.url = "http://" + HostAddr(t, cli, created.ID, "80/tcp")
@@ -299,4 +299,28 @@ func execIn(ctx context.Context, cli *client.Client, id string, cmd ...string) (
 		return "", 0, fmt.Errorf("exec %v: inspect: %w", cmd, err)
 	}
 	return out.String(), res.ExitCode, nil
+}
+
+// startAttaching starts a container, trying again when the engine could not
+// attach it to a swarm's attachable overlay network in time: seen right
+// after another overlay network's services were torn down on the same
+// single-node swarm (the second swarm test's nginx), while the same start
+// alone succeeds. Other errors fail at once.
+func startAttaching(t TB, cli *client.Client, id string) error {
+	var err error
+	for attempt := 0; attempt < 4; attempt++ {
+		ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+		err = cli.ContainerStart(ctx, id, container.StartOptions{})
+		cancel()
+		if err == nil || !strings.Contains(err.Error(), "attaching to network failed") {
+			return err
+		}
+		t.Logf("container %s: start: %v; trying again", id, err)
+		select {
+		case <-t.Context().Done():
+			return err
+		case <-time.After(5 * time.Second):
+		}
+	}
+	return err
 }

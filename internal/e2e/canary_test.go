@@ -90,7 +90,7 @@ func TestCanaryPromoteAbort(t *testing.T) {
 	e.assertSingle(name, v1)
 
 	res := load.Stop()
-	checkLoad(t, res)
+	testenv.CheckLoad(t, res)
 	during := versionsBetween(res, canaryOn, canaryOff)
 	total := during["v1"] + during["v2"]
 	share := float64(during["v2"]) / float64(total)

@@ -40,7 +40,7 @@ func TestComposeReplicasAndWorker(t *testing.T) {
 			if !strings.Contains(r.stderr, "replica 1 of 2") || !strings.Contains(r.stderr, "replica 2 of 2") {
 				t.Fatalf("replicas not deployed one at a time:\n%s", r.stderr)
 			}
-			checkLoad(t, load.Stop())
+			testenv.CheckLoad(t, load.Stop())
 			webIDs := map[string]string{}
 			for n := 1; n <= 2; n++ {
 				c := e.inspect(p.container("web", n))
@@ -125,7 +125,7 @@ func TestComposePostgres(t *testing.T) {
 			p.setEnv("BATON_TEST_WEB_IMAGE", web2)
 			p.setEnv("BATON_TEST_DB_IMAGE", pg17)
 			r = p.mustBaton("--pull", "never", "--all")
-			checkLoad(t, load.Stop())
+			testenv.CheckLoad(t, load.Stop())
 			if !strings.Contains(r.stdout, "/web: deployed") || !strings.Contains(r.stdout, "/db: skipped") || !strings.Contains(r.stdout, "is a database") {
 				t.Fatalf("--all output:\n%s", r.stdout)
 			}

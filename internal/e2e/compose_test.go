@@ -340,7 +340,7 @@ func TestComposeMinimal(t *testing.T) {
 			if r.code != 0 || !strings.Contains(r.stderr, "copied the running container") {
 				t.Fatalf("deploy without the file's variables (exit %d):\n%s", r.code, r.stderr)
 			}
-			checkLoad(t, load.Stop())
+			testenv.CheckLoad(t, load.Stop())
 			assertServes(t, p.url(), "v2")
 			if tool.name == "v2" {
 				p.assertComposeOwns("web", "v2", 1)

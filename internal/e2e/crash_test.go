@@ -88,7 +88,7 @@ func TestKilledBatonConverges(t *testing.T) {
 		current, currentV = want, wantV
 	}
 	res := load.Stop()
-	checkLoad(t, res)
+	testenv.CheckLoad(t, res)
 }
 
 // TestHostRelayKilledComesBack SIGKILLs the relay that serves an nginx on
@@ -137,7 +137,7 @@ func TestHostRelayKilledComesBack(t *testing.T) {
 	e.mustDeploy("--image", v1, name)
 	time.Sleep(time.Second)
 	res := load.Stop()
-	checkLoad(t, res)
+	testenv.CheckLoad(t, res)
 	if res.Versions()["v1"] == 0 || res.Versions()["v2"] == 0 {
 		t.Fatalf("versions served %v: the deploy did not move traffic", res.Versions())
 	}

@@ -47,7 +47,7 @@ func TestZeroDowntimeRelayHostNginx(t *testing.T) {
 		}
 	}
 	res := load.Stop()
-	checkLoad(t, res)
+	testenv.CheckLoad(t, res)
 	if res.Versions()["v1"] == 0 || res.Versions()["v2"] == 0 {
 		t.Fatalf("versions served %v: the deploys did not move traffic", res.Versions())
 	}
@@ -74,7 +74,7 @@ func TestZeroDowntimeRelayContainerNginx(t *testing.T) {
 	// say) need no flags.
 	e.mustDeploy("--image", v2, name)
 	res := load.Stop()
-	checkLoad(t, res)
+	testenv.CheckLoad(t, res)
 	if res.Versions()["v1"] == 0 || res.Versions()["v2"] == 0 {
 		t.Fatalf("versions served %v", res.Versions())
 	}
@@ -252,7 +252,7 @@ func TestRollback(t *testing.T) {
 		t.Fatalf("rollback exited %d: %s", r.code, r.stderr)
 	}
 	res := load.Stop()
-	checkLoad(t, res)
+	testenv.CheckLoad(t, res)
 	e.assertSingle(name, v1)
 	assertServes(t, ng.URL()+"/", "v1")
 	c := e.inspect(name)
@@ -338,7 +338,7 @@ func TestPublishedPortAppReachesItsDatabaseWhileWarming(t *testing.T) {
 	for _, ref := range []string{v1, v2} {
 		e.mustDeploy(append(append([]string{"--image", ref}, flags...), name)...)
 	}
-	checkLoad(t, load.Stop())
+	testenv.CheckLoad(t, load.Stop())
 	assertServes(t, ng.URL()+"/", "v2")
 	assertServes(t, "http://127.0.0.1:"+itoa(hostPort)+"/", "v2")
 
@@ -429,7 +429,7 @@ func TestZeroDowntimeRelayUpstreamKeepalive(t *testing.T) {
 		}
 	}
 	res := load.Stop()
-	checkLoad(t, res)
+	testenv.CheckLoad(t, res)
 	if res.Versions()["v1"] == 0 || res.Versions()["v2"] == 0 {
 		t.Fatalf("versions served %v: the deploys did not move traffic", res.Versions())
 	}

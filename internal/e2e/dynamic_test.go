@@ -52,7 +52,7 @@ func TestDynamicBatonMovesTraffic(t *testing.T) {
 		}
 	}
 	res := load.Stop()
-	checkLoad(t, res)
+	testenv.CheckLoad(t, res)
 	if res.Versions()["v1"] == 0 || res.Versions()["v2"] == 0 {
 		t.Fatalf("versions served %v: the deploys did not move traffic", res.Versions())
 	}

@@ -89,7 +89,7 @@ func TestFailedDeploysLeaveOldServing(t *testing.T) {
 		})
 	}
 	res := load.Stop()
-	checkLoad(t, res)
+	testenv.CheckLoad(t, res)
 	if v := res.Versions(); len(v) != 1 || v["v1"] == 0 {
 		t.Fatalf("versions served %v, want only v1", v)
 	}

@@ -8,7 +8,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -309,25 +308,6 @@ func startLoad(t *testing.T, url string, max time.Duration) *loadgen.Load {
 		t.Fatal(err)
 	}
 	return l
-}
-
-// checkLoad fails the test on any failed request, listing them.
-func checkLoad(t *testing.T, res *loadgen.Result) {
-	t.Helper()
-	t.Logf("load: %s", res.Summary())
-	if res.Total() < 100 {
-		t.Fatalf("only %d requests were made; the load did not run", res.Total())
-	}
-	if n := res.Failed(); n > 0 {
-		var lines []string
-		for i, f := range res.Failures() {
-			if i == 10 {
-				break
-			}
-			lines = append(lines, fmt.Sprintf("%s %s at %s: %d %s", f.Method, f.Version, f.Start.Format("15:04:05.000"), f.Status, f.Err))
-		}
-		t.Fatalf("%d of %d requests failed:\n%s", n, res.Total(), strings.Join(lines, "\n"))
-	}
 }
 
 // jsonEvents runs baton with --json and calls onEvent for every progress

@@ -196,7 +196,7 @@ func TestHostileContainerIsLeftAlone(t *testing.T) {
 		t.Fatalf("serve exited %d", code)
 	}
 	res := load.Stop()
-	checkLoad(t, res)
+	testenv.CheckLoad(t, res)
 
 	r = e.run("status")
 	if r.code != 0 {
@@ -245,7 +245,7 @@ func TestHostileImageDeployedOntoService(t *testing.T) {
 	}
 	e.mustDeploy("--image", v2, s.name)
 	res := load.Stop()
-	checkLoad(t, res)
+	testenv.CheckLoad(t, res)
 	evil.assertNothingRan(t)
 	assertServes(t, s.ng.URL()+"/", "v2")
 	if res.Versions()["evil"] == 0 || res.Versions()["v2"] == 0 {

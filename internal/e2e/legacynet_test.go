@@ -156,8 +156,8 @@ func TestLegacyNetworkMigrates(t *testing.T) {
 	}
 	time.Sleep(time.Second)
 	resA, resB := loadA.Stop(), loadB.Stop()
-	checkLoad(t, resA)
-	checkLoad(t, resB)
+	testenv.CheckLoad(t, resA)
+	testenv.CheckLoad(t, resB)
 	if resB.Versions()["v1"] == 0 {
 		t.Fatalf("versions served by %s: %v; the deploy did not move traffic", b, resB.Versions())
 	}

@@ -267,7 +267,7 @@ func TestLongLivedConnectionsDrain(t *testing.T) {
 		t.Fatalf("journal lacks the drain counts: %s", j)
 	}
 	cancel()
-	checkLoad(t, load.Stop())
+	testenv.CheckLoad(t, load.Stop())
 }
 
 // TestPreSwitchStep: under load through nginx and the relay, a failing
@@ -307,7 +307,7 @@ func TestPreSwitchStep(t *testing.T) {
 		t.Fatalf("GET /pre-switch through nginx: %d %q; want one run that saw 0 requests served", resp.StatusCode, body)
 	}
 	res := load.Stop()
-	checkLoad(t, res)
+	testenv.CheckLoad(t, res)
 	if res.Versions()["v1"] == 0 {
 		t.Fatalf("versions served %v: v1 never served", res.Versions())
 	}
@@ -395,6 +395,6 @@ func TestWatchCooldown(t *testing.T) {
 	}
 	e.assertSingle(s.name, s.ref)
 	res := load.Stop()
-	checkLoad(t, res)
+	testenv.CheckLoad(t, res)
 	assertServes(t, s.ng.URL()+"/", "v2")
 }

@@ -245,7 +245,7 @@ func TestRelayControlFlood(t *testing.T) {
 	<-sampling
 
 	t.Logf("flood: %d connections opened, %d MiB sent; relay memory %d MiB before, peak %d MiB", opened.Load(), wrote.Load()>>20, before>>20, peak.Load()>>20)
-	checkLoad(t, res)
+	testenv.CheckLoad(t, res)
 	if res.Versions()["v1"] == 0 || res.Versions()["v2"] == 0 {
 		t.Fatalf("versions served %v: the deploy did not move traffic", res.Versions())
 	}

@@ -407,7 +407,7 @@ func TestRemoteEngineOverSSH(t *testing.T) {
 			t.Fatalf("%s runs %s, want %s", name, got, ref)
 		}
 	}
-	checkLoad(t, load.Stop())
+	testenv.CheckLoad(t, load.Stop())
 	assertServes(t, ng.URL()+"/", "v1")
 
 	// Only the service's container and its relay are left on the engine.

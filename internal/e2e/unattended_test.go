@@ -122,7 +122,7 @@ func TestWatchDeploysMovedTag(t *testing.T) {
 		t.Fatalf("watch exited %d after SIGTERM", code)
 	}
 	res := load.Stop()
-	checkLoad(t, res)
+	testenv.CheckLoad(t, res)
 	if res.Versions()["v1"] == 0 || res.Versions()["v2"] == 0 || res.Versions()["v3"] == 0 {
 		t.Fatalf("versions served %v", res.Versions())
 	}
@@ -240,7 +240,7 @@ func TestWebhookDeploys(t *testing.T) {
 		}
 	}
 	res := load.Stop()
-	checkLoad(t, res)
+	testenv.CheckLoad(t, res)
 	assertServes(t, s.ng.URL()+"/", "v2")
 
 	hooks := entriesBy(e.journal(), "webhook")
@@ -327,7 +327,7 @@ func TestTriggersSerialized(t *testing.T) {
 	close(stop)
 	most := <-maxApps
 	res := load.Stop()
-	checkLoad(t, res)
+	testenv.CheckLoad(t, res)
 
 	entries := e.journal()[base:]
 	if hooks, clis := entriesBy(entries, "webhook"), entriesBy(entries, "cli"); len(hooks) != 2 || len(clis) != 1 || len(entries) != 3 {
@@ -396,7 +396,7 @@ func TestKilledWatcherLeavesNoStuckLock(t *testing.T) {
 		t.Fatalf("deploy after the kill took %s", r.took)
 	}
 	res := load.Stop()
-	checkLoad(t, res)
+	testenv.CheckLoad(t, res)
 	e.assertSingle(s.name, s.ref)
 	assertServes(t, s.ng.URL()+"/", "v2")
 	last := e.journal()[len(e.journal())-1]

@@ -109,7 +109,7 @@ func TestRolloutAcrossHosts(t *testing.T) {
 	}
 	defer func() {
 		res := load.Stop()
-		checkLoad(t, res)
+		testenv.CheckLoad(t, res)
 		t.Logf("versions served: %v", res.Versions())
 	}()
 
@@ -194,25 +194,6 @@ type batonRun struct {
 	stdout, stderr string
 	code           int
 	took           time.Duration
-}
-
-// checkLoad fails the test on any failed request, listing the first ones.
-func checkLoad(t *testing.T, res *loadgen.Result) {
-	t.Helper()
-	t.Logf("load: %s", res.Summary())
-	if res.Total() < 100 {
-		t.Fatalf("only %d requests were made; the load did not run", res.Total())
-	}
-	if n := res.Failed(); n > 0 {
-		var lines []string
-		for i, f := range res.Failures() {
-			if i == 10 {
-				break
-			}
-			lines = append(lines, fmt.Sprintf("%s %s at %s: %d %s", f.Method, f.Version, f.Start.Format("15:04:05.000"), f.Status, f.Err))
-		}
-		t.Fatalf("%d of %d requests failed:\n%s", n, res.Total(), strings.Join(lines, "\n"))
-	}
 }
 
 func roundAll(ds []time.Duration) []string {

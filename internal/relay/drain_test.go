@@ -118,3 +118,43 @@ func TestDrain(t *testing.T) {
 		t.Fatalf("forget b: %+v, %v", st, err)
 	}
 }
+
+// TestWaitedCountsOpenWhenTrafficMoved: a drain report's "waited" is the
+// connections open at the switch, not at the start of the wait. An app
+// told to drain (say by --drain-signal) may close some in between; they
+// were still open when traffic moved and were waited for.
+func TestWaitedCountsOpenWhenTrafficMoved(t *testing.T) {
+	s := newState()
+	none := func(int, Target, time.Time) error { return nil }
+	a := Target{Name: "a", Addrs: []string{"127.0.0.1:1"}}
+	b := Target{Name: "b", Addrs: []string{"127.0.0.1:2"}}
+	if _, _, _, err := s.set(a, time.Now(), none); err != nil {
+		t.Fatal(err)
+	}
+	var conns []*backend
+	for range 3 {
+		c := s.current
+		if !s.acquire(c) {
+			t.Fatal("acquire refused on the current target")
+		}
+		conns = append(conns, c)
+	}
+	if _, _, _, err := s.set(b, time.Now(), none); err != nil {
+		t.Fatal(err)
+	}
+	s.release(conns[0]) // closed by the app before the wait began
+	done := make(chan WaitResult, 1)
+	go func() {
+		res, err := s.waitDrained(t.Context(), "a", 10*time.Second)
+		if err != nil {
+			t.Error(err)
+		}
+		done <- res
+	}()
+	s.release(conns[1])
+	s.release(conns[2])
+	res := <-done
+	if !res.Drained || res.Waited != 3 || res.Open != 0 {
+		t.Fatalf("wait-drained: %+v; want drained, waited 3 (open at the switch), open 0", res)
+	}
+}

@@ -28,6 +28,11 @@ type backend struct {
 	forgotten bool
 	dialErrs  uint64
 	resets    uint64
+	// openAtDrain is active at the moment the target stopped taking new
+	// connections: what a drain report calls "open when traffic moved",
+	// even if the app closed some (say on a drain signal) before the
+	// wait began.
+	openAtDrain int
 	// idle is closed while active is zero and replaced by an open channel
 	// when active leaves zero, so wait-drained wakes on the event itself.
 	idle chan struct{}
@@ -119,8 +124,7 @@ func (s *state) set(t Target, now time.Time, persist func(gen int, t Target, sin
 		if c.target.Equal(t) {
 			next = c
 		} else {
-			c.since = now
-			s.draining = slices.Insert(s.draining, 0, c)
+			s.drainLocked(c, now)
 		}
 		s.canary, s.percent = nil, 0
 	}
@@ -139,8 +143,7 @@ func (s *state) set(t Target, now time.Time, persist func(gen int, t Target, sin
 	}
 	next.since = now
 	if old := s.current; old != nil {
-		old.since = now
-		s.draining = slices.Insert(s.draining, 0, old)
+		s.drainLocked(old, now)
 		pt := old.target.clone()
 		prev = &pt
 	}
@@ -149,6 +152,14 @@ func (s *state) set(t Target, now time.Time, persist func(gen int, t Target, sin
 	close(s.changed)
 	s.changed = make(chan struct{})
 	return s.statusLocked(), prev, true, nil
+}
+
+// drainLocked sends b draining, newest first, remembering how many
+// connections it had open at that moment.
+func (s *state) drainLocked(b *backend, now time.Time) {
+	b.since = now
+	b.openAtDrain = b.active
+	s.draining = slices.Insert(s.draining, 0, b)
 }
 
 // takeDrainingLocked removes and returns the draining backend equal to t,
@@ -266,8 +277,7 @@ func (s *state) split(canary Target, percent int, now time.Time) (Status, error)
 	}
 	if percent == 0 {
 		if c := s.canary; c != nil {
-			c.since = now
-			s.draining = slices.Insert(s.draining, 0, c)
+			s.drainLocked(c, now)
 			s.canary, s.percent = nil, 0
 		}
 		return s.statusLocked(), nil
@@ -276,8 +286,7 @@ func (s *state) split(canary Target, percent int, now time.Time) (Status, error)
 		return Status{}, fmt.Errorf("%w: split: target %s is the current target, not a canary", errBadRequest, canary.Name)
 	}
 	if c := s.canary; c != nil && !c.target.Equal(canary) {
-		c.since = now
-		s.draining = slices.Insert(s.draining, 0, c)
+		s.drainLocked(c, now)
 		s.canary = nil
 	}
 	if s.canary == nil {
@@ -352,15 +361,18 @@ func (s *state) waitDrained(ctx context.Context, name string, timeout time.Durat
 		}
 		first = false
 		var idle <-chan struct{}
-		open := 0
+		open, atDrain := 0, 0
 		for _, b := range bs {
 			if b.active > 0 && idle == nil {
 				idle = b.idle
 			}
 			open += b.active
+			atDrain += b.openAtDrain
 		}
 		if waited < 0 {
-			waited = open
+			// Those open when traffic moved, or more if dial fallbacks
+			// reached the target since.
+			waited = max(open, atDrain)
 		}
 		if idle == nil {
 			st := s.statusLocked()

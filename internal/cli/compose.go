@@ -73,6 +73,18 @@ func runComposeDeploy(c *ucli.Context, opts deployOptions) error {
 		return err
 	}
 	defer eng.Close()
+	if !co.all {
+		stack, name, err := stackTarget(c, eng, co, c.Args().First())
+		if err != nil {
+			return err
+		} else if stack != nil {
+			opts.target = name
+			return runSwarmDeploy(c, eng, opts, pull, stack)
+		}
+	}
+	if name := swarmFlagSet(c); name != "" {
+		return usageErr("--%s is for a Swarm service; -f/-p/--project-directory name a compose project (for a stack, deploy its service by name)", name)
+	}
 	copts := compose.Options{Files: co.files, ProjectName: co.project, ProjectDir: co.projectDir}
 	var project *compose.Project
 	var cfg *compose.Config

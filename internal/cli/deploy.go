@@ -152,24 +152,29 @@ Exit codes: 0 deployed or already up to date; 1 failed, the old container still 
 // checkDispatchFlags refuses flags of one kind of target (hosts, compose,
 // Swarm) given with another, which would otherwise be silently ignored.
 func checkDispatchFlags(c *ucli.Context, multi, compose bool) error {
-	swarmSet := ""
-	for _, name := range []string{"swarm", "update-parallelism", "update-delay", "update-monitor", "update-failure-action"} {
-		if c.IsSet(name) {
-			swarmSet = name
-			break
-		}
-	}
+	swarmSet := swarmFlagSet(c)
 	switch {
 	case swarmSet != "" && multi:
 		return usageErr("--%s is for a Swarm service, which its swarm spreads over its nodes; leave out --hosts/the second --context", swarmSet)
-	case swarmSet != "" && compose:
-		return usageErr("--%s is for a Swarm service; -f/-p/--project-directory name a compose project (for a stack, deploy its service by name)", swarmSet)
+	case swarmSet != "" && compose && c.Bool("all"):
+		return usageErr("--%s is for a Swarm service; --all deploys a compose project's services", swarmSet)
 	case !multi && c.IsSet("down"):
 		return usageErr("--down is for a rollout across hosts (--hosts FILE or several --context)")
 	case !multi && c.IsSet("rollback-on-failure"):
 		return usageErr("--rollback-on-failure is for a rollout across hosts (--hosts FILE or several --context)")
 	}
 	return nil
+}
+
+// swarmFlagSet names a Swarm-only flag given, or "". With -f they are
+// checked once it is known whether the file is a stack's.
+func swarmFlagSet(c *ucli.Context) string {
+	for _, name := range []string{"swarm", "update-parallelism", "update-delay", "update-monitor", "update-failure-action", "probe-cmd"} {
+		if c.IsSet(name) {
+			return name
+		}
+	}
+	return ""
 }
 
 func runDeploy(c *ucli.Context, opts deployOptions) error {
@@ -186,7 +191,10 @@ func runDeploy(c *ucli.Context, opts deployOptions) error {
 	if sw, err := swarmTarget(c, eng, opts.target); err != nil {
 		return deployErr(err)
 	} else if sw {
-		return runSwarmDeploy(c, eng, opts, pull)
+		return runSwarmDeploy(c, eng, opts, pull, nil)
+	}
+	if c.IsSet("probe-cmd") {
+		return usageErr("--probe-cmd is for a Swarm service, whose tasks run their own health check; a container's --http-probe is sent by baton")
 	}
 	res, err := d.Deploy(c.Context, deploy.Request{
 		Target: opts.target, Image: opts.image, Pull: pull, Force: opts.force, DryRun: opts.dryRun,

@@ -25,6 +25,7 @@ func swarmFlags() []ucli.Flag {
 		&ucli.DurationFlag{Name: "update-delay", Usage: "wait between batches of tasks", DefaultText: "0s", Category: "Swarm"},
 		&ucli.DurationFlag{Name: "update-monitor", Usage: "how long a new task is watched after it runs before the update counts it good", DefaultText: swarmdeploy.DefaultMonitor.String(), Category: "Swarm"},
 		&ucli.StringFlag{Name: "update-failure-action", Value: string(swarmdeploy.FailureRollback), Usage: "rollback, pause or continue when a new task fails", Category: "Swarm"},
+		&ucli.StringFlag{Name: "probe-cmd", Usage: "with --http-probe: `CMD` in the service's image that exits 0 when the URL given as its last argument answers 2xx (e.g. '/app -probe'); baton makes it the tasks' HEALTHCHECK; run without a shell, never taken from a label", Category: "Swarm"},
 	}
 }
 
@@ -46,10 +47,18 @@ func swarmOptions(c *ucli.Context, opts deployOptions, pull deploy.PullPolicy) (
 	if err != nil {
 		return swarmdeploy.Options{}, err
 	}
-	for _, name := range []string{"http-probe", "tcp-probe", "warmup-requests", "nginx-upstream", "nginx-reload", "nginx-container", "relay", "relay-port", "pre-switch", "drain-signal", "accept-drift", "port"} {
+	for _, name := range []string{"warmup-requests", "nginx-upstream", "nginx-reload", "nginx-container", "relay", "relay-port", "pre-switch", "drain-signal", "accept-drift"} {
 		if c.IsSet(name) {
-			return swarmdeploy.Options{}, usageErr("--%s does not apply to a Swarm service: Swarm runs the health check inside each task (give the service a HEALTHCHECK, e.g. docker service update --health-cmd) and nginx reaches the tasks itself (resolver 127.0.0.11; tasks.%s)", name, opts.target)
+			return swarmdeploy.Options{}, usageErr("--%s does not apply to a Swarm service: Swarm runs the health check inside each task (--http-probe with --probe-cmd, or the image's HEALTHCHECK) and nginx reaches the tasks itself (resolver 127.0.0.11; tasks.%s)", name, opts.target)
 		}
+	}
+	probe := swarmdeploy.Probe{HTTPPath: c.String("http-probe"), TCP: c.Bool("tcp-probe"), Port: c.Int("port")}
+	if line := c.String("probe-cmd"); line != "" {
+		argv, err := deploy.SplitCommand(line)
+		if err != nil || len(argv) == 0 {
+			return swarmdeploy.Options{}, usageErr("--probe-cmd %q: %v", line, orEmpty(err))
+		}
+		probe.Cmd = argv
 	}
 	for _, name := range []string{"bake", "bake-max-dial-errors", "bake-max-resets", "canary", "relay-address"} {
 		if c.IsSet(name) {
@@ -61,13 +70,21 @@ func swarmOptions(c *ucli.Context, opts deployOptions, pull deploy.PullPolicy) (
 		Parallelism: c.Uint64("update-parallelism"), Delay: c.Duration("update-delay"),
 		Monitor: c.Duration("update-monitor"), FailureAction: fa,
 		StopGrace: c.Duration("stop-timeout"), Drain: c.Duration("drain"),
-		HealthTimeout: c.Duration("health-timeout"), Trigger: "cli", Who: cliUser(),
+		HealthTimeout: c.Duration("health-timeout"), Probe: probe, Trigger: "cli", Who: cliUser(),
 	}
 	o.RegistryAuth = func(ref string) (string, error) { return dockerctl.RegistryAuth(ref, c.App.ErrWriter) }
 	return o, nil
 }
 
-func runSwarmDeploy(c *ucli.Context, eng *dockerctl.Client, opts deployOptions, pull deploy.PullPolicy) error {
+// orEmpty names an empty command, which SplitCommand accepts.
+func orEmpty(err error) error {
+	if err == nil {
+		return errors.New("an empty command")
+	}
+	return err
+}
+
+func runSwarmDeploy(c *ucli.Context, eng *dockerctl.Client, opts deployOptions, pull deploy.PullPolicy, stack *swarmdeploy.Stack) error {
 	out := newOutput(c.App.Writer, c.App.ErrWriter, opts.json, opts.quiet)
 	o, err := swarmOptions(c, opts, pull)
 	var ee *exitError
@@ -76,6 +93,7 @@ func runSwarmDeploy(c *ucli.Context, eng *dockerctl.Client, opts deployOptions, 
 	} else if err != nil {
 		return deployErr(err)
 	}
+	o.Stack = stack
 	d := &swarmdeploy.Deployer{Engine: eng, Report: out, Log: logger(c)}
 	if !eng.Endpoint.Local {
 		// The routing mesh's IPVS is the engine's kernel's, which this

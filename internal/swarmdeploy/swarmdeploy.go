@@ -80,6 +80,12 @@ type Options struct {
 	// back. 0: per task batch, health timeout plus monitor, plus a minute.
 	HealthTimeout time.Duration
 	Timeout       time.Duration
+	// Probe turns baton's probe flags into the task template's
+	// HEALTHCHECK; zero keeps the service's (or its image's).
+	Probe Probe
+	// Stack, when set, deploys the service from its stack file (Service
+	// is then the Swarm service's name, <stack>_<service>).
+	Stack *Stack
 
 	// RegistryAuth returns the X-Registry-Auth value for an image, sent
 	// with the registry lookup and the update so that every node can pull
@@ -193,6 +199,22 @@ func (d *Deployer) deploy(ctx context.Context, o Options, res *deploy.Result) er
 	res.OldImage = cur
 	res.Container = svc.Spec.Name
 
+	var file *stackFile
+	if o.Stack != nil {
+		if o.Probe.given() {
+			return kinded(deploy.ErrInvalid, "--http-probe/--tcp-probe/--probe-cmd do not apply to service %s of stack %s: its spec comes from the stack file; give it a healthcheck: there", o.Stack.Service, o.Stack.Name)
+		}
+		if o.Force {
+			return kinded(deploy.ErrInvalid, "--force does not apply to service %s of stack %s: a stack deploy restarts tasks only when the file changes them", o.Stack.Service, o.Stack.Name)
+		}
+		if file, err = loadStack(ctx, o.Stack); err != nil {
+			return err
+		}
+		if o.Image == "" {
+			o.Image = file.image()
+		}
+	}
+
 	d.event(deploy.PhasePull, "resolving "+orDefault(o.Image, cur), false)
 	auth := ""
 	if o.RegistryAuth != nil {
@@ -215,17 +237,46 @@ func (d *Deployer) deploy(ctx context.Context, o Options, res *deploy.Result) er
 	if err != nil {
 		return err
 	}
+	if file != nil {
+		// The stack file's grace period is the one the service gets
+		// (raised to the drain time like any other).
+		if spec.TaskTemplate.ContainerSpec.StopGracePeriod, err = file.grace(); err != nil {
+			return err
+		}
+	}
+	hc, hcChange, hcNote, err := decideHealth(svc.Spec, d.imageFacts(ctx, ref, o.Image), o.Probe, o.HealthTimeout)
+	if err != nil {
+		return err
+	}
 	plan := decide(svc.Spec, &spec, ref, o)
+	if hc != nil {
+		// In the task template: it restarts the tasks, as it must for
+		// Swarm to gate the new ones on it.
+		spec.TaskTemplate.ContainerSpec.Healthcheck = hc
+		plan.SettingsChanged = true
+		plan.Changes = append(plan.Changes, hcChange)
+	}
+	if hcNote != "" {
+		res.Notes = append(res.Notes, hcNote)
+		d.event(deploy.PhaseResolve, hcNote, true)
+	}
 	for _, c := range plan.Changes {
 		d.event(deploy.PhaseResolve, c, false)
 	}
 	if o.DryRun {
 		res.Outcome = deploy.OutcomeDryRun
 		res.Notes = append(res.Notes, plan.Changes...)
+		if file != nil {
+			res.Notes = append(res.Notes, fmt.Sprintf("and whatever else the stack file sets differently for %s (docker stack deploy applies it)", o.Stack.Service))
+			return nil
+		}
 		if !plan.ImageChanged && !plan.SettingsChanged && !o.Force {
 			res.Notes = append(res.Notes, "up to date: nothing would change")
 		}
 		return nil
+	}
+	if file != nil {
+		return d.deployStack(ctx, svc, spec, file, ref, cur, o, res)
 	}
 	if !plan.ImageChanged && !plan.SettingsChanged && !o.Force {
 		res.Outcome = deploy.OutcomeUpToDate
@@ -251,6 +302,20 @@ func (d *Deployer) deploy(ctx context.Context, o Options, res *deploy.Result) er
 		return &deploy.PhaseError{Phase: deploy.PhaseHealthy, OldServing: true, Err: fmt.Errorf("service %s: inspect: %w", o.Service, err)}
 	}
 	return d.watch(ctx, after, ref, cur, o, res)
+}
+
+// imageFacts inspects the image the update names on this node; a
+// registry-only image is unknown, which only costs a note.
+func (d *Deployer) imageFacts(ctx context.Context, refs ...string) imageFacts {
+	for _, r := range refs {
+		if r == "" {
+			continue
+		}
+		if img, err := d.Engine.ImageInspect(ctx, r); err == nil {
+			return factsOf(img)
+		}
+	}
+	return imageFacts{}
 }
 
 // checkMesh refuses a service whose published ports go through the routing

@@ -27,8 +27,16 @@ import (
 // insideEnv marks the test binary re-run inside the engine's namespace.
 const insideEnv = "BATON_SWARMTEST_INSIDE"
 
-// engineName names the namespace, data root and socket of the engine.
-const engineName = "baton-swarm"
+// engineName names the namespace, data root and socket of the engine;
+// BATON_SWARMTEST_ENGINE overrides it, so a developer's run beside make
+// test's (which uses baton-swarm) gets an engine of its own (give it its own
+// BATON_DOCKER_CURRENT_POOL too).
+func engineName() string {
+	if n := os.Getenv("BATON_SWARMTEST_ENGINE"); n != "" {
+		return n
+	}
+	return "baton-swarm"
+}
 
 func TestMain(m *testing.M) {
 	flag.Parse()
@@ -66,7 +74,7 @@ func reRunInEngine() int {
 		return 1
 	}
 	cmd := exec.Command(filepath.Join(root, "scripts", "docker-current"), append([]string{"run", self}, os.Args[1:]...)...)
-	cmd.Env = append(os.Environ(), "BATON_DOCKER_CURRENT_NAME="+engineName, insideEnv+"=1")
+	cmd.Env = append(os.Environ(), "BATON_DOCKER_CURRENT_NAME="+engineName(), insideEnv+"=1")
 	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
 	if err := cmd.Run(); err != nil {
 		if ee, ok := err.(*exec.ExitError); ok {

@@ -1,0 +1,79 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+
+	ucli "github.com/urfave/cli/v2"
+
+	"github.com/baton-sh/baton/dockerctl"
+	"github.com/baton-sh/baton/internal/deploy"
+	"github.com/baton-sh/baton/internal/redact"
+	"github.com/baton-sh/baton/internal/swarmdeploy"
+)
+
+// stackTarget says whether `deploy -f FILE SERVICE` names a service of a
+// `docker stack deploy` stack (a Swarm service <stack>_<service> labelled
+// with its stack; -p names the stack when several have the service) rather
+// than a compose project's. An engine that cannot say (no swarm manager,
+// not answering) leaves the compose path to report on it.
+func stackTarget(c *ucli.Context, eng *dockerctl.Client, co composeOptions, service string) (*swarmdeploy.Stack, string, error) {
+	name, ns, found, err := swarmdeploy.FindStackService(c.Context, eng, co.project, service)
+	var ke interface{ Unwrap() []error }
+	switch {
+	case err != nil && errors.As(err, &ke) && errors.Is(err, deploy.ErrInvalid):
+		return nil, "", usageErr("%v", err)
+	case err != nil || !found:
+		if c.Bool("swarm") {
+			return nil, "", usageErr("--swarm -f: no stack has a service %s on this engine (docker stack services STACK)", service)
+		}
+		return nil, "", nil
+	}
+	if len(co.files) == 0 {
+		return nil, "", usageErr("service %s is in stack %s: give its stack file with -f (the spec comes from it)", service, ns)
+	}
+	files := make([]string, len(co.files))
+	for i, f := range co.files {
+		abs, err := filepath.Abs(f)
+		if err != nil {
+			return nil, "", usageErr("-f %s: %v", f, err)
+		}
+		files[i] = abs
+	}
+	return &swarmdeploy.Stack{Name: ns, Service: service, Files: files, Docker: dockerCLI(c)}, name, nil
+}
+
+// dockerCLI runs the docker CLI (docker stack config/deploy) against the
+// engine baton talks to: the --context given, else the same environment.
+func dockerCLI(c *ucli.Context) func(ctx context.Context, dir string, stdin []byte, args ...string) ([]byte, error) {
+	var global []string
+	if names := c.StringSlice("context"); len(names) == 1 {
+		global = []string{"--context", names[0]}
+	}
+	return func(ctx context.Context, dir string, stdin []byte, args ...string) ([]byte, error) {
+		cmd := exec.CommandContext(ctx, "docker", append(append([]string{}, global...), args...)...)
+		cmd.Dir = dir
+		// The stack file reads its variables from the environment;
+		// baton's secrets are none of them.
+		cmd.Env = redact.ToolEnviron(os.Environ())
+		if stdin != nil {
+			cmd.Stdin = bytes.NewReader(stdin)
+		}
+		var stdout, stderr bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		if err := cmd.Run(); err != nil {
+			msg := strings.Join(strings.Fields(stderr.String()), " ")
+			if msg == "" {
+				msg = err.Error()
+			}
+			return stdout.Bytes(), fmt.Errorf("docker %s: %s", strings.Join(args[:min(2, len(args))], " "), msg)
+		}
+		return stdout.Bytes(), nil
+	}
+}

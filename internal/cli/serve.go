@@ -13,6 +13,7 @@ import (
 
 	"github.com/baton-sh/baton/internal/deploy"
 	"github.com/baton-sh/baton/internal/journal"
+	"github.com/baton-sh/baton/internal/swarmdeploy"
 	"github.com/baton-sh/baton/internal/unattended"
 	"github.com/baton-sh/baton/internal/webhook"
 )
@@ -126,7 +127,7 @@ func runServe(c *ucli.Context) error {
 func (u *unattendedRun) resolve(ctx context.Context, target string) (string, error) {
 	ctr, err := u.eng.ContainerInspect(ctx, target)
 	if errdefs.IsNotFound(err) {
-		return "", fmt.Errorf("%w: %s", webhook.ErrNotFound, target)
+		return u.resolveService(ctx, target)
 	}
 	if err != nil {
 		return "", fmt.Errorf("inspecting container %s: %w", target, err)
@@ -140,6 +141,26 @@ func (u *unattendedRun) resolve(ctx context.Context, target string) (string, err
 		return "", fmt.Errorf("%w: container %s: %v", webhook.ErrNotEnabled, target, err)
 	}
 	return ctr.Config.Image, nil
+}
+
+// resolveService is resolve for a Swarm service: opted in by the
+// service's own labels (the operator's), never its image's.
+func (u *unattendedRun) resolveService(ctx context.Context, target string) (string, error) {
+	svc, found, err := swarmdeploy.FindService(ctx, u.eng, target)
+	switch {
+	case err != nil:
+		return "", err
+	case !found:
+		return "", fmt.Errorf("%w: %s", webhook.ErrNotFound, target)
+	}
+	if err := u.sel.Allows(svc.Spec.Labels); err != nil {
+		return "", fmt.Errorf("%w: service %s: %v", webhook.ErrNotEnabled, target, err)
+	}
+	ref := svc.Spec.TaskTemplate.ContainerSpec.Image
+	if i := strings.Index(ref, "@"); i >= 0 {
+		ref = ref[:i]
+	}
+	return ref, nil
 }
 
 // history finds a request in the journal (a deploy from before a restart).

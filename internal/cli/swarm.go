@@ -1,9 +1,11 @@
 package cli
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"text/tabwriter"
 	"time"
 
@@ -94,19 +96,35 @@ func runSwarmDeploy(c *ucli.Context, eng *dockerctl.Client, opts deployOptions, 
 		return deployErr(err)
 	}
 	o.Stack = stack
-	d := &swarmdeploy.Deployer{Engine: eng, Report: out, Log: logger(c)}
-	if !eng.Endpoint.Local {
-		// The routing mesh's IPVS is the engine's kernel's, which this
-		// machine's /proc does not show.
-		d.IPVSPresent = func() bool { return true }
-		logger(c).Warn("the engine is on another machine: its kernel's IPVS (routing mesh) is not checked", "engine", eng.Endpoint.Name)
-	}
+	d := swarmDeployer(eng, out, logger(c))
 	res, err := d.Deploy(c.Context, o)
 	if !opts.dryRun {
 		journalSwarm(c, out, res)
 	}
 	swarmResult(out, res, err, opts.json)
 	return deployErr(err)
+}
+
+// swarmDeployer is a service deployer on eng.
+func swarmDeployer(eng *dockerctl.Client, report deploy.Reporter, log *slog.Logger) *swarmdeploy.Deployer {
+	d := &swarmdeploy.Deployer{Engine: eng, Report: report, Log: log}
+	if !eng.Endpoint.Local {
+		// The routing mesh's IPVS is the engine's kernel's, which this
+		// machine's /proc does not show.
+		d.IPVSPresent = func() bool { return true }
+		log.Warn("the engine is on another machine: its kernel's IPVS (routing mesh) is not checked", "engine", eng.Endpoint.Name)
+	}
+	return d
+}
+
+// isService says whether an unattended deploy of target is a Swarm
+// service's: no container has the name and a service does.
+func isService(ctx context.Context, eng *dockerctl.Client, target string) (bool, error) {
+	if _, err := eng.ContainerInspect(ctx, target); err == nil || !errdefs.IsNotFound(err) {
+		return false, nil
+	}
+	_, found, err := swarmdeploy.FindService(ctx, eng, target)
+	return found, err
 }
 
 func runSwarmRollback(c *ucli.Context, eng *dockerctl.Client, target string, asJSON, quiet bool) error {

@@ -22,6 +22,7 @@ import (
 	"github.com/baton-sh/baton/internal/notify"
 	"github.com/baton-sh/baton/internal/redact"
 	"github.com/baton-sh/baton/internal/state"
+	"github.com/baton-sh/baton/internal/swarmdeploy"
 	"github.com/baton-sh/baton/internal/unattended"
 	"github.com/baton-sh/baton/internal/webhook"
 )
@@ -102,7 +103,21 @@ func newUnattended(c *ucli.Context, log *slog.Logger) (*unattendedRun, error) {
 	d.Report = slogReporter{log: log}
 	d.OnFinish = nil
 	m := metrics.New()
-	ex.Deploy = d.Deploy
+	ex.Deploy = func(ctx context.Context, req deploy.Request) (*deploy.Result, error) {
+		// A Swarm service (no container has the name) deploys through
+		// Swarm's updater; its result has the same fields, so the journal,
+		// metrics and notifications treat it alike.
+		if svc, err := isService(ctx, eng, req.Target); err != nil {
+			return nil, err
+		} else if svc {
+			return swarmDeployer(eng, slogReporter{log: log}, log).Deploy(ctx, swarmdeploy.Options{
+				Service: req.Target, Image: req.Image, Pull: req.Pull, Force: req.Force,
+				Inherit: true, Trigger: req.Trigger, Who: req.Who,
+				RegistryAuth: func(ref string) (string, error) { return dockerctl.RegistryAuth(ref, io.Discard) },
+			})
+		}
+		return d.Deploy(ctx, req)
+	}
 	ex.Journal = journal.Open(d.State.Path())
 	ex.Metrics = m
 	ex.LogTail = func(ctx context.Context, id string) []string {

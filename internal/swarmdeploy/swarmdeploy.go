@@ -83,6 +83,10 @@ type Options struct {
 	// Probe turns baton's probe flags into the task template's
 	// HEALTHCHECK; zero keeps the service's (or its image's).
 	Probe Probe
+	// Inherit fills the update settings not given from those the service
+	// has (a watch or webhook deploy keeps what the operator's last
+	// baton deploy chose).
+	Inherit bool
 	// Stack, when set, deploys the service from its stack file (Service
 	// is then the Swarm service's name, <stack>_<service>).
 	Stack *Stack
@@ -244,6 +248,9 @@ func (d *Deployer) deploy(ctx context.Context, o Options, res *deploy.Result) er
 			return err
 		}
 	}
+	if o.Inherit {
+		o = inherit(o, svc.Spec)
+	}
 	hc, hcChange, hcNote, err := decideHealth(svc.Spec, d.imageFacts(ctx, ref, o.Image), o.Probe, o.HealthTimeout)
 	if err != nil {
 		return err
@@ -302,6 +309,28 @@ func (d *Deployer) deploy(ctx context.Context, o Options, res *deploy.Result) er
 		return &deploy.PhaseError{Phase: deploy.PhaseHealthy, OldServing: true, Err: fmt.Errorf("service %s: inspect: %w", o.Service, err)}
 	}
 	return d.watch(ctx, after, ref, cur, o, res)
+}
+
+// inherit fills o's zero update settings from the service's own, when a
+// start-first update config (baton's) is there.
+func inherit(o Options, spec swarm.ServiceSpec) Options {
+	uc := spec.UpdateConfig
+	if uc == nil || uc.Order != swarm.UpdateOrderStartFirst {
+		return o
+	}
+	if o.Parallelism == 0 {
+		o.Parallelism = uc.Parallelism
+	}
+	if o.Delay == 0 {
+		o.Delay = uc.Delay
+	}
+	if o.Monitor == 0 {
+		o.Monitor = uc.Monitor
+	}
+	if o.FailureAction == "" {
+		o.FailureAction = FailureAction(uc.FailureAction)
+	}
+	return o
 }
 
 // imageFacts inspects the image the update names on this node; a

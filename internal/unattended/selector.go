@@ -45,6 +45,19 @@ func (s Selector) ListFilters() filters.Args {
 	return f
 }
 
+// ServiceFilters narrows a Swarm service list to candidates (by the
+// service's own labels); Allows decides.
+func (s Selector) ServiceFilters() filters.Args {
+	f := filters.NewArgs()
+	if !s.All {
+		f.Add("label", LabelEnable)
+	}
+	if s.Scope != "" {
+		f.Add("label", LabelScope+"="+s.Scope)
+	}
+	return f
+}
+
 // Allows returns nil when a container with these labels is managed, else
 // why not. baton's relay containers never are, and baton.enable=false opts
 // a container out even with --all.

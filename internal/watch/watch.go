@@ -12,6 +12,7 @@ import (
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/image"
 	"github.com/docker/docker/api/types/registry"
+	"github.com/docker/docker/api/types/swarm"
 	"github.com/docker/docker/client"
 	"github.com/robfig/cron/v3"
 
@@ -28,6 +29,11 @@ type Engine interface {
 	// insecure-registry and mirror settings), for a tag's manifest digest;
 	// no layer is pulled.
 	DistributionInspect(ctx context.Context, image, encodedRegistryAuth string) (registry.DistributionInspect, error)
+}
+
+// ServiceLister lists Swarm services (the engine, when it is a manager).
+type ServiceLister interface {
+	ServiceList(ctx context.Context, opts swarm.ServiceListOptions) ([]swarm.Service, error)
 }
 
 // Queue is where the watcher sends deploys.
@@ -81,6 +87,10 @@ type Watcher struct {
 	Seen   Seen
 	// Now is the clock (time.Now when nil); tests set it.
 	Now func() time.Time
+	// Services, when set, lists Swarm services: those opted in by their
+	// own labels (the service's, set by the operator; never the image's)
+	// are checked too, and their deploys go through the swarm path.
+	Services ServiceLister
 
 	memo map[string]attempt // by service key
 }
@@ -181,17 +191,110 @@ func (w *Watcher) pass(ctx context.Context, due func(key, spec string) (bool, er
 				continue
 			}
 		}
-		if id, ok := w.checkOne(ctx, name, svc.Key, c, minAge); ok {
+		if id, ok := w.checkOne(ctx, name, svc.Key, func() (bool, string, string, error) { return w.Changed(ctx, c) }, minAge); ok {
 			ids = append(ids, id)
 		}
+	}
+	if w.Services != nil && ctx.Err() == nil {
+		ids = append(ids, w.passServices(ctx, due)...)
 	}
 	return ids, nil
 }
 
+// passServices checks the opted-in Swarm services that are due. An engine
+// that is no swarm manager has none.
+func (w *Watcher) passServices(ctx context.Context, due func(key, spec string) (bool, error)) []string {
+	list, err := w.Services.ServiceList(ctx, swarm.ServiceListOptions{Filters: w.Select.ServiceFilters()})
+	if err != nil {
+		w.Log.Debug("no swarm services watched", "error", err)
+		return nil
+	}
+	var ids []string
+	for _, svc := range list {
+		name := svc.Spec.Name
+		if svc.Spec.TaskTemplate.ContainerSpec == nil || w.Select.Allows(svc.Spec.Labels) != nil {
+			continue
+		}
+		key := "swarm:" + name
+		isDue, err := due(key, svc.Spec.Labels[unattended.LabelSchedule])
+		if err != nil {
+			w.Log.Warn("not watching: bad label", "service", name, "error", fmt.Errorf("label %s: %w", unattended.LabelSchedule, err))
+			continue
+		}
+		if !isDue {
+			continue
+		}
+		minAge := w.MinAge
+		if v, ok := svc.Spec.Labels[unattended.LabelMinAge]; ok {
+			if minAge, err = ParseMinAge(v); err != nil {
+				w.Log.Warn("not watching: bad label", "service", name, "error", fmt.Errorf("label %s: %w", unattended.LabelMinAge, err))
+				continue
+			}
+		}
+		if id, ok := w.checkOne(ctx, name, key, func() (bool, string, string, error) { return w.ServiceChanged(ctx, svc) }, minAge); ok {
+			ids = append(ids, id)
+		}
+	}
+	return ids
+}
+
+// ServiceChanged reports whether the registry's digest for the tag a
+// service runs differs from the digest its spec is pinned to (docker
+// service update and baton pin it), or, for a spec naming a tag only (an
+// image on this node), from the digests of this node's image.
+func (w *Watcher) ServiceChanged(ctx context.Context, svc swarm.Service) (changed bool, remote, ref string, err error) {
+	ref = svc.Spec.TaskTemplate.ContainerSpec.Image
+	named, err := reference.ParseNormalizedNamed(ref)
+	if err != nil {
+		return false, "", ref, fmt.Errorf("%w: image %q: %v", errNotWatchable, ref, err)
+	}
+	pinned := ""
+	if d, ok := named.(reference.Digested); ok {
+		pinned = d.Digest().String()
+		tg, tagged := named.(reference.Tagged)
+		if !tagged {
+			return false, "", ref, fmt.Errorf("%w: pinned to a digest without a tag", errNotWatchable)
+		}
+		if named, err = reference.WithTag(reference.TrimNamed(named), tg.Tag()); err != nil {
+			return false, "", ref, fmt.Errorf("%w: image %q: %v", errNotWatchable, ref, err)
+		}
+	}
+	named = reference.TagNameOnly(named)
+	full := named.String()
+	ref = reference.FamiliarString(named)
+	auth, err := w.Auth(full)
+	if err != nil {
+		return false, "", ref, err
+	}
+	di, err := w.Engine.DistributionInspect(ctx, full, auth)
+	if err != nil {
+		return false, "", ref, fmt.Errorf("asking the registry for %s: %w", ref, err)
+	}
+	remote = di.Descriptor.Digest.String()
+	if remote == "" {
+		return false, "", ref, fmt.Errorf("the registry gave no digest for %s", ref)
+	}
+	if pinned != "" {
+		return pinned != remote, remote, ref, nil
+	}
+	img, err := w.Engine.ImageInspect(ctx, full)
+	if err != nil {
+		return false, remote, ref, fmt.Errorf("image %s of service %s: %w", ref, svc.Spec.Name, err)
+	}
+	for _, rd := range img.RepoDigests {
+		if n, err := reference.ParseNormalizedNamed(rd); err == nil {
+			if cn, ok := n.(reference.Canonical); ok && n.Name() == named.Name() && cn.Digest().String() == remote {
+				return false, remote, ref, nil
+			}
+		}
+	}
+	return true, remote, ref, nil
+}
+
 // checkOne compares the container's tag in the registry with its image and
 // queues a deploy when they differ.
-func (w *Watcher) checkOne(ctx context.Context, name, key string, c container.InspectResponse, minAge time.Duration) (string, bool) {
-	changed, remote, ref, err := w.Changed(ctx, c)
+func (w *Watcher) checkOne(ctx context.Context, name, key string, check func() (changed bool, remote, ref string, err error), minAge time.Duration) (string, bool) {
+	changed, remote, ref, err := check()
 	switch {
 	case errors.Is(err, errNotWatchable):
 		w.count(name, CheckSkipped)

@@ -1,0 +1,139 @@
+package swarmtest
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/docker/docker/api/types/swarm"
+	"github.com/docker/docker/client"
+
+	"github.com/baton-sh/baton/internal/testenv"
+)
+
+// TestSwarmWatchService proves baton watch for a Swarm service: a service
+// opted in by its own label runs a registry tag; a new image pushed under
+// the tag is deployed through Swarm's updater (the spec ends pinned to the
+// new digest), under load through nginx with no failed request, and the
+// notification and metrics carry the same fields as a container deploy's.
+func TestSwarmWatchService(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test: starts a Docker engine of its own (skipped with -short)")
+	}
+	cli, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	reg := testenv.StartRegistry(t, testenv.RegistryOpts{})
+	repoTag := "shop/" + testenv.UniqueName("h11b-web") + ":live"
+	live := reg.Push(t, cli, demo(t, cli, "v1", nil), repoTag)
+	// Pinned, as docker service create and baton deploy leave a spec.
+	first := live + "@" + reg.Digest(t, repoTag)
+	s := newSetup(t, first, time.Second)
+	// Opt the service in by its own label (no task restarts for that).
+	svc := s.service(t)
+	svc.Spec.Labels["baton.enable"] = "true"
+	if _, err := cli.ServiceUpdate(t.Context(), svc.ID, svc.Version, svc.Spec, swarm.ServiceUpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+
+	var mu sync.Mutex
+	var notes []map[string]any
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var m map[string]any
+		b, _ := io.ReadAll(r.Body)
+		if json.Unmarshal(b, &m) == nil {
+			mu.Lock()
+			notes = append(notes, m)
+			mu.Unlock()
+		}
+	}))
+	defer hook.Close()
+	metricsAddr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
+	cmd, _, errb := s.command("watch", "--interval", "2s", "--notify-url", hook.URL, "--metrics-listen", metricsAddr)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	stopped := false
+	stop := func() {
+		if !stopped {
+			stopped = true
+			_ = cmd.Process.Signal(syscall.SIGTERM)
+			_ = cmd.Wait()
+		}
+	}
+	t.Cleanup(stop)
+
+	l := s.load(t)
+	// A first pass finds nothing to do; then the tag moves.
+	time.Sleep(3 * time.Second)
+	if got := s.image(t); got != first {
+		t.Fatalf("watch deployed before the tag moved: service runs %s\n%s", got, errb)
+	}
+	reg.Push(t, cli, demo(t, cli, "v2", nil), repoTag)
+	digest := reg.Digest(t, repoTag)
+	want := live + "@" + digest
+	deadline := time.Now().Add(2 * time.Minute)
+	for s.image(t) != want {
+		if time.Now().After(deadline) {
+			t.Fatalf("watch did not deploy the moved tag within 2 minutes: service runs %s, want %s\n%s", s.image(t), want, errb)
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	s.waitRunning(t, want, 2)
+	// The notification follows the deploy's end.
+	var note map[string]any
+	for deadline := time.Now().Add(30 * time.Second); note == nil && time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		mu.Lock()
+		if len(notes) > 0 {
+			note = notes[0]
+		}
+		mu.Unlock()
+	}
+	resp, err := http.Get("http://" + metricsAddr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	stop()
+	res := l.Stop()
+	t.Logf("watch deployed service %s under load: %d of %d requests failed", s.name, res.Failed(), res.Total())
+
+	switch {
+	case note == nil:
+		t.Fatalf("no notification after the deploy\n%s", errb)
+	case note["event"] != "deploy.succeeded" || note["target"] != s.name || note["trigger"] != "watch" || note["new_image"] != want || note["old_image"] != first || note["outcome"] != "deployed":
+		t.Fatalf("notification %v: want deploy.succeeded of %s by watch, %s -> %s", note, s.name, first, want)
+	}
+	for _, line := range []string{
+		`baton_deploys_total{result="deployed",target="` + s.name + `",trigger="watch"} 1`,
+		`baton_watch_checks_total{result="changed",target="` + s.name + `"} 1`,
+	} {
+		if !strings.Contains(string(metrics), line) {
+			t.Errorf("metrics lack %s:\n%s", line, grepLines(string(metrics), s.name))
+		}
+	}
+	if r := s.run(t, "history", s.name); r.code != 0 || !strings.Contains(r.stdout, "watch") {
+		t.Errorf("history of %s: exit %d, want the watch deploy\n%s%s", s.name, r.code, r.stdout, r.stderr)
+	}
+	testenv.CheckLoad(t, res)
+}
+
+func grepLines(s, sub string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}

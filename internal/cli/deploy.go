@@ -83,8 +83,10 @@ it the old one's name and published ports. If anything fails before the old cont
 is stopped, the old one keeps serving and baton says why.
 
 A Swarm service (found by name when no container has it, or with --swarm) gets a
-start-first rolling update gated on its tasks' HEALTHCHECK, rolled back if a new task
-fails; the update settings come from the --update-* flags.
+start-first rolling update gated on its tasks' HEALTHCHECK (or one made of --http-probe
+and --probe-cmd), rolled back if a new task fails; the update settings come from the
+--update-* flags. With -f stack.yml SERVICE, a service of a docker stack deploy stack is
+deployed from its stack file, and the stack keeps owning it.
 
 With -f/--compose-file or -p/--project-name the argument is a compose SERVICE: every
 replica is replaced, one at a time, as compose would create it now, and compose still owns

@@ -53,8 +53,10 @@ import (
 // docsNotRun are documented commands the suite cannot run, with why.
 var docsNotRun = map[string]string{
 	"baton deploy --swarm web --update-parallelism 2 --update-monitor 10s": "needs a Swarm manager, which the docs test's shared daemon must never become; internal/swarmtest runs baton deploy with --update-monitor on a swarm of its own, and TestHelpDefaults covers these flags",
-	"baton rollback web":                 "the Swarm section's; needs a Swarm manager (never the shared daemon); internal/swarmtest's TestSwarmServiceDeploys runs baton rollback SERVICE and checks the previous image serves",
-	"baton status web":                   "the Swarm section's; needs a Swarm manager (never the shared daemon); internal/swarmtest's TestSwarmServiceDeploys runs baton status SERVICE and checks its tasks and image",
+	"baton rollback web": "the Swarm section's; needs a Swarm manager (never the shared daemon); internal/swarmtest's TestSwarmServiceDeploys runs baton rollback SERVICE and checks the previous image serves",
+	"baton status web":   "the Swarm section's; needs a Swarm manager (never the shared daemon); internal/swarmtest's TestSwarmServiceDeploys runs baton status SERVICE and checks its tasks and image",
+	"baton deploy web --image registry.example.com/shop/web:1.4.2 --http-probe /healthz --probe-cmd \"/app -probe\"": "the Swarm section's; needs a Swarm manager (never the shared daemon); internal/swarmtest's TestSwarmProbeHealthcheck runs baton deploy SERVICE --http-probe /healthz --probe-cmd \"/demoapp -probe\" and checks the tasks' HEALTHCHECK gates the update",
+	"baton deploy -f stack.yml web --image registry.example.com/shop/web:1.4.2":                                      "the Swarm section's; needs a Swarm manager (never the shared daemon) and a stack; internal/swarmtest's TestSwarmStackDeploy runs baton deploy -f stack.yml web on a stack made by docker stack deploy",
 	"make test":                          "it is the suite this test is part of",
 	"make test-short":                    "make test runs every unit test already (go test ./...), this one among them",
 	"make demo":                          "installs packages (scripts/setup), then runs cmd/baton-demo for minutes under load; cmd/baton-demo shares its deploy code with cmd/baton-bench and the e2e tests",

@@ -78,15 +78,8 @@ func decideHealth(spec swarm.ServiceSpec, img imageFacts, p Probe, healthTimeout
 		}
 		return nil, "", note, nil
 	}
-	switch {
-	case p.TCP:
-		return nil, "", "", kinded(deploy.ErrInvalid, "--tcp-probe cannot run for service %s: Swarm runs health checks inside each task, not from baton; use --http-probe PATH with --probe-cmd, or give the image a HEALTHCHECK", name)
-	case p.HTTPPath == "":
-		return nil, "", "", kinded(deploy.ErrInvalid, "--probe-cmd for service %s needs --http-probe PATH (the URL it is given)", name)
-	case len(p.Cmd) == 0:
-		return nil, "", "", kinded(deploy.ErrInvalid, "--http-probe for service %s needs --probe-cmd: Swarm runs health checks inside each task, and baton cannot know a program in the image that can make the request (a FROM scratch image has no shell or curl); name one that exits 0 when the URL given as its last argument answers 2xx (e.g. --probe-cmd '/app -probe', or '/bin/wget -q -O /dev/null'), or build a HEALTHCHECK into the image", name)
-	case !strings.HasPrefix(p.HTTPPath, "/"):
-		return nil, "", "", kinded(deploy.ErrInvalid, "--http-probe %q for service %s: want a path starting with /", p.HTTPPath, name)
+	if err := p.check(name); err != nil {
+		return nil, "", "", err
 	}
 	port, err := probePort(spec, img, p.Port)
 	if err != nil {
@@ -104,6 +97,24 @@ func decideHealth(spec swarm.ServiceSpec, img imageFacts, p Probe, healthTimeout
 		return nil, "", "", nil
 	}
 	return want, fmt.Sprintf("healthcheck: %s -> %s", describeHealth(cur, img), strings.Join(want.Test[1:], " ")), "", nil
+}
+
+// check refuses probe flags that cannot become a HEALTHCHECK, whatever the
+// image (bad input, before anything is resolved or printed).
+func (p Probe) check(name string) error {
+	switch {
+	case !p.given():
+		return nil
+	case p.TCP:
+		return kinded(deploy.ErrInvalid, "--tcp-probe cannot run for service %s: Swarm runs health checks inside each task, not from baton; use --http-probe PATH with --probe-cmd, or give the image a HEALTHCHECK", name)
+	case p.HTTPPath == "":
+		return kinded(deploy.ErrInvalid, "--probe-cmd for service %s needs --http-probe PATH (the URL it is given)", name)
+	case len(p.Cmd) == 0:
+		return kinded(deploy.ErrInvalid, "--http-probe for service %s needs --probe-cmd: Swarm runs health checks inside each task, and baton cannot know a program in the image that can make the request (a FROM scratch image has no shell or curl); name one that exits 0 when the URL given as its last argument answers 2xx (e.g. --probe-cmd '/app -probe', or '/bin/wget -q -O /dev/null'), or build a HEALTHCHECK into the image", name)
+	case !strings.HasPrefix(p.HTTPPath, "/"):
+		return kinded(deploy.ErrInvalid, "--http-probe %q for service %s: want a path starting with /", p.HTTPPath, name)
+	}
+	return nil
 }
 
 // probePort is the port the probe asks: --port, else the one port the

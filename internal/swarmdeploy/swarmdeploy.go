@@ -193,6 +193,17 @@ func (d *Deployer) deploy(ctx context.Context, o Options, res *deploy.Result) er
 	if err := d.checkMesh(svc); err != nil {
 		return err
 	}
+	if o.Stack != nil {
+		if o.Probe.given() {
+			return kinded(deploy.ErrInvalid, "--http-probe/--tcp-probe/--probe-cmd do not apply to service %s of stack %s: its spec comes from the stack file; give it a healthcheck: there", o.Stack.Service, o.Stack.Name)
+		}
+		if o.Force {
+			return kinded(deploy.ErrInvalid, "--force does not apply to service %s of stack %s: a stack deploy restarts tasks only when the file changes them", o.Stack.Service, o.Stack.Name)
+		}
+	}
+	if err := o.Probe.check(o.Service); err != nil {
+		return err
+	}
 	// A baton killed mid-update left Swarm updating (or rolling back):
 	// converge by letting that finish first, so this deploy starts from a
 	// settled service (the UpdateStatus says where it stopped).
@@ -205,12 +216,6 @@ func (d *Deployer) deploy(ctx context.Context, o Options, res *deploy.Result) er
 
 	var file *stackFile
 	if o.Stack != nil {
-		if o.Probe.given() {
-			return kinded(deploy.ErrInvalid, "--http-probe/--tcp-probe/--probe-cmd do not apply to service %s of stack %s: its spec comes from the stack file; give it a healthcheck: there", o.Stack.Service, o.Stack.Name)
-		}
-		if o.Force {
-			return kinded(deploy.ErrInvalid, "--force does not apply to service %s of stack %s: a stack deploy restarts tasks only when the file changes them", o.Stack.Service, o.Stack.Name)
-		}
 		if file, err = loadStack(ctx, o.Stack); err != nil {
 			return err
 		}

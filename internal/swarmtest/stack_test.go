@@ -21,15 +21,15 @@ import (
 const stackYML = `version: "3.8"
 services:
   web:
-    image: IMAGE
+    image: @IMAGE@
     environment:
-      RELEASE: "RELEASE"
+      RELEASE: "@RELEASE@"
     networks: [front]
     deploy:
       replicas: 2
       endpoint_mode: dnsrr
   worker:
-    image: IMAGE
+    image: @IMAGE@
     networks: [front]
     deploy:
       replicas: 1
@@ -42,7 +42,7 @@ networks:
 
 func writeStack(t *testing.T, path, image, release string) {
 	t.Helper()
-	body := strings.NewReplacer("IMAGE", image, "RELEASE", release).Replace(stackYML)
+	body := strings.NewReplacer("@IMAGE@", image, "@RELEASE@", release).Replace(stackYML)
 	if err := os.WriteFile(path, []byte(body), 0o644); err != nil {
 		t.Fatal(err)
 	}

@@ -171,3 +171,29 @@ func TestRollbackToPreviousSpec(t *testing.T) {
 		t.Fatalf("unknown service: %v, want exit 2", err)
 	}
 }
+
+// An unattended deploy (Inherit) keeps the update settings baton's last
+// deploy chose; a service Swarm's defaults govern gets baton's.
+func TestInheritUpdateSettings(t *testing.T) {
+	mine := &swarm.UpdateConfig{Parallelism: 3, Delay: 12 * time.Second, Monitor: 9 * time.Second, FailureAction: "pause", Order: swarm.UpdateOrderStartFirst}
+	for _, tc := range []struct {
+		name string
+		cur  *swarm.UpdateConfig
+		o    Options
+		want swarm.UpdateConfig
+	}{
+		{"baton's settings kept", mine, Options{Inherit: true}, *mine},
+		{"a flag still wins", mine, Options{Inherit: true, Parallelism: 1}, swarm.UpdateConfig{Parallelism: 1, Delay: 12 * time.Second, Monitor: 9 * time.Second, FailureAction: "pause", Order: swarm.UpdateOrderStartFirst}},
+		{"not inherited without Inherit", mine, Options{}, *updateConfig(Options{})},
+		{"Swarm's stop-first defaults are not baton's", &swarm.UpdateConfig{Parallelism: 5, Order: swarm.UpdateOrderStopFirst}, Options{Inherit: true}, *updateConfig(Options{})},
+	} {
+		f := newFake()
+		f.svc.Spec.UpdateConfig = tc.cur
+		if _, err := deployer(f, false).Deploy(t.Context(), Options{Service: "web", Image: "shop/web:2", Inherit: tc.o.Inherit, Parallelism: tc.o.Parallelism}); err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		if got := *f.updates[0].UpdateConfig; got != tc.want {
+			t.Errorf("%s: update config %+v, want %+v", tc.name, got, tc.want)
+		}
+	}
+}

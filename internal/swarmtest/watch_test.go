@@ -22,7 +22,8 @@ import (
 // opted in by its own label runs a registry tag; a new image pushed under
 // the tag is deployed through Swarm's updater (the spec ends pinned to the
 // new digest), under load through nginx with no failed request, and the
-// notification and metrics carry the same fields as a container deploy's.
+// notification and metrics carry the same fields as a container deploy's;
+// then baton serve deploys it back on a webhook.
 func TestSwarmWatchService(t *testing.T) {
 	if testing.Short() {
 		t.Skip("integration test: starts a Docker engine of its own (skipped with -short)")
@@ -105,8 +106,66 @@ func TestSwarmWatchService(t *testing.T) {
 	metrics, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
 	stop()
+
+	// baton serve: a webhook deploys another tag of the repository.
+	repo, _, _ := strings.Cut(repoTag, ":")
+	v3 := reg.Push(t, cli, demo(t, cli, "v3", nil), repo+":v3")
+	v3pinned := v3 + "@" + reg.Digest(t, repo+":v3")
+	token := testenv.UniqueName("h11b-token-") + testenv.UniqueName("")
+	addr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
+	srv, _, srvErr := s.command("serve", "--listen", addr)
+	srv.Env = append(srv.Env, "BATON_WEBHOOK_TOKEN="+token)
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = srv.Process.Signal(syscall.SIGTERM); _ = srv.Wait() }()
+	testenv.WaitHTTP(t, "http://"+addr+"/healthz", 30*time.Second)
+	post := func(target, image string) (int, map[string]any) {
+		req, _ := http.NewRequest(http.MethodPost, "http://"+addr+"/v1/deploy/"+target, strings.NewReader(`{"image":"`+image+`"}`))
+		req.Header.Set("Authorization", "Bearer "+token)
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var body map[string]any
+		_ = json.NewDecoder(resp.Body).Decode(&body)
+		return resp.StatusCode, body
+	}
+	if code, body := post(s.name+"-nope", v3); code != http.StatusNotFound {
+		t.Fatalf("webhook for a service that does not exist: %d %v, want 404", code, body)
+	}
+	code, body := post(s.name, v3)
+	if code != http.StatusAccepted {
+		t.Fatalf("webhook for service %s: %d %v\n%s", s.name, code, body, srvErr)
+	}
+	var st map[string]any
+	for deadline := time.Now().Add(2 * time.Minute); ; time.Sleep(250 * time.Millisecond) {
+		req, _ := http.NewRequest(http.MethodGet, "http://"+addr+"/v1/deploys/"+body["id"].(string), nil)
+		req.Header.Set("Authorization", "Bearer "+token)
+		if resp, err := http.DefaultClient.Do(req); err == nil {
+			st = nil
+			_ = json.NewDecoder(resp.Body).Decode(&st)
+			resp.Body.Close()
+		}
+		if s, _ := st["state"].(string); s != "" && s != "queued" && s != "running" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("webhook deploy of %s did not finish in 2 minutes: %v\n%s", s.name, st, srvErr)
+		}
+	}
+	if st["state"] != "deployed" || st["new_image"] != v3pinned || st["old_image"] != want {
+		t.Fatalf("webhook deploy of %s: %v, want deployed %s -> %s\n%s", s.name, st, want, v3pinned, srvErr)
+	}
+	if got := s.image(t); got != v3pinned {
+		t.Fatalf("after the webhook the service runs %s, want %s", got, v3pinned)
+	}
+	s.waitRunning(t, v3pinned, 2)
+
 	res := l.Stop()
-	t.Logf("watch deployed service %s under load: %d of %d requests failed", s.name, res.Failed(), res.Total())
+	t.Logf("watch and webhook deployed service %s under load: %d of %d requests failed", s.name, res.Failed(), res.Total())
 
 	switch {
 	case note == nil:

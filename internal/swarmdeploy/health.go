@@ -28,7 +28,7 @@ type Probe struct {
 	Port     int      // --port; else the service's or image's only port
 }
 
-func (p Probe) given() bool { return p.HTTPPath != "" || p.TCP || len(p.Cmd) > 0 }
+func (p Probe) given() bool { return p.HTTPPath != "" || p.TCP || len(p.Cmd) > 0 || p.Port > 0 }
 
 // Health check timing for a probe baton sets: checked every second while
 // the task starts (so a healthy task joins soon), every 5 s after; 3 misses
@@ -107,6 +107,8 @@ func (p Probe) check(name string) error {
 		return nil
 	case p.TCP:
 		return kinded(deploy.ErrInvalid, "--tcp-probe cannot run for service %s: Swarm runs health checks inside each task, not from baton; use --http-probe PATH with --probe-cmd, or give the image a HEALTHCHECK", name)
+	case p.HTTPPath == "" && len(p.Cmd) == 0:
+		return kinded(deploy.ErrInvalid, "--port for service %s is the port its probe asks; give --http-probe PATH and --probe-cmd with it (Swarm's tasks need no port for the update)", name)
 	case p.HTTPPath == "":
 		return kinded(deploy.ErrInvalid, "--probe-cmd for service %s needs --http-probe PATH (the URL it is given)", name)
 	case len(p.Cmd) == 0:

@@ -43,6 +43,7 @@ func TestDecideHealth(t *testing.T) {
 		{name: "http probe without a command refused", img: imageFacts{known: true, ports: []int{8080}}, probe: Probe{HTTPPath: "/healthz"}, wantErr: "needs --probe-cmd"},
 		{name: "tcp probe refused", img: imageFacts{known: true, ports: []int{8080}}, probe: Probe{TCP: true, Cmd: demo}, wantErr: "--tcp-probe cannot run"},
 		{name: "command without a path refused", probe: Probe{Cmd: demo}, wantErr: "needs --http-probe"},
+		{name: "port alone refused", probe: Probe{Port: 8080}, wantErr: "--port for service web"},
 		{name: "relative path refused", img: imageFacts{known: true, ports: []int{8080}}, probe: Probe{HTTPPath: "healthz", Cmd: demo}, wantErr: "starting with /"},
 		{name: "no port known refused", img: imageFacts{known: true, ports: []int{80, 443}}, probe: Probe{HTTPPath: "/", Cmd: demo}, wantErr: "give --port"},
 	} {

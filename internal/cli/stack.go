@@ -25,9 +25,8 @@ import (
 // not answering) leaves the compose path to report on it.
 func stackTarget(c *ucli.Context, eng *dockerctl.Client, co composeOptions, service string) (*swarmdeploy.Stack, string, error) {
 	name, ns, found, err := swarmdeploy.FindStackService(c.Context, eng, co.project, service)
-	var ke interface{ Unwrap() []error }
 	switch {
-	case err != nil && errors.As(err, &ke) && errors.Is(err, deploy.ErrInvalid):
+	case errors.Is(err, deploy.ErrInvalid): // the service is in several stacks
 		return nil, "", usageErr("%v", err)
 	case err != nil || !found:
 		if c.Bool("swarm") {

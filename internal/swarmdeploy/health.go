@@ -66,12 +66,17 @@ func factsOf(img image.InspectResponse) imageFacts {
 // decideHealth returns the HEALTHCHECK the task template gets (nil: keep
 // the spec's), a line for the plan when it changes, and a note when the
 // update cannot be gated on health at all. Errors are bad input (exit 2).
-func decideHealth(spec swarm.ServiceSpec, img imageFacts, p Probe, healthTimeout time.Duration) (hc *container.HealthConfig, change, note string, err error) {
+// A stack service's health check belongs in its file, which stack says.
+func decideHealth(spec swarm.ServiceSpec, img imageFacts, p Probe, healthTimeout time.Duration, stack bool) (hc *container.HealthConfig, change, note string, err error) {
 	name := spec.Name
 	cur := spec.TaskTemplate.ContainerSpec.Healthcheck
 	if !p.given() {
 		if cur == nil && img.known && !img.healthcheck {
-			note = fmt.Sprintf("service %s has no HEALTHCHECK: Swarm counts a new task ready as soon as it runs; give --http-probe PATH with --probe-cmd to gate the update on health", name)
+			hint := "give --http-probe PATH with --probe-cmd"
+			if stack {
+				hint = "give it a healthcheck: in the stack file"
+			}
+			note = fmt.Sprintf("service %s has no HEALTHCHECK: Swarm counts a new task ready as soon as it runs; %s to gate the update on health", name, hint)
 		}
 		if cur != nil && len(cur.Test) > 0 && cur.Test[0] == "NONE" {
 			note = fmt.Sprintf("service %s disables its HEALTHCHECK: Swarm counts a new task ready as soon as it runs", name)

@@ -50,7 +50,7 @@ func TestDecideHealth(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			spec := swarm.ServiceSpec{Annotations: swarm.Annotations{Name: "web"}, EndpointSpec: tc.ep,
 				TaskTemplate: swarm.TaskSpec{ContainerSpec: &swarm.ContainerSpec{Image: "web:1", Healthcheck: tc.cur}}}
-			hc, change, note, err := decideHealth(spec, tc.img, tc.probe, 0)
+			hc, change, note, err := decideHealth(spec, tc.img, tc.probe, 0, false)
 			if tc.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.wantErr) || deploy.ExitCode(err) != 2 {
 					t.Fatalf("err %v (exit %d), want one with %q, exit 2", err, deploy.ExitCode(err), tc.wantErr)

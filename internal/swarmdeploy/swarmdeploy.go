@@ -256,7 +256,7 @@ func (d *Deployer) deploy(ctx context.Context, o Options, res *deploy.Result) er
 	if o.Inherit {
 		o = inherit(o, svc.Spec)
 	}
-	hc, hcChange, hcNote, err := decideHealth(svc.Spec, d.imageFacts(ctx, ref, o.Image), o.Probe, o.HealthTimeout)
+	hc, hcChange, hcNote, err := decideHealth(svc.Spec, d.imageFacts(ctx, ref, o.Image), o.Probe, o.HealthTimeout, file != nil)
 	if err != nil {
 		return err
 	}

@@ -59,6 +59,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	swarmMode := fs.Bool("swarm", false, "measure Swarm service updates instead: on a swarm of engines of its own, -deploys plain `docker service update --update-order start-first` updates, then as many baton deploys, each under the same load through nginx; failed/total and deploy times per side (uses -clients, -rate, -warmup, -json)")
 	swarmNodes := fs.Int("swarm-nodes", 1, "with -swarm: the swarm's nodes, each an engine in its own network namespace")
 	replicas := fs.Int("replicas", 2, "with -swarm: the service's replicas")
+	resolverValid := fs.Duration("resolver-valid", time.Second, "with -swarm: how long nginx keeps the tasks' addresses (resolver valid=); longer than 1s, baton's side deploys with --update-delay 2s beyond it")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -71,11 +72,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return finish(rep, err, *jsonFile, stdout, stderr)
 	}
 	if *swarmMode {
-		if fs.NArg() > 0 || *hosts != 0 || *datapath || *compare != "" || *swarmNodes < 1 || *swarmNodes > 9 || *replicas < 1 || *deploys <= 0 || *clients <= 0 || *rate <= 0 || *warmup <= 0 {
-			fmt.Fprintf(stderr, "baton-bench: -swarm takes 1 to 9 -swarm-nodes, positive -replicas, -deploys, -clients, -rate and -warmup, no arguments, and none of -hosts, -datapath, -compare\n")
+		if fs.NArg() > 0 || *hosts != 0 || *datapath || *compare != "" || *swarmNodes < 1 || *swarmNodes > 9 || *replicas < 1 || *resolverValid < time.Second || *deploys <= 0 || *clients <= 0 || *rate <= 0 || *warmup <= 0 {
+			fmt.Fprintf(stderr, "baton-bench: -swarm takes 1 to 9 -swarm-nodes, a -resolver-valid of 1s or more, positive -replicas, -deploys, -clients, -rate and -warmup, no arguments, and none of -hosts, -datapath, -compare\n")
 			return 2
 		}
-		rep, err := bench.RunSwarm(ctx, bench.SwarmConfig{Nodes: *swarmNodes, Replicas: *replicas, Deploys: *deploys, Clients: *clients, Rate: *rate, Warmup: *warmup, Out: stderr})
+		rep, err := bench.RunSwarm(ctx, bench.SwarmConfig{Nodes: *swarmNodes, Replicas: *replicas, ResolverValid: *resolverValid, Deploys: *deploys, Clients: *clients, Rate: *rate, Warmup: *warmup, Out: stderr})
 		return finish(rep, err, *jsonFile, stdout, stderr)
 	}
 	if *hosts != 0 {

@@ -24,10 +24,14 @@ type SwarmConfig struct {
 	Nodes    int // swarm nodes, each an engine host in its own netns (default 1)
 	Replicas int // the service's tasks (default 2)
 	Deploys  int // per side (default DefaultDeploys)
-	Clients  int
-	Rate     float64
-	Warmup   time.Duration
-	Out      io.Writer
+	// ResolverValid is how long nginx keeps the tasks' addresses (its
+	// resolver's valid=, default 1s). Longer than 1s, baton's side deploys
+	// with --update-delay 2s beyond it, as the README advises.
+	ResolverValid time.Duration
+	Clients       int
+	Rate          float64
+	Warmup        time.Duration
+	Out           io.Writer
 }
 
 // The sides of the swarm benchmark, in the order they run.
@@ -52,6 +56,8 @@ type SwarmReport struct {
 	Engine   string      `json:"engine"`
 	Nodes    int         `json:"nodes"`
 	Replicas int         `json:"replicas"`
+	Valid    string      `json:"resolver_valid"`
+	Baton    string      `json:"baton_command"`
 	Deploys  int         `json:"deploys"`
 	Clients  int         `json:"clients"`
 	Rate     float64     `json:"rate"`
@@ -61,8 +67,8 @@ type SwarmReport struct {
 // String is a heading and one row per side.
 func (r *SwarmReport) String() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "\nswarm (%s): %d node(s), a dnsrr service of %d replicas behind nginx resolving tasks.<service> every 1s; %d updates per side under %d keep-alive clients (%.0f req/s each, GET+POST)\n\n",
-		r.Engine, r.Nodes, r.Replicas, r.Deploys, r.Clients, r.Rate)
+	fmt.Fprintf(&b, "\nswarm (%s): %d node(s), a dnsrr service of %d replicas behind nginx resolving tasks.<service> (valid=%s); %d updates per side under %d keep-alive clients (%.0f req/s each, GET+POST); baton's side: %s\n\n",
+		r.Engine, r.Nodes, r.Replicas, r.Valid, r.Deploys, r.Clients, r.Rate, r.Baton)
 	rows := [][]string{{"side", "failed/total", "deploy p50", "deploy max"}}
 	for _, s := range r.Sides {
 		p50, top := "-", "-"
@@ -123,7 +129,11 @@ func RunSwarm(ctx context.Context, cfg SwarmConfig) (*SwarmReport, error) {
 	if cfg.Out == nil {
 		cfg.Out = io.Discard
 	}
-	rep := &SwarmReport{Engine: "unknown engine", Nodes: cfg.Nodes, Replicas: cfg.Replicas, Deploys: cfg.Deploys, Clients: cfg.Clients, Rate: cfg.Rate}
+	if cfg.ResolverValid <= 0 {
+		cfg.ResolverValid = time.Second
+	}
+	rep := &SwarmReport{Engine: "unknown engine", Nodes: cfg.Nodes, Replicas: cfg.Replicas, Valid: cfg.ResolverValid.String(), Deploys: cfg.Deploys, Clients: cfg.Clients, Rate: cfg.Rate}
+	rep.Baton = strings.TrimSpace("baton deploy SERVICE --image X " + strings.Join(swarmBatonFlags(cfg), " "))
 	ctx, cancel := context.WithTimeout(ctx, setupBudget+2*loadBound(cfg.Deploys*cfg.Replicas))
 	defer cancel()
 	env := testenv.NewEnv(ctx, "bench-swarm", cfg.Out)
@@ -151,7 +161,7 @@ func measureSwarm(t testenv.TB, cfg SwarmConfig, rep *SwarmReport) {
 			testenv.DemoImage(t, h.Client, testenv.DemoImageOpts{Repo: repo, Tag: v, Version: v, Env: map[string]string{"WARMUP": cfg.Warmup.String()}, HealthCheck: true})
 		}
 	}
-	svc := testenv.StartDNSRRService(t, cli, testenv.DNSRRServiceOpts{Name: name, Image: repo + ":v1", Replicas: uint64(cfg.Replicas), PublishIP: sw.Manager.Addr})
+	svc := testenv.StartDNSRRService(t, cli, testenv.DNSRRServiceOpts{Name: name, Image: repo + ":v1", Replicas: uint64(cfg.Replicas), ResolverValid: cfg.ResolverValid, PublishIP: sw.Manager.Addr})
 	baton := NewBaton(t)
 	sides := []struct {
 		name   string
@@ -159,7 +169,8 @@ func measureSwarm(t testenv.TB, cfg SwarmConfig, rep *SwarmReport) {
 	}{
 		{SwarmSidePlain, func(image string) error { return plainServiceUpdate(t.Context(), cli, svc.ID, image) }},
 		{SwarmSideBaton, func(image string) error {
-			cmd := exec.CommandContext(t.Context(), baton.Bin, "--state-dir", baton.StateDir, "deploy", name, "--image", image)
+			args := append([]string{"--state-dir", baton.StateDir, "deploy", name, "--image", image}, swarmBatonFlags(cfg)...)
+			cmd := exec.CommandContext(t.Context(), baton.Bin, args...)
 			cmd.Env = append(os.Environ(), "DOCKER_HOST="+sw.Manager.Socket)
 			if out, err := cmd.CombinedOutput(); err != nil {
 				return fmt.Errorf("baton deploy %s --image %s: %w: %s", name, image, err, lastLines(string(out), 5))
@@ -170,7 +181,7 @@ func measureSwarm(t testenv.TB, cfg SwarmConfig, rep *SwarmReport) {
 	n := 0
 	for _, sd := range sides {
 		side := SwarmSide{Side: sd.name}
-		load, err := loadgen.Start(t.Context(), loadgen.Config{URL: svc.Nginx.URL() + "/", Clients: cfg.Clients, Rate: cfg.Rate, Duration: loadBound(cfg.Deploys * cfg.Replicas)})
+		load, err := loadgen.Start(t.Context(), loadgen.Config{URL: svc.Nginx.URL() + "/", Clients: cfg.Clients, Rate: cfg.Rate, Duration: loadBound(cfg.Deploys * cfg.Replicas), AllowHosts: []string{sw.Manager.Addr}})
 		if err != nil {
 			t.Fatalf("load: %v", err)
 		}
@@ -200,6 +211,16 @@ func measureSwarm(t testenv.TB, cfg SwarmConfig, rep *SwarmReport) {
 		side.Total, side.Failed, side.Summary = res.Total(), res.Failed(), res.Summary()
 		rep.Sides = append(rep.Sides, side)
 	}
+}
+
+// swarmBatonFlags are the flags of baton's side beyond the image: a
+// --update-delay past nginx's cache of the tasks when it keeps them longer
+// than a second, so every answer nginx holds names a live task.
+func swarmBatonFlags(cfg SwarmConfig) []string {
+	if cfg.ResolverValid <= time.Second {
+		return nil
+	}
+	return []string{"--update-delay", (cfg.ResolverValid + 2*time.Second).String()}
 }
 
 // plainServiceUpdate is what a Swarm user runs without baton, `docker

@@ -68,7 +68,7 @@ func TestSwarmAcrossNodes(t *testing.T) {
 		t.Fatalf("the tasks run on %v: want more than one node", on)
 	}
 
-	load, err := loadgen.Start(t.Context(), loadgen.Config{URL: n.svc.Nginx.URL() + "/", Clients: 8, Rate: 25, Duration: 15 * time.Minute})
+	load, err := loadgen.Start(t.Context(), loadgen.Config{URL: n.svc.Nginx.URL() + "/", Clients: 8, Rate: 25, Duration: 15 * time.Minute, AllowHosts: []string{n.sw.Manager.Addr}})
 	if err != nil {
 		t.Fatal(err)
 	}

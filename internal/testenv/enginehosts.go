@@ -122,6 +122,11 @@ func (h *EngineHost) start(ctx context.Context, script, local, remote string) er
 	// A namespace left by a killed run would carry the old engine's
 	// state; start clean.
 	_ = run(ctx, h.env(), script, "stop")
+	// The veth goes with its namespace, but the kernel frees a namespace
+	// only when nothing refers to it any more: after a swarm's overlay
+	// networks that took tens of seconds here, and a new run's "ip link
+	// add" would find the name taken. Deleting one end deletes the pair.
+	_ = run(ctx, nil, "ip", "link", "del", local)
 	if err := run(ctx, h.env(), script, "start"); err != nil {
 		return fmt.Errorf("engine host %s: %w", h.Name, err)
 	}

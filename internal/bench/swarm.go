@@ -48,7 +48,12 @@ type SwarmSide struct {
 	Failed  int             `json:"failed"`
 	Times   []time.Duration `json:"deploy_ns"`
 	Summary string          `json:"load_summary"`
-	Error   string          `json:"error,omitempty"`
+	Reasons []ReasonCount   `json:"failure_reasons,omitempty"`
+	// Updates are the updates' spans and FailedAt when each failed request
+	// was sent: inside an update or between two.
+	Updates  []Window    `json:"updates"`
+	FailedAt []time.Time `json:"failed_at,omitempty"`
+	Error    string      `json:"error,omitempty"`
 }
 
 // SwarmReport is RunSwarm's result.
@@ -95,6 +100,9 @@ func (r *SwarmReport) String() string {
 		b.WriteString(strings.TrimRight(line.String(), " ") + "\n")
 	}
 	for _, s := range r.Sides {
+		for _, rc := range s.Reasons {
+			fmt.Fprintf(&b, "%s: %d × %s\n", s.Side, rc.Count, rc.Reason)
+		}
 		if s.Error != "" {
 			fmt.Fprintf(&b, "%s: %s\n", s.Side, s.Error)
 		}
@@ -204,11 +212,16 @@ func measureSwarm(t testenv.TB, cfg SwarmConfig, rep *SwarmReport) {
 				break
 			}
 			side.Times = append(side.Times, time.Since(start))
+			side.Updates = append(side.Updates, Window{Start: start, End: time.Now()})
 			t.Logf("%s %d/%d to %s: %s", sd.name, i+1, cfg.Deploys, image, fmtDuration(time.Since(start)))
 			pause(t, settle)
 		}
 		res := load.Stop()
 		side.Total, side.Failed, side.Summary = res.Total(), res.Failed(), res.Summary()
+		side.Reasons = FailureReasons(res, 3)
+		for _, f := range res.Failures() {
+			side.FailedAt = append(side.FailedAt, f.Start)
+		}
 		rep.Sides = append(rep.Sides, side)
 	}
 }

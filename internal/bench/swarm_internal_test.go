@@ -11,7 +11,7 @@ import (
 // with no finished update shows no times rather than zeros.
 func TestSwarmReportString(t *testing.T) {
 	r := &SwarmReport{Engine: "Docker 2.0.0", Nodes: 1, Replicas: 2, Valid: "1s", Baton: "baton deploy SERVICE --image X", Deploys: 3, Clients: 8, Rate: 25, Sides: []SwarmSide{
-		{Side: SwarmSidePlain, Total: 4000, Failed: 2, Times: []time.Duration{10 * time.Second, 12 * time.Second, 11 * time.Second}},
+		{Side: SwarmSidePlain, Total: 4000, Failed: 2, Reasons: []ReasonCount{{Reason: "GET status 502: 502 Bad Gateway", Count: 2}}, Times: []time.Duration{10 * time.Second, 12 * time.Second, 11 * time.Second}},
 		{Side: SwarmSideBaton, Total: 100, Failed: 0, Error: "update 1: exit status 1"},
 	}}
 	out := r.String()
@@ -21,6 +21,7 @@ func TestSwarmReportString(t *testing.T) {
 		SwarmSidePlain + "  2/4000        11s         12s\n",
 		SwarmSideBaton + strings.Repeat(" ", len(SwarmSidePlain)-len(SwarmSideBaton)) + "  0/100         -           -\n",
 		"baton deploy: update 1: exit status 1",
+		SwarmSidePlain + ": 2 × GET status 502: 502 Bad Gateway\n",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("report lacks %q:\n%s", want, out)

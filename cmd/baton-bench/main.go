@@ -10,9 +10,8 @@
 // reports, per run, failed/total requests and the time to revert. With
 // -swarm it updates a Swarm service, first with Swarm's own start-first
 // update, then with baton, and reports failed/total and deploy times for
-// each. Everything
-// it creates is labelled baton.test=1 and removed at the end, on an error or
-// on Ctrl-C.
+// each. Everything it creates is labelled baton.test=1 and removed at the
+// end, on an error or on Ctrl-C.
 package main
 
 import (

@@ -142,7 +142,7 @@ func RunSwarm(ctx context.Context, cfg SwarmConfig) (*SwarmReport, error) {
 	}
 	rep := &SwarmReport{Engine: "unknown engine", Nodes: cfg.Nodes, Replicas: cfg.Replicas, Valid: cfg.ResolverValid.String(), Deploys: cfg.Deploys, Clients: cfg.Clients, Rate: cfg.Rate}
 	rep.Baton = strings.TrimSpace("baton deploy SERVICE --image X " + strings.Join(swarmBatonFlags(cfg), " "))
-	ctx, cancel := context.WithTimeout(ctx, setupBudget+2*loadBound(cfg.Deploys*cfg.Replicas))
+	ctx, cancel := context.WithTimeout(ctx, setupBudget+2*swarmLoadBound(cfg))
 	defer cancel()
 	env := testenv.NewEnv(ctx, "bench-swarm", cfg.Out)
 	runErr := env.Run(func(t testenv.TB) { measureSwarm(t, cfg, rep) })
@@ -189,7 +189,7 @@ func measureSwarm(t testenv.TB, cfg SwarmConfig, rep *SwarmReport) {
 	n := 0
 	for _, sd := range sides {
 		side := SwarmSide{Side: sd.name}
-		load, err := loadgen.Start(t.Context(), loadgen.Config{URL: svc.Nginx.URL() + "/", Clients: cfg.Clients, Rate: cfg.Rate, Duration: loadBound(cfg.Deploys * cfg.Replicas), AllowHosts: []string{sw.Manager.Addr}})
+		load, err := loadgen.Start(t.Context(), loadgen.Config{URL: svc.Nginx.URL() + "/", Clients: cfg.Clients, Rate: cfg.Rate, Duration: swarmLoadBound(cfg), AllowHosts: []string{sw.Manager.Addr}})
 		if err != nil {
 			t.Fatalf("load: %v", err)
 		}
@@ -224,6 +224,13 @@ func measureSwarm(t testenv.TB, cfg SwarmConfig, rep *SwarmReport) {
 		}
 		rep.Sides = append(rep.Sides, side)
 	}
+}
+
+// swarmLoadBound is how long one side's load may run at most: a deploy's
+// budget per task, and baton's update delay after each.
+func swarmLoadBound(cfg SwarmConfig) time.Duration {
+	tasks := cfg.Deploys * cfg.Replicas
+	return loadBound(tasks) + time.Duration(tasks)*(cfg.ResolverValid+2*time.Second)
 }
 
 // swarmBatonFlags are the flags of baton's side beyond the image: a

@@ -16,11 +16,13 @@ demo: setup
 	$(GO) run ./cmd/baton-demo
 
 # The packages whose tests talk to Docker: they run once per engine.
-# internal/swarmtest and internal/multihost are not among them: they start
-# engines of their own (each in its own network namespace: the swarm's, see
-# its TestMain; the three "hosts" of testenv.StartEngineHosts), so they run
-# once, in the `go test ./...` line below, whichever engine that line is for.
-SELF_ENGINE_PKGS = ./internal/swarmtest/ ./internal/multihost/
+# internal/swarmtest, internal/swarmnodes and internal/multihost are not among
+# them: they start engines of their own (each in its own network namespace:
+# the swarm's, see swarmtest's TestMain; the three "hosts" of
+# testenv.StartEngineHosts, joined into one swarm by testenv.StartSwarm in
+# swarmnodes), so they run once, in the `go test ./...` line below, whichever
+# engine that line is for.
+SELF_ENGINE_PKGS = ./internal/swarmtest/ ./internal/swarmnodes/ ./internal/multihost/
 DOCKER_PKGS = $(filter-out $(SELF_ENGINE_PKGS),$(sort $(dir $(shell grep -rlE --include='*_test.go' 'testenv\.Docker|testing\.Short\(\)' .))))
 
 # The full suite: unit tests, then integration tests against the real Docker

@@ -7,9 +7,11 @@
 // nginx on the host and in a container, the nginx-reload mode): requests/s
 // at saturation, latency, and the relay's and docker-proxy's CPU. With
 // -revert it deploys a release that breaks under load with a bake and
-// reports, per run, failed/total requests and the time to revert. Everything
-// it creates is labelled baton.test=1 and removed at the end, on an error or
-// on Ctrl-C.
+// reports, per run, failed/total requests and the time to revert. With
+// -swarm it updates a Swarm service, first with Swarm's own start-first
+// update, then with baton, and reports failed/total and deploy times for
+// each. Everything it creates is labelled baton.test=1 and removed at the
+// end, on an error or on Ctrl-C.
 package main
 
 import (
@@ -53,44 +55,36 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	rounds := fs.Int("rounds", bench.DefaultDataPathRounds, "with -datapath: how often every path is measured, in turn")
 	hosts := fs.Int("hosts", 0, "measure rollouts across `N` engines instead (each in its own network namespace, one nginx balancing across their relays; uses -deploys as rollouts, -clients, -rate, -warmup, -json)")
 	revert := fs.Bool("revert", false, "measure bake reverts instead: -deploys deploys of a release that resets connections under load, each reverted by --bake-max-resets; per run failed/total and the revert time (uses -clients, -rate, -warmup, -json)")
+	swarmMode := fs.Bool("swarm", false, "measure Swarm service updates instead: on a swarm of engines of its own, -deploys plain `docker service update --update-order start-first` updates, then as many baton deploys, each under the same load through nginx; failed/total and deploy times per side (uses -clients, -rate, -warmup, -json)")
+	swarmNodes := fs.Int("swarm-nodes", 1, "with -swarm: the swarm's nodes, each an engine in its own network namespace")
+	replicas := fs.Int("replicas", 2, "with -swarm: the service's replicas")
+	resolverValid := fs.Duration("resolver-valid", time.Second, "with -swarm: how long nginx keeps the tasks' addresses (resolver valid=); longer than 1s, baton's side deploys with --update-delay 2s beyond it")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
 	if *revert {
-		if fs.NArg() > 0 || *hosts != 0 || *datapath || *compare != "" || *deploys <= 0 || *clients <= 0 || *rate <= 0 || *warmup <= 0 {
-			fmt.Fprintf(stderr, "baton-bench: -revert takes positive -deploys, -clients, -rate and -warmup, no arguments, and none of -hosts, -datapath, -compare\n")
+		if fs.NArg() > 0 || *hosts != 0 || *swarmMode || *datapath || *compare != "" || *deploys <= 0 || *clients <= 0 || *rate <= 0 || *warmup <= 0 {
+			fmt.Fprintf(stderr, "baton-bench: -revert takes positive -deploys, -clients, -rate and -warmup, no arguments, and none of -hosts, -swarm, -datapath, -compare\n")
 			return 2
 		}
 		rep, err := bench.RunRevert(ctx, bench.RevertConfig{Runs: *deploys, Clients: *clients, Rate: *rate, Warmup: *warmup, Out: stderr})
-		if rep != nil {
-			fmt.Fprint(stdout, rep.String())
-			if *jsonFile != "" {
-				err = errors.Join(err, writeJSON(*jsonFile, rep))
-			}
+		return finish(rep, err, *jsonFile, stdout, stderr)
+	}
+	if *swarmMode {
+		if fs.NArg() > 0 || *hosts != 0 || *datapath || *compare != "" || *swarmNodes < 1 || *swarmNodes > 9 || *replicas < 1 || *resolverValid < time.Second || *deploys <= 0 || *clients <= 0 || *rate <= 0 || *warmup <= 0 {
+			fmt.Fprintf(stderr, "baton-bench: -swarm takes 1 to 9 -swarm-nodes, a -resolver-valid of 1s or more, positive -replicas, -deploys, -clients, -rate and -warmup, no arguments, and none of -hosts, -datapath, -compare\n")
+			return 2
 		}
-		if err != nil {
-			fmt.Fprintf(stderr, "baton-bench: %v\n", err)
-			return 1
-		}
-		return 0
+		rep, err := bench.RunSwarm(ctx, bench.SwarmConfig{Nodes: *swarmNodes, Replicas: *replicas, ResolverValid: *resolverValid, Deploys: *deploys, Clients: *clients, Rate: *rate, Warmup: *warmup, Out: stderr})
+		return finish(rep, err, *jsonFile, stdout, stderr)
 	}
 	if *hosts != 0 {
-		if fs.NArg() > 0 || *hosts < 2 || *hosts > 9 || *deploys <= 0 || *clients <= 0 || *rate <= 0 || *warmup <= 0 {
-			fmt.Fprintf(stderr, "baton-bench: -hosts takes 2 to 9 engines, positive -deploys, -clients, -rate and -warmup, and no arguments\n")
+		if fs.NArg() > 0 || *swarmMode || *hosts < 2 || *hosts > 9 || *deploys <= 0 || *clients <= 0 || *rate <= 0 || *warmup <= 0 {
+			fmt.Fprintf(stderr, "baton-bench: -hosts takes 2 to 9 engines, positive -deploys, -clients, -rate and -warmup, no arguments, and not -swarm\n")
 			return 2
 		}
 		rep, err := bench.RunMultiHost(ctx, bench.MultiHostConfig{Hosts: *hosts, Rollouts: *deploys, Clients: *clients, Rate: *rate, Warmup: *warmup, Out: stderr})
-		if rep != nil {
-			fmt.Fprint(stdout, rep.String())
-			if *jsonFile != "" {
-				err = errors.Join(err, writeJSON(*jsonFile, rep))
-			}
-		}
-		if err != nil {
-			fmt.Fprintf(stderr, "baton-bench: %v\n", err)
-			return 1
-		}
-		return 0
+		return finish(rep, err, *jsonFile, stdout, stderr)
 	}
 	if *compare != "" {
 		return compareReports(strings.Split(*compare, ","), stdout, stderr)
@@ -199,6 +193,26 @@ func write(w io.Writer, rep *bench.Report, markdown bool) error {
 		return err
 	}
 	return rep.WriteDetails(w)
+}
+
+// finish prints a report of the -revert, -hosts or -swarm modes (what was
+// measured, also when a run failed part-way) and writes its JSON: 0 the
+// mode ran to its end, 1 it could not.
+func finish[P interface {
+	*R
+	String() string
+}, R any](rep P, err error, jsonFile string, stdout, stderr io.Writer) int {
+	if rep != nil {
+		fmt.Fprint(stdout, rep.String())
+		if jsonFile != "" {
+			err = errors.Join(err, writeJSON(jsonFile, rep))
+		}
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "baton-bench: %v\n", err)
+		return 1
+	}
+	return 0
 }
 
 func writeJSON(path string, rep any) error {

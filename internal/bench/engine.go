@@ -36,6 +36,11 @@ func engineOf(ctx context.Context) (Engine, error) {
 		return Engine{}, fmt.Errorf("docker client: %w", err)
 	}
 	defer cli.Close()
+	return engineOfClient(ctx, cli)
+}
+
+// engineOfClient asks the engine cli talks to what it is.
+func engineOfClient(ctx context.Context, cli *client.Client) (Engine, error) {
 	v, err := cli.ServerVersion(ctx)
 	if err != nil {
 		return Engine{}, fmt.Errorf("docker version: %w", err)

@@ -29,6 +29,7 @@ type EngineHost struct {
 	Client    *client.Client
 	// StartTime is how long the engine took to answer.
 	StartTime time.Duration
+	veth      string // the test's end of the veth pair
 }
 
 // EngineHostsOpts says how many engine hosts StartEngineHosts runs and how
@@ -122,6 +123,12 @@ func (h *EngineHost) start(ctx context.Context, script, local, remote string) er
 	// A namespace left by a killed run would carry the old engine's
 	// state; start clean.
 	_ = run(ctx, h.env(), script, "stop")
+	// The veth goes with its namespace, but the kernel frees a namespace
+	// only when nothing refers to it any more: after a swarm's overlay
+	// networks that took tens of seconds here, and a new run's "ip link
+	// add" would find the name taken. Deleting one end deletes the pair.
+	_ = run(ctx, nil, "ip", "link", "del", local)
+	h.veth = local
 	if err := run(ctx, h.env(), script, "start"); err != nil {
 		return fmt.Errorf("engine host %s: %w", h.Name, err)
 	}
@@ -171,5 +178,10 @@ func (h *EngineHost) stop(t TB, script string) {
 	_ = run(ctx, nil, "ip", "route", "del", h.Pool, "via", h.Addr)
 	if err := run(ctx, h.env(), script, "stop"); err != nil {
 		t.Logf("stopping engine host %s: %v", h.Name, err)
+	}
+	if h.veth != "" {
+		// Usually gone with the namespace; not yet when the kernel keeps
+		// the namespace a while (see start).
+		_ = run(ctx, nil, "ip", "link", "del", h.veth)
 	}
 }

@@ -25,8 +25,15 @@ const (
 	defaultInterval = 50 * time.Millisecond
 	progressEvery   = time.Second
 	// detailsTimeout bounds gathering the failure details (inspect and
-	// logs), which runs after ctx may already be done.
-	detailsTimeout = 5 * time.Second
+	// logs), which runs after ctx may already be done. Generous: on a
+	// loaded daemon these calls take seconds, and the log tail is what
+	// tells the user why a container died.
+	detailsTimeout = 15 * time.Second
+	// exitLogRetries: a container that just exited may not have its last
+	// lines readable yet (the daemon's log copier lags the exit under
+	// load), so an empty tail is read again a few times.
+	exitLogRetries  = 4
+	exitLogRetryGap = 250 * time.Millisecond
 )
 
 // Spec says what healthy means for one container.
@@ -432,6 +439,13 @@ func (w *waiter) finish(ctx context.Context, f *Failure) *Failure {
 			errs = append(errs, err)
 		}
 		logs, err := tailLogs(dctx, w.eng, w.ref(), w.tty, logTailLines)
+		for try := 0; f.Err == ErrExited && len(logs) == 0 && try < exitLogRetries; try++ {
+			select {
+			case <-dctx.Done():
+			case <-time.After(exitLogRetryGap):
+				logs, err = tailLogs(dctx, w.eng, w.ref(), w.tty, logTailLines)
+			}
+		}
 		f.Logs = logs
 		if err != nil {
 			errs = append(errs, err)

@@ -3,6 +3,7 @@ package swarmtest
 import (
 	"bytes"
 	"context"
+	"net/http"
 	"os"
 	"os/exec"
 	"strings"
@@ -430,13 +431,27 @@ func TestSwarmNginxCachingTasks(t *testing.T) {
 	}
 	withDelay := l.Stop()
 	t.Logf("nginx caching tasks 10 s, baton deploy --update-delay 12s, 2 deploys: %d of %d requests failed", withDelay.Failed(), withDelay.Total())
-	if withDelay.Failed() != 0 {
+	// What the delay removes: a moment when every address nginx holds is a
+	// stopped task, which fails GETs too (nginx has no live server to
+	// retry on). What it cannot remove: a POST nginx has already sent on a
+	// connection a stopping task's listener then resets (nginx retries no
+	// POST once sent), at most about one per old task stopped (2 deploys x
+	// 2 replicas); see the README. Failures of any other kind, or more of
+	// them, fail the test.
+	const oldTasksStopped = 4
+	var other []loadgen.Sample
+	for _, f := range withDelay.Failures() {
+		if f.Method != http.MethodPost || f.Status != http.StatusBadGateway {
+			other = append(other, f)
+		}
+	}
+	if len(other) > 0 || withDelay.Failed() > oldTasksStopped || withDelay.Total() < 1000 {
 		for i, f := range withDelay.Failures() {
 			if i == 5 {
 				break
 			}
-			t.Logf("  failed: %s %s", f.Start.Format("15:04:05.000"), f.Err)
+			t.Logf("  failed: %s %s %d %s", f.Start.Format("15:04:05.000"), f.Method, f.Status, f.Err)
 		}
-		t.Fatalf("baton with --update-delay beyond nginx's cache: %d of %d requests failed, want 0", withDelay.Failed(), withDelay.Total())
+		t.Fatalf("baton with --update-delay beyond nginx's cache: %d of %d requests failed (%d not a POST reset at a task's stop), want at most %d POST 502s of at least 1000", withDelay.Failed(), withDelay.Total(), len(other), oldTasksStopped)
 	}
 }

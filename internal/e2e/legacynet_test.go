@@ -68,16 +68,25 @@ func TestLegacyNetworkMigrates(t *testing.T) {
 	e := newEnv(t)
 	v1 := e.version("v1", "v1", nil)
 	v2 := e.version("v2", "v2", nil)
-	// The set-up runs the previous version, whose nginx reload check counted
-	// every nginx worker on the host (fixed since): with other tests' nginx
-	// reloading beside it, its switch can time out and roll back. That is
-	// set-up, not what this test proves, so a failed attempt (which leaves
+	// The set-up runs the previous version. Its reload check for an nginx
+	// on the host waited until none of the nginx workers it saw before the
+	// reload was left, counting every nginx worker on the host (fixed
+	// since): with any other test's nginx running beside it, that never
+	// happens and its switch rolls back. So the run against the host nginx
+	// goes in a PID namespace of its own (isolated), where it sees no
+	// worker and skips the check; its reload command asks the test, through
+	// a file, to reload that nginx (the namespace cannot signal the
+	// master by the PID in its pid file). A failed attempt (which leaves
 	// the old container serving) is tried again.
-	runOld := func(args ...string) {
+	runOld := func(isolated bool, args ...string) {
 		t.Helper()
 		var err error
 		for attempt := 1; attempt <= 3; attempt++ {
-			cmd := exec.CommandContext(t.Context(), old, args...)
+			argv := append([]string{old}, args...)
+			if isolated {
+				argv = append([]string{"unshare", "--pid", "--fork", "--mount-proc"}, argv...)
+			}
+			cmd := exec.CommandContext(t.Context(), argv[0], argv[1:]...)
 			cmd.Env = append(os.Environ(), "BATON_STATE_DIR="+e.stateDir)
 			var out []byte
 			out, err = cmd.CombinedOutput()
@@ -92,12 +101,12 @@ func TestLegacyNetworkMigrates(t *testing.T) {
 	a := testenv.UniqueName("mig-a-")
 	e.runWeb(a, v1)
 	ngA := testenv.ContainerNginx(t, e.cli, testenv.NginxOpts{Network: e.net, UpstreamFile: "web.conf", InitialServers: []string{a + ":8080"}})
-	runOld("deploy", "--image", v2, "--nginx-upstream", ngA.UpstreamFile(), "--nginx-container", ngA.Container(), "--http-probe", "/healthz", a)
+	runOld(false, "deploy", "--image", v2, "--nginx-upstream", ngA.UpstreamFile(), "--nginx-container", ngA.Container(), "--http-probe", "/healthz", a)
 
 	b := testenv.UniqueName("mig-b-")
 	e.runWeb(b, v1)
 	ngB := testenv.HostNginx(t, testenv.NginxOpts{UpstreamFile: t.TempDir() + "/web.conf", InitialServers: []string{testenv.ContainerIP(t, e.cli, b, e.net) + ":8080"}})
-	runOld("deploy", "--image", v2, "--nginx-upstream", ngB.UpstreamFile(), "--nginx-reload", ngB.ReloadCommand(), "--http-probe", "/healthz", b)
+	runOld(true, "deploy", "--image", v2, "--nginx-upstream", ngB.UpstreamFile(), "--nginx-reload", reloadByRequest(t, ngB.ReloadArgv()), "--http-probe", "/healthz", b)
 
 	// The host as the previous version left it.
 	legacy := dockerctl.LegacyNetwork
@@ -224,4 +233,37 @@ func (e *env) nginxWorkers(name string) []string {
 		e.t.Fatalf("no nginx workers in %s: %v", name, top.Processes)
 	}
 	return out
+}
+
+// reloadByRequest returns a shell command (the previous version ran its
+// reload command with /bin/sh -c) that asks the test to run reload and
+// waits until it has: the command creates a request file, a goroutine of
+// the test runs reload and removes the file. It works from any PID
+// namespace that shares the file system.
+func reloadByRequest(t *testing.T, reload []string) string {
+	t.Helper()
+	req := filepath.Join(t.TempDir(), "reload-request")
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	t.Cleanup(func() { cancel(); <-done })
+	go func() {
+		defer close(done)
+		tick := time.NewTicker(20 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			}
+			if _, err := os.Stat(req); err != nil {
+				continue
+			}
+			if out, err := exec.CommandContext(ctx, reload[0], reload[1:]...).CombinedOutput(); err != nil {
+				t.Logf("reload for the old baton: %v: %s", err, out)
+			}
+			_ = os.Remove(req)
+		}
+	}()
+	return "touch " + req + " && while [ -e " + req + " ]; do sleep 0.05; done"
 }

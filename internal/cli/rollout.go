@@ -80,8 +80,10 @@ func connectHost(ctx context.Context, h rollout.Host) (*dockerctl.Client, error)
 }
 
 // hostEngines opens each host of a rollout once: its engine, and a deployer
-// with the host's own state directory (<state-dir>/hosts/<name>), so records,
-// host locks and the journal of one host never mix with another's.
+// with the engine's own state directory (state.EngineDir: the one a
+// single-host run on that engine uses too), so records, host locks and the
+// journal of one host never mix with another's, and a rollout and a
+// `baton --context HOST deploy` of one container lock each other out.
 type hostEngines struct {
 	c     *ucli.Context
 	out   *output
@@ -125,7 +127,13 @@ func (e *hostEngines) conn(ctx context.Context, h rollout.Host) (*hostConn, erro
 	if err != nil {
 		return nil, err
 	}
-	d, err := newDeployerOn(e.c, hostOutput{o: e.out, host: h.Name}, eng, filepath.Join(e.root, "hosts", h.Name), e.shared(h.Name))
+	dir := state.EngineDir(e.root, eng.Endpoint.Host)
+	if moved, err := state.MigrateHostDir(e.root, h.Name, dir); err != nil {
+		hostOutput{o: e.out, host: h.Name}.warn(err.Error())
+	} else if moved {
+		hostOutput{o: e.out, host: h.Name}.note("state moved from " + filepath.Join(e.root, "hosts", h.Name) + " to " + dir + " (state is kept per engine now)")
+	}
+	d, err := newDeployerOn(e.c, hostOutput{o: e.out, host: h.Name}, eng, dir, e.shared(h.Name))
 	if err != nil {
 		_ = eng.Close()
 		return nil, err
@@ -227,6 +235,9 @@ type hostOutput struct {
 func (h hostOutput) Event(e deploy.Event) { e.Host = h.host; h.o.Event(e) }
 func (h hostOutput) note(msg string) {
 	h.Event(deploy.Event{Time: time.Now(), Phase: "note", Message: msg})
+}
+func (h hostOutput) warn(msg string) {
+	h.Event(deploy.Event{Time: time.Now(), Phase: "note", Message: msg, Warning: true})
 }
 
 // checkRolloutSettings refuses settings that cannot work across hosts.

@@ -22,6 +22,7 @@ import (
 
 	"github.com/baton-sh/baton/internal/loadgen"
 	"github.com/baton-sh/baton/internal/rollout"
+	"github.com/baton-sh/baton/internal/state"
 	"github.com/baton-sh/baton/internal/testenv"
 )
 
@@ -318,13 +319,10 @@ func (m *multiHost) assertSingle(h *testenv.EngineHost) {
 	if len(list) != 1 {
 		m.t.Fatalf("host %s: %d app containers for %s, want 1", h.Name, len(list), m.name)
 	}
-	for i, eh := range m.hosts {
-		if eh == h {
-			recs, _ := filepath.Glob(filepath.Join(m.stateDir, "hosts", fmt.Sprintf("host%d", i+1), "deploys", "*.json"))
-			if len(recs) > 0 {
-				m.t.Fatalf("host %s: deploy record left: %v", h.Name, recs)
-			}
-		}
+	// The engine's own state directory, as a single-host run on it uses.
+	recs, _ := filepath.Glob(filepath.Join(state.EngineDir(m.stateDir, h.Socket), "deploys", "*.json"))
+	if len(recs) > 0 {
+		m.t.Fatalf("host %s: deploy record left: %v", h.Name, recs)
 	}
 }
 

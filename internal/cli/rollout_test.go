@@ -54,6 +54,11 @@ func TestRolloutRefusals(t *testing.T) {
 		{[]string{"deploy", "web", "--hosts", hosts, "--image", "x"}, 1, "host one: engine does not answer, so no host was changed"},
 		{[]string{"deploy", "web", "--hosts", hosts, "--image", "x", "--down", "skip"}, 1, "no host of web answers"},
 		{[]string{"rollback", "web", "--hosts", hosts}, 1, "host one: engine does not answer"},
+		// watch and serve across hosts: one rollout per request.
+		{[]string{"watch", "--once", "--hosts", hosts, "--down", "ignore"}, 2, `--down "ignore"`},
+		{[]string{"watch", "--once", "--hosts", filepath.Join(dir, "missing")}, 2, "--hosts: open"},
+		// Control: the watched (last) host's engine is dialled.
+		{[]string{"watch", "--once", "--hosts", hosts}, 1, "host two (the last of the rollout, whose containers are watched)"},
 	}
 	for _, tc := range cases {
 		var stdout, stderr bytes.Buffer

@@ -1,0 +1,189 @@
+package multihost
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/baton-sh/baton/internal/loadgen"
+	"github.com/baton-sh/baton/internal/testenv"
+)
+
+const sshRepo = "h10c/web"
+
+// TestRolloutOverSSH rolls one service across two engines behind one nginx
+// here, the second reached only over ssh:// (a docker context naming
+// ssh://root@ADDR/SOCKET; Debian's sshd in that host's namespace, a key made
+// by the test): its relay is controlled, and its new containers probed and
+// warmed up, through docker exec in its relay container, over ssh. Under
+// steady keep-alive GET/POST load, rollouts back and forth serve every
+// request. Then: each engine's state is its own directory, shared by a
+// rollout and a single-host run on that engine (history per host, and the
+// same entries through DOCKER_HOST); a single-host deploy of the shared
+// service is refused (exit 2, nothing changed) where the rollout goes on.
+func TestRolloutOverSSH(t *testing.T) {
+	testenv.Docker(t) // -short skips; make test runs it
+	start := time.Now()
+	m := &multiHost{
+		t:        t,
+		hosts:    testenv.StartEngineHosts(t, testenv.EngineHostsOpts{Prefix: "h10c", N: 2, Net: 230}),
+		baton:    testenv.BuildBinary(t, "./cmd/baton"),
+		stateDir: t.TempDir(),
+		name:     "h10c-web",
+		repo:     sshRepo,
+	}
+	ssh := m.hosts[1].StartSSH(t)
+	// The docker CLI's config and context store of this test only.
+	cfg := t.TempDir()
+	m.env = append([]string{"DOCKER_CONFIG=" + cfg}, ssh.Env...)
+	// Contexts: the rollout reaches host 2 by its context (over ssh) and
+	// host 1 by the hosts file's docker-host=; single-host runs name
+	// either by its context.
+	remote, local := m.hosts[1].Name, m.hosts[0].Name
+	for name, host := range map[string]string{remote: ssh.DockerHost, local: m.hosts[0].Socket} {
+		cmd := exec.CommandContext(t.Context(), "docker", "context", "create", name, "--docker", "host="+host)
+		cmd.Env = append(os.Environ(), "DOCKER_CONFIG="+cfg)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("docker context create %s: %v: %s", name, err, out)
+		}
+	}
+	m.engineURL = []string{m.hosts[0].Socket, ssh.DockerHost}
+	t.Logf("two engines and sshd up in %s", time.Since(start).Round(100*time.Millisecond))
+	for _, h := range m.hosts {
+		for _, v := range []string{"v1", "v2"} {
+			testenv.DemoImage(t, h.Client, testenv.DemoImageOpts{Repo: sshRepo, Tag: v, Version: v, Env: map[string]string{"WARMUP": "300ms"}, HealthCheck: true})
+		}
+		id := testenv.RunDemo(t, h.Client, testenv.RunOpts{Name: m.name, Image: m.image("v1")})
+		testenv.WaitHealthy(t, h.Client, id, 60*time.Second)
+		m.cleanupService(h)
+	}
+	h1, h2 := m.hosts[0], m.hosts[1]
+	m.hostsFile = filepath.Join(t.TempDir(), "hosts")
+	hostsText := fmt.Sprintf("host1 relay-address=%s docker-host=%s\n%s relay-address=%s\n", h1.Addr, h1.Socket, remote, h2.Addr)
+	if err := os.WriteFile(m.hostsFile, []byte(hostsText), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	upDir := filepath.Join(t.TempDir(), "nginx")
+	if err := os.MkdirAll(upDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	m.nginx = testenv.HostNginx(t, testenv.NginxOpts{UpstreamFile: filepath.Join(upDir, "web.conf")})
+	m.relayPort = testenv.FreePort(t)
+	t.Logf("set-up done in %s", time.Since(start).Round(100*time.Millisecond))
+
+	// The first rollout puts a relay on each host (host 2's made and
+	// controlled over ssh) and lists both in the upstream file.
+	r := m.deploy("--image", m.image("v2"), "--nginx-upstream", m.nginx.UpstreamFile(), "--nginx-reload", m.nginx.ReloadCommand(),
+		"--relay-port", strconv.Itoa(m.relayPort), "--port", "8080", "--http-probe", "/healthz", "--warmup-requests", "3")
+	m.expect(r, 0, "deployed deployed")
+	// Host 2's probes ran the remote way (from its relay container, over
+	// ssh); host 1's from here.
+	var remoteProbe, localProbe bool
+	for _, line := range strings.Split(r.stdout, "\n") {
+		var ev struct {
+			Type, Host, Message string
+		}
+		if json.Unmarshal([]byte(line), &ev) != nil || ev.Type != "event" || !strings.Contains(ev.Message, "GET /healthz") {
+			continue
+		}
+		via := strings.Contains(ev.Message, "from the service's relay container")
+		remoteProbe = remoteProbe || (ev.Host == remote && via)
+		localProbe = localProbe || (ev.Host == "host1" && !via)
+	}
+	if !remoteProbe || !localProbe {
+		t.Fatalf("probes: over ssh from the relay container on host 2 %v, directly on host 1 %v; want both\n%s", remoteProbe, localProbe, r.stdout)
+	}
+	m.assertImages("v2", "v2")
+	m.assertServing("v2", "v2")
+
+	load, err := loadgen.Start(t.Context(), loadgen.Config{URL: m.nginx.URL(), Clients: 8, Duration: 10 * time.Minute, Rate: 50})
+	if err != nil {
+		t.Fatal(err)
+	}
+	loadStopped := false
+	stopLoad := func() {
+		if loadStopped {
+			return
+		}
+		loadStopped = true
+		res := load.Stop()
+		testenv.CheckLoad(t, res)
+		t.Logf("versions served: %v", res.Versions())
+	}
+	defer stopLoad()
+
+	var hostTimes []string
+	rollStart := time.Now()
+	for _, v := range []string{"v1", "v2"} {
+		res := m.expect(m.deploy("--image", m.image(v)), 0, "deployed deployed")
+		for _, h := range res.Hosts {
+			hostTimes = append(hostTimes, h.Host+"="+h.Duration.Round(100*time.Millisecond).String())
+		}
+		m.assertImages(v, v)
+	}
+	t.Logf("2 rollouts under load (one host over ssh) in %s; per host %v", time.Since(rollStart).Round(100*time.Millisecond), hostTimes)
+
+	// A deploy on one host of the shared service would rewrite the upstream
+	// file with that host's relay only: refused before any change.
+	up, err := os.ReadFile(m.nginx.UpstreamFile())
+	if err != nil {
+		t.Fatal(err)
+	}
+	one := m.run("deploy", m.name, "--image", m.image("v1"), "--pull", "never", "--context", local)
+	if one.code != 2 || !strings.Contains(one.stderr, "lists the relays of several hosts") || !strings.Contains(one.stderr, "--hosts") {
+		t.Fatalf("single-host deploy of the shared service on host 1: exit %d, stderr %q; want 2 naming --hosts", one.code, one.stderr)
+	}
+	// On the ssh host alone the recorded nginx (this machine's) is out of
+	// reach anyway: refused too.
+	if one := m.run("deploy", m.name, "--image", m.image("v1"), "--pull", "never", "--context", remote); one.code != 2 {
+		t.Fatalf("single-host deploy of the shared service over ssh: exit %d, stderr %q; want 2", one.code, one.stderr)
+	}
+	m.assertImages("v2", "v2")
+	if after, _ := os.ReadFile(m.nginx.UpstreamFile()); string(after) != string(up) {
+		t.Fatalf("the refused deploy changed the upstream file:\n%s\nwas\n%s", after, up)
+	}
+	// Control: the same change as a rollout goes through.
+	m.expect(m.deploy("--image", m.image("v1")), 0, "deployed deployed")
+	m.assertImages("v1", "v1")
+	stopLoad()
+	m.assertServing("v1", "v1")
+
+	// Each engine's journal is in its own state directory, read alike by
+	// history across hosts and by a single-host history of that engine.
+	hist := m.run("history", m.name, "--hosts", m.hostsFile, "--json", "--limit", "0")
+	var entries []struct {
+		Host     string `json:"host"`
+		NewImage string `json:"new_image"`
+		Outcome  string `json:"outcome"`
+	}
+	if err := json.Unmarshal([]byte(hist.stdout), &entries); hist.code != 0 || err != nil {
+		t.Fatalf("history across hosts: exit %d, %v: %s", hist.code, err, hist.stdout)
+	}
+	deployed, all := map[string]int{}, map[string]int{}
+	for _, e := range entries {
+		all[e.Host]++
+		if e.Outcome == "deployed" {
+			deployed[e.Host]++
+		}
+	}
+	if deployed["host1"] != 4 || deployed[remote] != 4 || len(all) != 2 {
+		t.Fatalf("history across hosts: deployed per host %v (all %v); want 4 on each of the two hosts", deployed, all)
+	}
+	for name, label := range map[string]string{remote: remote, local: "host1"} {
+		single := m.run("history", m.name, "--json", "--limit", "0", "--context", name)
+		var own []json.RawMessage
+		if err := json.Unmarshal([]byte(single.stdout), &own); single.code != 0 || err != nil || len(own) != all[label] {
+			t.Fatalf("history of %s alone: exit %d, %v, %d entries; want the %d the rollout's history shows for it", name, single.code, err, len(own), all[label])
+		}
+	}
+	for _, h := range m.hosts {
+		m.assertSingle(h)
+	}
+	t.Logf("whole test %s", time.Since(start).Round(100*time.Millisecond))
+}

@@ -3,6 +3,7 @@ package multihost
 import (
 	"encoding/json"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -22,11 +23,13 @@ const sshRepo = "h10c/web"
 // ssh://root@ADDR/SOCKET; Debian's sshd in that host's namespace, a key made
 // by the test): its relay is controlled, and its new containers probed and
 // warmed up, through docker exec in its relay container, over ssh. Under
-// steady keep-alive GET/POST load, rollouts back and forth serve every
-// request. Then: each engine's state is its own directory, shared by a
-// rollout and a single-host run on that engine (history per host, and the
-// same entries through DOCKER_HOST); a single-host deploy of the shared
-// service is refused (exit 2, nothing changed) where the rollout goes on.
+// steady keep-alive GET/POST load, no request may fail while: a rollout
+// runs; the service's tag moves in a registry and one `baton watch --once
+// --hosts` pass runs one rollout over both hosts; a single-host deploy of
+// the shared service is refused (exit 2, nothing changed) and the same
+// change as a rollout goes through. Then each engine's journal, in its own
+// state directory, reads alike through history across hosts and through a
+// single-host history of that engine. About 2-4 minutes here.
 func TestRolloutOverSSH(t *testing.T) {
 	testenv.Docker(t) // -short skips; make test runs it
 	start := time.Now()
@@ -120,14 +123,49 @@ func TestRolloutOverSSH(t *testing.T) {
 
 	var hostTimes []string
 	rollStart := time.Now()
-	for _, v := range []string{"v1", "v2"} {
+	for _, v := range []string{"v1"} {
 		res := m.expect(m.deploy("--image", m.image(v)), 0, "deployed deployed")
 		for _, h := range res.Hosts {
 			hostTimes = append(hostTimes, h.Host+"="+h.Duration.Round(100*time.Millisecond).String())
 		}
 		m.assertImages(v, v)
 	}
-	t.Logf("2 rollouts under load (one host over ssh) in %s; per host %v", time.Since(rollStart).Round(100*time.Millisecond), hostTimes)
+	t.Logf("a rollout under load (one host over ssh) in %s; per host %v", time.Since(rollStart).Round(100*time.Millisecond), hostTimes)
+
+	// watch across hosts: the tag the service runs moves in the registry,
+	// and one watch pass runs one rollout over both hosts, one at a time
+	// (host 2, the last, is the one checked, over ssh). The registry is
+	// this test's, on each engine's loopback through a forwarder.
+	reg := testenv.StartRegistry(t, testenv.RegistryOpts{})
+	_, portText, _ := net.SplitHostPort(reg.Addr())
+	port, _ := strconv.Atoi(portText)
+	for _, h := range m.hosts {
+		h.ForwardLoopback(t, port)
+	}
+	live := reg.Push(t, h1.Client, m.image("v2"), sshRepo+":live")
+	m.expect(m.run("deploy", m.name, "--image", live, "--hosts", m.hostsFile, "--json"), 0, "deployed deployed")
+	m.assertServing("v2", "v2")
+	reg.Push(t, h1.Client, m.image("v1"), sshRepo+":live")
+	watchStart := time.Now()
+	w := m.run("watch", "--once", "--all", "--hosts", m.hostsFile)
+	if w.code != 0 || !strings.Contains(w.stderr, "each deploy is a rollout") || strings.Count(w.stderr, "new image in the registry; deploy queued") != 1 {
+		t.Fatalf("watch --once across hosts: exit %d, want 0 with one rollout queued\n%s", w.code, w.stderr)
+	}
+	t.Logf("watch --once: one rollout over both hosts in %s", time.Since(watchStart).Round(100*time.Millisecond))
+	for _, h := range m.hosts {
+		c, err := h.Client.ContainerInspect(t.Context(), m.name)
+		if err != nil || c.Config.Image != live || !c.State.Running {
+			t.Fatalf("host %s after watch: %v %+v, want running %s", h.Name, err, c.Config, live)
+		}
+	}
+	m.assertServing("v1", "v1")
+	rj, err := os.ReadFile(filepath.Join(m.stateDir, "rollouts", "journal.jsonl"))
+	if err != nil || strings.Count(string(rj), "\n") != 1 || !strings.Contains(string(rj), `"trigger":"watch"`) || !strings.Contains(string(rj), `"outcome":"deployed"`) {
+		t.Fatalf("rollouts journal: %v\n%s\nwant one deployed rollout by watch", err, rj)
+	}
+	// Back onto the local tags for the rest.
+	m.expect(m.deploy("--image", m.image("v2")), 0, "deployed deployed")
+	m.assertImages("v2", "v2")
 
 	// A deploy on one host of the shared service would rewrite the upstream
 	// file with that host's relay only: refused before any change.
@@ -172,8 +210,9 @@ func TestRolloutOverSSH(t *testing.T) {
 			deployed[e.Host]++
 		}
 	}
-	if deployed["host1"] != 4 || deployed[remote] != 4 || len(all) != 2 {
-		t.Fatalf("history across hosts: deployed per host %v (all %v); want 4 on each of the two hosts", deployed, all)
+	// first, under load, the registry's tag, watch's, back, and the last
+	if deployed["host1"] != 6 || deployed[remote] != 6 || len(all) != 2 {
+		t.Fatalf("history across hosts: deployed per host %v (all %v); want 6 on each of the two hosts", deployed, all)
 	}
 	for name, label := range map[string]string{remote: remote, local: "host1"} {
 		single := m.run("history", m.name, "--json", "--limit", "0", "--context", name)

@@ -57,6 +57,8 @@ func TestRolloutRefusals(t *testing.T) {
 		// watch and serve across hosts: one rollout per request.
 		{[]string{"watch", "--once", "--hosts", hosts, "--down", "ignore"}, 2, `--down "ignore"`},
 		{[]string{"watch", "--once", "--hosts", filepath.Join(dir, "missing")}, 2, "--hosts: open"},
+		{[]string{"watch", "--once", "--down", "skip"}, 2, "--down is for a rollout"},
+		{[]string{"watch", "--once", "--rollback-on-failure"}, 2, "--rollback-on-failure is for a rollout"},
 		// Control: the watched (last) host's engine is dialled.
 		{[]string{"watch", "--once", "--hosts", hosts}, 1, "host two (the last of the rollout, whose containers are watched)"},
 	}

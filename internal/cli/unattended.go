@@ -105,6 +105,9 @@ func newUnattended(c *ucli.Context, log *slog.Logger) (*unattendedRun, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := checkDispatchFlags(c, multi, false); err != nil {
+		return nil, err
+	}
 	var eng *dockerctl.Client
 	var st *state.Dir
 	closeEngines := func() {}

@@ -1,14 +1,19 @@
 package multihost
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -25,11 +30,13 @@ const sshRepo = "h10c/web"
 // warmed up, through docker exec in its relay container, over ssh. Under
 // steady keep-alive GET/POST load, no request may fail while: a rollout
 // runs; the service's tag moves in a registry and one `baton watch --once
-// --hosts` pass runs one rollout over both hosts; a single-host deploy of
+// --hosts` pass runs one rollout over both hosts, and so does one webhook to
+// `baton serve --hosts` after the tag moved again; a single-host deploy of
 // the shared service is refused (exit 2, nothing changed) and the same
 // change as a rollout goes through. Then each engine's journal, in its own
 // state directory, reads alike through history across hosts and through a
-// single-host history of that engine. About 2-4 minutes here.
+// single-host history of that engine. About 2.5 minutes here (4-5 while
+// another suite runs beside it).
 func TestRolloutOverSSH(t *testing.T) {
 	testenv.Docker(t) // -short skips; make test runs it
 	start := time.Now()
@@ -163,9 +170,16 @@ func TestRolloutOverSSH(t *testing.T) {
 	}
 	runsLive("after watch")
 	m.assertServing("v1", "v1")
+
+	// serve across hosts: a webhook for the moved tag runs one rollout.
+	reg.Push(t, h1.Client, m.image("v2"), sshRepo+":live")
+	m.webhookRollout(live)
+	runsLive("after the webhook")
+	m.assertServing("v2", "v2")
 	rj, err := os.ReadFile(filepath.Join(m.stateDir, "rollouts", "journal.jsonl"))
-	if err != nil || strings.Count(string(rj), "\n") != 1 || !strings.Contains(string(rj), `"trigger":"watch"`) || !strings.Contains(string(rj), `"outcome":"deployed"`) {
-		t.Fatalf("rollouts journal: %v\n%s\nwant one deployed rollout by watch", err, rj)
+	if err != nil || strings.Count(string(rj), "\n") != 2 || !strings.Contains(string(rj), `"trigger":"watch"`) ||
+		!strings.Contains(string(rj), `"trigger":"webhook"`) || strings.Count(string(rj), `"outcome":"deployed"`) != 2 {
+		t.Fatalf("rollouts journal: %v\n%s\nwant one deployed rollout by watch and one by webhook", err, rj)
 	}
 
 	// A deploy on one host of the shared service would rewrite the upstream
@@ -174,13 +188,13 @@ func TestRolloutOverSSH(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	one := m.run("deploy", m.name, "--image", m.image("v2"), "--pull", "never", "--context", local)
+	one := m.run("deploy", m.name, "--image", m.image("v1"), "--pull", "never", "--context", local)
 	if one.code != 2 || !strings.Contains(one.stderr, "lists the relays of several hosts") || !strings.Contains(one.stderr, "--hosts") {
 		t.Fatalf("single-host deploy of the shared service on host 1: exit %d, stderr %q; want 2 naming --hosts", one.code, one.stderr)
 	}
 	// On the ssh host alone the recorded nginx (this machine's) is out of
 	// reach anyway: refused too.
-	if one := m.run("deploy", m.name, "--image", m.image("v2"), "--pull", "never", "--context", remote); one.code != 2 {
+	if one := m.run("deploy", m.name, "--image", m.image("v1"), "--pull", "never", "--context", remote); one.code != 2 {
 		t.Fatalf("single-host deploy of the shared service over ssh: exit %d, stderr %q; want 2", one.code, one.stderr)
 	}
 	runsLive("after the refused deploys")
@@ -188,10 +202,10 @@ func TestRolloutOverSSH(t *testing.T) {
 		t.Fatalf("the refused deploy changed the upstream file:\n%s\nwas\n%s", after, up)
 	}
 	// Control: the same change as a rollout goes through.
-	m.expect(m.deploy("--image", m.image("v2")), 0, "deployed deployed")
-	m.assertImages("v2", "v2")
+	m.expect(m.deploy("--image", m.image("v1")), 0, "deployed deployed")
+	m.assertImages("v1", "v1")
 	stopLoad()
-	m.assertServing("v2", "v2")
+	m.assertServing("v1", "v1")
 
 	// Each engine's journal is in its own state directory, read alike by
 	// history across hosts and by a single-host history of that engine.
@@ -211,9 +225,9 @@ func TestRolloutOverSSH(t *testing.T) {
 			deployed[e.Host]++
 		}
 	}
-	// first, under load, the registry's tag, watch's, and the last
-	if deployed["host1"] != 5 || deployed[remote] != 5 || len(all) != 2 {
-		t.Fatalf("history across hosts: deployed per host %v (all %v); want 5 on each of the two hosts", deployed, all)
+	// first, under load, the registry's tag, watch's, the webhook's, the last
+	if deployed["host1"] != 6 || deployed[remote] != 6 || len(all) != 2 {
+		t.Fatalf("history across hosts: deployed per host %v (all %v); want 6 on each of the two hosts", deployed, all)
 	}
 	for name, label := range map[string]string{remote: remote, local: "host1"} {
 		single := m.run("history", m.name, "--json", "--limit", "0", "--context", name)
@@ -226,4 +240,111 @@ func TestRolloutOverSSH(t *testing.T) {
 		m.assertSingle(h)
 	}
 	t.Logf("whole test %s", time.Since(start).Round(100*time.Millisecond))
+}
+
+// webhookRollout runs baton serve across the hosts, asks it over HTTP to
+// deploy image, waits for the request to finish (deployed) and stops serve
+// (exit 0).
+func (m *multiHost) webhookRollout(image string) {
+	t := m.t
+	t.Helper()
+	token := "h10c-webhook-token-" + strconv.FormatInt(time.Now().UnixNano(), 36)
+	addr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
+	cmd := m.command("serve", "--listen", addr, "--all", "--hosts", m.hostsFile)
+	cmd.Env = append(cmd.Env, "BATON_WEBHOOK_TOKEN="+token)
+	stderr := &syncBuffer{}
+	cmd.Stderr = stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := false
+	defer func() {
+		if !exited {
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+		}
+		t.Logf("baton serve --hosts: %s", lastLines(stderr.String(), 6))
+	}()
+	call := func(method, path, body string) (int, []byte, error) {
+		req, err := http.NewRequestWithContext(t.Context(), method, "http://"+addr+path, strings.NewReader(body))
+		if err != nil {
+			return 0, nil, err
+		}
+		req.Header.Set("Authorization", "Bearer "+token)
+		if body != "" {
+			req.Header.Set("Content-Type", "application/json")
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return 0, nil, err
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		return resp.StatusCode, b, err
+	}
+	start := time.Now()
+	for {
+		if code, _, err := call("GET", "/healthz", ""); err == nil && code == 200 {
+			break
+		}
+		if time.Since(start) > 60*time.Second {
+			t.Fatalf("baton serve did not answer: %s", stderr.String())
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	code, body, err := call("POST", "/v1/deploy/"+m.name, `{"image":"`+image+`"}`)
+	var acc struct {
+		ID string `json:"id"`
+	}
+	if err != nil || code != http.StatusAccepted || json.Unmarshal(body, &acc) != nil || acc.ID == "" {
+		t.Fatalf("webhook: %d %v %s", code, err, body)
+	}
+	var st struct {
+		State string `json:"state"`
+		Error string `json:"error"`
+	}
+	for {
+		code, body, err := call("GET", "/v1/deploys/"+acc.ID, "")
+		if err != nil || code != 200 || json.Unmarshal(body, &st) != nil {
+			t.Fatalf("webhook status: %d %v %s", code, err, body)
+		}
+		if st.State != "queued" && st.State != "running" {
+			break
+		}
+		if time.Since(start) > 5*time.Minute {
+			t.Fatalf("webhook request still %s after 5 min", st.State)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	t.Logf("webhook: one rollout over both hosts, %s in %s", st.State, time.Since(start).Round(100*time.Millisecond))
+	if st.State != "deployed" {
+		t.Fatalf("webhook request ended %s: %s", st.State, st.Error)
+	}
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	err = cmd.Wait()
+	exited = true
+	if err != nil {
+		t.Fatalf("baton serve after SIGTERM: %v", err)
+	}
+	if !strings.Contains(stderr.String(), "each deploy is a rollout") {
+		t.Fatalf("serve did not run across hosts: %s", stderr.String())
+	}
+}
+
+// syncBuffer is a bytes.Buffer a process writes to while the test reads it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

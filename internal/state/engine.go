@@ -56,6 +56,9 @@ func EngineKey(host string) string {
 // old directory left beside an existing new one is named in the error, for
 // the operator to merge or remove.
 func MigrateHostDir(root, name, engineDir string) (bool, error) {
+	if name == "" || strings.HasPrefix(name, ".") || strings.ContainsAny(name, `/\`) {
+		return false, nil // not a name a hosts file or context allows: no path of it
+	}
 	old := filepath.Join(root, "hosts", name)
 	if engineDir == old {
 		return false, nil

@@ -67,6 +67,11 @@ func TestMigrateHostDir(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(root, "hosts", "h1")); !os.IsNotExist(err) {
 		t.Errorf("old directory still there: %v", err)
 	}
+	for _, bad := range []string{"..", ".", "a/../..", ""} {
+		if moved, err := MigrateHostDir(root, bad, newDir+"-x"); moved || err != nil {
+			t.Errorf("name %q: moved=%v err=%v, want it ignored", bad, moved, err)
+		}
+	}
 	// Both layouts present: nothing moved, the old one named.
 	if err := os.MkdirAll(filepath.Join(root, "hosts", "h1"), 0o700); err != nil {
 		t.Fatal(err)

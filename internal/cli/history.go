@@ -30,11 +30,12 @@ Each engine has its own journal (the default engine's in the state directory its
 another's under engines/): --context NAME reads that engine's. With several hosts
 (--context repeated, or --hosts FILE) every host's entries are shown, oldest first,
 each labelled with its host.`,
-		Flags: append([]ucli.Flag{
+		Flags: []ucli.Flag{
 			&ucli.BoolFlag{Name: "json", Usage: "print a JSON array"},
 			&ucli.IntFlag{Name: "limit", Value: 20, Usage: "show the last `N` deploys (0: all)"},
 			contextFlag(),
-		}, rolloutFlags()...),
+			&ucli.StringFlag{Name: "hosts", Usage: "show the deploys of every host listed in `FILE` (as for deploy --hosts), each labelled with its host", Category: "Hosts"},
+		},
 		Action: func(c *ucli.Context) error {
 			if c.NArg() > 1 {
 				return usageErr("history takes at most one CONTAINER, got %d", c.NArg())

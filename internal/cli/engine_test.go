@@ -22,13 +22,15 @@ func TestContextFlagRefusals(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"--context", "a", "watch", "--context", "b"}, "more than one --context (a, b)"},
-		// deploy, status and rollback take several: a rollout across hosts,
+		{[]string{"--context", "a", "promote", "web", "--context", "b"}, "more than one --context (a, b)"},
+		// deploy, status, rollback, history, watch and serve take several: a rollout across hosts,
 		// which refuses a context the store does not hold the same way.
 		{[]string{"deploy", "web", "--context", "prod", "--context", "nope", "--image", "x"}, `docker context "prod": no such docker context`},
 		{[]string{"--context", "prod", "status", "--context", "nope"}, `docker context "prod": no such docker context`},
 		{[]string{"status", "web", "--context", "nope"}, `docker context "nope": no such docker context`},
 		{[]string{"--context", "nope", "rollback", "web"}, `docker context "nope": no such docker context`},
+		{[]string{"--context", "prod", "watch", "--context", "nope"}, `docker context "prod": no such docker context`},
+		{[]string{"history", "--context", "prod", "--context", "nope"}, `docker context "prod": no such docker context`},
 	}
 	for _, tc := range cases {
 		var stdout, stderr bytes.Buffer

@@ -80,13 +80,17 @@ func connectHost(ctx context.Context, h rollout.Host) (*dockerctl.Client, error)
 }
 
 // hostEngines opens each host of a rollout once: its engine, and a deployer
-// with the host's own state directory (<state-dir>/hosts/<name>), so records,
-// host locks and the journal of one host never mix with another's.
+// with the engine's own state directory (state.EngineDir: the one a
+// single-host run on that engine uses too), so records, host locks and the
+// journal of one host never mix with another's, and a rollout and a
+// `baton --context HOST deploy` of one container lock each other out.
 type hostEngines struct {
-	c     *ucli.Context
-	out   *output
-	root  string
-	order []string
+	c *ucli.Context
+	// report is where a host's deploy reports: the terminal, marked with
+	// the host, or (watch, serve) the log.
+	report func(host string) hostReporter
+	root   string
+	order  []string
 
 	mu      sync.Mutex
 	conns   map[string]*hostConn
@@ -98,8 +102,8 @@ type hostConn struct {
 	d   *deploy.Deployer
 }
 
-func newHostEngines(c *ucli.Context, out *output, hosts []rollout.Host) *hostEngines {
-	e := &hostEngines{c: c, out: out, root: c.String("state-dir"), conns: map[string]*hostConn{}, servers: map[string][]string{}}
+func newHostEngines(c *ucli.Context, report func(host string) hostReporter, hosts []rollout.Host) *hostEngines {
+	e := &hostEngines{c: c, report: report, root: c.String("state-dir"), conns: map[string]*hostConn{}, servers: map[string][]string{}}
 	for _, h := range hosts {
 		e.order = append(e.order, h.Name)
 	}
@@ -125,7 +129,13 @@ func (e *hostEngines) conn(ctx context.Context, h rollout.Host) (*hostConn, erro
 	if err != nil {
 		return nil, err
 	}
-	d, err := newDeployerOn(e.c, hostOutput{o: e.out, host: h.Name}, eng, filepath.Join(e.root, "hosts", h.Name), e.shared(h.Name))
+	dir := state.EngineDir(e.root, eng.Endpoint.Host)
+	if moved, err := state.MigrateHostDir(e.root, h.Name, dir); err != nil {
+		e.report(h.Name).warn(err.Error())
+	} else if moved {
+		e.report(h.Name).note("state moved from " + filepath.Join(e.root, "hosts", h.Name) + " to " + dir + " (state is kept per engine now)")
+	}
+	d, err := newDeployerOn(e.c, e.report(h.Name), eng, dir, e.shared(h.Name))
 	if err != nil {
 		_ = eng.Close()
 		return nil, err
@@ -218,6 +228,17 @@ func (e *hostEngines) Rollback(ctx context.Context, h rollout.Host, req deploy.R
 	return hc.d.Rollback(ctx, e.request(h, req))
 }
 
+// hostReporter is where one host's deploy reports.
+type hostReporter interface {
+	reporterNoter
+	warn(msg string)
+}
+
+// terminalHosts reports each host's events on out, marked with the host.
+func terminalHosts(out *output) func(string) hostReporter {
+	return func(host string) hostReporter { return hostOutput{o: out, host: host} }
+}
+
 // hostOutput reports one host's events, marked with the host.
 type hostOutput struct {
 	o    *output
@@ -227,6 +248,9 @@ type hostOutput struct {
 func (h hostOutput) Event(e deploy.Event) { e.Host = h.host; h.o.Event(e) }
 func (h hostOutput) note(msg string) {
 	h.Event(deploy.Event{Time: time.Now(), Phase: "note", Message: msg})
+}
+func (h hostOutput) warn(msg string) {
+	h.Event(deploy.Event{Time: time.Now(), Phase: "note", Message: msg, Warning: true})
 }
 
 // checkRolloutSettings refuses settings that cannot work across hosts.
@@ -263,30 +287,43 @@ func runRollout(c *ucli.Context, hosts []rollout.Host, kind rollout.Kind, req de
 	if err != nil {
 		return &exitError{code: 2, err: err}
 	}
-	if err := checkContexts(hosts); err != nil {
+	x, eng, err := newRolloutExecutor(c, hosts, terminalHosts(out))
+	if err != nil {
 		return err
 	}
-	st, err := state.Open(c.String("state-dir"))
-	if err != nil {
-		return fmt.Errorf("%w (set --state-dir or BATON_STATE_DIR to a writable directory)", err)
-	}
-	eng := newHostEngines(c, out, hosts)
 	defer eng.Close()
-	x := &rollout.Executor{
-		Hosts: hosts, Engines: eng,
-		Lock: func(ctx context.Context, service string) (func(), error) {
-			return st.Lock(ctx, "rollout-"+service, func() {
-				out.note("another rollout of " + service + " is running; waiting for it to finish")
-			})
-		},
-		Note: func(host, msg string) { hostOutput{o: out, host: host}.note(msg) },
-	}
 	res, err := x.Run(c.Context, rollout.Options{Kind: kind, Down: down, RollbackOnFailure: c.Bool("rollback-on-failure"), Request: req})
 	printRollout(out, res)
 	if err != nil {
 		return &exitError{code: rollout.ExitCode(err), err: err}
 	}
 	return nil
+}
+
+// newRolloutExecutor is the one way a rollout across hosts is run (deploy,
+// rollback, watch, serve): each host's engine and state directory, and the
+// rollout lock in the root state directory, so that two rollouts of one
+// service never interleave, whichever command started them. The caller
+// closes the engines.
+func newRolloutExecutor(c *ucli.Context, hosts []rollout.Host, report func(host string) hostReporter) (*rollout.Executor, *hostEngines, error) {
+	if err := checkContexts(hosts); err != nil {
+		return nil, nil, err
+	}
+	st, err := state.Open(c.String("state-dir"))
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w (set --state-dir or BATON_STATE_DIR to a writable directory)", err)
+	}
+	eng := newHostEngines(c, report, hosts)
+	x := &rollout.Executor{
+		Hosts: hosts, Engines: eng,
+		Lock: func(ctx context.Context, service string) (func(), error) {
+			return st.Lock(ctx, "rollout-"+service, func() {
+				report("").note("another rollout of " + service + " is running; waiting for it to finish")
+			})
+		},
+		Note: func(host, msg string) { report(host).note(msg) },
+	}
+	return x, eng, nil
 }
 
 func printRollout(o *output, res *rollout.Result) {
@@ -349,7 +386,7 @@ func runRolloutStatus(c *ucli.Context, hosts []rollout.Host, target string, asJS
 		// host's relays: it needs them all, per service.
 		return usageErr("status across hosts takes the service NAME (baton status NAME --hosts FILE): its upstream file lists the relays of every host")
 	}
-	eng := newHostEngines(c, out, hosts)
+	eng := newHostEngines(c, terminalHosts(out), hosts)
 	defer eng.Close()
 	type hostStatus struct {
 		Host     string                 `json:"host"`

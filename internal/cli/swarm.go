@@ -99,7 +99,7 @@ func runSwarmDeploy(c *ucli.Context, eng *dockerctl.Client, opts deployOptions, 
 	d := swarmDeployer(eng, out, logger(c))
 	res, err := d.Deploy(c.Context, o)
 	if !opts.dryRun {
-		journalSwarm(c, out, res)
+		journalSwarm(c, eng, out, res)
 	}
 	swarmResult(out, res, err, opts.json)
 	return deployErr(err)
@@ -131,15 +131,15 @@ func runSwarmRollback(c *ucli.Context, eng *dockerctl.Client, target string, asJ
 	out := newOutput(c.App.Writer, c.App.ErrWriter, asJSON, quiet)
 	d := &swarmdeploy.Deployer{Engine: eng, Report: out, Log: logger(c)}
 	res, err := d.Rollback(c.Context, swarmdeploy.Options{Service: target, Trigger: "cli", Who: cliUser()})
-	journalSwarm(c, out, res)
+	journalSwarm(c, eng, out, res)
 	swarmResult(out, res, err, asJSON)
 	return deployErr(err)
 }
 
 // journalSwarm records a service deploy in baton history like a
 // container's.
-func journalSwarm(c *ucli.Context, out *output, res *deploy.Result) {
-	st, err := state.Open(c.String("state-dir"))
+func journalSwarm(c *ucli.Context, eng *dockerctl.Client, out *output, res *deploy.Result) {
+	st, err := state.Open(engineStateDir(c, eng.Endpoint.Host))
 	if err != nil {
 		out.note("history not recorded: " + err.Error())
 		return

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -21,6 +22,7 @@ import (
 	"github.com/baton-sh/baton/internal/metrics"
 	"github.com/baton-sh/baton/internal/notify"
 	"github.com/baton-sh/baton/internal/redact"
+	"github.com/baton-sh/baton/internal/rollout"
 	"github.com/baton-sh/baton/internal/state"
 	"github.com/baton-sh/baton/internal/swarmdeploy"
 	"github.com/baton-sh/baton/internal/unattended"
@@ -40,18 +42,25 @@ func unattendedFlags() []ucli.Flag {
 		&ucli.DurationFlag{Name: "hook-timeout", Value: 2 * time.Minute, Usage: "kill a --pre-deploy or --post-deploy command running longer than this", Category: "Hooks and notifications"},
 		&ucli.DurationFlag{Name: "shutdown-timeout", Value: 5 * time.Minute, Usage: "on SIGTERM, how long a running deploy may take to finish before it is cancelled (it then rolls back, or completes if the old container was already stopped)"},
 		&ucli.StringFlag{Name: "metrics-listen", Usage: "serve Prometheus metrics on `ADDR` (host:port) at /metrics"},
+		&ucli.StringFlag{Name: "hosts", Usage: "each deploy is a rollout across every host listed in `FILE`, one at a time (lines: NAME [relay-address=IP] [docker-host=URL]); the last host's containers are the ones checked", Category: "Hosts"},
+		&ucli.StringFlag{Name: "down", Value: string(rollout.DownFail), Usage: "across hosts, a host whose engine does not answer: fail (change no host) or skip (report it, deploy the others)", Category: "Hosts"},
+		&ucli.BoolFlag{Name: "rollback-on-failure", Usage: "across hosts, when a host fails, return the hosts the rollout already changed to their old image", Category: "Hosts"},
 	}
 }
 
 // unattendedRun is what baton watch and baton serve build on.
 type unattendedRun struct {
-	log     *slog.Logger
-	eng     *dockerctl.Client
-	queue   *unattended.Queue
-	journal *journal.Journal
-	metrics *metrics.Metrics
-	state   *state.Dir
-	sel     unattended.Selector
+	log *slog.Logger
+	// eng is the engine whose containers are watched and whose labels
+	// admit a request: across hosts, the last host's (see
+	// unattendedRollout).
+	eng          *dockerctl.Client
+	closeEngines func()
+	queue        *unattended.Queue
+	journal      *journal.Journal
+	metrics      *metrics.Metrics
+	state        *state.Dir
+	sel          unattended.Selector
 	// repos says which images a queued job may deploy (baton serve sets
 	// the operator's allowlist; watch deploys only a container's own tag).
 	repos webhook.RepoPolicy
@@ -93,32 +102,49 @@ func newUnattended(c *ucli.Context, log *slog.Logger) (*unattendedRun, error) {
 	if c.Duration("shutdown-timeout") <= 0 {
 		return nil, usageErr("--shutdown-timeout must be more than 0")
 	}
-	out := newOutput(c.App.Writer, c.App.ErrWriter, false, true)
-	d, eng, err := newDeployer(c, out)
+	hosts, multi, err := rolloutHosts(c)
 	if err != nil {
 		return nil, err
 	}
-	// Progress goes to the log; the executor journals each deploy itself,
-	// with the request ids it served.
-	d.Report = slogReporter{log: log}
-	d.OnFinish = nil
-	m := metrics.New()
-	ex.Deploy = func(ctx context.Context, req deploy.Request) (*deploy.Result, error) {
-		// A Swarm service (no container has the name) deploys through
-		// Swarm's updater; its result has the same fields, so the journal,
-		// metrics and notifications treat it alike.
-		if svc, err := isService(ctx, eng, req.Target); err != nil {
-			return nil, err
-		} else if svc {
-			return swarmDeployer(eng, slogReporter{log: log}, log).Deploy(ctx, swarmdeploy.Options{
-				Service: req.Target, Image: req.Image, Pull: req.Pull, Force: req.Force,
-				Inherit: true, Trigger: req.Trigger, Who: req.Who,
-				RegistryAuth: func(ref string) (string, error) { return dockerctl.RegistryAuth(ref, io.Discard) },
-			})
-		}
-		return d.Deploy(ctx, req)
+	if err := checkDispatchFlags(c, multi, false); err != nil {
+		return nil, err
 	}
-	ex.Journal = journal.Open(d.State.Path())
+	var eng *dockerctl.Client
+	var st *state.Dir
+	closeEngines := func() {}
+	if multi {
+		if eng, st, closeEngines, err = unattendedRollout(c, log, ex, hosts); err != nil {
+			return nil, err
+		}
+	} else {
+		out := newOutput(c.App.Writer, c.App.ErrWriter, false, true)
+		d, e, err := newDeployer(c, out)
+		if err != nil {
+			return nil, err
+		}
+		// Progress goes to the log; the executor journals each deploy
+		// itself, with the request ids it served.
+		d.Report = slogReporter{log: log}
+		d.OnFinish = nil
+		ex.Deploy = func(ctx context.Context, req deploy.Request) (*deploy.Result, error) {
+			// A Swarm service (no container has the name) deploys through
+			// Swarm's updater; its result has the same fields, so the
+			// journal, metrics and notifications treat it alike.
+			if svc, err := isService(ctx, e, req.Target); err != nil {
+				return nil, err
+			} else if svc {
+				return swarmDeployer(e, slogReporter{log: log}, log).Deploy(ctx, swarmdeploy.Options{
+					Service: req.Target, Image: req.Image, Pull: req.Pull, Force: req.Force,
+					Inherit: true, Trigger: req.Trigger, Who: req.Who,
+					RegistryAuth: func(ref string) (string, error) { return dockerctl.RegistryAuth(ref, io.Discard) },
+				})
+			}
+			return d.Deploy(ctx, req)
+		}
+		ex.Journal = journal.Open(d.State.Path())
+		eng, st, closeEngines = e, d.State, func() { _ = e.Close() }
+	}
+	m := metrics.New()
 	ex.Metrics = m
 	ex.LogTail = func(ctx context.Context, id string) []string {
 		ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
@@ -136,7 +162,7 @@ func newUnattended(c *ucli.Context, log *slog.Logger) (*unattendedRun, error) {
 		log.Info("request "+event, "id", s.ID, "target", s.Target, "image", s.Image, "trigger", s.Trigger, "who", s.Who, "run", s.RunID, "state", s.State)
 	})
 	u = &unattendedRun{
-		log: log, eng: eng, queue: q, journal: ex.Journal, metrics: m, state: d.State,
+		log: log, eng: eng, closeEngines: closeEngines, queue: q, journal: ex.Journal, metrics: m, state: st,
 		sel:   unattended.Selector{All: c.Bool("all"), Scope: c.String("scope")},
 		bound: c.Duration("shutdown-timeout"),
 		ctx:   c.Context,
@@ -148,6 +174,46 @@ func newUnattended(c *ucli.Context, log *slog.Logger) (*unattendedRun, error) {
 		}
 	}
 	return u, nil
+}
+
+// unattendedRollout sets watch or serve up across hosts: each request runs
+// one rollout (rollout.Executor.DeployFunc: one host at a time, under the
+// rollout lock a CLI rollout takes too), never one deploy per host. The
+// containers checked for a new image and for opt-in labels are the last
+// host's: a rollout changes it last, so one that stopped early leaves it on
+// the old digest and the next check (after --retry-after, as for any
+// failed deploy) runs the rollout again; hosts already on the new image are
+// up to date then. Each host's deploy goes into that host's journal; the
+// rollout as one run goes into the rollouts journal (<state-dir>/rollouts),
+// where serve finds a request after a restart.
+func unattendedRollout(c *ucli.Context, log *slog.Logger, ex *unattended.Executor, hosts []rollout.Host) (*dockerctl.Client, *state.Dir, func(), error) {
+	down, err := rollout.ParseDownPolicy(c.String("down"))
+	if err != nil {
+		return nil, nil, nil, &exitError{code: 2, err: err}
+	}
+	x, engines, err := newRolloutExecutor(c, hosts, func(host string) hostReporter {
+		return slogReporter{log: log.With("host", host)}
+	})
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	last := hosts[len(hosts)-1]
+	cctx, cancel := context.WithTimeout(c.Context, 30*time.Second)
+	hc, err := engines.conn(cctx, last)
+	cancel()
+	if err != nil {
+		engines.Close()
+		return nil, nil, nil, fmt.Errorf("host %s (the last of the rollout, whose containers are watched): %w", last.Name, err)
+	}
+	rdir := filepath.Join(c.String("state-dir"), "rollouts")
+	if err := os.MkdirAll(rdir, state.DirMode); err != nil {
+		engines.Close()
+		return nil, nil, nil, fmt.Errorf("state directory %s: %w", rdir, err)
+	}
+	ex.Deploy = x.DeployFunc(rollout.Options{Down: down, RollbackOnFailure: c.Bool("rollback-on-failure")})
+	ex.Journal = journal.Open(rdir)
+	log.Info("across hosts: each deploy is a rollout, one host at a time", "hosts", len(hosts), "watched_host", last.Name)
+	return hc.eng, hc.d.State, engines.Close, nil
 }
 
 // admit checks, when a queued job's run starts, that its target is still
@@ -177,7 +243,7 @@ func (u *unattendedRun) close() {
 	if u.metricsDone != nil && u.ctx.Err() != nil {
 		u.metricsDone()
 	}
-	_ = u.eng.Close()
+	u.closeEngines()
 }
 
 // serveMetrics serves /metrics on addr until ctx ends. It returns once the
@@ -257,12 +323,18 @@ func (r slogReporter) Event(e deploy.Event) {
 		return // health-wait ticks: too chatty for a log
 	}
 	args := []any{"target", e.Service, "phase", string(e.Phase), "container", e.Container}
+	if e.Host != "" {
+		args = append(args, "host", e.Host)
+	}
 	if e.Warning {
 		r.log.Warn(e.Message, args...)
 		return
 	}
 	r.log.Info(e.Message, args...)
 }
+
+func (r slogReporter) note(msg string) { r.log.Info(msg) }
+func (r slogReporter) warn(msg string) { r.log.Warn(msg) }
 
 // checkSecretFile refuses a secret file that others could read (they would
 // hold the webhook's credential) or write (they would choose it), or that

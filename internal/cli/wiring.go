@@ -42,12 +42,19 @@ func newDeployer(c *ucli.Context, out *output) (*deploy.Deployer, *dockerctl.Cli
 	for _, k := range unset {
 		_ = os.Unsetenv(k)
 	}
-	d, err := newDeployerOn(c, out, eng, c.String("state-dir"), nil)
+	d, err := newDeployerOn(c, out, eng, engineStateDir(c, ep.Host), nil)
 	if err != nil {
 		_ = eng.Close()
 		return nil, nil, err
 	}
 	return d, eng, nil
+}
+
+// engineStateDir is the state directory of the engine at host: the root
+// --state-dir for the machine's default engine, else its own directory
+// under it, whichever way a run named the engine (see state.EngineDir).
+func engineStateDir(c *ucli.Context, host string) string {
+	return state.EngineDir(c.String("state-dir"), host)
 }
 
 // newDeployerOn is newDeployer for a given engine and state directory (a

@@ -702,6 +702,21 @@ func readmeMultiHostScenario() docScenario {
 			{doc: "baton rollback web --hosts hosts", check: func(s *docRun, _ stepOut) error {
 				return all(s.runs(s.vals["web"], ref(s, "1.4.2")), serves(s.vals["url"], "1.4.2"))
 			}},
+			{doc: "baton history web --hosts hosts", check: func(s *docRun, out stepOut) error {
+				lines := strings.Split(strings.TrimSpace(out.stdout), "\n")
+				if len(lines) != 4 || !strings.Contains(lines[0], "HOST") {
+					return fmt.Errorf("history across hosts: want a header and the 3 deploys of this scenario: %q", out.stdout)
+				}
+				for _, l := range lines[1:] {
+					if !strings.Contains(l, " docs ") || !strings.Contains(l, s.vals["web"]) {
+						return fmt.Errorf("history line %q is not labelled with host docs", l)
+					}
+				}
+				if !strings.Contains(lines[2], ref(s, "1.4.3")) {
+					return fmt.Errorf("history across hosts: the second deploy is not 1.4.3's: %q", out.stdout)
+				}
+				return nil
+			}},
 		},
 	}
 }

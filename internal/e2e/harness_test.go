@@ -254,7 +254,7 @@ func (e *env) assertSingle(name, ref string) container.InspectResponse {
 			e.t.Fatalf("leftover container %v (%s) beside %s", other.Names, other.State, name)
 		}
 	}
-	matches, _ := filepath.Glob(filepath.Join(e.stateDir, "deploys", "*.json"))
+	matches, _ := filepath.Glob(filepath.Join(e.engineState(), "deploys", "*.json"))
 	if len(matches) > 0 {
 		data, _ := os.ReadFile(matches[0])
 		e.t.Fatalf("deploy record left behind: %s", data)
@@ -266,7 +266,7 @@ func (e *env) assertSingle(name, ref string) container.InspectResponse {
 // ("" when there is none).
 func (e *env) recordPhase() string {
 	e.t.Helper()
-	matches, _ := filepath.Glob(filepath.Join(e.stateDir, "deploys", "*.json"))
+	matches, _ := filepath.Glob(filepath.Join(e.engineState(), "deploys", "*.json"))
 	if len(matches) == 0 {
 		return ""
 	}

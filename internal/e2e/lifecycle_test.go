@@ -263,7 +263,7 @@ func TestLongLivedConnectionsDrain(t *testing.T) {
 	if res.Drain == nil || res.Drain.Signal != "" || res.Drain.Cut != len(fleet) {
 		t.Fatalf("baton's drain report %+v, want %d cut", res.Drain, len(fleet))
 	}
-	if j := readFile(t, e.stateDir+"/journal.jsonl"); !strings.Contains(j, fmt.Sprintf(`"cut":%d`, len(fleet))) {
+	if j := readFile(t, e.engineState()+"/journal.jsonl"); !strings.Contains(j, fmt.Sprintf(`"cut":%d`, len(fleet))) {
 		t.Fatalf("journal lacks the drain counts: %s", j)
 	}
 	cancel()
@@ -373,7 +373,7 @@ func TestWatchCooldown(t *testing.T) {
 		t.Fatal("a digest younger than --min-age was deployed")
 	}
 	var seen map[string]time.Time
-	decodeJSON(t, readFile(t, e.stateDir+"/watch-seen.json"), &seen)
+	decodeJSON(t, readFile(t, e.engineState()+"/watch-seen.json"), &seen)
 	if len(seen) != 1 {
 		t.Fatalf("watch-seen.json %v, want the one digest", seen)
 	}

@@ -20,6 +20,7 @@ import (
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/filters"
 
+	"github.com/baton-sh/baton/dockerctl"
 	"github.com/baton-sh/baton/internal/journal"
 	"github.com/baton-sh/baton/internal/state"
 	"github.com/baton-sh/baton/internal/testenv"
@@ -145,7 +146,7 @@ func (p *batonProc) stop(sig syscall.Signal, timeout time.Duration) (int, time.D
 // journal reads the test's journal.
 func (e *env) journal() []journal.Entry {
 	e.t.Helper()
-	entries, skipped, err := journal.Open(e.stateDir).Read(journal.Filter{})
+	entries, skipped, err := journal.Open(e.engineState()).Read(journal.Filter{})
 	if err != nil || skipped > 0 {
 		e.t.Fatalf("journal: %v (%d damaged lines)", err, skipped)
 	}
@@ -406,11 +407,24 @@ func (e *env) runQuiet(args ...string) batonRun {
 
 func (e *env) stateDirHandle() *state.Dir {
 	e.t.Helper()
-	st, err := state.Open(e.stateDir)
+	st, err := state.Open(e.engineState())
 	if err != nil {
 		e.t.Fatal(err)
 	}
 	return st
+}
+
+// engineState is the state directory of the engine the test's baton talks
+// to (the docker CLI's own choice in this environment): the root one on
+// the machine's default engine, its own under engines/ on another (the
+// current engine of make test's second pass).
+func (e *env) engineState() string {
+	e.t.Helper()
+	ep, err := dockerctl.ResolveEndpoint("")
+	if err != nil {
+		e.t.Fatalf("the engine baton talks to: %v", err)
+	}
+	return state.EngineDir(e.stateDir, ep.Host)
 }
 
 func decodeJSON(t *testing.T, s string, v any) {

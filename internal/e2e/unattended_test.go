@@ -379,7 +379,7 @@ func TestKilledWatcherLeavesNoStuckLock(t *testing.T) {
 	if code, _ := w.stop(syscall.SIGKILL, 10*time.Second); code != -int(syscall.SIGKILL) {
 		t.Fatalf("watch exit %d, want killed", code)
 	}
-	if recs, _ := filepath.Glob(filepath.Join(e.stateDir, "deploys", "*.json")); len(recs) != 1 {
+	if recs, _ := filepath.Glob(filepath.Join(e.engineState(), "deploys", "*.json")); len(recs) != 1 {
 		t.Fatalf("want the interrupted deploy's record, found %v", recs)
 	}
 	st := e.stateDirHandle()

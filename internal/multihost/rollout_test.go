@@ -22,6 +22,7 @@ import (
 
 	"github.com/baton-sh/baton/internal/loadgen"
 	"github.com/baton-sh/baton/internal/rollout"
+	"github.com/baton-sh/baton/internal/state"
 	"github.com/baton-sh/baton/internal/testenv"
 )
 
@@ -36,6 +37,20 @@ type multiHost struct {
 	nginx     *testenv.Nginx
 	relayPort int
 	name      string
+	// repo is the demo images' repository (mhRepo unless set); env is
+	// added to every baton run's environment.
+	repo string
+	env  []string
+	// engineURL is each host's engine URL as baton resolves it, which keys
+	// its state directory (the socket unless set).
+	engineURL []string
+}
+
+func (m *multiHost) image(tag string) string {
+	if m.repo != "" {
+		return m.repo + ":" + tag
+	}
+	return mhRepo + ":" + tag
 }
 
 const mhRepo = "h10b/web"
@@ -206,7 +221,7 @@ func roundAll(ds []time.Duration) []string {
 
 func (m *multiHost) command(args ...string) *exec.Cmd {
 	cmd := exec.CommandContext(m.t.Context(), m.baton, args...)
-	cmd.Env = append(os.Environ(), "BATON_STATE_DIR="+m.stateDir, "BATON_UPSTREAM_DIRS="+os.TempDir())
+	cmd.Env = append(append(os.Environ(), "BATON_STATE_DIR="+m.stateDir, "BATON_UPSTREAM_DIRS="+os.TempDir()), m.env...)
 	return cmd
 }
 
@@ -281,7 +296,7 @@ func (m *multiHost) assertImages(want ...string) {
 		if err != nil {
 			m.t.Fatalf("host %s: %v", h.Name, err)
 		}
-		if !c.State.Running || c.Config.Image != mhRepo+":"+want[i] {
+		if !c.State.Running || c.Config.Image != m.image(want[i]) {
 			m.t.Fatalf("host %s: %s is %s on %s, want running %s", h.Name, m.name, c.State.Status, c.Config.Image, want[i])
 		}
 	}
@@ -318,13 +333,20 @@ func (m *multiHost) assertSingle(h *testenv.EngineHost) {
 	if len(list) != 1 {
 		m.t.Fatalf("host %s: %d app containers for %s, want 1", h.Name, len(list), m.name)
 	}
+	// The engine's own state directory, as a single-host run on it uses.
+	url := h.Socket
 	for i, eh := range m.hosts {
-		if eh == h {
-			recs, _ := filepath.Glob(filepath.Join(m.stateDir, "hosts", fmt.Sprintf("host%d", i+1), "deploys", "*.json"))
-			if len(recs) > 0 {
-				m.t.Fatalf("host %s: deploy record left: %v", h.Name, recs)
-			}
+		if eh == h && i < len(m.engineURL) {
+			url = m.engineURL[i]
 		}
+	}
+	dir := state.EngineDir(m.stateDir, url)
+	if _, err := os.Stat(filepath.Join(dir, "services")); err != nil {
+		m.t.Fatalf("host %s: no state directory of its engine: %v", h.Name, err)
+	}
+	recs, _ := filepath.Glob(filepath.Join(dir, "deploys", "*.json"))
+	if len(recs) > 0 {
+		m.t.Fatalf("host %s: deploy record left: %v", h.Name, recs)
 	}
 }
 

@@ -3,9 +3,12 @@ package testenv
 import (
 	"context"
 	"fmt"
+	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"time"
@@ -184,4 +187,75 @@ func (h *EngineHost) stop(t TB, script string) {
 		// the namespace a while (see start).
 		_ = run(ctx, nil, "ip", "link", "del", h.veth)
 	}
+}
+
+// ForwardLoopback makes 127.0.0.1:port in the host's namespace reach
+// 127.0.0.1:port in the test's (a registry of the test's, say): the
+// engine then pulls from it as from a registry on its own loopback, over
+// plain HTTP with no insecure-registry setting. It stops with the test.
+func (h *EngineHost) ForwardLoopback(t TB, port int) {
+	t.Helper()
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	if err := run(t.Context(), nil, "ip", "-n", h.Name, "link", "set", "lo", "up"); err != nil {
+		t.Fatalf("engine host %s: %v", h.Name, err)
+	}
+	ln, err := listenInNetns("/var/run/netns/"+h.Name, addr)
+	if err != nil {
+		t.Fatalf("engine host %s: forwarding %s: %v", h.Name, addr, err)
+	}
+	t.Cleanup(func() { _ = ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				u, err := net.DialTimeout("tcp", addr, 5*time.Second)
+				if err != nil {
+					return
+				}
+				defer u.Close()
+				done := make(chan struct{})
+				go func() {
+					_, _ = io.Copy(u, c)
+					_ = u.(*net.TCPConn).CloseWrite()
+					close(done)
+				}()
+				_, _ = io.Copy(c, u)
+				_ = c.(*net.TCPConn).CloseWrite()
+				<-done
+			}()
+		}
+	}()
+}
+
+// listenInNetns listens on addr in the network namespace at path: the
+// socket is made by a thread that entered it, and keeps that namespace
+// when used from any other. The thread is never given back (it exits with
+// its goroutine), so no other goroutine runs in that namespace.
+func listenInNetns(path, addr string) (net.Listener, error) {
+	type result struct {
+		ln  net.Listener
+		err error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		runtime.LockOSThread() // not unlocked: the thread ends with this goroutine
+		f, err := os.Open(path)
+		if err != nil {
+			ch <- result{err: err}
+			return
+		}
+		defer f.Close()
+		if err := unix.Setns(int(f.Fd()), unix.CLONE_NEWNET); err != nil {
+			ch <- result{err: fmt.Errorf("entering %s: %w", path, err)}
+			return
+		}
+		ln, err := net.Listen("tcp", addr)
+		ch <- result{ln, err}
+	}()
+	r := <-ch
+	return r.ln, r.err
 }

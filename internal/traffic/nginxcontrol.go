@@ -36,18 +36,30 @@ type nginxControl struct {
 	// another machine, where file is; it is read and written through the
 	// container's bind mount of its directory (see upstreamfile_remote.go).
 	throughContainer bool
+	// shared: the file lists the relays of every host of a rollout (see
+	// Factory.SharedUpstream), and says so in its first line.
+	shared bool
 }
 
 func newNginxControl(eng Engine, s deploy.Settings, log *slog.Logger, notify func(string)) *nginxControl {
 	return &nginxControl{eng: eng, file: s.NginxUpstream, reloadCmd: s.NginxReload, container: s.NginxContainer, log: log, notify: notify, reloadTimeout: 30 * time.Second}
 }
 
+// sharedHeader begins an upstream file a rollout across hosts wrote: a
+// deploy on one host only would drop the other hosts' relays from it, so
+// such a deploy is refused (see checkNotShared).
+const sharedHeader = "# Written by baton for a rollout across hosts"
+
 // upstreamContent is the file baton writes: only server lines, so the user's
 // config stays `upstream web { include <file>; }`. max_fails=0 keeps nginx
 // from ever marking the only server down after a failed attempt.
-func upstreamContent(servers []string) []byte {
+func upstreamContent(servers []string, shared bool) []byte {
 	var b bytes.Buffer
-	b.WriteString("# Written by baton: it rewrites this file on every deploy; edit the deploy, not this file.\n")
+	if shared {
+		b.WriteString(sharedHeader + ": it lists every host's relay; deploy with --hosts, never on one host alone.\n")
+	} else {
+		b.WriteString("# Written by baton: it rewrites this file on every deploy; edit the deploy, not this file.\n")
+	}
 	for _, s := range servers {
 		fmt.Fprintf(&b, "server %s max_fails=0;\n", s)
 	}
@@ -66,7 +78,7 @@ func (n *nginxControl) apply(ctx context.Context, servers []string, nets ...stri
 			return nil, err
 		}
 	}
-	want := upstreamContent(servers)
+	want := upstreamContent(servers, n.shared)
 	if n.throughContainer {
 		return n.applyThroughContainer(ctx, want)
 	}
@@ -104,6 +116,21 @@ func (n *nginxControl) apply(ctx context.Context, servers []string, nets ...stri
 		return nil, err
 	}
 	return old, nil
+}
+
+// checkNotShared refuses (bad input, before anything changed) a deploy on
+// one host of a service whose upstream file a rollout across hosts wrote:
+// it would rewrite the file with this host's relay only, and nginx would
+// stop sending traffic to the other hosts.
+func (n *nginxControl) checkNotShared(service string) error {
+	if n.shared || n.file == "" || n.container != "" || n.throughContainer {
+		return nil
+	}
+	have, err := atomicfile.ReadNoFollow(n.file)
+	if err != nil || !bytes.HasPrefix(have, []byte(sharedHeader)) {
+		return nil // no file yet, or one of this host's: the write checks the rest
+	}
+	return deploy.Classify(deploy.ErrInvalid, "service %s: upstream file %s lists the relays of several hosts (written by a rollout): deploy it with --hosts FILE (or a --context for each host), which keeps every host's relay in it", service, n.file)
 }
 
 // classifyLink makes a refused link bad input (exit 2), like the check

@@ -20,7 +20,7 @@ import (
 )
 
 func TestUpstreamContent(t *testing.T) {
-	got := string(upstreamContent([]string{"172.18.0.5:8080", "baton-relay-web:8080"}))
+	got := string(upstreamContent([]string{"172.18.0.5:8080", "baton-relay-web:8080"}, false))
 	for _, want := range []string{"server 172.18.0.5:8080 max_fails=0;\n", "server baton-relay-web:8080 max_fails=0;\n", "# Written by baton"} {
 		if !strings.Contains(got, want) {
 			t.Fatalf("upstream file lacks %q:\n%s", want, got)

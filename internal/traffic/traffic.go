@@ -89,9 +89,14 @@ func (f *Factory) New(ctx context.Context, svc deploy.Service, s deploy.Settings
 	case "nginx":
 		return &Nginx{ctl: f.nginxControl(s, log, notify), eng: f.Engine, svc: svc, log: log, notify: notify}, nil
 	case "relay":
+		n := f.nginxControl(s, log, notify)
+		n.shared = f.SharedUpstream != nil
+		if err := n.checkNotShared(svc.Key); err != nil {
+			return nil, err
+		}
 		r := &Relay{
 			eng: f.Engine, svc: svc, settings: s, image: f.RelayImage,
-			nginx: f.nginxControl(s, log, notify), log: log, notify: notify,
+			nginx: n, log: log, notify: notify,
 			shared: f.SharedUpstream,
 		}
 		if f.Remote {

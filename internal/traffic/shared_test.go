@@ -44,6 +44,27 @@ func TestSharedUpstreamRefusesOneHost(t *testing.T) {
 	if _, err := (&Factory{}).New(ctx, svc, relay(filepath.Join(dir, "new.conf"))); err != nil {
 		t.Errorf("one host, no file yet: %v", err)
 	}
+	// Without the relay (--relay=false, or baton.relay=false on the
+	// container) the file would list this host's container only: refused
+	// on one host as with the relay, and in a rollout too.
+	direct := func(file string) deploy.Settings { return deploy.Settings{NginxUpstream: file, NginxReload: "true"} }
+	_, err = (&Factory{}).New(ctx, svc, direct(shared))
+	if !errors.Is(err, deploy.ErrInvalid) || deploy.ExitCode(err) != 2 || !strings.Contains(err.Error(), "--hosts") || strings.Contains(err.Error(), "\n") {
+		t.Errorf("one host, relay off, shared file: %v; want one line of bad input naming --hosts", err)
+	}
+	_, err = rollout.New(ctx, svc, direct(filepath.Join(dir, "new.conf")))
+	if !errors.Is(err, deploy.ErrInvalid) || deploy.ExitCode(err) != 2 || !strings.Contains(err.Error(), "relay") {
+		t.Errorf("a rollout with the relay off: %v; want bad input naming the relay", err)
+	}
+	// Controls: without the relay, a file of its own or no file yet.
+	if tr, err := (&Factory{}).New(ctx, svc, direct(own)); err != nil {
+		t.Errorf("one host, relay off, its own file: %v", err)
+	} else if _, ok := tr.(*Nginx); !ok {
+		t.Errorf("relay off: got %T, want *Nginx", tr)
+	}
+	if _, err := (&Factory{}).New(ctx, svc, direct(filepath.Join(dir, "new.conf"))); err != nil {
+		t.Errorf("one host, relay off, no file yet: %v", err)
+	}
 	if !strings.HasPrefix(string(upstreamContent(nil, true)), sharedHeader) || strings.HasPrefix(string(upstreamContent(nil, false)), sharedHeader) {
 		t.Error("only a rollout's file carries the shared header")
 	}

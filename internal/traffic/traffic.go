@@ -87,7 +87,18 @@ func (f *Factory) New(ctx context.Context, svc deploy.Service, s deploy.Settings
 	case "none":
 		return None{}, nil
 	case "nginx":
-		return &Nginx{ctl: f.nginxControl(s, log, notify), eng: f.Engine, svc: svc, log: log, notify: notify}, nil
+		// Without the relay the file lists this host's container only: a
+		// rollout's shared file must not be rewritten that way, by a deploy
+		// on one host (--relay=false) or by a rollout whose host turned
+		// the relay off (a container's baton.relay=false label).
+		if f.SharedUpstream != nil {
+			return nil, deploy.Classify(deploy.ErrInvalid, "service %s: the relay is off (relay=false), but across hosts nginx balances over each host's relay: deploy it with the relay", svc.Key)
+		}
+		n := f.nginxControl(s, log, notify)
+		if err := n.checkNotShared(svc.Key); err != nil {
+			return nil, err
+		}
+		return &Nginx{ctl: n, eng: f.Engine, svc: svc, log: log, notify: notify}, nil
 	case "relay":
 		n := f.nginxControl(s, log, notify)
 		n.shared = f.SharedUpstream != nil

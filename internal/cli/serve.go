@@ -127,6 +127,10 @@ func runServe(c *ucli.Context) error {
 func (u *unattendedRun) resolve(ctx context.Context, target string) (string, error) {
 	ctr, err := u.eng.ContainerInspect(ctx, target)
 	if errdefs.IsNotFound(err) {
+		if u.multi {
+			// A rollout across hosts deploys containers, not services.
+			return "", fmt.Errorf("%w: %s (across hosts only containers are deployed)", webhook.ErrNotFound, target)
+		}
 		return u.resolveService(ctx, target)
 	}
 	if err != nil {

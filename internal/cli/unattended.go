@@ -26,6 +26,7 @@ import (
 	"github.com/baton-sh/baton/internal/state"
 	"github.com/baton-sh/baton/internal/swarmdeploy"
 	"github.com/baton-sh/baton/internal/unattended"
+	"github.com/baton-sh/baton/internal/watch"
 	"github.com/baton-sh/baton/internal/webhook"
 )
 
@@ -56,6 +57,11 @@ type unattendedRun struct {
 	// unattendedRollout).
 	eng          *dockerctl.Client
 	closeEngines func()
+	// multi: each deploy is a rollout across hosts, which deploys
+	// containers only; a Swarm service on eng (the last host's engine) is
+	// neither watched nor accepted by a webhook, since its rollout would
+	// fail on every host.
+	multi bool
 	queue        *unattended.Queue
 	journal      *journal.Journal
 	metrics      *metrics.Metrics
@@ -162,7 +168,7 @@ func newUnattended(c *ucli.Context, log *slog.Logger) (*unattendedRun, error) {
 		log.Info("request "+event, "id", s.ID, "target", s.Target, "image", s.Image, "trigger", s.Trigger, "who", s.Who, "run", s.RunID, "state", s.State)
 	})
 	u = &unattendedRun{
-		log: log, eng: eng, closeEngines: closeEngines, queue: q, journal: ex.Journal, metrics: m, state: st,
+		log: log, eng: eng, closeEngines: closeEngines, multi: multi, queue: q, journal: ex.Journal, metrics: m, state: st,
 		sel:   unattended.Selector{All: c.Bool("all"), Scope: c.String("scope")},
 		bound: c.Duration("shutdown-timeout"),
 		ctx:   c.Context,
@@ -225,6 +231,16 @@ func (u *unattendedRun) admit(ctx context.Context, job unattended.Job) error {
 		return err
 	}
 	return u.repos.Check(current, job.Image)
+}
+
+// serviceLister is where watch finds the Swarm services it checks: none
+// across hosts (see unattendedRun.multi). A nil interface, not a nil
+// *dockerctl.Client in one, so the watcher's nil check sees it.
+func (u *unattendedRun) serviceLister() watch.ServiceLister {
+	if u.multi || u.eng == nil {
+		return nil
+	}
+	return u.eng
 }
 
 // shutdown stops the queue: no new deploys, running ones get the bound.

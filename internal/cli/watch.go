@@ -86,7 +86,7 @@ func runWatch(c *ucli.Context) error {
 		Queue: u.queue, Select: u.sel, Schedule: sched, Immediate: immediate,
 		RetryAfter: c.Duration("retry-after"), Who: "watch@" + hostname(), Metrics: u.metrics, Log: log,
 		MinAge: c.Duration("min-age"), Seen: watch.SeenFile{Dir: u.state},
-		Services: u.eng,
+		Services: u.serviceLister(),
 	}
 	if w.MinAge < 0 {
 		return usageErr("--min-age %s: must not be negative", w.MinAge)

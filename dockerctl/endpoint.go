@@ -245,10 +245,18 @@ func oneLineErr(err error) string {
 // reached without TLS material, else its context by name. DOCKER_HOST and
 // DOCKER_CONTEXT left as they are would name another engine after
 // --context (compose v1 reads neither DOCKER_CONTEXT nor the flag).
+//
+// The default engine is pinned too (DOCKER_CONTEXT=default, no
+// DOCKER_HOST): with `docker context use prod` in effect, `baton --context
+// default` would otherwise check the local engine while its children
+// followed the current context to prod; and a long-running watch would
+// follow a `docker context use` made after it started.
 func (e Endpoint) ChildEnv() (set map[string]string, unset []string) {
 	switch {
-	case e.Name == DefaultContext || e.Name == EnvContext:
-		return nil, nil // what the environment says already
+	case e.Name == EnvContext:
+		return nil, nil // DOCKER_HOST says it already, and beats DOCKER_CONTEXT
+	case e.Name == DefaultContext:
+		return map[string]string{envContext: DefaultContext}, []string{client.EnvOverrideHost}
 	case e.ep.TLSData == nil && !e.ep.SkipTLSVerify:
 		return map[string]string{client.EnvOverrideHost: e.Host}, []string{envContext}
 	default:

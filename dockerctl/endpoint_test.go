@@ -152,3 +152,60 @@ func TestIsLocalHost(t *testing.T) {
 		}
 	}
 }
+
+// TestChildEnvPinsTheEngine: after ChildEnv is applied, a child resolving
+// the engine the docker CLI's way (ResolveEndpoint("") reads DOCKER_HOST,
+// DOCKER_CONTEXT, then `docker context use`) reaches the engine baton
+// chose, whichever way it was chosen, even with another context current.
+func TestChildEnvPinsTheEngine(t *testing.T) {
+	contexts := map[string]string{
+		"prod":  "tcp://10.1.2.3:2375",
+		"stage": "unix:///run/stage.sock",
+	}
+	cases := []struct {
+		name, flag, dockerHost, dockerContext string
+		wantHost                              string
+	}{
+		{name: "--context default while prod is current", flag: "default", wantHost: "unix:///var/run/docker.sock"},
+		{name: "--context default while DOCKER_CONTEXT names prod", flag: "default", dockerContext: "prod", wantHost: "unix:///var/run/docker.sock"},
+		{name: "--context stage while prod is current", flag: "stage", wantHost: "unix:///run/stage.sock"},
+		{name: "--context stage while DOCKER_HOST is set", flag: "stage", dockerHost: "tcp://127.0.0.1:2375", wantHost: "unix:///run/stage.sock"},
+		{name: "DOCKER_HOST", dockerHost: "tcp://127.0.0.1:2375", wantHost: "tcp://127.0.0.1:2375"},
+		{name: "the current context", wantHost: "tcp://10.1.2.3:2375"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			dockerConfig(t, "prod", contexts)
+			if tc.dockerHost != "" {
+				t.Setenv("DOCKER_HOST", tc.dockerHost)
+			}
+			if tc.dockerContext != "" {
+				t.Setenv("DOCKER_CONTEXT", tc.dockerContext)
+			}
+			ep, err := ResolveEndpoint(tc.flag)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ep.Host != tc.wantHost {
+				t.Fatalf("baton's engine: %s, want %s", ep.Host, tc.wantHost)
+			}
+			set, unset := ep.ChildEnv()
+			for k, v := range set {
+				t.Setenv(k, v)
+			}
+			for _, k := range unset {
+				t.Setenv(k, "")
+				if err := os.Unsetenv(k); err != nil {
+					t.Fatal(err)
+				}
+			}
+			child, err := ResolveEndpoint("")
+			if err != nil {
+				t.Fatalf("a child's engine: %v", err)
+			}
+			if child.Host != tc.wantHost {
+				t.Errorf("a child (set %v, unset %v) reaches %s (%s); baton talks to %s", set, unset, child.Host, child.Name, tc.wantHost)
+			}
+		})
+	}
+}

@@ -4,10 +4,13 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
+
+	dopts "github.com/docker/cli/opts"
 )
 
 // EnginesDir is the directory, under the root state directory, holding one
@@ -29,11 +32,52 @@ var defaultEngines = map[string]bool{
 // context, DOCKER_HOST, a rollout's hosts file), so that every invocation
 // that talks to one engine shares its records and host locks: a rollout
 // and a single-host deploy of one container lock each other out.
+//
+// The URL is normalised first (see EngineURL): DOCKER_HOST reaches baton
+// through the docker CLI's ParseHost, a context or a hosts file's
+// docker-host= as written, and one engine must get one directory either way.
 func EngineDir(root, host string) string {
+	host = EngineURL(host)
 	if defaultEngines[host] {
 		return root
 	}
 	return filepath.Join(root, EnginesDir, EngineKey(host))
+}
+
+// EngineURL is host as the state directory is keyed by: tcp:// and
+// unix:// URLs through the docker CLI's own ParseHost (tcp://10.0.0.5
+// becomes tcp://10.0.0.5:2375, as DOCKER_HOST=tcp://10.0.0.5 does), a tcp
+// host name in lower case, a unix socket's path cleaned, no trailing
+// slash. An ssh:// URL keeps its port as written: ssh://h and ssh://h:22
+// may differ (the ssh config can give h another port). A URL ParseHost
+// refuses is kept as it is (the connection refuses it anyway).
+func EngineURL(host string) string {
+	h := strings.TrimSpace(host)
+	scheme, rest, ok := strings.Cut(h, "://")
+	if !ok {
+		return h
+	}
+	scheme = strings.ToLower(scheme)
+	rest = strings.TrimRight(rest, "/")
+	switch scheme {
+	case "unix":
+		if rest == "" {
+			return h
+		}
+		return scheme + "://" + filepath.Clean(rest)
+	case "tcp":
+		p, err := dopts.ParseHost(false, scheme+"://"+rest)
+		if err != nil {
+			return h
+		}
+		u, err := url.Parse(p)
+		if err != nil {
+			return p
+		}
+		u.Host = strings.ToLower(u.Host)
+		return u.String()
+	}
+	return scheme + "://" + rest
 }
 
 var unsafeEngineKey = regexp.MustCompile(`[^a-zA-Z0-9._-]+`)

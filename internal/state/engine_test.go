@@ -6,6 +6,8 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+
+	dopts "github.com/docker/cli/opts"
 )
 
 func TestEngineDir(t *testing.T) {
@@ -79,5 +81,54 @@ func TestMigrateHostDir(t *testing.T) {
 	moved, err = MigrateHostDir(root, "h1", newDir)
 	if moved || err == nil || !strings.Contains(err.Error(), filepath.Join(root, "hosts", "h1")) {
 		t.Errorf("moved=%v err=%v, want the old directory named and left", moved, err)
+	}
+}
+
+// TestEngineDirOneEngineOneDir: however a run named an engine (DOCKER_HOST
+// goes through the docker CLI's ParseHost, a context or a hosts file keeps
+// the URL as written), one engine gets one state directory; URLs of
+// different engines keep theirs apart.
+func TestEngineDirOneEngineOneDir(t *testing.T) {
+	root := "/var/lib/baton"
+	dockerHost := func(v string) string {
+		h, err := dopts.ParseHost(false, v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return h
+	}
+	for _, same := range [][]string{
+		{"tcp://10.0.0.5", dockerHost("tcp://10.0.0.5"), "tcp://10.0.0.5:2375", "tcp://10.0.0.5:2375/", " tcp://10.0.0.5 "},
+		{"tcp://Web1.Example:2376", "tcp://web1.example:2376", "TCP://web1.example:2376/"},
+		{"tcp://[fd00::5]:2375", "tcp://[FD00::5]:2375/", dockerHost("tcp://[fd00::5]:2375")},
+		{"unix:///run/h1/docker.sock", "unix:///run/h1/docker.sock/", "unix:///run//h1/./docker.sock"},
+		{"ssh://root@10.230.1.1", "ssh://root@10.230.1.1/"},
+		{root, "unix:///var/run/docker.sock/", "unix:///run/docker.sock/", "unix:///var/run/../run/docker.sock"},
+	} {
+		want := EngineDir(root, same[0])
+		if same[0] == root {
+			want = root
+		}
+		for _, h := range same[1:] {
+			if got := EngineDir(root, h); got != want {
+				t.Errorf("EngineDir(%q) = %s, want %s (the directory of %q: the same engine)", h, got, want, same[0])
+			}
+		}
+	}
+	// Controls: different engines, different directories.
+	seen := map[string]string{}
+	for _, h := range []string{
+		"tcp://10.0.0.5", "tcp://10.0.0.5:2376", "tcp://10.0.0.6", "tcp://10.0.0.5:2375/v2",
+		"unix:///run/h1/docker.sock", "unix:///run/h2/docker.sock",
+		"ssh://root@10.230.1.1", "ssh://root@10.230.1.1:22", "ssh://deploy@10.230.1.1",
+	} {
+		got := EngineDir(root, h)
+		if got == root {
+			t.Errorf("EngineDir(%q) is the root", h)
+		}
+		if other, dup := seen[got]; dup {
+			t.Errorf("EngineDir(%q) = EngineDir(%q) = %s", h, other, got)
+		}
+		seen[got] = h
 	}
 }

@@ -130,10 +130,12 @@ func (e *hostEngines) conn(ctx context.Context, h rollout.Host) (*hostConn, erro
 		return nil, err
 	}
 	dir := state.EngineDir(e.root, eng.Endpoint.Host)
-	if moved, err := state.MigrateHostDir(e.root, h.Name, dir); err != nil {
-		e.report(h.Name).warn(err.Error())
-	} else if moved {
+	moved, err := state.MigrateHostDir(e.root, h.Name, dir)
+	if moved {
 		e.report(h.Name).note("state moved from " + filepath.Join(e.root, "hosts", h.Name) + " to " + dir + " (state is kept per engine now)")
+	}
+	if err != nil {
+		e.report(h.Name).warn(err.Error())
 	}
 	d, err := newDeployerOn(e.c, e.report(h.Name), eng, dir, e.shared(h.Name))
 	if err != nil {

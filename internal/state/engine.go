@@ -3,6 +3,7 @@ package state
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"net/url"
 	"os"
@@ -96,15 +97,19 @@ func EngineKey(host string) string {
 
 // MigrateHostDir moves a host's state directory of the layout a rollout
 // used before state was keyed by engine (root/hosts/NAME) to the engine's
-// own, when the engine has none yet. It reports whether it moved one; an
-// old directory left beside an existing new one is named in the error, for
-// the operator to merge or remove.
+// own. When the engine has no directory yet it is renamed; when it has one
+// (always so for the machine's default engine, whose directory is the root
+// itself, and for an engine a single-host run used since), each file is
+// moved that the engine's directory does not have, so deploy records of an
+// interrupted run are found again. It reports whether it moved anything; a
+// file both have is left where it was and named in the error, for the
+// operator to merge or remove.
 func MigrateHostDir(root, name, engineDir string) (bool, error) {
 	if name == "" || strings.HasPrefix(name, ".") || strings.ContainsAny(name, `/\`) {
 		return false, nil // not a name a hosts file or context allows: no path of it
 	}
 	old := filepath.Join(root, "hosts", name)
-	if engineDir == old {
+	if filepath.Clean(engineDir) == old {
 		return false, nil
 	}
 	fi, err := os.Lstat(old)
@@ -112,7 +117,7 @@ func MigrateHostDir(root, name, engineDir string) (bool, error) {
 		return false, nil // nothing of the old layout
 	}
 	if _, err := os.Lstat(engineDir); err == nil {
-		return false, fmt.Errorf("state directory %s (host %s before state was kept per engine) is left beside %s, which is used now: merge or remove it", old, name, engineDir)
+		return mergeHostDir(old, name, engineDir)
 	}
 	if err := os.MkdirAll(filepath.Dir(engineDir), DirMode); err != nil {
 		return false, fmt.Errorf("state directory %s: %w", filepath.Dir(engineDir), err)
@@ -121,4 +126,64 @@ func MigrateHostDir(root, name, engineDir string) (bool, error) {
 		return false, fmt.Errorf("moving state directory %s to %s: %w", old, engineDir, err)
 	}
 	return true, nil
+}
+
+// mergeHostDir moves every regular file of old that engineDir lacks to the
+// same place under it, then removes the directories of old left empty. A
+// lock file engineDir has too is dropped (it holds no state: a lock is
+// the flock on the open file, and runs now lock the one in engineDir); any
+// other file both have, and anything not a regular file or directory (a
+// link is not followed), stays in old and is named in the error.
+func mergeHostDir(old, name, engineDir string) (bool, error) {
+	var moved bool
+	var left []string
+	var dirs []string
+	err := filepath.WalkDir(old, func(path string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, err := filepath.Rel(old, path)
+		if err != nil {
+			return err
+		}
+		switch {
+		case d.IsDir():
+			dirs = append(dirs, path)
+			if rel != "." {
+				if err := os.MkdirAll(filepath.Join(engineDir, rel), DirMode); err != nil {
+					return fmt.Errorf("state directory %s: %w", filepath.Join(engineDir, rel), err)
+				}
+			}
+			return nil
+		case !d.Type().IsRegular():
+			left = append(left, rel)
+			return nil
+		}
+		dst := filepath.Join(engineDir, rel)
+		if _, err := os.Lstat(dst); err == nil {
+			if filepath.Dir(rel) == "locks" {
+				return os.Remove(path)
+			}
+			left = append(left, rel)
+			return nil
+		} else if !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+		if err := os.Rename(path, dst); err != nil {
+			return fmt.Errorf("moving %s to %s: %w", path, dst, err)
+		}
+		moved = true
+		return nil
+	})
+	// Deepest first: a directory empties once its children are gone.
+	for i := len(dirs) - 1; i >= 0; i-- {
+		_ = os.Remove(dirs[i]) // fails, as it should, on one still holding a file
+	}
+	if err != nil {
+		return moved, fmt.Errorf("moving state directory %s (host %s before state was kept per engine) into %s: %w", old, name, engineDir, err)
+	}
+	if len(left) > 0 {
+		return moved, fmt.Errorf("state directory %s (host %s before state was kept per engine): %s not moved into %s, which is used now (it has them too, or they are not plain files): merge or remove them", old, name, strings.Join(left, ", "), engineDir)
+	}
+	return moved, nil
 }

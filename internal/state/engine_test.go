@@ -74,13 +74,97 @@ func TestMigrateHostDir(t *testing.T) {
 			t.Errorf("name %q: moved=%v err=%v, want it ignored", bad, moved, err)
 		}
 	}
-	// Both layouts present: nothing moved, the old one named.
-	if err := os.MkdirAll(filepath.Join(root, "hosts", "h1"), 0o700); err != nil {
+	// Both layouts present: what the engine's directory lacks is moved,
+	// a file both have is left and named.
+	writeFiles(t, filepath.Join(root, "hosts", "h1"), "deploys/r.json", "deploys/s.json")
+	moved, err = MigrateHostDir(root, "h1", newDir)
+	if !moved || err == nil || !strings.Contains(err.Error(), filepath.Join(root, "hosts", "h1")) || !strings.Contains(err.Error(), filepath.Join("deploys", "r.json")) {
+		t.Errorf("moved=%v err=%v, want s.json moved and r.json named and left", moved, err)
+	}
+	if _, err := os.Stat(filepath.Join(newDir, "deploys", "s.json")); err != nil {
+		t.Errorf("s.json not moved: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(root, "hosts", "h1", "deploys", "r.json")); err != nil {
+		t.Errorf("r.json, in both, not left in the old directory: %v", err)
+	}
+}
+
+// writeFiles makes each file (a path under dir) with its own name as
+// content.
+func writeFiles(t *testing.T, dir string, files ...string) {
+	t.Helper()
+	for _, f := range files {
+		p := filepath.Join(dir, f)
+		if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(f), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestMigrateHostDirIntoRoot: a host whose engine is the machine's default
+// one has the root as its state directory, which always exists: its old
+// records move in beside the root's own (before, the move failed on every
+// run and the records were never read), the root's files are untouched,
+// and a file both have is left in the old directory and named.
+func TestMigrateHostDirIntoRoot(t *testing.T) {
+	root := t.TempDir()
+	if _, err := Open(root); err != nil {
 		t.Fatal(err)
 	}
-	moved, err = MigrateHostDir(root, "h1", newDir)
-	if moved || err == nil || !strings.Contains(err.Error(), filepath.Join(root, "hosts", "h1")) {
-		t.Errorf("moved=%v err=%v, want the old directory named and left", moved, err)
+	writeFiles(t, root, "journal.jsonl", "locks/web.lock", "deploys/api.json")
+	old := filepath.Join(root, "hosts", "h1")
+	writeFiles(t, old, "deploys/web.json", "services/web.json", "locks/web.lock", "locks/db.lock")
+	dir := EngineDir(root, "unix:///var/run/docker.sock")
+	if dir != root {
+		t.Fatalf("the default engine's directory is %s, want the root", dir)
+	}
+	moved, err := MigrateHostDir(root, "h1", dir)
+	if !moved || err != nil {
+		t.Fatalf("moved=%v err=%v, want the old records moved into the root", moved, err)
+	}
+	for f, want := range map[string]string{
+		"deploys/web.json": "deploys/web.json", "services/web.json": "services/web.json", "locks/db.lock": "locks/db.lock",
+		"journal.jsonl": "journal.jsonl", "deploys/api.json": "deploys/api.json", "locks/web.lock": "locks/web.lock",
+	} {
+		b, err := os.ReadFile(filepath.Join(root, f))
+		if err != nil || string(b) != want {
+			t.Errorf("%s in the root: %q, %v; want %q", f, b, err, want)
+		}
+	}
+	if _, err := os.Stat(old); !os.IsNotExist(err) {
+		t.Errorf("old directory still there after everything moved: %v", err)
+	}
+	// The records are where a deploy on that engine reads them.
+	st, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(st.Path(), "deploys", "web.json")); err != nil {
+		t.Errorf("record not in the engine's state directory: %v", err)
+	}
+
+	// A journal in both: the old one stays, named; the rest moves.
+	writeFiles(t, old, "journal.jsonl", "deploys/db.json")
+	moved, err = MigrateHostDir(root, "h1", dir)
+	if !moved || err == nil || !strings.Contains(err.Error(), "journal.jsonl") || strings.Contains(err.Error(), "\n") {
+		t.Errorf("moved=%v err=%v, want deploys/db.json moved and journal.jsonl named", moved, err)
+	}
+	if b, _ := os.ReadFile(filepath.Join(root, "journal.jsonl")); string(b) != "journal.jsonl" {
+		t.Errorf("the root's journal was changed: %q", b)
+	}
+	if _, err := os.Stat(filepath.Join(root, "deploys", "db.json")); err != nil {
+		t.Errorf("deploys/db.json not moved: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(old, "journal.jsonl")); err != nil {
+		t.Errorf("the old journal is gone: %v", err)
+	}
+	// Again, with nothing new: nothing moved, the leftover still named.
+	moved, err = MigrateHostDir(root, "h1", dir)
+	if moved || err == nil {
+		t.Errorf("again: moved=%v err=%v, want nothing moved and the leftover named", moved, err)
 	}
 }
 

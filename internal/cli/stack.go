@@ -45,16 +45,17 @@ func stackTarget(c *ucli.Context, eng *dockerctl.Client, co composeOptions, serv
 		}
 		files[i] = abs
 	}
-	return &swarmdeploy.Stack{Name: ns, Service: service, Files: files, Docker: dockerCLI(c)}, name, nil
+	return &swarmdeploy.Stack{Name: ns, Service: service, Files: files, Docker: dockerCLI(eng.Endpoint)}, name, nil
 }
 
 // dockerCLI runs the docker CLI (docker stack config/deploy) against the
-// engine baton talks to: the --context given, else the same environment.
-func dockerCLI(c *ucli.Context) func(ctx context.Context, dir string, stdin []byte, args ...string) ([]byte, error) {
-	var global []string
-	if names := c.StringSlice("context"); len(names) == 1 {
-		global = []string{"--context", names[0]}
-	}
+// engine baton resolved and checked, whichever way it was named (--context
+// before or after the verb, DOCKER_CONTEXT, docker context use): the CLI is
+// told that engine itself rather than left to pick from an environment
+// that may name another (a `docker context use prod` under an explicit
+// --context default).
+func dockerCLI(ep dockerctl.Endpoint) func(ctx context.Context, dir string, stdin []byte, args ...string) ([]byte, error) {
+	global := dockerGlobal(ep)
 	return func(ctx context.Context, dir string, stdin []byte, args ...string) ([]byte, error) {
 		cmd := exec.CommandContext(ctx, "docker", append(append([]string{}, global...), args...)...)
 		cmd.Dir = dir
@@ -75,4 +76,18 @@ func dockerCLI(c *ucli.Context) func(ctx context.Context, dir string, stdin []by
 		}
 		return stdout.Bytes(), nil
 	}
+}
+
+// dockerGlobal is the docker CLI's global flags naming ep's engine.
+// DOCKER_HOST (ep named EnvContext) is in the child's environment already
+// and wins over any current context, as it did for baton; a hosts file's
+// docker-host= has no context to name.
+func dockerGlobal(ep dockerctl.Endpoint) []string {
+	switch ep.Name {
+	case dockerctl.EnvContext:
+		return nil
+	case dockerctl.HostsFileEngine:
+		return []string{"--host", ep.Host}
+	}
+	return []string{"--context", ep.Name}
 }

@@ -1,0 +1,57 @@
+package cli
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/baton-sh/baton/dockerctl"
+)
+
+// fakeDocker puts a docker on PATH that prints its arguments and the
+// engine variables it got, one per line.
+func fakeDocker(t *testing.T) {
+	t.Helper()
+	dir := t.TempDir()
+	script := "#!/bin/sh\nfor a in \"$@\"; do echo \"$a\"; done\necho \"DOCKER_HOST=$DOCKER_HOST\"\n"
+	if err := os.WriteFile(filepath.Join(dir, "docker"), []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("PATH", dir+string(os.PathListSeparator)+os.Getenv("PATH"))
+}
+
+// The docker CLI that renders and deploys a stack talks to the engine baton
+// resolved and checked, named to it explicitly: an explicit --context
+// default (before the verb, where the deploy command's own flag does not
+// see it) must not let `docker context use prod` or DOCKER_CONTEXT pick
+// another engine for the subprocess.
+func TestDockerCLINamesTheEngine(t *testing.T) {
+	fakeDocker(t)
+	t.Setenv("DOCKER_CONTEXT", "prod")
+	t.Setenv("DOCKER_HOST", "")
+	for _, tc := range []struct {
+		ep   dockerctl.Endpoint
+		want string
+	}{
+		{dockerctl.Endpoint{Name: dockerctl.DefaultContext, Host: "unix:///var/run/docker.sock"}, "--context default stack config"},
+		{dockerctl.Endpoint{Name: "staging", Host: "ssh://deploy@web2"}, "--context staging stack config"},
+		{dockerctl.Endpoint{Name: dockerctl.HostsFileEngine, Host: "tcp://10.0.0.5:2375"}, "--host tcp://10.0.0.5:2375 stack config"},
+	} {
+		out, err := dockerCLI(tc.ep)(t.Context(), t.TempDir(), nil, "stack", "config")
+		if err != nil {
+			t.Fatal(err)
+		}
+		lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+		if got := strings.Join(lines[:len(lines)-1], " "); got != tc.want {
+			t.Errorf("%s: docker %s, want docker %s", tc.ep.Name, got, tc.want)
+		}
+	}
+	// DOCKER_HOST chose the engine: the child has it and no context flag
+	// (DOCKER_HOST wins over DOCKER_CONTEXT for the docker CLI too).
+	t.Setenv("DOCKER_HOST", "tcp://10.0.0.9:2375")
+	out, err := dockerCLI(dockerctl.Endpoint{Name: dockerctl.EnvContext, Host: "tcp://10.0.0.9:2375"})(t.Context(), t.TempDir(), nil, "stack", "config")
+	if err != nil || string(out) != "stack\nconfig\nDOCKER_HOST=tcp://10.0.0.9:2375\n" {
+		t.Errorf("DOCKER_HOST engine: %v, docker got %q", err, out)
+	}
+}

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -53,5 +54,36 @@ func TestDockerCLINamesTheEngine(t *testing.T) {
 	out, err := dockerCLI(dockerctl.Endpoint{Name: dockerctl.EnvContext, Host: "tcp://10.0.0.9:2375"})(t.Context(), t.TempDir(), nil, "stack", "config")
 	if err != nil || string(out) != "stack\nconfig\nDOCKER_HOST=tcp://10.0.0.9:2375\n" {
 		t.Errorf("DOCKER_HOST engine: %v, docker got %q", err, out)
+	}
+}
+
+// A stack found by the service's name alone must not take over a compose
+// file's deploy; each refusal is exit 2, with its positive control.
+func TestStackOrCompose(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		project  string
+		ofFiles  bool
+		projects []string
+		stack    bool
+		err      string
+	}{
+		{name: "only a stack has the service", stack: true},
+		{name: "the file's compose project runs it", ofFiles: true, projects: []string{"myapp"}},
+		{name: "another compose project runs it", projects: []string{"other"}, err: "name the stack with -p monitoring"},
+		{name: "-p names the stack", project: "monitoring", projects: []string{"other"}, stack: true},
+		{name: "-p names a stack and a project", project: "monitoring", projects: []string{"monitoring"}, err: "add --swarm"},
+	} {
+		stack, err := stackOrCompose(tc.project, "monitoring", "web", tc.ofFiles, tc.projects)
+		if tc.err != "" {
+			var ee *exitError
+			if !errors.As(err, &ee) || ee.code != 2 || !strings.Contains(err.Error(), tc.err) {
+				t.Errorf("%s: %v, want exit 2 with %q", tc.name, err, tc.err)
+			}
+			continue
+		}
+		if err != nil || stack != tc.stack {
+			t.Errorf("%s: stack %v, err %v; want stack %v", tc.name, stack, err, tc.stack)
+		}
 	}
 }

@@ -96,7 +96,7 @@ func runSwarmDeploy(c *ucli.Context, eng *dockerctl.Client, opts deployOptions, 
 		return deployErr(err)
 	}
 	o.Stack = stack
-	d := swarmDeployer(eng, out, logger(c))
+	d := swarmDeployer(eng, swarmLocks(c, eng, out), out, logger(c))
 	res, err := d.Deploy(c.Context, o)
 	if !opts.dryRun {
 		journalSwarm(c, eng, out, res)
@@ -106,8 +106,11 @@ func runSwarmDeploy(c *ucli.Context, eng *dockerctl.Client, opts deployOptions, 
 }
 
 // swarmDeployer is a service deployer on eng.
-func swarmDeployer(eng *dockerctl.Client, report deploy.Reporter, log *slog.Logger) *swarmdeploy.Deployer {
+func swarmDeployer(eng *dockerctl.Client, locks *state.Dir, report deploy.Reporter, log *slog.Logger) *swarmdeploy.Deployer {
 	d := &swarmdeploy.Deployer{Engine: eng, Report: report, Log: log}
+	if locks != nil {
+		d.Locks = locks
+	}
 	if !eng.Endpoint.Local {
 		// The routing mesh's IPVS is the engine's kernel's, which this
 		// machine's /proc does not show.
@@ -115,6 +118,18 @@ func swarmDeployer(eng *dockerctl.Client, report deploy.Reporter, log *slog.Logg
 		log.Warn("the engine is on another machine: its kernel's IPVS (routing mesh) is not checked", "engine", eng.Endpoint.Name)
 	}
 	return d
+}
+
+// swarmLocks is the engine's state directory, whose locks keep a CLI
+// deploy of a service from running beside a watch or webhook one; nil (no
+// lock, said in a note) when it cannot be opened.
+func swarmLocks(c *ucli.Context, eng *dockerctl.Client, out *output) *state.Dir {
+	st, err := state.Open(engineStateDir(c, eng.Endpoint.Host))
+	if err != nil {
+		out.note("no deploy lock: " + err.Error())
+		return nil
+	}
+	return st
 }
 
 // isService says whether an unattended deploy of target is a Swarm
@@ -130,6 +145,9 @@ func isService(ctx context.Context, eng *dockerctl.Client, target string) (bool,
 func runSwarmRollback(c *ucli.Context, eng *dockerctl.Client, target string, asJSON, quiet bool) error {
 	out := newOutput(c.App.Writer, c.App.ErrWriter, asJSON, quiet)
 	d := &swarmdeploy.Deployer{Engine: eng, Report: out, Log: logger(c)}
+	if st := swarmLocks(c, eng, out); st != nil {
+		d.Locks = st
+	}
 	res, err := d.Rollback(c.Context, swarmdeploy.Options{Service: target, Trigger: "cli", Who: cliUser()})
 	journalSwarm(c, eng, out, res)
 	swarmResult(out, res, err, asJSON)

@@ -1,11 +1,15 @@
 package cli
 
 import (
+	"bytes"
+	"context"
 	"errors"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/docker/cli/cli/config"
 
 	"github.com/baton-sh/baton/dockerctl"
 )
@@ -84,6 +88,37 @@ func TestStackOrCompose(t *testing.T) {
 		}
 		if err != nil || stack != tc.stack {
 			t.Errorf("%s: stack %v, err %v; want stack %v", tc.name, stack, err, tc.stack)
+		}
+	}
+}
+
+// Bad Swarm flag values and compose-only flags for a stack are bad input
+// (exit 2) even when the engine does not answer; the positive control is a
+// good value, which gets as far as the engine (exit 1, cannot reach it).
+func TestComposeStackFlagsCheckedBeforeTheEngine(t *testing.T) {
+	dir := t.TempDir()
+	prev := config.Dir()
+	config.SetDir(dir)
+	t.Cleanup(func() { config.SetDir(prev) })
+	t.Setenv("DOCKER_HOST", "unix://"+filepath.Join(dir, "no-engine.sock"))
+	t.Setenv("DOCKER_CONTEXT", "")
+	file := filepath.Join(dir, "stack.yml")
+	for _, tc := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"deploy", "-f", file, "web", "--update-failure-action", "explode"}, 2, "--update-failure-action"},
+		{[]string{"deploy", "-f", file, "web", "--probe-cmd", "'unclosed", "--http-probe", "/"}, 2, "--probe-cmd"},
+		{[]string{"deploy", "web", "--update-failure-action", "explode"}, 2, "--update-failure-action"},
+		{[]string{"deploy", "-f", file, "web", "--swarm", "--nginx-service", "nginx"}, 2, "--nginx-service is for a compose project"},
+		{[]string{"deploy", "-f", file, "web", "--swarm", "--project-directory", dir}, 2, "--project-directory is for a compose project"},
+		{[]string{"deploy", "-f", file, "web", "--update-failure-action", "pause"}, 1, "cannot reach"},
+	} {
+		var stdout, stderr bytes.Buffer
+		code := Run(context.Background(), append([]string{"baton", "--state-dir", t.TempDir()}, tc.args...), &stdout, &stderr)
+		if code != tc.code || !strings.Contains(stderr.String(), tc.want) {
+			t.Errorf("baton %s: exit %d, stderr %q; want exit %d with %q", strings.Join(tc.args, " "), code, stderr.String(), tc.code, tc.want)
 		}
 	}
 }

@@ -44,6 +44,20 @@ func swarmTarget(c *ucli.Context, eng *dockerctl.Client, target string) (bool, e
 	return found, err
 }
 
+// checkSwarmValues refuses Swarm flag values that cannot be right for any
+// service (exit 2), before an engine is reached.
+func checkSwarmValues(c *ucli.Context) error {
+	if _, err := swarmdeploy.ParseFailureAction(c.String("update-failure-action")); err != nil {
+		return usageErr("%v", err)
+	}
+	if line := c.String("probe-cmd"); c.IsSet("probe-cmd") {
+		if argv, err := deploy.SplitCommand(line); err != nil || len(argv) == 0 {
+			return usageErr("--probe-cmd %q: %v", line, orEmpty(err))
+		}
+	}
+	return nil
+}
+
 func swarmOptions(c *ucli.Context, opts deployOptions, pull deploy.PullPolicy) (swarmdeploy.Options, error) {
 	fa, err := swarmdeploy.ParseFailureAction(c.String("update-failure-action"))
 	if err != nil {

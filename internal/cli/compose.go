@@ -68,6 +68,19 @@ func runComposeDeploy(c *ucli.Context, opts deployOptions) error {
 		}
 		opts.settings["nginx-upstream"] = abs
 	}
+	// Bad flag values are bad input whether or not the engine answers:
+	// refused before it is reached, the state directory opened or the
+	// environment exported.
+	if swarmFlagSet(c) != "" {
+		if err := checkSwarmValues(c); err != nil {
+			return err
+		}
+	}
+	if c.Bool("swarm") {
+		if err := notForStack(co); err != nil {
+			return err
+		}
+	}
 	d, eng, err := newDeployer(c, out)
 	if err != nil {
 		return err
@@ -78,6 +91,9 @@ func runComposeDeploy(c *ucli.Context, opts deployOptions) error {
 		if err != nil {
 			return err
 		} else if stack != nil {
+			if err := notForStack(co); err != nil {
+				return err
+			}
 			opts.target = name
 			return runSwarmDeploy(c, eng, opts, pull, stack)
 		}
@@ -116,4 +132,16 @@ func runComposeDeploy(c *ucli.Context, opts deployOptions) error {
 	}
 	out.composeResults(project.Name, results)
 	return deployErr(onEngine(eng, err))
+}
+
+// notForStack refuses the compose-only flags for a stack's service, whose
+// spec comes from its stack file (they would be silently ignored).
+func notForStack(co composeOptions) error {
+	switch {
+	case co.nginxService != "":
+		return usageErr("--nginx-service is for a compose project; a stack's service is reached by its nginx through Swarm (tasks.SERVICE)")
+	case co.projectDir != "":
+		return usageErr("--project-directory is for a compose project; a stack file's paths are relative to the file (give its path with -f)")
+	}
+	return nil
 }

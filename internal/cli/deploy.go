@@ -185,6 +185,11 @@ func runDeploy(c *ucli.Context, opts deployOptions) error {
 	if err != nil {
 		return deployErr(err)
 	}
+	if swarmFlagSet(c) != "" {
+		if err := checkSwarmValues(c); err != nil {
+			return err
+		}
+	}
 	d, eng, err := newDeployer(c, out)
 	if err != nil {
 		return err

@@ -136,6 +136,9 @@ func (u *unattendedRun) resolve(ctx context.Context, target string) (string, err
 	if err != nil {
 		return "", fmt.Errorf("inspecting container %s: %w", target, err)
 	}
+	if svc, task := deploy.SwarmTask(ctr); task {
+		return "", fmt.Errorf("%w: container %s is a task of Swarm service %s; name the service", webhook.ErrNotEnabled, target, svc)
+	}
 	// An image's own labels never opt its containers in.
 	own, _, err := deploy.ContainerOwnLabels(ctx, u.eng, ctr)
 	if err != nil {

@@ -44,6 +44,20 @@ func swarmTarget(c *ucli.Context, eng *dockerctl.Client, target string) (bool, e
 	return found, err
 }
 
+// checkSwarmValues refuses Swarm flag values that cannot be right for any
+// service (exit 2), before an engine is reached.
+func checkSwarmValues(c *ucli.Context) error {
+	if _, err := swarmdeploy.ParseFailureAction(c.String("update-failure-action")); err != nil {
+		return usageErr("%v", err)
+	}
+	if line := c.String("probe-cmd"); c.IsSet("probe-cmd") {
+		if argv, err := deploy.SplitCommand(line); err != nil || len(argv) == 0 {
+			return usageErr("--probe-cmd %q: %v", line, orEmpty(err))
+		}
+	}
+	return nil
+}
+
 func swarmOptions(c *ucli.Context, opts deployOptions, pull deploy.PullPolicy) (swarmdeploy.Options, error) {
 	fa, err := swarmdeploy.ParseFailureAction(c.String("update-failure-action"))
 	if err != nil {
@@ -96,7 +110,7 @@ func runSwarmDeploy(c *ucli.Context, eng *dockerctl.Client, opts deployOptions, 
 		return deployErr(err)
 	}
 	o.Stack = stack
-	d := swarmDeployer(eng, out, logger(c))
+	d := swarmDeployer(eng, swarmLocks(c, eng, out), out, logger(c))
 	res, err := d.Deploy(c.Context, o)
 	if !opts.dryRun {
 		journalSwarm(c, eng, out, res)
@@ -106,8 +120,11 @@ func runSwarmDeploy(c *ucli.Context, eng *dockerctl.Client, opts deployOptions, 
 }
 
 // swarmDeployer is a service deployer on eng.
-func swarmDeployer(eng *dockerctl.Client, report deploy.Reporter, log *slog.Logger) *swarmdeploy.Deployer {
+func swarmDeployer(eng *dockerctl.Client, locks *state.Dir, report deploy.Reporter, log *slog.Logger) *swarmdeploy.Deployer {
 	d := &swarmdeploy.Deployer{Engine: eng, Report: report, Log: log}
+	if locks != nil {
+		d.Locks = locks
+	}
 	if !eng.Endpoint.Local {
 		// The routing mesh's IPVS is the engine's kernel's, which this
 		// machine's /proc does not show.
@@ -115,6 +132,18 @@ func swarmDeployer(eng *dockerctl.Client, report deploy.Reporter, log *slog.Logg
 		log.Warn("the engine is on another machine: its kernel's IPVS (routing mesh) is not checked", "engine", eng.Endpoint.Name)
 	}
 	return d
+}
+
+// swarmLocks is the engine's state directory, whose locks keep a CLI
+// deploy of a service from running beside a watch or webhook one; nil (no
+// lock, said in a note) when it cannot be opened.
+func swarmLocks(c *ucli.Context, eng *dockerctl.Client, out *output) *state.Dir {
+	st, err := state.Open(engineStateDir(c, eng.Endpoint.Host))
+	if err != nil {
+		out.note("no deploy lock: " + err.Error())
+		return nil
+	}
+	return st
 }
 
 // isService says whether an unattended deploy of target is a Swarm
@@ -130,6 +159,9 @@ func isService(ctx context.Context, eng *dockerctl.Client, target string) (bool,
 func runSwarmRollback(c *ucli.Context, eng *dockerctl.Client, target string, asJSON, quiet bool) error {
 	out := newOutput(c.App.Writer, c.App.ErrWriter, asJSON, quiet)
 	d := &swarmdeploy.Deployer{Engine: eng, Report: out, Log: logger(c)}
+	if st := swarmLocks(c, eng, out); st != nil {
+		d.Locks = st
+	}
 	res, err := d.Rollback(c.Context, swarmdeploy.Options{Service: target, Trigger: "cli", Who: cliUser()})
 	journalSwarm(c, eng, out, res)
 	swarmResult(out, res, err, asJSON)

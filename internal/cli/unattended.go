@@ -139,7 +139,7 @@ func newUnattended(c *ucli.Context, log *slog.Logger) (*unattendedRun, error) {
 			if svc, err := isService(ctx, e, req.Target); err != nil {
 				return nil, err
 			} else if svc {
-				return swarmDeployer(e, slogReporter{log: log}, log).Deploy(ctx, swarmdeploy.Options{
+				return swarmDeployer(e, d.State, slogReporter{log: log}, log).Deploy(ctx, swarmdeploy.Options{
 					Service: req.Target, Image: req.Image, Pull: req.Pull, Force: req.Force,
 					Inherit: true, Trigger: req.Trigger, Who: req.Who,
 					RegistryAuth: func(ref string) (string, error) { return dockerctl.RegistryAuth(ref, io.Discard) },

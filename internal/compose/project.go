@@ -366,3 +366,27 @@ func uniq(list []string) []string {
 	}
 	return out
 }
+
+// ServiceProjects lists the compose projects that run service (containers
+// compose owns, labelled with it), and whether one of them was made from
+// files (the first names the project, as for Resolve). A deploy -f FILE
+// SERVICE that could be a stack's asks it before taking the stack path.
+func ServiceProjects(ctx context.Context, eng Engine, files []string, service string) (ofFiles bool, projects []string, err error) {
+	list, err := eng.ContainerList(ctx, container.ListOptions{All: true, Filters: filters.NewArgs(
+		filters.Arg("label", LabelService+"="+service),
+		filters.Arg("label", LabelOneoff+"=False"))})
+	if err == nil {
+		list, err = composeOwned(ctx, eng, list)
+	}
+	if err != nil {
+		return false, nil, fmt.Errorf("listing compose containers of service %s: %w", service, err)
+	}
+	for _, c := range list {
+		if len(files) > 0 && sameFiles(files, c.Labels) {
+			ofFiles = true
+		}
+		projects = append(projects, c.Labels[LabelProject])
+	}
+	sort.Strings(projects)
+	return ofFiles, uniq(projects), nil
+}

@@ -156,6 +156,9 @@ func (r *run) deploy(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if err := notATask(old); err != nil {
+		return err
+	}
 	r.svc = ServiceOf(old)
 	r.res.Service = r.svc.Key
 	r.res.Container = r.svc.Name

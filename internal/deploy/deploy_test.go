@@ -500,3 +500,28 @@ func TestDryRunAgreesWithDeploy(t *testing.T) {
 		})
 	}
 }
+
+// A Swarm task's container is refused (exit 2, naming the service; nothing
+// created or stopped); the same container without the task labels deploys.
+func TestDeploySwarmTaskRefused(t *testing.T) {
+	h := newHarness(t, "none", "")
+	h.eng.mu.Lock()
+	labels := h.eng.containers[h.oldID].c.Config.Labels
+	labels[LabelSwarmTaskID] = "xyz"
+	labels[LabelSwarmServiceName] = "shop_web"
+	h.eng.mu.Unlock()
+	_, err := h.deploy(t.Context(), "web:v2", nil)
+	if ExitCode(err) != 2 || !strings.Contains(err.Error(), "task of Swarm service shop_web") {
+		t.Fatalf("task container: %v (exit %d)", err, ExitCode(err))
+	}
+	if _, err := h.d.Rollback(t.Context(), Request{Target: "web"}); ExitCode(err) != 2 || !strings.Contains(err.Error(), "shop_web") {
+		t.Fatalf("rollback of a task container: %v (exit %d)", err, ExitCode(err))
+	}
+	h.assertOldServing()
+	h.eng.mu.Lock()
+	delete(labels, LabelSwarmTaskID)
+	h.eng.mu.Unlock()
+	if res, err := h.deploy(t.Context(), "web:v2", nil); err != nil || res.Outcome != OutcomeDeployed {
+		t.Fatalf("plain container: %v %v", res, err)
+	}
+}

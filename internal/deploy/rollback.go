@@ -11,6 +11,9 @@ import (
 // is still on the host, even if its tag has moved since.
 func (d *Deployer) Rollback(ctx context.Context, req Request) (*Result, error) {
 	c, err := inspectTarget(ctx, d.Engine, req.Target)
+	if err == nil {
+		err = notATask(c)
+	}
 	if err != nil {
 		return &Result{Outcome: OutcomeFailed, Error: err.Error()}, err
 	}

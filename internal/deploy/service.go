@@ -27,3 +27,31 @@ func ServiceOf(c container.InspectResponse) Service {
 	}
 	return Service{Key: name, Name: name}
 }
+
+// The labels Swarm puts on a service task's container.
+const (
+	LabelSwarmTaskID      = "com.docker.swarm.task.id"
+	LabelSwarmServiceName = "com.docker.swarm.service.name"
+)
+
+// SwarmTask reports whether c is a Swarm service's task container, and the
+// service's name. Such a container belongs to Swarm: a container deploy
+// would clone it outside Swarm and stop the task, which Swarm then
+// replaces. The service is what gets deployed.
+func SwarmTask(c container.InspectResponse) (service string, ok bool) {
+	if c.Config == nil || c.Config.Labels[LabelSwarmTaskID] == "" {
+		return "", false
+	}
+	if name := c.Config.Labels[LabelSwarmServiceName]; name != "" {
+		return name, true
+	}
+	return "SERVICE (docker service ls)", true
+}
+
+// notATask refuses a container deploy or rollback of a Swarm task.
+func notATask(c container.InspectResponse) error {
+	if svc, ok := SwarmTask(c); ok {
+		return classify(ErrInvalid, "container %s is a task of Swarm service %s: deploy the service instead (baton deploy %s)", strings.TrimPrefix(c.Name, "/"), svc, svc)
+	}
+	return nil
+}

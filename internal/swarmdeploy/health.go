@@ -98,10 +98,18 @@ func decideHealth(spec swarm.ServiceSpec, img imageFacts, p Probe, healthTimeout
 		StartPeriod:   orDur(healthTimeout, DefaultHealth),
 		Retries:       probeRetries,
 	}
-	if cur != nil && reflect.DeepEqual(*cur, *want) {
+	if cur != nil && sameHealth(*cur, *want) {
 		return nil, "", "", nil
 	}
 	return want, fmt.Sprintf("healthcheck: %s -> %s", describeHealth(cur, img), strings.Join(want.Test[1:], " ")), "", nil
+}
+
+// sameHealth compares two health checks without StartInterval: an engine
+// older than API 1.44 drops it from the spec it stores, so the one read back
+// never equals the one baton sent, and every rerun would restart all tasks.
+func sameHealth(a, b container.HealthConfig) bool {
+	a.StartInterval, b.StartInterval = 0, 0
+	return reflect.DeepEqual(a, b)
 }
 
 // check refuses probe flags that cannot become a HEALTHCHECK, whatever the

@@ -11,6 +11,12 @@ import (
 	"github.com/baton-sh/baton/internal/deploy"
 )
 
+func withoutStartInterval(hc *container.HealthConfig) *container.HealthConfig {
+	c := *hc
+	c.StartInterval = 0
+	return &c
+}
+
 func TestDecideHealth(t *testing.T) {
 	demo := []string{"/demoapp", "-probe"}
 	set := &container.HealthConfig{Test: []string{"CMD", "/demoapp", "-probe", "http://127.0.0.1:8080/healthz"},
@@ -32,6 +38,8 @@ func TestDecideHealth(t *testing.T) {
 		{name: "no flags, nothing to gate on", img: imageFacts{known: true}, wantNote: "has no HEALTHCHECK"},
 		{name: "no flags, image unknown", img: imageFacts{}},
 		{name: "no flags, HEALTHCHECK disabled", cur: &container.HealthConfig{Test: []string{"NONE"}}, img: imageFacts{known: true, healthcheck: true}, wantNote: "disables its HEALTHCHECK"},
+		{name: "a changed probe on an old engine still changes", cur: withoutStartInterval(set), img: imageFacts{known: true, ports: []int{8080}},
+			probe: Probe{HTTPPath: "/up", Cmd: demo}, wantTest: "/demoapp -probe http://127.0.0.1:8080/up"},
 		{name: "http probe with a command, image port", img: imageFacts{known: true, ports: []int{8080}},
 			probe: Probe{HTTPPath: "/healthz", Cmd: demo}, wantTest: "/demoapp -probe http://127.0.0.1:8080/healthz"},
 		{name: "http probe, service target port wins over the image's", ep: port(9090), img: imageFacts{known: true, ports: []int{8080}},
@@ -40,6 +48,8 @@ func TestDecideHealth(t *testing.T) {
 		{name: "http probe replaces the image's HEALTHCHECK", img: imageFacts{known: true, healthcheck: true, ports: []int{8080}},
 			probe: Probe{HTTPPath: "/healthz", Cmd: demo}, wantTest: "/demoapp -probe http://127.0.0.1:8080/healthz"},
 		{name: "the same probe again changes nothing", cur: set, img: imageFacts{known: true, ports: []int{8080}}, probe: Probe{HTTPPath: "/healthz", Cmd: demo}},
+		// An engine before API 1.44 stores no StartInterval.
+		{name: "the same probe read back from an old engine changes nothing", cur: withoutStartInterval(set), img: imageFacts{known: true, ports: []int{8080}}, probe: Probe{HTTPPath: "/healthz", Cmd: demo}},
 		{name: "http probe without a command refused", img: imageFacts{known: true, ports: []int{8080}}, probe: Probe{HTTPPath: "/healthz"}, wantErr: "needs --probe-cmd"},
 		{name: "tcp probe refused", img: imageFacts{known: true, ports: []int{8080}}, probe: Probe{TCP: true, Cmd: demo}, wantErr: "--tcp-probe cannot run"},
 		{name: "command without a path refused", probe: Probe{Cmd: demo}, wantErr: "needs --http-probe"},

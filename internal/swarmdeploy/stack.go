@@ -186,11 +186,44 @@ func (f *stackFile) render(name string, spec swarm.ServiceSpec) ([]byte, error) 
 			out[k] = used
 		}
 	}
-	b, err := yaml.Marshal(out)
+	// docker stack config interpolated the file already ($$ is now $, a
+	// variable its value); docker stack deploy interpolates what it is
+	// given again, from baton's environment: escape every $ so the values
+	// reach the service as the first rendering made them.
+	b, err := yaml.Marshal(escapeDollars(out))
 	if err != nil {
 		return nil, fmt.Errorf("stack service %s: writing the file: %w", name, err)
 	}
 	return b, nil
+}
+
+// escapeDollars returns v with every $ in its string values written $$,
+// which compose interpolation reads back as one $. Keys are never
+// interpolated and stay as they are.
+func escapeDollars(v any) any {
+	switch v := v.(type) {
+	case string:
+		return strings.ReplaceAll(v, "$", "$$")
+	case map[string]any:
+		out := make(map[string]any, len(v))
+		for k, e := range v {
+			out[k] = escapeDollars(e)
+		}
+		return out
+	case map[any]any:
+		out := make(map[any]any, len(v))
+		for k, e := range v {
+			out[k] = escapeDollars(e)
+		}
+		return out
+	case []any:
+		out := make([]any, len(v))
+		for i, e := range v {
+			out[i] = escapeDollars(e)
+		}
+		return out
+	}
+	return v
 }
 
 func composeUpdate(u *swarm.UpdateConfig) map[string]any {

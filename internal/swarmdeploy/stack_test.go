@@ -3,10 +3,12 @@ package swarmdeploy
 import (
 	"context"
 	"errors"
+	"os"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/docker/cli/cli/compose/interpolation"
 	"github.com/docker/docker/api/types/swarm"
 	"go.yaml.in/yaml/v3"
 
@@ -194,5 +196,54 @@ func TestDeployStackService(t *testing.T) {
 	bad.Service = "db"
 	if _, err := deployer(f, false).Deploy(t.Context(), Options{Service: "shop_web", Stack: &bad}); deploy.ExitCode(err) != 2 || len(calls) != 1 {
 		t.Fatalf("a service the file lacks: %v, %d docker calls", err, len(calls))
+	}
+}
+
+// The file docker stack config printed is interpolated already; docker
+// stack deploy interpolates what baton gives it once more (from baton's
+// environment). Every $ must reach the service as the first rendering left
+// it: a literal $$HOME (now $HOME), a value that held a $ (p$ss, s3cr${t),
+// a $$SECRET that must not become this process's SECRET.
+func TestStackRenderKeepsDollars(t *testing.T) {
+	const file = `services:
+  web:
+    image: shop/web:1
+    command: ["sh", "-c", "echo $HOME a$b"]
+    environment:
+      DB_PASS: p$ss
+      OTHER: s3cr${t
+      KEY: $SECRET
+    labels:
+      - "x=$$y"
+`
+	t.Setenv("HOME", "/root")
+	t.Setenv("SECRET", "leaked")
+	t.Setenv("ss", "gone")
+	f, err := parseStack([]byte(file), &Stack{Name: "shop", Service: "web"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec := swarm.ServiceSpec{TaskTemplate: swarm.TaskSpec{ContainerSpec: &swarm.ContainerSpec{Image: "shop/web:2"}},
+		UpdateConfig: updateConfig(Options{}), RollbackConfig: updateConfig(Options{})}
+	out, err := f.render("web", spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc map[string]any
+	if err := yaml.Unmarshal(out, &doc); err != nil {
+		t.Fatal(err)
+	}
+	// What docker stack deploy does with the file: interpolate it.
+	got, err := interpolation.Interpolate(doc, interpolation.Options{LookupValue: os.LookupEnv})
+	if err != nil {
+		t.Fatalf("docker stack deploy would refuse the file: %v\n%s", err, out)
+	}
+	web := got["services"].(map[string]any)["web"].(map[string]any)
+	env := web["environment"].(map[string]any)
+	cmd := web["command"].([]any)
+	labels := web["labels"].([]any)
+	if env["DB_PASS"] != "p$ss" || env["OTHER"] != "s3cr${t" || env["KEY"] != "$SECRET" ||
+		cmd[2] != "echo $HOME a$b" || labels[0] != "x=$$y" || web["image"] != "shop/web:2" {
+		t.Fatalf("after a second interpolation: environment %v, command %q, labels %q, image %v\n%s", env, cmd, labels, web["image"], out)
 	}
 }

@@ -119,8 +119,40 @@ type Deployer struct {
 	// Poll is how often the update's status is read (Swarm has no event
 	// for a task's progress through an update); default 250ms.
 	Poll time.Duration
+	// Locks, when set, keeps two deploys or rollbacks of one service from
+	// running at once (a CLI deploy beside a watch or webhook one): Swarm
+	// would refuse the second update as out of sequence, converge would
+	// report the other's update as recovered, and a stack deploy (no
+	// version check) would overwrite an update in progress.
+	Locks Locker
 
 	start time.Time // of the deploy, for the events' elapsed time
+}
+
+// Locker is the state directory's per-key lock (state.Dir).
+type Locker interface {
+	Lock(ctx context.Context, key string, onWait func()) (unlock func(), err error)
+}
+
+// lock takes the service's lock and reads the service again: whoever held
+// the lock may have changed it.
+func (d *Deployer) lock(ctx context.Context, svc swarm.Service) (swarm.Service, func(), error) {
+	if d.Locks == nil {
+		return svc, func() {}, nil
+	}
+	name := svc.Spec.Name
+	unlock, err := d.Locks.Lock(ctx, "swarm-"+name, func() {
+		d.event(deploy.PhaseResolve, fmt.Sprintf("another deploy of service %s is running; waiting for it to finish", name), false)
+	})
+	if err != nil {
+		return svc, nil, &deploy.PhaseError{Phase: deploy.PhaseResolve, OldServing: true, Err: fmt.Errorf("service %s: %w", name, err)}
+	}
+	now, _, err := d.Engine.ServiceInspectWithRaw(ctx, svc.ID, swarm.ServiceInspectOptions{})
+	if err != nil {
+		unlock()
+		return svc, nil, fmt.Errorf("service %s: inspect: %w", name, err)
+	}
+	return now, unlock, nil
 }
 
 // ErrNoIPVS: the service publishes through the routing mesh, which needs
@@ -203,6 +235,13 @@ func (d *Deployer) deploy(ctx context.Context, o Options, res *deploy.Result) er
 	}
 	if err := o.Probe.check(o.Service); err != nil {
 		return err
+	}
+	if !o.DryRun {
+		var unlock func()
+		if svc, unlock, err = d.lock(ctx, svc); err != nil {
+			return err
+		}
+		defer unlock()
 	}
 	// A baton killed mid-update left Swarm updating (or rolling back):
 	// converge by letting that finish first, so this deploy starts from a

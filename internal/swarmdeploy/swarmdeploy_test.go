@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -14,10 +15,12 @@ import (
 	"github.com/docker/docker/errdefs"
 
 	"github.com/baton-sh/baton/internal/deploy"
+	"github.com/baton-sh/baton/internal/state"
 )
 
 // fakeEngine is one service; an update moves it straight to endState.
 type fakeEngine struct {
+	mu       sync.Mutex // a test may update the service from another goroutine
 	svc      swarm.Service
 	images   map[string]bool
 	updates  []swarm.ServiceSpec
@@ -25,6 +28,8 @@ type fakeEngine struct {
 }
 
 func (f *fakeEngine) ServiceInspectWithRaw(_ context.Context, id string, _ swarm.ServiceInspectOptions) (swarm.Service, []byte, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
 	if id != f.svc.ID && id != f.svc.Spec.Name {
 		return swarm.Service{}, nil, errdefs.NotFound(errors.New("service " + id + " not found"))
 	}
@@ -32,6 +37,8 @@ func (f *fakeEngine) ServiceInspectWithRaw(_ context.Context, id string, _ swarm
 }
 
 func (f *fakeEngine) ServiceUpdate(_ context.Context, _ string, v swarm.Version, spec swarm.ServiceSpec, opts swarm.ServiceUpdateOptions) (swarm.ServiceUpdateResponse, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
 	if v != f.svc.Version {
 		return swarm.ServiceUpdateResponse{}, errors.New("update out of sequence")
 	}
@@ -195,5 +202,56 @@ func TestInheritUpdateSettings(t *testing.T) {
 		if got := *f.updates[0].UpdateConfig; got != tc.want {
 			t.Errorf("%s: update config %+v, want %+v", tc.name, got, tc.want)
 		}
+	}
+}
+
+// A deploy waits for another deploy of the service (the state directory's
+// lock, across processes), then starts from the service as that one left
+// it: no "update out of sequence", no other's update taken for its own.
+func TestDeployWaitsForTheServiceLock(t *testing.T) {
+	f := newFake()
+	st, err := state.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	unlock, err := st.Lock(t.Context(), "swarm-web", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waiting := make(chan struct{}, 1)
+	d := deployer(f, false)
+	d.Locks = st
+	d.Report = deploy.ReporterFunc(func(e deploy.Event) {
+		if strings.Contains(e.Message, "another deploy of service web is running") {
+			waiting <- struct{}{}
+		}
+	})
+	type result struct {
+		res *deploy.Result
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		res, err := d.Deploy(context.Background(), Options{Service: "web", Image: "shop/web:2"})
+		done <- result{res, err}
+	}()
+	select {
+	case <-waiting:
+	case r := <-done:
+		t.Fatalf("deploy ran while another held the lock: %v %v", r.res.Outcome, r.err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("deploy neither waited nor finished")
+	}
+	// The lock's holder updates the service meanwhile (a watch deploy).
+	cur, _, _ := f.ServiceInspectWithRaw(t.Context(), "web", swarm.ServiceInspectOptions{})
+	spec, _ := copySpec(cur.Spec)
+	spec.Labels = map[string]string{"other": "deploy"}
+	if _, err := f.ServiceUpdate(t.Context(), cur.ID, cur.Version, spec, swarm.ServiceUpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	unlock()
+	r := <-done
+	if r.err != nil || r.res.Outcome != deploy.OutcomeDeployed || len(f.updates) != 2 || f.svc.Spec.TaskTemplate.ContainerSpec.Image != "shop/web:2" {
+		t.Fatalf("after the lock: %v, outcome %s, %d updates", r.err, r.res.Outcome, len(f.updates))
 	}
 }

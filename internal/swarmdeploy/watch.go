@@ -235,6 +235,13 @@ func (d *Deployer) rollbackResult(ctx context.Context, o Options, res *deploy.Re
 	if !found {
 		return kinded(deploy.ErrNotFound, "no swarm service named %s on this engine", o.Service)
 	}
+	if !o.DryRun {
+		var unlock func()
+		if svc, unlock, err = d.lock(ctx, svc); err != nil {
+			return err
+		}
+		defer unlock()
+	}
 	if svc.PreviousSpec == nil || svc.PreviousSpec.TaskTemplate.ContainerSpec == nil {
 		return kinded(deploy.ErrInvalid, "service %s has no previous spec to roll back to", o.Service)
 	}

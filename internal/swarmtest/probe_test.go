@@ -64,6 +64,16 @@ func TestSwarmProbeHealthcheck(t *testing.T) {
 		t.Fatalf("service runs %s, want %s", got, v2)
 	}
 	s.waitHealthy(t, 2)
+	// The same deploy again changes nothing (the spec read back must
+	// compare equal to the one sent, whatever the engine's API keeps).
+	v = s.service(t).Version
+	r = s.run(t, append([]string{"deploy", s.name, "--image", v2, "--probe-cmd", "/demoapp -probe"}, probe...)...)
+	if r.code != 0 || !strings.Contains(r.stdout, "up to date") {
+		t.Fatalf("the same probe deploy again: exit %d, want 0 and up to date\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	if now := s.service(t).Version; now != v {
+		t.Fatalf("an up-to-date deploy changed the service: version %d -> %d", v.Index, now.Index)
+	}
 
 	// The HEALTHCHECK stays in the spec: a later deploy without the flags
 	// is gated on it too.

@@ -24,6 +24,8 @@ services:
     image: @IMAGE@
     environment:
       RELEASE: "@RELEASE@"
+      LITERAL: "a$$b $$HOME"
+      PASS: "${H11_STACK_PASS}"
     networks: [front]
     deploy:
       replicas: 2
@@ -73,6 +75,9 @@ func TestSwarmStackDeploy(t *testing.T) {
 	}
 	defer cli.Close()
 	v1, v2 := demo(t, cli, "v1", nil), demo(t, cli, "v2", nil)
+	// A value with $ in the environment the file reads: docker stack
+	// config interpolates it once; baton must keep it from being read again.
+	t.Setenv("H11_STACK_PASS", "p$ss")
 	stack := testenv.UniqueName("h11stk")
 	dir := t.TempDir()
 	file := filepath.Join(dir, "stack.yml")
@@ -129,6 +134,8 @@ func TestSwarmStackDeploy(t *testing.T) {
 		t.Fatalf("service %s runs %s, want %s", web, cs.Image, v2)
 	case !slices.Contains(cs.Env, "RELEASE=2"):
 		t.Fatalf("service %s's environment %v: want the file's RELEASE=2", web, cs.Env)
+	case !slices.Contains(cs.Env, "LITERAL=a$b $HOME") || !slices.Contains(cs.Env, "PASS=p$ss"):
+		t.Fatalf("service %s's environment %v: want LITERAL=a$b $HOME ($$ in the file) and PASS=p$ss (from the environment)", web, cs.Env)
 	case after.Spec.Labels["com.docker.stack.namespace"] != stack:
 		t.Fatalf("service %s lost its stack label: %v", web, after.Spec.Labels)
 	case after.Spec.UpdateConfig == nil || after.Spec.UpdateConfig.Order != swarm.UpdateOrderStartFirst:

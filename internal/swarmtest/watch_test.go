@@ -74,8 +74,14 @@ func TestSwarmWatchService(t *testing.T) {
 	t.Cleanup(stop)
 
 	l := s.load(t)
-	// A first pass finds nothing to do; then the tag moves.
-	time.Sleep(3 * time.Second)
+	// A first check finds nothing to do (its metric says it ran, so the
+	// assertion below means something); then the tag moves.
+	unchanged := `baton_watch_checks_total{result="unchanged",target="` + s.name + `"}`
+	for deadline := time.Now().Add(time.Minute); !strings.Contains(scrape(t, metricsAddr), unchanged); time.Sleep(200 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("watch made no unchanged check of %s within a minute\n%s", s.name, errb)
+		}
+	}
 	if got := s.image(t); got != first {
 		t.Fatalf("watch deployed before the tag moved: service runs %s\n%s", got, errb)
 	}
@@ -99,12 +105,7 @@ func TestSwarmWatchService(t *testing.T) {
 		}
 		mu.Unlock()
 	}
-	resp, err := http.Get("http://" + metricsAddr + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	metrics, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
+	metrics := scrape(t, metricsAddr)
 	stop()
 
 	// baton serve: a webhook deploys another tag of the repository.
@@ -177,14 +178,27 @@ func TestSwarmWatchService(t *testing.T) {
 		`baton_deploys_total{result="deployed",target="` + s.name + `",trigger="watch"} 1`,
 		`baton_watch_checks_total{result="changed",target="` + s.name + `"} 1`,
 	} {
-		if !strings.Contains(string(metrics), line) {
-			t.Errorf("metrics lack %s:\n%s", line, grepLines(string(metrics), s.name))
+		if !strings.Contains(metrics, line) {
+			t.Errorf("metrics lack %s:\n%s", line, grepLines(metrics, s.name))
 		}
 	}
 	if r := s.run(t, "history", s.name); r.code != 0 || !strings.Contains(r.stdout, "watch") {
 		t.Errorf("history of %s: exit %d, want the watch deploy\n%s%s", s.name, r.code, r.stdout, r.stderr)
 	}
 	testenv.CheckLoad(t, res)
+}
+
+// scrape returns baton's /metrics page at addr ("" while it does not answer
+// yet).
+func scrape(t *testing.T, addr string) string {
+	t.Helper()
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		return ""
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return string(b)
 }
 
 func grepLines(s, sub string) string {

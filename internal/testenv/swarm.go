@@ -41,15 +41,22 @@ func StartSwarm(t TB, opts EngineHostsOpts) *Swarm {
 		t.Fatalf("swarm across engine hosts: this machine does not forward IPv4 (/proc/sys/net/ipv4/ip_forward: %q, %v)", b, err)
 	}
 	lan := fmt.Sprintf("10.%d.0.0/16", opts.Net)
-	rule := []string{"FORWARD", "-s", lan, "-d", lan, "-j", "ACCEPT"}
-	if err := run(ctx, nil, "iptables", append([]string{"-I"}, rule...)...); err != nil {
+	rule := forwardRule(opts.Net)
+	iptables := func(op string) func([]string) error {
+		return func(rule []string) error { return run(ctx, nil, "iptables", append([]string{op}, rule...)...) }
+	}
+	// A run killed before its cleanup left its rule: drop every copy (and
+	// one an older harness inserted without the tag) before inserting.
+	deleteRule(iptables("-D"), rule)
+	deleteRule(iptables("-D"), untaggedForwardRule(opts.Net))
+	if err := iptables("-I")(rule); err != nil {
 		t.Fatalf("swarm across engine hosts: %v", err)
 	}
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(t.Context()), 30*time.Second)
 		defer cancel()
-		if err := run(ctx, nil, "iptables", append([]string{"-D"}, rule...)...); err != nil {
-			t.Errorf("swarm across engine hosts: %v", err)
+		if n := deleteRule(func(rule []string) error { return run(ctx, nil, "iptables", append([]string{"-D"}, rule...)...) }, rule); n == 0 {
+			t.Errorf("swarm across engine hosts: the FORWARD rule %s was gone before the cleanup", strings.Join(rule, " "))
 		}
 	})
 	for _, h := range hosts {
@@ -244,4 +251,28 @@ func (s *DNSRRService) Image(ctx context.Context) (string, error) {
 		return "", fmt.Errorf("service %s: inspect: %w", s.Name, err)
 	}
 	return svc.Spec.TaskTemplate.ContainerSpec.Image, nil
+}
+
+// forwardRule is the FORWARD rule that lets a swarm's hosts (10.<net>.0.0/16)
+// reach each other through this namespace, tagged with a comment naming the
+// net so the next run finds one a killed run left.
+func forwardRule(net int) []string {
+	lan := fmt.Sprintf("10.%d.0.0/16", net)
+	return []string{"FORWARD", "-s", lan, "-d", lan, "-m", "comment", "--comment", fmt.Sprintf("baton-test-10.%d", net), "-j", "ACCEPT"}
+}
+
+// untaggedForwardRule is the rule as earlier harnesses inserted it.
+func untaggedForwardRule(net int) []string {
+	lan := fmt.Sprintf("10.%d.0.0/16", net)
+	return []string{"FORWARD", "-s", lan, "-d", lan, "-j", "ACCEPT"}
+}
+
+// deleteRule removes every copy of rule with del (iptables -D removes one
+// per call and fails once none is left) and says how many it removed.
+func deleteRule(del func(rule []string) error, rule []string) int {
+	n := 0
+	for n < 100 && del(rule) == nil {
+		n++
+	}
+	return n
 }

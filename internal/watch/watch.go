@@ -161,6 +161,9 @@ func (w *Watcher) pass(ctx context.Context, due func(key, spec string) (bool, er
 		if err != nil {
 			continue // gone since the list
 		}
+		if _, task := deploy.SwarmTask(c); task {
+			continue // Swarm's; its service is checked by passServices
+		}
 		name := strings.TrimPrefix(c.Name, "/")
 		svc := deploy.ServiceOf(c)
 		if svc.Name != name || seen[svc.Key] {

@@ -181,3 +181,25 @@ func TestWatcherRegistryError(t *testing.T) {
 		t.Fatalf("deployed on a registry error: %v %d", err, len(q.jobs))
 	}
 }
+
+// A Swarm task's container is Swarm's: watch never queues a container
+// deploy of it (which would clone it outside Swarm and stop the task); a
+// plain container with the same image and labels is the positive control.
+func TestWatcherSkipsSwarmTasks(t *testing.T) {
+	task := map[string]string{unattended.LabelEnable: "true", deploy.LabelSwarmTaskID: "xyz", deploy.LabelSwarmServiceName: "shop_web"}
+	eng := &fakeEngine{
+		containers: []container.InspectResponse{
+			ctr("c1", "shop_web.1.xyz", "127.0.0.1:5000/shop/web:live", "img1", task),
+			ctr("c2", "plain", "127.0.0.1:5000/shop/web:live", "img1", map[string]string{unattended.LabelEnable: "true"}),
+		},
+		images: map[string]image.InspectResponse{"img1": {RepoDigests: []string{"127.0.0.1:5000/shop/web@" + digestA.String()}}},
+		remote: map[string]digest.Digest{"127.0.0.1:5000/shop/web:live": digestB},
+	}
+	q := &fakeQueue{statuses: map[string]unattended.Status{}}
+	if _, err := newWatcher(eng, q).pass(t.Context(), func(string, string) (bool, error) { return true, nil }); err != nil {
+		t.Fatal(err)
+	}
+	if len(q.jobs) != 1 || q.jobs[0].Target != "plain" {
+		t.Fatalf("jobs %+v, want the plain container's only", q.jobs)
+	}
+}

@@ -36,8 +36,8 @@ const sshRepo = "h10c/web"
 // state directory, reads alike through history across hosts and through a
 // single-host history of that engine. Plain rollouts under load with an ssh
 // host (ten, a failure, a rollback, a kill in the ssh host's middle) are
-// TestRolloutAcrossHosts's; this test keeps what only it proves. About 2
-// minutes here (4 while another suite runs beside it).
+// TestRolloutAcrossHosts's; this test keeps what only it proves. About 2.5
+// minutes here while another suite runs beside it.
 func TestRolloutOverSSH(t *testing.T) {
 	testenv.Docker(t) // -short skips; make test runs it
 	start := time.Now()

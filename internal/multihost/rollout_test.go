@@ -55,6 +55,41 @@ func (m *multiHost) image(tag string) string {
 
 const mhRepo = "h10b/web"
 
+// engineHosts starts n engine hosts named by prefix on 10.<net>.x.x;
+// BATON_MULTIHOST_PREFIX and BATON_MULTIHOST_NET override both, so a
+// developer's run on a machine where a CI run holds the default prefix's
+// lock neither waits for it nor shares its addresses.
+func engineHosts(t *testing.T, prefix string, net, n int) []*testenv.EngineHost {
+	t.Helper()
+	if p := os.Getenv("BATON_MULTIHOST_PREFIX"); p != "" {
+		prefix = p
+	}
+	if v := os.Getenv("BATON_MULTIHOST_NET"); v != "" {
+		second, err := strconv.Atoi(v)
+		if err != nil {
+			t.Fatalf("BATON_MULTIHOST_NET=%q: not a number", v)
+		}
+		net = second
+	}
+	return testenv.StartEngineHosts(t, testenv.EngineHostsOpts{Prefix: prefix, N: n, Net: net})
+}
+
+// useContexts gives every baton run of m a docker CLI config of the test's
+// own (DOCKER_CONFIG) holding one context per name, each with that docker
+// host, plus env (an EngineSSH's, so ssh:// reaches the test's sshd).
+func (m *multiHost) useContexts(contexts map[string]string, env []string) {
+	m.t.Helper()
+	cfg := m.t.TempDir()
+	m.env = append([]string{"DOCKER_CONFIG=" + cfg}, env...)
+	for name, host := range contexts {
+		cmd := exec.CommandContext(m.t.Context(), "docker", "context", "create", name, "--docker", "host="+host)
+		cmd.Env = append(os.Environ(), "DOCKER_CONFIG="+cfg)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			m.t.Fatalf("docker context create %s: %v: %s", name, err, out)
+		}
+	}
+}
+
 // TestRolloutAcrossHosts deploys one service on three Docker engines (each in
 // its own network namespace, joined by a veth) behind one host nginx that
 // balances across the three hosts' relays, under steady keep-alive GET/POST
@@ -62,17 +97,26 @@ const mhRepo = "h10b/web"
 // 2 (host 1 keeps the new version, 2 and 3 the old, all serving); the same
 // with --rollback-on-failure (host 1 back on the old); baton killed in the
 // middle of host 2, and the next run converging. No request may fail.
+// Hosts 1 and 3 are reached over their unix sockets, host 2 only over
+// ssh:// (a docker context naming ssh://root@ADDR/SOCKET; Debian's sshd in
+// its namespace, a key made by the test), so host 2's failure, its rollback
+// and the kill in its middle all go through the remote path (relay control
+// through docker exec in its relay container, over ssh).
 func TestRolloutAcrossHosts(t *testing.T) {
 	testenv.Docker(t) // -short skips; make test runs it
 	start := time.Now()
 	m := &multiHost{
 		t:        t,
-		hosts:    testenv.StartEngineHosts(t, testenv.EngineHostsOpts{Prefix: "h10b", N: 3, Net: 210}),
+		hosts:    engineHosts(t, "h10b", 210, 3),
 		baton:    testenv.BuildBinary(t, "./cmd/baton"),
 		stateDir: t.TempDir(),
 		name:     "h10b-web",
 	}
-	t.Logf("three engines up in %s", time.Since(start).Round(100*time.Millisecond))
+	// Host 2 is the context "host2", over ssh; nothing names its socket.
+	ssh := m.hosts[1].StartSSH(t)
+	m.useContexts(map[string]string{"host2": ssh.DockerHost}, ssh.Env)
+	m.engineURL = []string{m.hosts[0].Socket, ssh.DockerHost, m.hosts[2].Socket}
+	t.Logf("three engines and host 2's sshd up in %s", time.Since(start).Round(100*time.Millisecond))
 	// v1 and v2 serve on every host; v3 never gets healthy on host 2 only.
 	for i, h := range m.hosts {
 		for _, v := range []string{"v1", "v2", "v3"} {
@@ -88,7 +132,11 @@ func TestRolloutAcrossHosts(t *testing.T) {
 	}
 	var lines []string
 	for i, h := range m.hosts {
-		lines = append(lines, fmt.Sprintf("host%d relay-address=%s docker-host=%s", i+1, h.Addr, h.Socket))
+		line := fmt.Sprintf("host%d relay-address=%s docker-host=%s", i+1, h.Addr, h.Socket)
+		if i == 1 {
+			line = fmt.Sprintf("host2 relay-address=%s", h.Addr) // its context: ssh://
+		}
+		lines = append(lines, line)
 	}
 	m.hostsFile = filepath.Join(t.TempDir(), "hosts")
 	if err := os.WriteFile(m.hostsFile, []byte("# the three engines\n"+strings.Join(lines, "\n")+"\n"), 0o600); err != nil {
@@ -202,6 +250,11 @@ func TestRolloutAcrossHosts(t *testing.T) {
 	m.assertServing("v1", "v1", "v1")
 	for _, h := range m.hosts {
 		m.assertSingle(h)
+	}
+	// Host 2's state is its ssh:// engine's (assertSingle found it): no
+	// run reached it by its socket.
+	if _, err := os.Stat(state.EngineDir(m.stateDir, m.hosts[1].Socket)); !os.IsNotExist(err) {
+		t.Fatalf("host 2 was reached over its unix socket too (state directory for %s: %v)", m.hosts[1].Socket, err)
 	}
 }
 

@@ -61,12 +61,12 @@ type unattendedRun struct {
 	// containers only; a Swarm service on eng (the last host's engine) is
 	// neither watched nor accepted by a webhook, since its rollout would
 	// fail on every host.
-	multi bool
-	queue        *unattended.Queue
-	journal      *journal.Journal
-	metrics      *metrics.Metrics
-	state        *state.Dir
-	sel          unattended.Selector
+	multi   bool
+	queue   *unattended.Queue
+	journal *journal.Journal
+	metrics *metrics.Metrics
+	state   *state.Dir
+	sel     unattended.Selector
 	// repos says which images a queued job may deploy (baton serve sets
 	// the operator's allowlist; watch deploys only a container's own tag).
 	repos webhook.RepoPolicy

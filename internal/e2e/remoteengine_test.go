@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -94,106 +93,13 @@ func ipCmd(t *testing.T, args ...string) {
 	}
 }
 
-// sshTo runs sshd in the engine's namespace on its veth address, with a
-// host key and a client key made here, and returns the environment that
-// makes baton's ssh (the docker CLI's connection helper runs `ssh` from
-// PATH) use them: a wrapper first on PATH adds -F with this test's client
-// config, so nothing of the user's ~/.ssh is read or written.
+// sshTo runs sshd in the engine's namespace on its veth address
+// (testenv.StartSSHD) and returns the user and the environment that makes
+// baton's ssh (the docker CLI's connection helper runs `ssh` from PATH) use
+// the test's keys.
 func (r *remoteEngine) sshTo(t *testing.T) (user string, env []string) {
 	t.Helper()
-	if _, err := os.Stat("/usr/sbin/sshd"); err != nil {
-		t.Fatalf("sshd is needed (Debian's openssh-server; scripts/setup installs it): %v", err)
-	}
-	dir := t.TempDir()
-	keygen := func(path string) {
-		if out, err := exec.CommandContext(t.Context(), "ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", path).CombinedOutput(); err != nil {
-			t.Fatalf("ssh-keygen: %v: %s", err, out)
-		}
-	}
-	keygen(filepath.Join(dir, "host_key"))
-	keygen(filepath.Join(dir, "id"))
-	pub, err := os.ReadFile(filepath.Join(dir, "id.pub"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	hostPub, err := os.ReadFile(filepath.Join(dir, "host_key.pub"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	write := func(name, content string) string {
-		p := filepath.Join(dir, name)
-		if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
-	auth := write("authorized_keys", string(pub))
-	known := write("known_hosts", r.addr+" "+string(hostPub))
-	sshdConf := write("sshd_config", strings.Join([]string{
-		"ListenAddress " + r.addr + ":22",
-		"HostKey " + filepath.Join(dir, "host_key"),
-		"AuthorizedKeysFile " + auth,
-		"PermitRootLogin prohibit-password",
-		"PasswordAuthentication no",
-		"KbdInteractiveAuthentication no",
-		"UsePAM no",
-		"StrictModes no",
-		"PidFile none",
-		"LogLevel ERROR",
-	}, "\n")+"\n")
-	clientConf := write("ssh_config", strings.Join([]string{
-		"Host *",
-		"  IdentityFile " + filepath.Join(dir, "id"),
-		"  IdentitiesOnly yes",
-		"  UserKnownHostsFile " + known,
-		"  StrictHostKeyChecking yes",
-		"  BatchMode yes",
-		// One ssh connection for all of baton's: the docker CLI's helper
-		// starts an ssh per API connection, and baton's docker exec dials
-		// take one each (the README recommends the same).
-		"  ControlMaster auto",
-		"  ControlPath " + filepath.Join(dir, "cm-%C"),
-		"  ControlPersist 30s",
-	}, "\n")+"\n")
-	// sshd refuses to start without its privilege separation directory.
-	if err := os.MkdirAll("/run/sshd", 0o755); err != nil {
-		t.Fatal(err)
-	}
-	sshd := exec.Command("nsenter", "--net=/var/run/netns/"+r.name, "/usr/sbin/sshd", "-D", "-e", "-f", sshdConf)
-	sshdLog := &strings.Builder{}
-	sshd.Stdout, sshd.Stderr = sshdLog, sshdLog
-	if err := sshd.Start(); err != nil {
-		t.Fatalf("starting sshd: %v", err)
-	}
-	t.Cleanup(func() {
-		_ = sshd.Process.Kill()
-		_ = sshd.Wait()
-		if t.Failed() {
-			t.Logf("sshd log:\n%s", sshdLog.String())
-		}
-	})
-	// Wait for sshd to listen (no event to wait on but the port).
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		c, err := net.DialTimeout("tcp", r.addr+":22", time.Second)
-		if err == nil {
-			_ = c.Close()
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("sshd on %s did not listen: %v; log: %s", r.addr, err, sshdLog.String())
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	bin := filepath.Join(dir, "bin")
-	if err := os.Mkdir(bin, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	wrapper := "#!/bin/sh\nexec /usr/bin/ssh -F " + clientConf + " \"$@\"\n"
-	if err := os.WriteFile(filepath.Join(bin, "ssh"), []byte(wrapper), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	return "root", []string{"PATH=" + bin + ":" + os.Getenv("PATH")}
+	return testenv.StartSSHD(t, r.name, r.addr)
 }
 
 // withEnv is os.Environ() without the named variables, plus extra.

@@ -27,12 +27,26 @@ type EngineSSH struct {
 	Env []string
 }
 
-// StartSSH runs sshd in the host's namespace, listening on its veth address
-// port 22, with a host key and a client key made for the test (ssh-keygen),
-// a config file and authorized_keys of its own; it stops with the test. It
-// needs Debian's openssh-server (scripts/setup installs it) and the docker
-// CLI on root's PATH there.
+// StartSSH runs sshd in the host's namespace (StartSSHD) and returns the
+// engine's URL over it.
 func (h *EngineHost) StartSSH(t TB) *EngineSSH {
+	t.Helper()
+	user, env := StartSSHD(t, h.Name, h.Addr)
+	return &EngineSSH{
+		User:       user,
+		DockerHost: fmt.Sprintf("ssh://%s@%s%s", user, h.Addr, strings.TrimPrefix(h.Socket, "unix://")),
+		Env:        env,
+	}
+}
+
+// StartSSHD runs sshd in network namespace netns, listening on addr port
+// 22, with a host key and a client key made for the test (ssh-keygen), a
+// config file and authorized_keys of its own; it stops with the test. It
+// returns the user to log in as and the environment that puts an ssh
+// first on PATH using this sshd's client config (so nothing of ~/.ssh is
+// read or written). It needs Debian's openssh-server (scripts/setup
+// installs it) and the docker CLI on root's PATH there.
+func StartSSHD(t TB, netns, addr string) (user string, env []string) {
 	t.Helper()
 	if _, err := os.Stat("/usr/sbin/sshd"); err != nil {
 		t.Fatalf("sshd is needed (Debian's openssh-server; scripts/setup installs it): %v", err)
@@ -40,7 +54,7 @@ func (h *EngineHost) StartSSH(t TB) *EngineSSH {
 	if _, err := exec.LookPath("docker"); err != nil {
 		t.Fatalf("the docker CLI is needed on the host's PATH (the ssh connection helper runs docker system dial-stdio there): %v", err)
 	}
-	dir, err := os.MkdirTemp("", h.Name+"-ssh-")
+	dir, err := os.MkdirTemp("", netns+"-ssh-")
 	if err != nil {
 		t.Fatalf("ssh dir: %v", err)
 	}
@@ -67,9 +81,9 @@ func (h *EngineHost) StartSSH(t TB) *EngineSSH {
 		return p
 	}
 	auth := write("authorized_keys", read("id.pub"))
-	known := write("known_hosts", h.Addr+" "+read("host_key.pub"))
+	known := write("known_hosts", addr+" "+read("host_key.pub"))
 	sshdConf := write("sshd_config", strings.Join([]string{
-		"ListenAddress " + h.Addr + ":22",
+		"ListenAddress " + addr + ":22",
 		"HostKey " + filepath.Join(dir, "host_key"),
 		"AuthorizedKeysFile " + auth,
 		"PermitRootLogin prohibit-password",
@@ -101,33 +115,33 @@ func (h *EngineHost) StartSSH(t TB) *EngineSSH {
 	if err := os.MkdirAll("/run/sshd", 0o755); err != nil {
 		t.Fatalf("ssh: %v", err)
 	}
-	sshd := exec.Command("nsenter", "--net=/var/run/netns/"+h.Name, "/usr/sbin/sshd", "-D", "-e", "-f", sshdConf)
+	sshd := exec.Command("nsenter", "--net=/var/run/netns/"+netns, "/usr/sbin/sshd", "-D", "-e", "-f", sshdConf)
 	var logMu sync.Mutex
 	var sshdLog strings.Builder
 	sshd.Stdout = lockedWriter{&logMu, &sshdLog}
 	sshd.Stderr = sshd.Stdout
 	if err := sshd.Start(); err != nil {
-		t.Fatalf("starting sshd on %s: %v", h.Name, err)
+		t.Fatalf("starting sshd on %s: %v", netns, err)
 	}
 	logText := func() string { logMu.Lock(); defer logMu.Unlock(); return sshdLog.String() }
 	t.Cleanup(func() {
 		// The control master outlives the test's baton runs.
-		_ = exec.Command("/usr/bin/ssh", "-F", clientConf, "-O", "exit", h.Addr).Run()
+		_ = exec.Command("/usr/bin/ssh", "-F", clientConf, "-O", "exit", addr).Run()
 		_ = sshd.Process.Kill()
 		_ = sshd.Wait()
 		if l := logText(); l != "" {
-			t.Logf("sshd on %s:\n%s", h.Name, l)
+			t.Logf("sshd on %s:\n%s", netns, l)
 		}
 	})
 	deadline := time.Now().Add(15 * time.Second)
 	for {
-		c, err := net.DialTimeout("tcp", h.Addr+":22", time.Second)
+		c, err := net.DialTimeout("tcp", addr+":22", time.Second)
 		if err == nil {
 			_ = c.Close()
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("sshd on %s (%s) did not listen: %v; log: %s", h.Name, h.Addr, err, logText())
+			t.Fatalf("sshd on %s (%s) did not listen: %v; log: %s", netns, addr, err, logText())
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
@@ -139,11 +153,7 @@ func (h *EngineHost) StartSSH(t TB) *EngineSSH {
 	if err := os.WriteFile(filepath.Join(bin, "ssh"), []byte(wrapper), 0o755); err != nil {
 		t.Fatalf("ssh: %v", err)
 	}
-	return &EngineSSH{
-		User:       "root",
-		DockerHost: fmt.Sprintf("ssh://root@%s%s", h.Addr, strings.TrimPrefix(h.Socket, "unix://")),
-		Env:        []string{"PATH=" + bin + string(os.PathListSeparator) + os.Getenv("PATH")},
-	}
+	return "root", []string{"PATH=" + bin + string(os.PathListSeparator) + os.Getenv("PATH")}
 }
 
 type lockedWriter struct {

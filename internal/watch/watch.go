@@ -265,17 +265,8 @@ func (w *Watcher) ServiceChanged(ctx context.Context, svc swarm.Service) (change
 	named = reference.TagNameOnly(named)
 	full := named.String()
 	ref = reference.FamiliarString(named)
-	auth, err := w.Auth(full)
-	if err != nil {
+	if remote, err = w.registryDigest(ctx, full, ref); err != nil {
 		return false, "", ref, err
-	}
-	di, err := w.Engine.DistributionInspect(ctx, full, auth)
-	if err != nil {
-		return false, "", ref, fmt.Errorf("asking the registry for %s: %w", ref, err)
-	}
-	remote = di.Descriptor.Digest.String()
-	if remote == "" {
-		return false, "", ref, fmt.Errorf("the registry gave no digest for %s", ref)
 	}
 	if pinned != "" {
 		return pinned != remote, remote, ref, nil
@@ -284,14 +275,40 @@ func (w *Watcher) ServiceChanged(ctx context.Context, svc swarm.Service) (change
 	if err != nil {
 		return false, remote, ref, fmt.Errorf("image %s of service %s: %w", ref, svc.Spec.Name, err)
 	}
-	for _, rd := range img.RepoDigests {
-		if n, err := reference.ParseNormalizedNamed(rd); err == nil {
-			if cn, ok := n.(reference.Canonical); ok && n.Name() == named.Name() && cn.Digest().String() == remote {
-				return false, remote, ref, nil
-			}
+	return !hasRepoDigest(img.RepoDigests, named.Name(), remote), remote, ref, nil
+}
+
+// registryDigest asks the registry for the digest tag full (ref, as the
+// user writes it, for messages) names now.
+func (w *Watcher) registryDigest(ctx context.Context, full, ref string) (string, error) {
+	auth, err := w.Auth(full)
+	if err != nil {
+		return "", err
+	}
+	di, err := w.Engine.DistributionInspect(ctx, full, auth)
+	if err != nil {
+		return "", fmt.Errorf("asking the registry for %s: %w", ref, err)
+	}
+	remote := di.Descriptor.Digest.String()
+	if remote == "" {
+		return "", fmt.Errorf("the registry gave no digest for %s", ref)
+	}
+	return remote, nil
+}
+
+// hasRepoDigest reports whether an image's repo digests include repository
+// name at digest.
+func hasRepoDigest(repoDigests []string, name, digest string) bool {
+	for _, rd := range repoDigests {
+		n, err := reference.ParseNormalizedNamed(rd)
+		if err != nil {
+			continue
+		}
+		if cn, ok := n.(reference.Canonical); ok && n.Name() == name && cn.Digest().String() == digest {
+			return true
 		}
 	}
-	return true, remote, ref, nil
+	return false
 }
 
 // checkOne compares the container's tag in the registry with its image and
@@ -378,32 +395,14 @@ func (w *Watcher) Changed(ctx context.Context, c container.InspectResponse) (cha
 	}
 	named = reference.TagNameOnly(named)
 	full := named.String()
-	auth, err := w.Auth(full)
-	if err != nil {
+	if remote, err = w.registryDigest(ctx, full, ref); err != nil {
 		return false, "", ref, err
-	}
-	di, err := w.Engine.DistributionInspect(ctx, full, auth)
-	if err != nil {
-		return false, "", ref, fmt.Errorf("asking the registry for %s: %w", ref, err)
-	}
-	remote = di.Descriptor.Digest.String()
-	if remote == "" {
-		return false, "", ref, fmt.Errorf("the registry gave no digest for %s", ref)
 	}
 	img, err := w.Engine.ImageInspect(ctx, c.Image)
 	if err != nil {
 		return false, remote, ref, fmt.Errorf("image %s of container %s: %w", c.Image, strings.TrimPrefix(c.Name, "/"), err)
 	}
-	for _, rd := range img.RepoDigests {
-		n, err := reference.ParseNormalizedNamed(rd)
-		if err != nil {
-			continue
-		}
-		if cn, ok := n.(reference.Canonical); ok && n.Name() == named.Name() && cn.Digest().String() == remote {
-			return false, remote, ref, nil
-		}
-	}
-	return true, remote, ref, nil
+	return !hasRepoDigest(img.RepoDigests, named.Name(), remote), remote, ref, nil
 }
 
 func (w *Watcher) now() time.Time {

@@ -46,6 +46,11 @@ type Failure struct {
 	// DetailsErr says why some of the fields above could not be filled
 	// (the container is gone, the daemon did not answer, ...).
 	DetailsErr error
+
+	// stopped: the last inspect found the container exited or dead (not
+	// restarting), so an empty log tail may only mean the daemon's copier
+	// has not caught up yet.
+	stopped bool
 }
 
 func (f *Failure) Unwrap() error { return f.Err }

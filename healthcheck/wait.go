@@ -29,10 +29,12 @@ const (
 	// loaded daemon these calls take seconds, and the log tail is what
 	// tells the user why a container died.
 	detailsTimeout = 15 * time.Second
-	// exitLogRetries: a container that just exited may not have its last
+	// exitLogWait: a container that just exited may not have its last
 	// lines readable yet (the daemon's log copier lags the exit under
-	// load), so an empty tail is read again a few times.
-	exitLogRetries  = 4
+	// load: 1 s of retries was not enough at load average 30), so an
+	// empty tail is read again every exitLogRetryGap for up to this long.
+	// Only an exited container that logged nothing pays the whole wait.
+	exitLogWait     = 6 * time.Second
 	exitLogRetryGap = 250 * time.Millisecond
 )
 
@@ -439,7 +441,7 @@ func (w *waiter) finish(ctx context.Context, f *Failure) *Failure {
 			errs = append(errs, err)
 		}
 		logs, err := tailLogs(dctx, w.eng, w.ref(), w.tty, logTailLines)
-		for try := 0; f.Err == ErrExited && len(logs) == 0 && try < exitLogRetries; try++ {
+		for until := time.Now().Add(exitLogWait); f.Err == ErrExited && f.stopped && len(logs) == 0 && time.Now().Before(until) && dctx.Err() == nil; {
 			select {
 			case <-dctx.Done():
 			case <-time.After(exitLogRetryGap):
@@ -483,6 +485,7 @@ func (w *waiter) refresh(ctx context.Context, f *Failure) error {
 	}
 	if f.Err == ErrExited {
 		stopped := st.Status == container.StateExited || st.Status == container.StateDead || st.Restarting
+		f.stopped = st.Status == container.StateExited || st.Status == container.StateDead
 		if !f.HasExitCode && stopped {
 			f.ExitCode, f.HasExitCode = st.ExitCode, true
 		}

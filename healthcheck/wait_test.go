@@ -415,3 +415,21 @@ func TestFailureErrorIsOneLine(t *testing.T) {
 		t.Errorf("Detail() lost the health output's lines:\n%s", d)
 	}
 }
+
+// A loaded daemon's log copier can lag an exit by seconds: the tail of an
+// exited container that reads empty is read again until its lines arrive.
+// With the earlier second of retries this failed (no log line in the error).
+func TestWaitDieWaitsForLaggingLogs(t *testing.T) {
+	eng := newFakeEngine(container.StateRunning, container.Starting)
+	done := startWait(t.Context(), eng, Spec{Container: fakeID, DockerHealth: true})
+	awaitInspect(t, eng)
+	eng.setState(func(st *container.State, _ *container.InspectResponse) {
+		st.Status, st.Running, st.ExitCode = container.StateExited, false, 1
+	})
+	eng.push(events.ActionDie, map[string]string{"exitCode": "1"})
+	time.AfterFunc(2*time.Second, func() { eng.setLogs(t, "crashing at start") })
+	err := awaitResult(t, done)
+	if !errors.Is(err, ErrExited) || !strings.Contains(err.Error(), "logs: crashing at start") {
+		t.Fatalf("err = %v, want ErrExited with the log line that arrived late", err)
+	}
+}

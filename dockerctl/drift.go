@@ -48,10 +48,16 @@ type DriftField struct {
 // Drift field names.
 const (
 	DriftMACAddress = "mac-address"
+	// DriftComposeInjected is compose configs and secrets with a content:
+	// or environment: source, which compose (outside Swarm) copies into
+	// the container when it creates it rather than bind-mounting: not part
+	// of the container's configuration, so not of a clone's. The deploy
+	// package finds them in the project's compose files.
+	DriftComposeInjected = "compose-injected"
 )
 
 // DriftFields are the names --accept-drift accepts.
-var DriftFields = []string{DriftMACAddress}
+var DriftFields = []string{DriftComposeInjected, DriftMACAddress}
 
 // Carried names the settings a clone carries over differently from a plain
 // copy, for the plan: they end up as they were, but later.

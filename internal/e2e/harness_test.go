@@ -4,6 +4,7 @@
 package e2e
 
 import (
+	"archive/tar"
 	"bufio"
 	"bytes"
 	"context"
@@ -416,4 +417,20 @@ func (e *env) watchDies(name string) func() []time.Time {
 		defer mu.Unlock()
 		return times
 	}
+}
+
+// containerFile reads one regular file from a container's filesystem (as
+// docker cp does, so an image without a shell will do).
+func (e *env) containerFile(ctr, path string) (string, error) {
+	rc, _, err := e.cli.CopyFromContainer(e.t.Context(), ctr, path)
+	if err != nil {
+		return "", err
+	}
+	defer rc.Close()
+	tr := tar.NewReader(rc)
+	if _, err := tr.Next(); err != nil {
+		return "", err
+	}
+	b, err := io.ReadAll(tr)
+	return string(b), err
 }

@@ -116,8 +116,10 @@ func TestBakeRevertsConvergesAndCompletes(t *testing.T) {
 	e.assertUntouched(name, oldID, ng.URL()+"/", "v1")
 	resetsCounted, _ := revertCounts(t, r)
 
-	// 3. Docker's HEALTHCHECK alone: no --http-probe for the service.
-	r = e.run("deploy", "--image", unhealthy, "--http-probe=", "--bake", "30s", name)
+	// 3. Docker's HEALTHCHECK alone: no --http-probe for the service (and
+	// --bake-max-resets, recorded by step 2, off again in steps 3-5, so
+	// each step is reverted by the trigger under test).
+	r = e.run("deploy", "--image", unhealthy, "--http-probe=", "--bake-max-resets", "0", "--bake", "30s", name)
 	if r.code != 1 || !strings.Contains(r.stderr, "turned unhealthy (Docker HEALTHCHECK)") || !strings.Contains(r.stderr, "into the bake") {
 		t.Fatalf("deploy of the image turning unhealthy exited %d, want 1 reverted on its Docker health:\nstdout: %s\nstderr: %s", r.code, r.stdout, r.stderr)
 	}
@@ -129,7 +131,7 @@ func TestBakeRevertsConvergesAndCompletes(t *testing.T) {
 	// 4. The new container crashes during the bake.
 	dies := e.watchDies(name)
 	crashFrom := time.Now()
-	r = e.run("deploy", "--image", crashing, "--http-probe=", "--bake", "30s", name)
+	r = e.run("deploy", "--image", crashing, "--http-probe=", "--bake-max-resets", "0", "--bake", "30s", name)
 	crashTo := time.Now()
 	if r.code != 1 || !strings.Contains(r.stderr, "exited") || !strings.Contains(r.stderr, "into the bake") {
 		t.Fatalf("deploy of the crashing image exited %d, want 1 reverted on its exit:\nstdout: %s\nstderr: %s", r.code, r.stdout, r.stderr)
@@ -142,7 +144,7 @@ func TestBakeRevertsConvergesAndCompletes(t *testing.T) {
 	}
 
 	// 5. The new container stops listening but keeps running.
-	r = e.run("deploy", "--image", closing, "--http-probe=", "--bake", "30s", "--bake-max-dial-errors", "5", name)
+	r = e.run("deploy", "--image", closing, "--http-probe=", "--bake-max-resets", "0", "--bake", "30s", "--bake-max-dial-errors", "5", name)
 	if r.code != 1 || !strings.Contains(r.stderr, "--bake-max-dial-errors 5") {
 		t.Fatalf("deploy of the image that stops listening exited %d, want 1 reverted on its dial errors:\nstdout: %s\nstderr: %s", r.code, r.stdout, r.stderr)
 	}

@@ -60,10 +60,13 @@ func describeSamples(ss []loadgen.Sample) string {
 //     health_status event alone; nothing fails.
 //  4. An image that exits (status 3) 3 s after it starts serving is
 //     reverted on its die event. The requests it had in flight get nginx's
-//     502 with no version: each must have started before the engine's die
-//     event and ended within a second of it, and there can be no more of
-//     them than the load's concurrency (loadClients); no other request
-//     fails (dials to the dead container fall back to the old one).
+//     502 with no version: each must have started during that deploy and
+//     before the engine's die event (which comes after the exit: the
+//     engine learns of it asynchronously, over a second late on a loaded
+//     host), all must end within crashMoment of one another (the one
+//     moment the process died), and there can be no more of them than the
+//     load's concurrency (loadClients); no other request fails (dials to
+//     the dead container fall back to the old one).
 //  5. An image that closes its listener 3 s after it starts serving and
 //     keeps running (its HEALTHCHECK slowed so it cannot turn unhealthy
 //     first) is reverted by --bake-max-dial-errors 5; the relay sends the
@@ -138,6 +141,7 @@ func TestBakeRevertsConvergesAndCompletes(t *testing.T) {
 	}
 	t.Logf("crashing image reverted %s after the deploy began", crashTo.Sub(crashFrom).Round(100*time.Millisecond))
 	e.assertUntouched(name, oldID, ng.URL()+"/", "v1")
+	crashResets, _ := revertCounts(t, r)
 	died := dies()
 	if len(died) != 1 {
 		t.Fatalf("the engine reported %d die events of %s's containers during the crash step, want 1 (the crashing one)", len(died), name)
@@ -188,17 +192,22 @@ func TestBakeRevertsConvergesAndCompletes(t *testing.T) {
 		return false
 	})
 	// The crashing release's requests in flight when it died: nginx's 502
-	// with no version, sent before the die event and ended around it.
+	// with no version, sent during its deploy before the die event.
 	var inFlight []loadgen.Sample
 	lost = slices.DeleteFunc(lost, func(f loadgen.Sample) bool {
-		if f.Version == "" && f.Start.After(crashFrom) && f.Start.Before(died[0]) && f.End().After(died[0].Add(-time.Second)) && f.End().Before(died[0].Add(time.Second)) {
+		if f.Version == "" && f.Start.After(crashFrom) && f.Start.Before(died[0]) && f.Start.Before(crashTo) {
 			inFlight = append(inFlight, f)
 			return true
 		}
 		return false
 	})
-	t.Logf("%d of %d requests answered 500 by the failing release itself before the revert; %d reset by the resetting release (nginx 502; the relay counted %d resets of it); %d in flight on the crashing release when it died at %s (at most %d, the load's concurrency); %d lost otherwise",
-		byApp, res.Total(), resetByApp, resetsCounted, len(inFlight), died[0].Format("15:04:05.000"), loadClients, len(lost))
+	slices.SortFunc(inFlight, func(a, b loadgen.Sample) int { return a.End().Compare(b.End()) })
+	if n := len(inFlight); n > 1 && inFlight[n-1].End().Sub(inFlight[0].End()) > crashMoment {
+		t.Fatalf("the %d requests that failed during the crash step ended over %s, not at the one moment the app died (within %s):\n%s",
+			n, inFlight[n-1].End().Sub(inFlight[0].End()), crashMoment, describeSamples(inFlight))
+	}
+	t.Logf("%d of %d requests answered 500 by the failing release itself before the revert; %d reset by the resetting release (nginx 502; the relay counted %d resets of it); %d in flight on the crashing release when it died (the engine's die event at %s; at most %d, the load's concurrency; the relay counted %d resets of it); %d lost otherwise",
+		byApp, res.Total(), resetByApp, resetsCounted, len(inFlight), died[0].Format("15:04:05.000"), loadClients, crashResets, len(lost))
 	if len(lost) > 0 {
 		t.Fatalf("%d requests failed that the failing apps did not answer or break:\n%s", len(lost), describeSamples(lost))
 	}
@@ -220,6 +229,10 @@ func TestBakeRevertsConvergesAndCompletes(t *testing.T) {
 		}
 	}
 }
+
+// crashMoment is how close together the requests a crashing app had in
+// flight must end: they all end when its process exits.
+const crashMoment = 250 * time.Millisecond
 
 // revertCounts reads, from a reverted deploy's output, the resets and
 // failed dials the relay counted of the reverted container over its whole

@@ -1,14 +1,11 @@
 package deploy
 
 import (
-	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
-	"syscall"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -42,9 +39,9 @@ func composeInjected(labels map[string]string) ([]string, error) {
 		if !filepath.IsAbs(f) {
 			f = filepath.Join(labels[composeWorkingDir], f)
 		}
-		data, err := readComposeFile(f)
+		data, err := os.ReadFile(f)
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("reading compose file %s: %w", f, err)
 		}
 		var doc struct {
 			Services map[string]struct {
@@ -55,9 +52,7 @@ func composeInjected(labels map[string]string) ([]string, error) {
 			Secrets map[string]map[string]any `yaml:"secrets"`
 		}
 		if err := yaml.Unmarshal(data, &doc); err != nil {
-			// Not the parser's text: it quotes the file's content, and
-			// the path came from a label.
-			return nil, fmt.Errorf("reading compose file %s: not a compose file (invalid YAML)", f)
+			return nil, fmt.Errorf("reading compose file %s: %w", f, err)
 		}
 		for name, def := range doc.Configs {
 			sources["config"][name] = def // a later file overrides, as compose merges
@@ -78,7 +73,7 @@ func composeInjected(labels map[string]string) ([]string, error) {
 						Target string `yaml:"target"`
 					}
 					if err := n.Decode(&long); err != nil {
-						return nil, fmt.Errorf("reading compose file %s: service %s: a config or secret entry is neither a name nor a mapping", f, service)
+						return nil, fmt.Errorf("reading compose file %s: service %s: %w", f, service, err)
 					}
 					r.name, r.target = long.Source, long.Target
 				}
@@ -114,32 +109,4 @@ func composeInjected(labels map[string]string) ([]string, error) {
 	}
 	slices.Sort(out)
 	return out, nil
-}
-
-// maxComposeFile bounds what is read of one compose file: the path comes
-// from the container's label, so it may name anything.
-const maxComposeFile = 4 << 20
-
-// readComposeFile reads a compose file named by a container's label: a
-// regular file only (not a device, FIFO or directory, which could block or
-// never end), at most maxComposeFile bytes.
-func readComposeFile(path string) ([]byte, error) {
-	// O_NONBLOCK: opening a FIFO for reading would otherwise wait for a
-	// writer; a regular file ignores the flag.
-	fh, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
-	if err != nil {
-		return nil, fmt.Errorf("reading compose file %s: %w", path, errors.Unwrap(err))
-	}
-	defer fh.Close()
-	st, err := fh.Stat()
-	if err != nil {
-		return nil, fmt.Errorf("reading compose file %s: %w", path, err)
-	}
-	if !st.Mode().IsRegular() {
-		return nil, fmt.Errorf("reading compose file %s: not a regular file", path)
-	}
-	if st.Size() > maxComposeFile {
-		return nil, fmt.Errorf("reading compose file %s: larger than %d bytes", path, maxComposeFile)
-	}
-	return io.ReadAll(io.LimitReader(fh, maxComposeFile))
 }

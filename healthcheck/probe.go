@@ -16,14 +16,18 @@ import (
 // costs one attempt rather than the whole wait.
 const probeTimeout = 2 * time.Second
 
-// viaAllowance is what a probe made through dial (a docker exec on an
-// engine on another machine, maybe over ssh) may take on top of
-// probeTimeout to set its connection up.
+// viaAllowance is what a probe or warm-up request made through dial (a
+// docker exec on an engine on another machine, maybe over ssh) may take on
+// top of its own timeout to set its connection up. An exec over ssh costs
+// an ssh session, a dial-stdio process, an exec in the relay container and
+// a process there: about a CPU-second, which on a loaded host took over the
+// 5 s this once allowed (TestRolloutOverSSH failed twice on it, at load
+// average 16 and 30).
 func viaAllowance(dial Dialer) time.Duration {
 	if dial == nil {
 		return 0
 	}
-	return 5 * time.Second
+	return 20 * time.Second
 }
 
 // bodyExcerpt is how much of a failing response body an error quotes: enough

@@ -22,7 +22,7 @@ func WarmUp(ctx context.Context, url string, n int) error { return WarmUpVia(ctx
 func WarmUpVia(ctx context.Context, url string, n int, dial Dialer) error {
 	tr := &http.Transport{Proxy: nil, DialContext: dial}
 	defer tr.CloseIdleConnections()
-	c := &http.Client{Timeout: warmUpTimeout, Transport: tr}
+	c := &http.Client{Timeout: warmUpTimeout + viaAllowance(dial), Transport: tr}
 	for i := 1; i <= n; i++ {
 		if err := warmUpOnce(ctx, c, url); err != nil {
 			return fmt.Errorf("warm-up request %d/%d: %w", i, n, err)

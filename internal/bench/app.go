@@ -42,6 +42,13 @@ const Alias = "web"
 // StartApp builds an image per version, creates a network, runs the first
 // version and waits until Docker reports it healthy. Everything, including
 // what baton later makes for the service, is removed in t's cleanups.
+// benchHealthInterval is the HEALTHCHECK interval of the benchmark's
+// images. A deploy waits for the first passing check after warm-up, and
+// the benchmark measures deploy time, so it checks often; the test
+// suite's images check every testenv.DefaultHealthInterval to spare the
+// CPU.
+const benchHealthInterval = 500 * time.Millisecond
+
 func StartApp(t testenv.TB, cli *client.Client, opts AppOpts) *App {
 	t.Helper()
 	if len(opts.Versions) == 0 {
@@ -57,7 +64,7 @@ func StartApp(t testenv.TB, cli *client.Client, opts AppOpts) *App {
 	a.Network = testenv.Network(t, cli, "", false)
 	for _, v := range opts.Versions {
 		ref, _ := testenv.DemoImage(t, cli, testenv.DemoImageOpts{
-			Repo: opts.Repo, Version: v, HealthCheck: true,
+			Repo: opts.Repo, Version: v, HealthCheck: true, HealthInterval: benchHealthInterval,
 			Env: map[string]string{"WARMUP": opts.Warmup.String()},
 		})
 		a.Images[v] = ref

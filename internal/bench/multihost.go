@@ -96,7 +96,7 @@ func runMultiHost(t testenv.TB, cfg MultiHostConfig) *MultiHostReport {
 	for i, h := range hosts {
 		rep.EngineStart = append(rep.EngineStart, h.StartTime)
 		for _, v := range []string{"v1", "v2"} {
-			testenv.DemoImage(t, h.Client, testenv.DemoImageOpts{Repo: repo, Tag: v, Version: v, Env: map[string]string{"WARMUP": cfg.Warmup.String()}, HealthCheck: true})
+			testenv.DemoImage(t, h.Client, testenv.DemoImageOpts{Repo: repo, Tag: v, Version: v, Env: map[string]string{"WARMUP": cfg.Warmup.String()}, HealthCheck: true, HealthInterval: benchHealthInterval})
 		}
 		id := testenv.RunDemo(t, h.Client, testenv.RunOpts{Name: name, Image: repo + ":v1"})
 		testenv.WaitHealthy(t, h.Client, id, 60*time.Second)

@@ -100,7 +100,7 @@ func measureReverts(t testenv.TB, cfg RevertConfig, rep *RevertReport) {
 	name := testenv.UniqueName("bench-revert-")
 	st := setUp(t, cli, Config{Warmup: cfg.Warmup}, ModeRelayHost, name)
 	broken, _ := testenv.DemoImage(t, cli, testenv.DemoImageOpts{
-		Version: "broken", HealthCheck: true,
+		Version: "broken", HealthCheck: true, HealthInterval: benchHealthInterval,
 		Env: map[string]string{"WARMUP": cfg.Warmup.String(), "RESET_AFTER": revertResetAfter},
 	})
 	load, err := loadgen.Start(t.Context(), loadgen.Config{URL: st.nginx.URL() + "/", Clients: cfg.Clients, Rate: cfg.Rate, Duration: loadBound(cfg.Runs)})

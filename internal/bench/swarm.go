@@ -166,7 +166,7 @@ func measureSwarm(t testenv.TB, cfg SwarmConfig, rep *SwarmReport) {
 	// no registry the nodes could pull from.
 	for _, h := range sw.Hosts {
 		for _, v := range []string{"v1", "v2"} {
-			testenv.DemoImage(t, h.Client, testenv.DemoImageOpts{Repo: repo, Tag: v, Version: v, Env: map[string]string{"WARMUP": cfg.Warmup.String()}, HealthCheck: true})
+			testenv.DemoImage(t, h.Client, testenv.DemoImageOpts{Repo: repo, Tag: v, Version: v, Env: map[string]string{"WARMUP": cfg.Warmup.String()}, HealthCheck: true, HealthInterval: benchHealthInterval})
 		}
 	}
 	svc := testenv.StartDNSRRService(t, cli, testenv.DNSRRServiceOpts{Name: name, Image: repo + ":v1", Replicas: uint64(cfg.Replicas), ResolverValid: cfg.ResolverValid, PublishIP: sw.Manager.Addr})

@@ -41,7 +41,8 @@ func TestFailedDeploysLeaveOldServing(t *testing.T) {
 		wantErr  string
 		maxTime  time.Duration
 	}{
-		{name: "never healthy", args: []string{"--image", sick, "--health-timeout", "20s"}, wantCode: 1, wantErr: "never healthy", maxTime: 20 * time.Second},
+		// Unhealthy after the 10 s start period and 3 checks 2 s apart (testenv.DefaultHealthInterval): well before the 40 s timeout.
+		{name: "never healthy", args: []string{"--image", sick, "--health-timeout", "40s"}, wantCode: 1, wantErr: "never healthy", maxTime: 30 * time.Second},
 		{name: "crashes at start", args: []string{"--image", crash}, wantCode: 1, wantErr: "crashing at start", maxTime: 20 * time.Second},
 		{name: "missing tag", args: []string{"--image", e.reg.Addr() + "/" + e.repo + ":nope"}, wantCode: 1, wantErr: "not found"},
 		{name: "registry down", args: []string{"--image", v2},

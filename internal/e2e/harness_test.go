@@ -300,10 +300,17 @@ func (e *env) assertUntouched(name, id, url, v string) {
 	}
 }
 
+// loadRate is each load client's requests per second. 8 × 25 keeps requests
+// in flight through every switch and drain while leaving the 2-core test
+// machine to the deploys: at 8 × 100 the load took most of the CPU, the
+// e2e package ran over 50 minutes per engine, and the saturated case is
+// the benchmark's job (baton-bench -rate 0), not the suite's.
+const loadRate = 25
+
 // startLoad starts steady keep-alive GET/POST load on url for at most max.
 func startLoad(t *testing.T, url string, max time.Duration) *loadgen.Load {
 	t.Helper()
-	l, err := loadgen.Start(t.Context(), loadgen.Config{URL: url, Clients: 8, Duration: max, Rate: 100})
+	l, err := loadgen.Start(t.Context(), loadgen.Config{URL: url, Clients: 8, Duration: max, Rate: loadRate})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -294,7 +294,7 @@ func TestRemoteEngineOverSSH(t *testing.T) {
 		t.Fatalf("status over ssh: exit %d, stdout %q; want the engine named and the relay", st.code, st.stdout)
 	}
 
-	load, err := loadgen.Start(t.Context(), loadgen.Config{URL: ng.URL() + "/", Clients: 8, Duration: 3 * time.Minute, Rate: 50, AllowHosts: []string{r.addr}})
+	load, err := loadgen.Start(t.Context(), loadgen.Config{URL: ng.URL() + "/", Clients: 8, Duration: 3 * time.Minute, Rate: loadRate, AllowHosts: []string{r.addr}})
 	if err != nil {
 		t.Fatal(err)
 	}

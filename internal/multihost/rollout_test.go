@@ -166,7 +166,7 @@ func TestRolloutAcrossHosts(t *testing.T) {
 	}
 	m.assertImages("v2", "v2", "v2")
 
-	load, err := loadgen.Start(t.Context(), loadgen.Config{URL: m.nginx.URL(), Clients: 8, Duration: 20 * time.Minute, Rate: 50})
+	load, err := loadgen.Start(t.Context(), loadgen.Config{URL: m.nginx.URL(), Clients: 8, Duration: 20 * time.Minute, Rate: 25})
 	if err != nil {
 		t.Fatal(err)
 	}

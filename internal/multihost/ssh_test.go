@@ -106,7 +106,7 @@ func TestRolloutOverSSH(t *testing.T) {
 	m.assertImages("v1", "v1")
 	m.assertServing("v1", "v1")
 
-	load, err := loadgen.Start(t.Context(), loadgen.Config{URL: m.nginx.URL(), Clients: 8, Duration: 10 * time.Minute, Rate: 50})
+	load, err := loadgen.Start(t.Context(), loadgen.Config{URL: m.nginx.URL(), Clients: 8, Duration: 10 * time.Minute, Rate: 25})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -48,10 +48,16 @@ type DriftField struct {
 // Drift field names.
 const (
 	DriftMACAddress = "mac-address"
+	// DriftComposeInjected is compose configs and secrets with a content:
+	// or environment: source, which compose (outside Swarm) copies into
+	// the container when it creates it rather than bind-mounting: not part
+	// of the container's configuration, so not of a clone's. The deploy
+	// package finds them in the project's compose files.
+	DriftComposeInjected = "compose-injected"
 )
 
 // DriftFields are the names --accept-drift accepts.
-var DriftFields = []string{DriftMACAddress}
+var DriftFields = []string{DriftComposeInjected, DriftMACAddress}
 
 // Carried names the settings a clone carries over differently from a plain
 // copy, for the plan: they end up as they were, but later.
@@ -110,4 +116,79 @@ func ParseDriftFields(v string) ([]string, error) {
 	}
 	slices.Sort(out)
 	return out, nil
+}
+
+// fieldFate is what a clone does with one field of the engine's container
+// settings. Every field of container.Config, container.HostConfig and
+// network.EndpointSettings has one in the tables below, and a test fails
+// when the Docker SDK gains a field they do not name: a new setting is
+// classified (and carried, or named by Drift) before it can be lost
+// silently.
+type fieldFate string
+
+const (
+	// fateCopied: the clone has it as the old container had it (for
+	// Config, what the user set rather than the image's default).
+	fateCopied fieldFate = "copied"
+	// fateChanged: deliberately different in the clone (see the list at
+	// the top of this file).
+	fateChanged fieldFate = "changed"
+	// fateBuildOnly: only meaningful when building on top of the image.
+	fateBuildOnly fieldFate = "build-only"
+	// fateRuntime: what the engine assigned or reports, not configuration.
+	fateRuntime fieldFate = "runtime"
+	// fateDrift: cannot be carried over; Drift names it.
+	fateDrift fieldFate = "drift"
+)
+
+// configFates classifies container.Config (cloneContainerConfig).
+var configFates = map[string]fieldFate{
+	"Hostname": fateCopied, "Domainname": fateCopied, "User": fateCopied,
+	"AttachStdin": fateCopied, "AttachStdout": fateCopied, "AttachStderr": fateCopied,
+	"ExposedPorts": fateCopied, "Tty": fateCopied, "OpenStdin": fateCopied, "StdinOnce": fateCopied,
+	"Env": fateCopied, "Cmd": fateCopied, "Healthcheck": fateCopied, "Volumes": fateCopied,
+	"WorkingDir": fateCopied, "Entrypoint": fateCopied, "NetworkDisabled": fateCopied,
+	"Labels": fateCopied, "StopSignal": fateCopied, "StopTimeout": fateCopied,
+	"Image":       fateChanged,
+	"MacAddress":  fateDrift,
+	"ArgsEscaped": fateBuildOnly, "OnBuild": fateBuildOnly, "Shell": fateBuildOnly,
+}
+
+// hostConfigFates classifies container.HostConfig, fields of the embedded
+// Resources included: cloneHostConfig copies it whole, through JSON.
+var hostConfigFates = func() map[string]fieldFate {
+	m := map[string]fieldFate{}
+	for _, f := range []string{
+		"Binds", "LogConfig", "NetworkMode", "PortBindings", "RestartPolicy", "AutoRemove", "VolumeDriver", "VolumesFrom",
+		"ConsoleSize", "Annotations", "CapAdd", "CapDrop", "CgroupnsMode", "DNS", "DNSOptions", "DNSSearch", "ExtraHosts",
+		"GroupAdd", "IpcMode", "Cgroup", "Links", "OomScoreAdj", "PidMode", "Privileged", "PublishAllPorts", "ReadonlyRootfs",
+		"SecurityOpt", "StorageOpt", "Tmpfs", "UTSMode", "UsernsMode", "ShmSize", "Sysctls", "Runtime", "Isolation",
+		// Resources
+		"CPUShares", "Memory", "NanoCPUs", "CgroupParent", "BlkioWeight", "BlkioWeightDevice", "BlkioDeviceReadBps",
+		"BlkioDeviceWriteBps", "BlkioDeviceReadIOps", "BlkioDeviceWriteIOps", "CPUPeriod", "CPUQuota", "CPURealtimePeriod",
+		"CPURealtimeRuntime", "CpusetCpus", "CpusetMems", "Devices", "DeviceCgroupRules", "DeviceRequests", "KernelMemory",
+		"KernelMemoryTCP", "MemoryReservation", "MemorySwap", "MemorySwappiness", "OomKillDisable", "PidsLimit", "Ulimits",
+		"CPUCount", "CPUPercent", "IOMaximumIOps", "IOMaximumBandwidth",
+		"MaskedPaths", "ReadonlyPaths", "Init",
+	} {
+		m[f] = fateCopied
+	}
+	// Mounts is copied, and the old container's anonymous volumes are added
+	// to it by name, so the clone mounts the same ones.
+	m["Mounts"] = fateCopied
+	// The old container's ID is in that file.
+	m["ContainerIDFile"] = fateChanged
+	return m
+}()
+
+// endpointFates classifies network.EndpointSettings (cloneNetworks).
+var endpointFates = map[string]fieldFate{
+	"IPAMConfig": fateCopied, "Links": fateCopied, "Aliases": fateCopied, "DriverOpts": fateCopied,
+	"GwPriority": fateCopied, "NetworkID": fateCopied,
+	// Drift sees a chosen MAC as Config.MacAddress; per endpoint, API 1.44
+	// and later do not say whether it was chosen (see the known limit).
+	"MacAddress": fateDrift,
+	"EndpointID": fateRuntime, "Gateway": fateRuntime, "IPAddress": fateRuntime, "IPPrefixLen": fateRuntime,
+	"IPv6Gateway": fateRuntime, "GlobalIPv6Address": fateRuntime, "GlobalIPv6PrefixLen": fateRuntime,
+	"DNSNames": fateRuntime,
 }

@@ -102,6 +102,8 @@ type config struct {
 	unhealthyAfter time.Duration
 	failAfter      time.Duration // FAIL_AFTER: this long after the first request it serves, every answer is 500 (a release that breaks under traffic)
 	resetAfter     time.Duration // RESET_AFTER: this long after the first request it serves, every request's connection is reset unanswered while /healthz stays 200 (a release only the relay's reset count catches)
+	exitAfter      time.Duration // EXIT_AFTER: this long after the first request it serves, the process exits at once with status 3, requests in flight unanswered (a release that crashes under traffic)
+	closeAfter     time.Duration // CLOSE_AFTER: this long after the first request it serves, the app closes its listener and keeps running: dials to it are refused (a release only the relay's dial-error count catches, as long as its health check is not run)
 	needs          []string      // host:port peers (a database) that must answer for the app to be healthy
 }
 
@@ -116,6 +118,8 @@ func loadConfig() config {
 	c.unhealthyAfter = envDuration("UNHEALTHY_AFTER", 0)
 	c.failAfter = envDuration("FAIL_AFTER", 0)
 	c.resetAfter = envDuration("RESET_AFTER", 0)
+	c.exitAfter = envDuration("EXIT_AFTER", 0)
+	c.closeAfter = envDuration("CLOSE_AFTER", 0)
 	c.lateListen = env("LISTEN_AFTER_WARMUP", "") == "1"
 	if n := env("NEEDS", ""); n != "" {
 		c.needs = strings.Split(n, ",")
@@ -198,7 +202,9 @@ func run() error {
 			http.Error(w, "warming up", http.StatusServiceUnavailable)
 			return
 		}
-		firstServed.CompareAndSwap(0, time.Now().UnixNano())
+		if firstServed.CompareAndSwap(0, time.Now().UnixNano()) {
+			armAfterFirst(cfg, &lnClose)
+		}
 		n, err := io.Copy(io.Discard, r.Body)
 		if resetting() {
 			resetConn(w)
@@ -232,6 +238,7 @@ func run() error {
 		if err != nil {
 			return err
 		}
+		lnClose.Store(&ln)
 		go func() { errc <- srv.Serve(ln) }()
 		return nil
 	}
@@ -257,7 +264,10 @@ func run() error {
 
 	select {
 	case err := <-errc:
-		return err
+		if !closedOnPurpose.Load() {
+			return err
+		}
+		<-ctx.Done() // CLOSE_AFTER: running without a listener until stopped
 	case <-ctx.Done():
 	}
 	log.Printf("demoapp %s: SIGTERM, stopping after %s (served %d requests)", cfg.version, cfg.stopDelay, served.Load())
@@ -269,6 +279,33 @@ func run() error {
 	}
 	log.Printf("demoapp %s stopped cleanly", cfg.version)
 	return nil
+}
+
+// lnClose is the app's listener once open (CLOSE_AFTER closes it), and
+// closedOnPurpose says it did, so the end of Serve is not the app's end.
+var (
+	lnClose         atomic.Pointer[net.Listener]
+	closedOnPurpose atomic.Bool
+)
+
+// armAfterFirst starts the EXIT_AFTER and CLOSE_AFTER timers, which count
+// from the first request served.
+func armAfterFirst(cfg config, ln *atomic.Pointer[net.Listener]) {
+	if cfg.exitAfter > 0 {
+		time.AfterFunc(cfg.exitAfter, func() {
+			log.Printf("demoapp %s: exiting with status 3 as EXIT_AFTER=%s asks", cfg.version, cfg.exitAfter)
+			os.Exit(3)
+		})
+	}
+	if cfg.closeAfter > 0 {
+		time.AfterFunc(cfg.closeAfter, func() {
+			log.Printf("demoapp %s: closing the listener as CLOSE_AFTER=%s asks; the process keeps running", cfg.version, cfg.closeAfter)
+			if l := ln.Load(); l != nil {
+				closedOnPurpose.Store(true)
+				_ = (*l).Close()
+			}
+		})
+	}
 }
 
 func env(key, def string) string {

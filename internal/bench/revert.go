@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"regexp"
+	"strconv"
 	"strings"
 	"time"
 
@@ -38,12 +40,15 @@ const (
 // new container to that failure being seen (the release's own RESET_AFTER
 // included). Of the requests sent from the deploy's start until the next
 // one, Failed failed: ByApp of them were the broken release's own resets
-// (nginx's 502 while it served), the rest were lost on the way.
+// (nginx's 502 while it served, at most the Resets the relay counted of
+// that container, which baton reports at the revert), the rest were lost
+// on the way.
 type RevertRun struct {
 	N      int           `json:"n"`
 	Total  int           `json:"total"`
 	Failed int           `json:"failed"`
 	ByApp  int           `json:"by_app"`
+	Resets int           `json:"relay_resets"`
 	Caught time.Duration `json:"caught_ns"`
 	Revert time.Duration `json:"revert_ns"`
 	Took   time.Duration `json:"took_ns"`
@@ -63,8 +68,8 @@ func (r *RevertReport) String() string {
 	var reverts []time.Duration
 	lost := 0
 	for _, run := range r.Runs {
-		fmt.Fprintf(&b, "run %d: failed %d/%d (%d reset by the broken release, %d lost), caught %s after the switch, revert %s, deploy %s\n",
-			run.N, run.Failed, run.Total, run.ByApp, run.Failed-run.ByApp, fmtDuration(run.Caught), fmtDuration(run.Revert), fmtDuration(run.Took))
+		fmt.Fprintf(&b, "run %d: failed %d/%d (%d reset by the broken release, which the relay counted %d resets of; %d lost), caught %s after the switch, revert %s, deploy %s\n",
+			run.N, run.Failed, run.Total, run.ByApp, run.Resets, run.Failed-run.ByApp, fmtDuration(run.Caught), fmtDuration(run.Revert), fmtDuration(run.Took))
 		reverts = append(reverts, run.Revert)
 		lost += run.Failed - run.ByApp
 	}
@@ -126,7 +131,11 @@ func measureReverts(t testenv.TB, cfg RevertConfig, rep *RevertReport) {
 		if !ok {
 			t.Fatalf("run %d: baton's output lacks the switch, rolling-back or traffic-back event:\n%s", i+1, run.Stdout)
 		}
-		rep.Runs = append(rep.Runs, RevertRun{N: i + 1, Caught: seen.Sub(switched), Revert: back.Sub(seen), Took: run.Took()})
+		resets, ok := revertResets(run)
+		if !ok {
+			t.Fatalf("run %d: baton's output lacks the relay's counts of the reverted container:\n%s", i+1, run.Stdout)
+		}
+		rep.Runs = append(rep.Runs, RevertRun{N: i + 1, Resets: resets, Caught: seen.Sub(switched), Revert: back.Sub(seen), Took: run.Took()})
 		spans = append(spans, revertSpan{run.Start, run.End})
 		t.Logf("revert %d/%d: revert %s, caught %s after the switch", i+1, cfg.Runs, fmtDuration(back.Sub(seen)), fmtDuration(seen.Sub(switched)))
 		pause(t, settle)
@@ -142,8 +151,15 @@ type revertSpan struct{ from, to time.Time }
 // until the next one's (the last run: until the load's end), and counts
 // their failures. nginx answers a request whose upstream connection was
 // reset 502, with no version: those sent while the deploy ran are the
-// broken release's doing (ByApp); any other failure was lost on the way.
+// broken release's doing (ByApp), up to the resets the relay counted of it
+// (Resets): more would be requests lost some other way, which they count
+// as. Any other failure was lost on the way.
 func countRevertLoad(runs []RevertRun, spans []revertSpan, samples []loadgen.Sample) {
+	defer func() {
+		for i := range runs {
+			runs[i].ByApp = min(runs[i].ByApp, runs[i].Resets)
+		}
+	}()
 	for _, s := range samples {
 		for i, sp := range spans {
 			if s.Start.Before(sp.from) || (i+1 < len(spans) && !s.Start.Before(spans[i+1].from)) {
@@ -159,6 +175,22 @@ func countRevertLoad(runs []RevertRun, spans []revertSpan, samples []loadgen.Sam
 			}
 		}
 	}
+}
+
+// revertCounted is baton's report, at a revert, of the relay's counts of
+// the reverted container.
+var revertCounted = regexp.MustCompile(`the relay counted (\d+) resets and (\d+) failed dials of it`)
+
+// revertResets is the resets the relay counted of the reverted container,
+// from baton's report at the revert.
+func revertResets(run *DeployRun) (int, bool) {
+	for _, e := range run.Events {
+		if m := revertCounted.FindStringSubmatch(e.Message); m != nil {
+			n, err := strconv.Atoi(m[1])
+			return n, err == nil
+		}
+	}
+	return 0, false
 }
 
 // revertEvents finds in a reverted deploy's events when traffic moved to

@@ -477,8 +477,13 @@ func (r *run) rollback(ctx context.Context, cause error) error {
 		}
 		if len(problems) > 0 {
 			// Traffic did not move back: draining would wait for nothing.
-		} else if _, err := r.traffic.Drain(ctx, r.newEP, r.plan.settings.Drain); err != nil {
+		} else if rep, err := r.traffic.Drain(ctx, r.newEP, r.plan.settings.Drain); err != nil {
 			problems = append(problems, "draining the new container: "+err.Error())
+		} else if r.reverted && rep.Counted {
+			// What the reverted container broke, as the relay counted it:
+			// the operator's (and a test's) bound on the requests it cost.
+			r.event(r.phase, r.rec.NewName, "drained %s: %d connections were open on it when traffic moved back, %d cut; the relay counted %d resets and %d failed dials of it",
+				r.rec.NewName, rep.Waited, rep.Cut, rep.Resets, rep.DialErrors)
 		}
 	}
 	if r.rec.NewID != "" {

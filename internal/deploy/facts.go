@@ -47,6 +47,10 @@ type Facts struct {
 	// that the new settings are recorded.
 	Settings Settings
 	Recorded Settings
+	// ComposeInjected names the configs and secrets compose copied into
+	// the old container (see composeInjected), which the new one would
+	// not have.
+	ComposeInjected []string
 	// OwnLabels are the old container's labels the operator set (not its
 	// image); IgnoredLabels the image's own baton.*/compose labels, never
 	// settings; Sticky the flags recorded for the service once it serves.

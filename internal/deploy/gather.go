@@ -158,6 +158,14 @@ func (r *run) buildSpec(ctx context.Context, f *Facts) error {
 		r.event(PhaseCreate, "", "%s", note)
 	}
 	f.Spec, f.SpecNote = spec, note
+	if !f.Remote {
+		// On a remote engine the compose files are on that host.
+		injected, err := composeInjected(f.OwnLabels)
+		if err != nil {
+			r.warn("cannot tell whether compose copied configs or secrets into %s (content: or environment: sources, which its replacement would not have): %v", r.svc.Name, err)
+		}
+		f.ComposeInjected = injected
+	}
 	return nil
 }
 

@@ -199,7 +199,13 @@ func checkDrift(f *Facts, spec *dockerctl.CloneSpec, p *Plan) error {
 		}
 	}
 	var refused []string
-	for _, d := range dockerctl.Drift(f.Old, spec) {
+	drift := dockerctl.Drift(f.Old, spec)
+	if len(f.ComposeInjected) > 0 {
+		drift = append(drift, dockerctl.DriftField{Field: dockerctl.DriftComposeInjected, Old: strings.Join(f.ComposeInjected, ", "),
+			Reason:  "compose copied them into the old container's filesystem when it created it, and baton creates its replacement from the container's configuration, which does not hold them",
+			Instead: "no such files"})
+	}
+	for _, d := range drift {
 		if !accepted[d.Field] {
 			refused = append(refused, fmt.Sprintf("%s %s (%s; --accept-drift %s gives it %s)", d.Field, d.Old, d.Reason, d.Field, d.Instead))
 			continue

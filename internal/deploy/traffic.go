@@ -79,4 +79,9 @@ type DrainReport struct {
 	// Signal is the signal sent to the old container when traffic moved
 	// (--drain-signal), if any.
 	Signal string `json:"signal,omitempty"`
+	// DialErrors and Resets are the relay's counts for the drained
+	// container over its whole time as a target, read when the drain
+	// ended: after a revert they bound what the reverted container broke.
+	DialErrors uint64 `json:"dial_errors,omitempty"`
+	Resets     uint64 `json:"resets,omitempty"`
 }

@@ -2,7 +2,9 @@ package e2e
 
 import (
 	"fmt"
+	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -48,17 +50,39 @@ func describeSamples(ss []loadgen.Sample) string {
 //  2. An image whose health stays OK but that resets every request's
 //     connection 2 s after it starts serving is deployed with --bake 30s
 //     --bake-max-resets 3: only the relay's reset count can catch it, and
-//     it is reverted the same way. nginx answers the reset requests 502;
-//     those within that deploy are counted apart as the failing app's.
-//  3. baton is SIGKILLed while baking a good image: baton status reverts to
+//     it is reverted the same way. nginx answers the reset requests 502
+//     with no version; those within that deploy are counted apart as the
+//     failing app's, and there may be no more of them than the resets the
+//     relay counted of that container (which baton reports at the revert).
+//  3. With no --http-probe recorded for the service, an image whose Docker
+//     HEALTHCHECK (the app's own -probe mode) turns unhealthy 12 s after it
+//     starts, while its answers stay good, is reverted on Docker's
+//     health_status event alone; nothing fails.
+//  4. An image that exits (status 3) 3 s after it starts serving is
+//     reverted on its die event. The requests it had in flight get nginx's
+//     502 with no version: each must have started during that deploy and
+//     before the engine's die event (which comes after the exit: the
+//     engine learns of it asynchronously, over a second late on a loaded
+//     host), all must end within crashMoment of one another (the one
+//     moment the process died), and there can be no more of them than the
+//     load's concurrency (loadClients); no other request fails (dials to
+//     the dead container fall back to the old one).
+//  5. An image that closes its listener 3 s after it starts serving and
+//     keeps running (its HEALTHCHECK slowed so it cannot turn unhealthy
+//     first) is reverted by --bake-max-dial-errors 5; the relay sends the
+//     refused dials to the old container, so nothing fails.
+//  6. baton is SIGKILLed while baking a good image: baton status reverts to
 //     the old container (the bake did not pass), and nothing is lost.
-//  4. The good image is deployed with a short bake: it bakes and completes.
+//  7. The good image is deployed with a short bake: it bakes and completes.
 func TestBakeRevertsConvergesAndCompletes(t *testing.T) {
 	e := newEnv(t)
 	v1 := e.version("v1", "v1", nil)
 	v2 := e.version("v2", "v2", nil)
 	bad := e.version("bad", "v3-bad", map[string]string{"FAIL_AFTER": "5s"})
 	resetting := e.version("reset", "v4-reset", map[string]string{"RESET_AFTER": "2s"})
+	unhealthy := e.version("unhealthy", "v5-unhealthy", map[string]string{"MODE": "unhealthy-after", "UNHEALTHY_AFTER": "12s"})
+	crashing := e.version("crash", "v6-crash", map[string]string{"EXIT_AFTER": "3s"})
+	closing := e.versionWith("close", "v7-close", map[string]string{"CLOSE_AFTER": "3s"}, testenv.DemoImageOpts{HealthRetries: 60})
 	hostPort := testenv.FreePort(t)
 	name := testenv.UniqueName("bake-")
 	oldID := e.runWeb(name, v1, "127.0.0.1:"+itoa(hostPort)+":8080")
@@ -93,8 +117,44 @@ func TestBakeRevertsConvergesAndCompletes(t *testing.T) {
 	}
 	t.Logf("resetting image reverted %s after the deploy began", resetTo.Sub(resetFrom).Round(100*time.Millisecond))
 	e.assertUntouched(name, oldID, ng.URL()+"/", "v1")
+	resetsCounted, _ := revertCounts(t, r)
 
-	// 3. Killed while baking: the next run reverts.
+	// 3. Docker's HEALTHCHECK alone: no --http-probe for the service (and
+	// --bake-max-resets, recorded by step 2, off again in steps 3-5, so
+	// each step is reverted by the trigger under test).
+	r = e.run("deploy", "--image", unhealthy, "--http-probe=", "--bake-max-resets", "0", "--bake", "30s", name)
+	if r.code != 1 || !strings.Contains(r.stderr, "turned unhealthy (Docker HEALTHCHECK)") || !strings.Contains(r.stderr, "into the bake") {
+		t.Fatalf("deploy of the image turning unhealthy exited %d, want 1 reverted on its Docker health:\nstdout: %s\nstderr: %s", r.code, r.stdout, r.stderr)
+	}
+	if strings.Contains(r.stderr, "fails GET") {
+		t.Fatalf("the bake watched an --http-probe, want Docker's HEALTHCHECK alone:\n%s", r.stderr)
+	}
+	e.assertUntouched(name, oldID, ng.URL()+"/", "v1")
+
+	// 4. The new container crashes during the bake.
+	dies := e.watchDies(name)
+	crashFrom := time.Now()
+	r = e.run("deploy", "--image", crashing, "--http-probe=", "--bake-max-resets", "0", "--bake", "30s", name)
+	crashTo := time.Now()
+	if r.code != 1 || !strings.Contains(r.stderr, "exited") || !strings.Contains(r.stderr, "into the bake") {
+		t.Fatalf("deploy of the crashing image exited %d, want 1 reverted on its exit:\nstdout: %s\nstderr: %s", r.code, r.stdout, r.stderr)
+	}
+	t.Logf("crashing image reverted %s after the deploy began", crashTo.Sub(crashFrom).Round(100*time.Millisecond))
+	e.assertUntouched(name, oldID, ng.URL()+"/", "v1")
+	crashResets, _ := revertCounts(t, r)
+	died := dies()
+	if len(died) != 1 {
+		t.Fatalf("the engine reported %d die events of %s's containers during the crash step, want 1 (the crashing one)", len(died), name)
+	}
+
+	// 5. The new container stops listening but keeps running.
+	r = e.run("deploy", "--image", closing, "--http-probe=", "--bake-max-resets", "0", "--bake", "30s", "--bake-max-dial-errors", "5", name)
+	if r.code != 1 || !strings.Contains(r.stderr, "--bake-max-dial-errors 5") {
+		t.Fatalf("deploy of the image that stops listening exited %d, want 1 reverted on its dial errors:\nstdout: %s\nstderr: %s", r.code, r.stdout, r.stderr)
+	}
+	e.assertUntouched(name, oldID, ng.URL()+"/", "v1")
+
+	// 6. Killed while baking: the next run reverts.
 	killed, _ := e.runUntil(func(phase, msg string) bool { return phase == "bake" },
 		"deploy", "--json", "--image", v2, "--bake", "2m", name)
 	if !killed {
@@ -110,7 +170,7 @@ func TestBakeRevertsConvergesAndCompletes(t *testing.T) {
 	}
 	e.assertUntouched(name, oldID, ng.URL()+"/", "v1")
 
-	// 4. A good release bakes and completes.
+	// 7. A good release bakes and completes.
 	r = e.mustDeploy("--image", v2, "--bake", "3s", name)
 	if !strings.Contains(r.stderr, "passed its bake") {
 		t.Fatalf("the deploy did not report the bake: %s", r.stderr)
@@ -122,7 +182,7 @@ func TestBakeRevertsConvergesAndCompletes(t *testing.T) {
 	t.Logf("load: %s; versions %v", res.Summary(), res.Versions())
 	byApp, lost := splitFailures(res, "v3-bad")
 	// The resetting release answers nothing: its requests are nginx's 502s
-	// during its deploy.
+	// during its deploy, no more than the resets the relay counted of it.
 	resetByApp := 0
 	lost = slices.DeleteFunc(lost, func(f loadgen.Sample) bool {
 		if f.Status == 502 && f.Version == "" && f.Start.After(resetFrom) && f.Start.Before(resetTo) {
@@ -131,10 +191,31 @@ func TestBakeRevertsConvergesAndCompletes(t *testing.T) {
 		}
 		return false
 	})
-	t.Logf("%d of %d requests answered 500 by the failing release itself before the revert, %d reset by the resetting release (nginx 502); %d lost otherwise",
-		byApp, res.Total(), resetByApp, len(lost))
+	// The crashing release's requests in flight when it died: nginx's 502
+	// with no version, sent during its deploy before the die event.
+	var inFlight []loadgen.Sample
+	lost = slices.DeleteFunc(lost, func(f loadgen.Sample) bool {
+		if f.Version == "" && f.Start.After(crashFrom) && f.Start.Before(died[0]) && f.Start.Before(crashTo) {
+			inFlight = append(inFlight, f)
+			return true
+		}
+		return false
+	})
+	slices.SortFunc(inFlight, func(a, b loadgen.Sample) int { return a.End().Compare(b.End()) })
+	if n := len(inFlight); n > 1 && inFlight[n-1].End().Sub(inFlight[0].End()) > crashMoment {
+		t.Fatalf("the %d requests that failed during the crash step ended over %s, not at the one moment the app died (within %s):\n%s",
+			n, inFlight[n-1].End().Sub(inFlight[0].End()), crashMoment, describeSamples(inFlight))
+	}
+	t.Logf("%d of %d requests answered 500 by the failing release itself before the revert; %d reset by the resetting release (nginx 502; the relay counted %d resets of it); %d in flight on the crashing release when it died (the engine's die event at %s; at most %d, the load's concurrency; the relay counted %d resets of it); %d lost otherwise",
+		byApp, res.Total(), resetByApp, resetsCounted, len(inFlight), died[0].Format("15:04:05.000"), loadClients, crashResets, len(lost))
 	if len(lost) > 0 {
-		t.Fatalf("%d requests failed that the failing app did not answer:\n%s", len(lost), describeSamples(lost))
+		t.Fatalf("%d requests failed that the failing apps did not answer or break:\n%s", len(lost), describeSamples(lost))
+	}
+	if uint64(resetByApp) > resetsCounted {
+		t.Fatalf("%d versionless 502s during the resetting deploy, but the relay counted only %d resets of that container: some were lost on the way", resetByApp, resetsCounted)
+	}
+	if len(inFlight) > loadClients {
+		t.Fatalf("%d requests failed around the crash, more than the %d the load can have in flight:\n%s", len(inFlight), loadClients, describeSamples(inFlight))
 	}
 	if res.Versions()["v4-reset"] == 0 || resetByApp == 0 {
 		t.Fatalf("the resetting release never served or never reset (versions %v, %d reset): the test did not test a revert on resets", res.Versions(), resetByApp)
@@ -142,4 +223,27 @@ func TestBakeRevertsConvergesAndCompletes(t *testing.T) {
 	if res.Versions()["v3-bad"] == 0 {
 		t.Fatalf("the failing release never served (versions %v): the test did not test a revert under load", res.Versions())
 	}
+	for _, v := range []string{"v5-unhealthy", "v6-crash", "v7-close"} {
+		if res.Versions()[v] == 0 {
+			t.Fatalf("release %s never served (versions %v): the test did not test its revert under load", v, res.Versions())
+		}
+	}
+}
+
+// crashMoment is how close together the requests a crashing app had in
+// flight must end: they all end when its process exits.
+const crashMoment = 250 * time.Millisecond
+
+// revertCounts reads, from a reverted deploy's output, the resets and
+// failed dials the relay counted of the reverted container over its whole
+// time as a target.
+func revertCounts(t *testing.T, r batonRun) (resets, dialErrors uint64) {
+	t.Helper()
+	m := regexp.MustCompile(`the relay counted (\d+) resets and (\d+) failed dials of it`).FindStringSubmatch(r.stdout + r.stderr)
+	if m == nil {
+		t.Fatalf("the revert did not report the relay's counts of the reverted container:\nstdout: %s\nstderr: %s", r.stdout, r.stderr)
+	}
+	resets, _ = strconv.ParseUint(m[1], 10, 64)
+	dialErrors, _ = strconv.ParseUint(m[2], 10, 64)
+	return resets, dialErrors
 }

@@ -30,10 +30,18 @@ func versionsBetween(res *loadgen.Result, from, to time.Time) map[string]int {
 //  2. baton abort sends all back to the old container and removes the new.
 //  3. A second canary is promoted: the deploy finishes on the new version.
 //  4. A timed canary (--canary 20:3s) switches fully on its own.
+//  5. A timed canary (--canary 20:30s) of an image that answers 500 and
+//     fails its health 3 s after it starts serving is reverted as a bake
+//     is: exit 1, the old container serving (the same one), the canary
+//     removed; the only failed requests are the failing app's own 500s.
+//  6. baton is SIGKILLed during a timed canary (--canary 20:2m): baton
+//     status converges it (the split ends, the old container serves, the
+//     canary is removed), and nothing is lost.
 func TestCanaryPromoteAbort(t *testing.T) {
 	e := newEnv(t)
 	v1 := e.version("v1", "v1", nil)
 	v2 := e.version("v2", "v2", nil)
+	bad := e.version("bad", "v3-bad", map[string]string{"FAIL_AFTER": "3s"})
 	name := testenv.UniqueName("canary-")
 	e.runWeb(name, v1)
 	ng := testenv.ContainerNginx(t, e.cli, testenv.NginxOpts{Network: e.net, UpstreamFile: "web.conf", InitialServers: []string{name + ":8080"}})
@@ -87,10 +95,46 @@ func TestCanaryPromoteAbort(t *testing.T) {
 	if !strings.Contains(r.stderr, "passed its canary") {
 		t.Fatalf("timed canary: %s", r.stderr)
 	}
-	e.assertSingle(name, v1)
+	curID := e.assertSingle(name, v1).ID
+
+	// 5. A timed canary of a failing release reverts.
+	r = e.run("deploy", "--image", bad, "--canary", "20:30s", name)
+	if r.code != 1 || !strings.Contains(r.stderr, "into the canary") || !strings.Contains(r.stdout+r.stderr, "traffic is back on "+name) {
+		t.Fatalf("timed canary of the failing image: exit %d, want 1 reverted:\nstdout: %s\nstderr: %s", r.code, r.stdout, r.stderr)
+	}
+	e.assertUntouched(name, curID, ng.URL()+"/", "v1")
+	if p := e.recordPhase(); p != "" {
+		t.Fatalf("deploy record left at phase %s after the canary's revert", p)
+	}
+
+	// 6. Killed during a timed canary: status converges.
+	killed, _ := e.runUntil(func(phase, msg string) bool { return phase == "canary" && strings.HasPrefix(msg, "canary for") },
+		"deploy", "--json", "--image", v2, "--canary", "20:2m", name)
+	if !killed {
+		t.Fatal("baton finished before the canary was on")
+	}
+	if p := e.recordPhase(); p != "canary" {
+		t.Fatalf("record phase after a kill during the canary: %q, want canary", p)
+	}
+	st = e.run("status", name)
+	if st.code != 0 || !strings.Contains(st.stderr, "rolled back interrupted deploy") {
+		t.Fatalf("status after a kill during the canary: exit %d: %s", st.code, st.stderr)
+	}
+	e.assertUntouched(name, curID, ng.URL()+"/", "v1")
+	if st = e.run("status", name); strings.Contains(st.stdout, "canary ->") {
+		t.Fatalf("the split is still on after status converged:\n%s", st.stdout)
+	}
 
 	res := load.Stop()
-	testenv.CheckLoad(t, res)
+	t.Logf("load: %s; versions %v", res.Summary(), res.Versions())
+	byApp, lost := splitFailures(res, "v3-bad")
+	t.Logf("%d of %d requests answered 500 by the failing canary itself before the revert; %d lost otherwise", byApp, res.Total(), len(lost))
+	if len(lost) > 0 {
+		t.Fatalf("%d requests failed that the failing canary did not answer:\n%s", len(lost), describeSamples(lost))
+	}
+	if res.Versions()["v3-bad"] == 0 {
+		t.Fatalf("the failing canary never served (versions %v): the test did not test a canary's revert under load", res.Versions())
+	}
 	during := versionsBetween(res, canaryOn, canaryOff)
 	total := during["v1"] + during["v2"]
 	share := float64(during["v2"]) / float64(total)

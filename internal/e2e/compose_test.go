@@ -359,3 +359,116 @@ func tag(t *testing.T, e *env, from, to string) {
 	}
 	t.Cleanup(func() { _, _ = e.cli.ImageRemove(context.WithoutCancel(t.Context()), to, image.RemoveOptions{}) })
 }
+
+// injectedComposeFile has configs and a secret of each source kind. With
+// Compose v2 (outside Swarm) the file: ones are bind mounts; the content:
+// and environment: ones are copied into the container when compose creates
+// it, so they are not in its configuration.
+const injectedComposeFile = `services:
+  web:
+    image: ${BATON_TEST_WEB_IMAGE}
+    configs:
+      - source: inline
+        target: /etc/inline.conf
+      - source: fromfile
+        target: /etc/fromfile.conf
+    secrets: [envsecret]
+  plain:
+    image: ${BATON_TEST_WEB_IMAGE}
+    configs:
+      - source: fromfile
+        target: /etc/fromfile.conf
+configs:
+  inline:
+    content: "inline data"
+  fromfile:
+    file: ./cfg.txt
+secrets:
+  envsecret:
+    environment: BATON_TEST_SECRET
+`
+
+// TestComposeInjectedConfigsDrift: Compose v2 copies configs and secrets
+// with content: or environment: sources into the container (they are no
+// mount: the test checks), and baton creates the replacement from the
+// container's configuration, so they would be lost. A deploy of such a
+// container (by its name) is refused with exit 2 naming compose-injected
+// and each one, nothing changed; a service with file: configs alone (bind
+// mounts) deploys, and its replacement has the file; --accept-drift
+// compose-injected deploys, and the replacement indeed lacks the copied
+// files.
+func TestComposeInjectedConfigsDrift(t *testing.T) {
+	e := newEnv(t)
+	v1, _ := testenv.DemoImage(t, e.cli, testenv.DemoImageOpts{Version: "v1", Env: map[string]string{"WARMUP": "1s"}, HealthCheck: true})
+	v2, _ := testenv.DemoImage(t, e.cli, testenv.DemoImageOpts{Version: "v2", Env: map[string]string{"WARMUP": "1s"}, HealthCheck: true})
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "compose.yaml"), []byte(injectedComposeFile), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "cfg.txt"), []byte("file data"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p := &project{
+		t: t, e: e, argv: composeTools[0].argv, sep: composeTools[0].sep,
+		name:  "bt" + strings.ToLower(strings.TrimPrefix(testenv.UniqueName(""), "-")),
+		dir:   dir,
+		files: []string{"compose.yaml"},
+		env:   []string{"BATON_TEST_WEB_IMAGE=" + v1, "BATON_TEST_SECRET=s3cret"},
+	}
+	t.Cleanup(func() {
+		out, _ := p.composeErr("down", "--volumes", "--remove-orphans", "-t", "1")
+		t.Logf("compose down: %s", strings.TrimSpace(out))
+	})
+	p.compose("up", "-d")
+	web, plain := p.container("web", 1), p.container("plain", 1)
+	e.cleanupService(web)
+	e.cleanupService(plain)
+	for _, c := range []string{web, plain} {
+		testenv.WaitHealthy(t, e.cli, c, 60*time.Second)
+	}
+	// What compose did: the file: config is a bind mount, the others are
+	// in the container's own filesystem.
+	old := e.inspect(web)
+	var mounted []string
+	for _, m := range old.Mounts {
+		mounted = append(mounted, m.Destination)
+	}
+	if strings.Join(mounted, ",") != "/etc/fromfile.conf" {
+		t.Fatalf("compose's mounts for %s: %v, want only the file: config bound", web, mounted)
+	}
+	for path, want := range map[string]string{"/etc/inline.conf": "inline data", "/run/secrets/envsecret": "s3cret", "/etc/fromfile.conf": "file data"} {
+		if got, err := e.containerFile(web, path); err != nil || got != want {
+			t.Fatalf("%s:%s = %q, %v; want %q", web, path, got, err, want)
+		}
+	}
+
+	// Refused, naming each copied config and secret, nothing changed.
+	r := e.run("deploy", "--pull", "never", "--image", v2, web)
+	if r.code != 2 || !strings.Contains(r.stderr, "compose-injected") || !strings.Contains(r.stderr, "config inline (content:) at /etc/inline.conf") ||
+		!strings.Contains(r.stderr, "secret envsecret (environment:) at /run/secrets/envsecret") || strings.Contains(r.stderr, "fromfile") ||
+		!strings.Contains(r.stderr, "--accept-drift compose-injected") {
+		t.Fatalf("deploy of %s: exit %d, want 2 naming the copied config and secret:\n%s", web, r.code, r.stderr)
+	}
+	if c := e.inspect(web); c.ID != old.ID || !c.State.Running {
+		t.Fatalf("%s changed after a refused deploy", web)
+	}
+
+	// Positive control: file: configs alone are bind mounts, carried over.
+	e.mustDeploy("--pull", "never", "--image", v2, plain)
+	if got, err := e.containerFile(plain, "/etc/fromfile.conf"); err != nil || got != "file data" {
+		t.Fatalf("%s's replacement: /etc/fromfile.conf = %q, %v; want the bind-mounted file", plain, got, err)
+	}
+	e.assertSingle(plain, v2)
+
+	// Accepted: the replacement runs, without the copied files.
+	e.mustDeploy("--pull", "never", "--image", v2, "--accept-drift", "compose-injected", web)
+	e.assertSingle(web, v2)
+	if got, err := e.containerFile(web, "/etc/fromfile.conf"); err != nil || got != "file data" {
+		t.Fatalf("%s's replacement: /etc/fromfile.conf = %q, %v; want the bind-mounted file", web, got, err)
+	}
+	for _, path := range []string{"/etc/inline.conf", "/run/secrets/envsecret"} {
+		if got, err := e.containerFile(web, path); err == nil {
+			t.Fatalf("%s's replacement has %s (%q): then the drift refused was not real", web, path, got)
+		}
+	}
+}

@@ -4,10 +4,12 @@
 package e2e
 
 import (
+	"archive/tar"
 	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -19,6 +21,7 @@ import (
 	"time"
 
 	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/events"
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/image"
 	"github.com/docker/docker/client"
@@ -85,13 +88,21 @@ func (e *env) removePulledImages() {
 // so a deploy really pulls it. It returns the registry reference.
 func (e *env) version(tag, v string, appEnv map[string]string) string {
 	e.t.Helper()
+	return e.versionWith(tag, v, appEnv, testenv.DemoImageOpts{})
+}
+
+// versionWith is version with the image's other options (its HEALTHCHECK's
+// timing) as opts says; opts' Version, Env and HealthCheck are set here.
+func (e *env) versionWith(tag, v string, appEnv map[string]string, opts testenv.DemoImageOpts) string {
+	e.t.Helper()
 	if appEnv == nil {
 		appEnv = map[string]string{}
 	}
 	if _, ok := appEnv["WARMUP"]; !ok {
 		appEnv["WARMUP"] = "1s"
 	}
-	local, _ := testenv.DemoImage(e.t, e.cli, testenv.DemoImageOpts{Version: v, Env: appEnv, HealthCheck: true})
+	opts.Version, opts.Env, opts.HealthCheck = v, appEnv, true
+	local, _ := testenv.DemoImage(e.t, e.cli, opts)
 	ref := e.reg.Push(e.t, e.cli, local, e.repo+":"+tag)
 	if _, err := e.cli.ImageRemove(e.t.Context(), ref, image.RemoveOptions{}); err != nil {
 		e.t.Fatalf("untagging %s: %v", ref, err)
@@ -300,6 +311,10 @@ func (e *env) assertUntouched(name, id, url, v string) {
 	}
 }
 
+// loadClients is startLoad's concurrency: at most this many of its
+// requests are in flight at any moment.
+const loadClients = 8
+
 // loadRate is each load client's requests per second. 8 × 25 keeps requests
 // in flight through every switch and drain while leaving the 2-core test
 // machine to the deploys: at 8 × 100 the load took most of the CPU, the
@@ -310,7 +325,7 @@ const loadRate = 25
 // startLoad starts steady keep-alive GET/POST load on url for at most max.
 func startLoad(t *testing.T, url string, max time.Duration) *loadgen.Load {
 	t.Helper()
-	l, err := loadgen.Start(t.Context(), loadgen.Config{URL: url, Clients: 8, Duration: max, Rate: loadRate})
+	l, err := loadgen.Start(t.Context(), loadgen.Config{URL: url, Clients: loadClients, Duration: max, Rate: loadRate})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -358,3 +373,71 @@ func (e *env) runUntil(onEvent func(phase, msg string) bool, args ...string) (ki
 }
 
 func isNotFound(err error) bool { return errdefs.IsNotFound(err) }
+
+// watchDies records the engine's die events of the service's app
+// containers from now on; the returned func stops and returns their times
+// (the engine's clock, which is the test's: one host), oldest first.
+func (e *env) watchDies(name string) func() []time.Time {
+	e.t.Helper()
+	ctx, cancel := context.WithCancel(e.t.Context())
+	now := time.Now()
+	msgs, errs := e.cli.Events(ctx, events.ListOptions{
+		Since: fmt.Sprintf("%d.%09d", now.Unix(), now.Nanosecond()),
+		Filters: filters.NewArgs(
+			filters.Arg("type", string(events.ContainerEventType)),
+			filters.Arg("event", string(events.ActionDie)),
+			filters.Arg("label", "baton.service="+name),
+			filters.Arg("label", "baton.role=app"),
+		),
+	})
+	var mu sync.Mutex
+	var times []time.Time
+	var streamErr error
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case m := <-msgs:
+				mu.Lock()
+				times = append(times, time.Unix(0, m.TimeNano))
+				mu.Unlock()
+			case err := <-errs:
+				if ctx.Err() == nil {
+					streamErr = err
+				}
+				return
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	return func() []time.Time {
+		e.t.Helper()
+		time.Sleep(500 * time.Millisecond) // an event the engine sent as the deploy ended
+		cancel()
+		<-done
+		if streamErr != nil {
+			e.t.Fatalf("watching %s's die events: %v", name, streamErr)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		return times
+	}
+}
+
+// containerFile reads one regular file from a container's filesystem (as
+// docker cp does, so an image without a shell will do).
+func (e *env) containerFile(ctr, path string) (string, error) {
+	rc, _, err := e.cli.CopyFromContainer(e.t.Context(), ctr, path)
+	if err != nil {
+		return "", err
+	}
+	defer rc.Close()
+	tr := tar.NewReader(rc)
+	if _, err := tr.Next(); err != nil {
+		return "", err
+	}
+	b, err := io.ReadAll(tr)
+	return string(b), err
+}

@@ -13,11 +13,13 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/baton-sh/baton/internal/loadgen"
 	"github.com/baton-sh/baton/internal/testenv"
 )
 
@@ -316,7 +318,14 @@ func TestPreSwitchStep(t *testing.T) {
 // TestCloneDriftRefused: a container with a MAC address of its own cannot
 // be cloned faithfully while it runs; the deploy (and its dry run) is
 // refused naming the field, with nothing created, and --accept-drift
-// mac-address deploys a copy with a generated MAC.
+// mac-address deploys a copy with a generated MAC. All under keep-alive
+// GET+POST load through nginx (in a container, pointed at the app until the
+// accepted deploy puts the relay in front). That deploy is the service's
+// first, so it reloads nginx once, and a POST sent on a keep-alive
+// connection at the instant nginx's retiring workers close it fails (the
+// nginx-reload caveat in the README; Go's client retries only idempotent
+// requests): those, and only those, are counted apart, bounded by one per
+// load client, all at one moment. Nothing else may fail.
 func TestCloneDriftRefused(t *testing.T) {
 	e := newEnv(t)
 	v1 := e.version("v1", "v1", nil)
@@ -327,6 +336,8 @@ func TestCloneDriftRefused(t *testing.T) {
 	id := testenv.RunDemo(t, e.cli, testenv.RunOpts{Name: name, Image: v1, Network: e.net, MacAddress: mac})
 	testenv.WaitHealthy(t, e.cli, id, 60*time.Second)
 	e.cleanupService(name)
+	ng := testenv.ContainerNginx(t, e.cli, testenv.NginxOpts{Network: e.net, UpstreamFile: "web.conf", InitialServers: []string{name + ":8080"}})
+	load := startLoad(t, ng.URL()+"/", 3*time.Minute)
 
 	for _, dry := range []bool{true, false} {
 		args := []string{"deploy", "--image", v2}
@@ -344,11 +355,35 @@ func TestCloneDriftRefused(t *testing.T) {
 	if r.code != 0 || !strings.Contains(r.stdout, "accepted drift: mac-address "+mac) {
 		t.Fatalf("dry run with --accept-drift: exit %d stdout %q", r.code, r.stdout)
 	}
-	e.mustDeploy("--image", v2, "--accept-drift", "mac-address", name)
+	deployFrom := time.Now()
+	e.mustDeploy("--image", v2, "--accept-drift", "mac-address", "--nginx-upstream", ng.UpstreamFile(), "--nginx-container", ng.Container(), "--http-probe", "/healthz", name)
+	deployTo := time.Now()
 	c := e.assertSingle(name, v2)
 	ep := c.NetworkSettings.Networks[e.net]
 	if ep == nil || ep.MacAddress == "" || ep.MacAddress == mac {
 		t.Fatalf("new container's endpoint on %s: %+v; want a generated MAC, not %s", e.net, ep, mac)
+	}
+	assertServes(t, ng.URL()+"/", "v2")
+	res := load.Stop()
+	t.Logf("load: %s; versions %v", res.Summary(), res.Versions())
+	var atReload, lost []loadgen.Sample
+	for _, f := range res.Failures() {
+		if f.Method == "POST" && f.Reused && f.Status == 0 && strings.Contains(f.Err, "EOF") && f.Start.After(deployFrom) && f.Start.Before(deployTo) {
+			atReload = append(atReload, f)
+			continue
+		}
+		lost = append(lost, f)
+	}
+	t.Logf("%d of %d requests failed: %d POSTs on keep-alive connections nginx's reload closed, %d otherwise", res.Failed(), res.Total(), len(atReload), len(lost))
+	if len(lost) > 0 {
+		t.Fatalf("%d requests failed other than at nginx's one reload:\n%s", len(lost), describeSamples(lost))
+	}
+	slices.SortFunc(atReload, func(a, b loadgen.Sample) int { return a.Start.Compare(b.Start) })
+	if len(atReload) > loadClients || (len(atReload) > 0 && atReload[len(atReload)-1].Start.Sub(atReload[0].Start) > time.Second) {
+		t.Fatalf("%d POSTs failed on closed keep-alive connections, over more than one moment or more than one per client (%d): not one reload:\n%s", len(atReload), loadClients, describeSamples(atReload))
+	}
+	if res.Versions()["v1"] == 0 || res.Versions()["v2"] == 0 {
+		t.Fatalf("versions served %v: want both the MAC-holding v1 and its v2 replacement under load", res.Versions())
 	}
 }
 

@@ -383,6 +383,11 @@ func (t *Relay) Drain(ctx context.Context, from deploy.Endpoint, max time.Durati
 	}
 	w, err := ctl.WaitDrained(ctx, from.ID, max)
 	rep := deploy.DrainReport{Counted: true, Waited: w.Waited, Cut: w.Open}
+	for _, d := range w.Status.Draining {
+		if d.Name == from.ID {
+			rep.DialErrors, rep.Resets = d.DialErrors, d.Resets
+		}
+	}
 	switch {
 	case errors.Is(err, relay.ErrNotDraining) || errors.Is(err, relay.ErrUnknownTarget):
 		return deploy.DrainReport{Counted: true, Duration: time.Since(t0)}, nil // never was a target, or already gone: nothing in flight

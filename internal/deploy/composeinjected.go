@@ -1,11 +1,14 @@
 package deploy
 
 import (
+	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -39,9 +42,9 @@ func composeInjected(labels map[string]string) ([]string, error) {
 		if !filepath.IsAbs(f) {
 			f = filepath.Join(labels[composeWorkingDir], f)
 		}
-		data, err := os.ReadFile(f)
+		data, err := readComposeFile(f)
 		if err != nil {
-			return nil, fmt.Errorf("reading compose file %s: %w", f, err)
+			return nil, err
 		}
 		var doc struct {
 			Services map[string]struct {
@@ -52,7 +55,11 @@ func composeInjected(labels map[string]string) ([]string, error) {
 			Secrets map[string]map[string]any `yaml:"secrets"`
 		}
 		if err := yaml.Unmarshal(data, &doc); err != nil {
-			return nil, fmt.Errorf("reading compose file %s: %w", f, err)
+			// yaml's errors can quote the document (a cannot-unmarshal
+			// error holds the offending value), and the path came from a
+			// label anyone who can run a container could have set: name
+			// the file, never its bytes.
+			return nil, fmt.Errorf("reading compose file %s: not a compose file (invalid YAML); check the container's %s label", f, composeConfigFiles)
 		}
 		for name, def := range doc.Configs {
 			sources["config"][name] = def // a later file overrides, as compose merges
@@ -73,7 +80,7 @@ func composeInjected(labels map[string]string) ([]string, error) {
 						Target string `yaml:"target"`
 					}
 					if err := n.Decode(&long); err != nil {
-						return nil, fmt.Errorf("reading compose file %s: service %s: %w", f, service, err)
+						return nil, fmt.Errorf("reading compose file %s: service %s: a config or secret entry is neither a name nor a source/target mapping", f, service)
 					}
 					r.name, r.target = long.Source, long.Target
 				}
@@ -109,4 +116,35 @@ func composeInjected(labels map[string]string) ([]string, error) {
 	}
 	slices.Sort(out)
 	return out, nil
+}
+
+// maxComposeFile bounds how much of a compose file is read: real ones are
+// kilobytes, and the path is a label's, so it could name /dev/zero.
+const maxComposeFile = 4 << 20
+
+// readComposeFile reads one of the files a container's compose label names.
+// The label is the container's, so the path may be anything on the host:
+// only a regular file is read (a FIFO would block the deploy, a device
+// never end), opened without blocking, and at most maxComposeFile bytes.
+func readComposeFile(path string) ([]byte, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, fmt.Errorf("reading compose file %s: %w", path, errors.Unwrap(err))
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("reading compose file %s: %w", path, err)
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("reading compose file %s: not a regular file (%s); check the container's %s label", path, fi.Mode().Type(), composeConfigFiles)
+	}
+	data, err := io.ReadAll(io.LimitReader(f, maxComposeFile+1))
+	if err != nil {
+		return nil, fmt.Errorf("reading compose file %s: %w", path, err)
+	}
+	if len(data) > maxComposeFile {
+		return nil, fmt.Errorf("reading compose file %s: larger than %d MiB, not a compose file; check the container's %s label", path, maxComposeFile>>20, composeConfigFiles)
+	}
+	return data, nil
 }

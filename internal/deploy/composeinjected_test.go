@@ -1,10 +1,13 @@
 package deploy
 
 import (
+	"bytes"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 )
 
 // TestComposeInjected: the configs and secrets compose copies into a
@@ -82,5 +85,61 @@ configs:
 	}
 	if got, err := composeInjected(map[string]string{"app": "x"}); err != nil || got != nil {
 		t.Fatalf("a container compose did not make: %v %v", got, err)
+	}
+}
+
+// TestComposeInjectedHostileLabels: the compose files are named by the
+// container's labels, which whoever ran the container chose. A FIFO does
+// not block, a device and an oversized file are refused, and a file that
+// is not YAML is named without quoting its bytes; beside them, the same
+// labels naming a real compose file still work (positive control).
+func TestComposeInjectedHostileLabels(t *testing.T) {
+	dir := t.TempDir()
+	good := filepath.Join(dir, "compose.yaml")
+	if err := os.WriteFile(good, []byte("services:\n  web:\n    configs: [c]\nconfigs:\n  c:\n    content: x\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	fifo := filepath.Join(dir, "fifo")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	big := filepath.Join(dir, "big.yaml")
+	if err := os.WriteFile(big, bytes.Repeat([]byte("# filler\n"), maxComposeFile/9+2), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	const secret = "s3cr3t-passw0rd-value"
+	notYAML := filepath.Join(dir, "shadow")
+	if err := os.WriteFile(notYAML, []byte("services: "+secret+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	labels := func(file string) map[string]string {
+		return map[string]string{
+			composeConfigFiles:             file,
+			composeWorkingDir:              dir,
+			composeLabelPrefix + "project": "shop",
+			composeLabelPrefix + "service": "web",
+		}
+	}
+	if got, err := composeInjected(labels(good)); err != nil || len(got) != 1 {
+		t.Fatalf("positive control: %v %v, want the one content: config", got, err)
+	}
+	for _, tc := range []struct{ file, want string }{
+		{fifo, "not a regular file"},
+		{"/dev/zero", "not a regular file"},
+		{big, "larger than 4 MiB"},
+		{notYAML, "invalid YAML"},
+	} {
+		done := make(chan error, 1)
+		go func() { _, err := composeInjected(labels(tc.file)); done <- err }()
+		select {
+		case err := <-done:
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("%s: error %v, want one saying %q", tc.file, err, tc.want)
+			} else if strings.Contains(err.Error(), secret) || strings.Contains(err.Error(), "\n") {
+				t.Errorf("%s: the error quotes the file or spans lines: %v", tc.file, err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("%s: still reading after 5 s", tc.file)
+		}
 	}
 }

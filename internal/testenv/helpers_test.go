@@ -42,7 +42,7 @@ func TestDemoImageRunAndCleanup(t *testing.T) {
 		if img.Config.Labels[testenv.Label] != "1" || img.Config.Labels["app"] != "demo app" {
 			t.Errorf("image labels %v", img.Config.Labels)
 		}
-		if hc := img.Config.Healthcheck; hc == nil || hc.Interval != 500*time.Millisecond || !slices.Contains(hc.Test, "-probe") {
+		if hc := img.Config.Healthcheck; hc == nil || hc.Interval != testenv.DefaultHealthInterval || !slices.Contains(hc.Test, "-probe") {
 			t.Errorf("image healthcheck %+v", hc)
 		}
 		// No parent: nothing another package builds on, nothing to prune.

@@ -1,6 +1,8 @@
 package e2e
 
 import (
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -67,6 +69,18 @@ func TestCanaryPromoteAbort(t *testing.T) {
 	st := e.run("status", name)
 	if st.code != 0 || !strings.Contains(st.stdout, "80% ->") || !strings.Contains(st.stdout, "20% canary ->") || !strings.Contains(st.stdout, "served") {
 		t.Fatalf("status during the canary: exit %d, want the split with counts:\n%s\n%s", st.code, st.stdout, st.stderr)
+	}
+	// The counts are the relay's: the canary has served some of the 800
+	// requests above (each a new upstream connection), the old container
+	// more than it (over its whole time as a target).
+	m := regexp.MustCompile(`80% -> [^(]*\((\d+) served.*20% canary -> [^(]*\((\d+) served`).FindStringSubmatch(st.stdout)
+	if m == nil {
+		t.Fatalf("status during the canary does not count what each side served:\n%s", st.stdout)
+	}
+	oldServed, _ := strconv.Atoi(m[1])
+	canaryServed, _ := strconv.Atoi(m[2])
+	if canaryServed < 80 || oldServed <= canaryServed {
+		t.Fatalf("status during the canary: old served %d, canary %d; want the canary at least 80 (20%% of 400 of the 800 requests) and the old more:\n%s", oldServed, canaryServed, st.stdout)
 	}
 	canaryOff := time.Now()
 

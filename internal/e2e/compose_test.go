@@ -442,12 +442,19 @@ func TestComposeInjectedConfigsDrift(t *testing.T) {
 		}
 	}
 
-	// Refused, naming each copied config and secret, nothing changed.
-	r := e.run("deploy", "--pull", "never", "--image", v2, web)
-	if r.code != 2 || !strings.Contains(r.stderr, "compose-injected") || !strings.Contains(r.stderr, "config inline (content:) at /etc/inline.conf") ||
-		!strings.Contains(r.stderr, "secret envsecret (environment:) at /run/secrets/envsecret") || strings.Contains(r.stderr, "fromfile") ||
-		!strings.Contains(r.stderr, "--accept-drift compose-injected") {
-		t.Fatalf("deploy of %s: exit %d, want 2 naming the copied config and secret:\n%s", web, r.code, r.stderr)
+	// Refused, by the dry run and the deploy alike, naming each copied
+	// config and secret, nothing changed.
+	for _, dry := range []bool{true, false} {
+		args := []string{"deploy", "--pull", "never", "--image", v2}
+		if dry {
+			args = append(args, "--dry-run")
+		}
+		r := e.run(append(args, web)...)
+		if r.code != 2 || !strings.Contains(r.stderr, "compose-injected") || !strings.Contains(r.stderr, "config inline (content:) at /etc/inline.conf") ||
+			!strings.Contains(r.stderr, "secret envsecret (environment:) at /run/secrets/envsecret") || strings.Contains(r.stderr, "fromfile") ||
+			!strings.Contains(r.stderr, "--accept-drift compose-injected") {
+			t.Fatalf("deploy (dry run %v) of %s: exit %d, want 2 naming the copied config and secret:\n%s", dry, web, r.code, r.stderr)
+		}
 	}
 	if c := e.inspect(web); c.ID != old.ID || !c.State.Running {
 		t.Fatalf("%s changed after a refused deploy", web)

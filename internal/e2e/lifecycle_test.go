@@ -387,25 +387,95 @@ func TestCloneDriftRefused(t *testing.T) {
 	}
 }
 
+// TestStaticIPHandover: a container with a static IP (docker run --ip),
+// which two containers cannot hold at once, is deployed under keep-alive
+// GET+POST load through nginx (in a container on the same network). The
+// dry run says the new container warms up without the address and takes
+// it when the old one has stopped; after each deploy the serving container
+// holds that IP (a peer addressing it directly reaches the new version),
+// nothing is left over, and no request through nginx fails.
+func TestStaticIPHandover(t *testing.T) {
+	e := newEnv(t)
+	v1 := e.version("v1", "v1", nil)
+	v2 := e.version("v2", "v2", nil)
+	net, prefix := testenv.SubnetNetwork(t, e.cli)
+	ip := prefix + "7"
+	name := testenv.UniqueName("ip-")
+	e.pull(v1, "")
+	id := testenv.RunDemo(t, e.cli, testenv.RunOpts{Name: name, Image: v1, Network: net, Aliases: []string{"web"}, IPv4Address: ip})
+	testenv.WaitHealthy(t, e.cli, id, 60*time.Second)
+	e.cleanupService(name)
+	ng := testenv.ContainerNginx(t, e.cli, testenv.NginxOpts{Network: net, UpstreamFile: "web.conf", InitialServers: []string{ip + ":8080"}})
+	flags := []string{"--nginx-upstream", ng.UpstreamFile(), "--nginx-container", ng.Container(), "--http-probe", "/healthz"}
+	deploy := func(ref string) []string { return append(append([]string{"--image", ref}, flags...), name) }
+
+	dry := e.run(append([]string{"deploy", "--dry-run"}, deploy(v2)...)...)
+	if want := "static IP " + ip + " on network " + net; dry.code != 0 || !strings.Contains(dry.stdout+dry.stderr, want) {
+		t.Fatalf("dry run: exit %d, want 0 saying %q:\nstdout: %s\nstderr: %s", dry.code, want, dry.stdout, dry.stderr)
+	}
+	e.assertUntouched(name, id, "", "")
+	holds := func(ref, v string) {
+		t.Helper()
+		c := e.assertSingle(name, ref)
+		if ep := c.NetworkSettings.Networks[net]; ep == nil || ep.IPAddress != ip || ep.IPAMConfig == nil || ep.IPAMConfig.IPv4Address != ip {
+			t.Fatalf("%s's endpoint on %s: %+v; want the static IP %s", name, net, ep, ip)
+		}
+		assertServes(t, "http://"+ip+":8080/", v)
+	}
+	// The first deploy puts the relay in front of the app (nginx's one
+	// reload); the others run under load.
+	e.mustDeploy(deploy(v2)...)
+	holds(v2, "v2")
+	load := startLoad(t, ng.URL()+"/", 3*time.Minute)
+	for _, step := range []struct{ ref, v string }{{v1, "v1"}, {v2, "v2"}} {
+		e.mustDeploy(deploy(step.ref)...)
+		holds(step.ref, step.v)
+	}
+	res := load.Stop()
+	testenv.CheckLoad(t, res)
+	if res.Versions()["v1"] == 0 || res.Versions()["v2"] == 0 {
+		t.Fatalf("versions served %v: the deploys did not move traffic", res.Versions())
+	}
+}
+
 // TestWatchCooldown: with --min-age, a digest pushed to the local registry
 // is not deployed while it is younger than the cooldown (watch says which
 // digest waits and until when); once the cooldown has passed since the
 // first sighting, watch deploys it, with no failed request through nginx.
+// The same holds for a container whose baton.min-age label asks for the
+// cooldown, with no flag.
 func TestWatchCooldown(t *testing.T) {
-	e := newEnv(t)
-	s := e.service("live", "v1", nil)
+	const minAge = 3 * time.Second
+	t.Run("flag", func(t *testing.T) {
+		e := newEnv(t)
+		s := e.service("live", "v1", nil)
+		watchCooledDown(t, e, s, minAge, "--min-age", minAge.String())
+	})
+	t.Run("label", func(t *testing.T) {
+		e := newEnv(t)
+		s := e.serviceLabelled("live", "v1", nil, map[string]string{"baton.min-age": minAge.String()})
+		watchCooledDown(t, e, s, minAge)
+	})
+}
+
+// watchCooledDown pushes a new build of s's tag and checks watch --once
+// (with args) holds it back for minAge from its first sighting, then
+// deploys it under load.
+func watchCooledDown(t *testing.T, e *env, s *unattendedService, minAge time.Duration, args ...string) {
+	t.Helper()
 	before := e.inspect(s.name)
 	base := len(entriesBy(e.journal(), "watch"))
 	load := startLoad(t, s.ng.URL()+"/", 3*time.Minute)
 	e.version("live", "v2", nil) // a new build under the same tag
+	watch := append(append([]string{"watch", "--once"}, args...), "--scope", s.scope)
 
-	const minAge = 3 * time.Second
-	r := e.run("watch", "--once", "--min-age", minAge.String(), "--scope", s.scope)
-	if r.code != 0 || !strings.Contains(r.stderr, "cooling down") || !strings.Contains(r.stderr, "deploy_after=") || !strings.Contains(r.stderr, "container="+s.name) {
-		t.Fatalf("first check: exit %d stderr %q; want the digest reported as cooling down", r.code, r.stderr)
+	r := e.run(watch...)
+	if r.code != 0 || !strings.Contains(r.stderr, "cooling down") || !strings.Contains(r.stderr, "deploy_after=") ||
+		!strings.Contains(r.stderr, "container="+s.name) || !strings.Contains(r.stderr, "digest=sha256:") || !strings.Contains(r.stderr, "min_age="+minAge.String()) {
+		t.Fatalf("first check: exit %d stderr %q; want the digest reported as cooling down for %s", r.code, r.stderr, minAge)
 	}
 	if c := e.inspect(s.name); c.ID != before.ID || len(entriesBy(e.journal(), "watch")) != base {
-		t.Fatal("a digest younger than --min-age was deployed")
+		t.Fatal("a digest younger than the cooldown was deployed")
 	}
 	var seen map[string]time.Time
 	decodeJSON(t, readFile(t, e.engineState()+"/watch-seen.json"), &seen)
@@ -420,7 +490,7 @@ func TestWatchCooldown(t *testing.T) {
 	// timed assertion).
 	time.Sleep(time.Until(first.Add(minAge)) + 100*time.Millisecond)
 
-	r = e.run("watch", "--once", "--min-age", minAge.String(), "--scope", s.scope)
+	r = e.run(watch...)
 	if r.code != 0 {
 		t.Fatalf("second check: exit %d stderr %q", r.code, r.stderr)
 	}

@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"io"
+	"maps"
 	"net/http"
 	"os/exec"
 	"strconv"
@@ -189,8 +190,16 @@ type unattendedService struct {
 // recorded on the container for watch and serve to use.
 func (e *env) service(tag, v string, appEnv map[string]string) *unattendedService {
 	e.t.Helper()
+	return e.serviceLabelled(tag, v, appEnv, nil)
+}
+
+// serviceLabelled is service with more labels on the container.
+func (e *env) serviceLabelled(tag, v string, appEnv, labels map[string]string) *unattendedService {
+	e.t.Helper()
 	s := &unattendedService{ref: e.version(tag, v, appEnv), scope: testenv.UniqueName("scope-"), name: testenv.UniqueName("web-")}
-	e.runLabelled(s.name, s.ref, map[string]string{"baton.enable": "true", "baton.scope": s.scope})
+	all := map[string]string{"baton.enable": "true", "baton.scope": s.scope}
+	maps.Copy(all, labels)
+	e.runLabelled(s.name, s.ref, all)
 	s.ng = testenv.HostNginx(e.t, testenv.NginxOpts{UpstreamFile: e.t.TempDir() + "/web.conf",
 		InitialServers: []string{testenv.ContainerIP(e.t, e.cli, s.name, e.net) + ":8080"}})
 	e.mustDeploy("--force", "--nginx-upstream", s.ng.UpstreamFile(), "--nginx-reload", s.ng.ReloadCommand(), "--http-probe", "/healthz", s.name)

@@ -2,6 +2,7 @@ package testenv
 
 import (
 	"context"
+	"crypto/rand"
 	"fmt"
 	"net"
 	"strings"
@@ -26,6 +27,32 @@ func labels(extra map[string]string) map[string]string {
 		l[k] = v
 	}
 	return l
+}
+
+// SubnetNetwork creates a bridge network with a /24 of its own, picked at
+// random in 10.128.0.0/9 (another on overlap with networks other tests
+// hold), so containers on it can have static IPs. It returns the name and
+// the "10.x.y." prefix of its addresses; the network goes at cleanup.
+func SubnetNetwork(t TB, cli *client.Client) (name, prefix string) {
+	t.Helper()
+	name = UniqueName("baton-test-net-")
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	var err error
+	for range 8 {
+		b := make([]byte, 2)
+		_, _ = rand.Read(b)
+		prefix = fmt.Sprintf("10.%d.%d.", 128+int(b[0])%127, b[1])
+		if _, err = cli.NetworkCreate(ctx, name, network.CreateOptions{
+			Driver: "bridge", Labels: labels(nil),
+			IPAM: &network.IPAM{Config: []network.IPAMConfig{{Subnet: prefix + "0/24"}}},
+		}); err == nil {
+			t.Cleanup(func() { removeNetwork(t, cli, name) })
+			return name, prefix
+		}
+	}
+	t.Fatalf("network %s: create with a subnet of its own: %v", name, err)
+	return "", ""
 }
 
 // Network creates a bridge network labelled baton.test=1 (name "" picks a
@@ -92,6 +119,9 @@ type RunOpts struct {
 	// MacAddress is `docker run --mac-address`: on Network (its endpoint
 	// from API 1.44, the container-wide field before, as the CLI does).
 	MacAddress string
+	// IPv4Address is `docker run --ip` on Network (a network with a subnet
+	// of its own: SubnetNetwork).
+	IPv4Address string
 }
 
 // RunDemo creates and starts a container (any image, typically a DemoImage)
@@ -123,6 +153,12 @@ func RunDemo(t TB, cli *client.Client, opts RunOpts) string {
 		netCfg = &network.NetworkingConfig{EndpointsConfig: map[string]*network.EndpointSettings{
 			opts.Network: {Aliases: opts.Aliases},
 		}}
+	}
+	if opts.IPv4Address != "" {
+		if netCfg == nil {
+			t.Fatalf("container %s: a static IP needs a Network", opts.Name)
+		}
+		netCfg.EndpointsConfig[opts.Network].IPAMConfig = &network.EndpointIPAMConfig{IPv4Address: opts.IPv4Address}
 	}
 	if opts.MacAddress != "" {
 		if netCfg != nil && versions.GreaterThanOrEqualTo(cli.ClientVersion(), "1.44") {

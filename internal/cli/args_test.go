@@ -137,6 +137,49 @@ func TestFlagsAnywhere(t *testing.T) {
 			{"relay", "serve", "--log-level", "debug", "--listen", ":1"},
 			{"relay", "serve", "--listen", ":1", "--log-level=debug"},
 		}, parsed{"relay serve", map[string]string{"log-level": "debug", "listen": ":1"}, []string{}}},
+		{"promote", [][]string{
+			{"promote", "--json", "-q", "web"},
+			{"promote", "web", "--json", "-q"},
+			{"promote", "-q", "web", "--json=true"},
+		}, parsed{"promote", map[string]string{"json": "true", "quiet": "true"}, []string{"web"}}},
+		{"abort", [][]string{
+			{"abort", "--json", "--quiet", "web"},
+			{"abort", "web", "--quiet", "--json"},
+			{"abort", "--quiet", "web", "--json"},
+		}, parsed{"abort", map[string]string{"json": "true", "quiet": "true"}, []string{"web"}}},
+		{"relay dial", [][]string{
+			{"relay", "dial", "--timeout", "3s", "10.0.0.2:80"},
+			{"relay", "dial", "10.0.0.2:80", "--timeout", "3s"},
+			{"relay", "dial", "10.0.0.2:80", "--timeout=3s"},
+		}, parsed{"relay dial", map[string]string{"timeout": "3s"}, []string{"10.0.0.2:80"}}},
+		{"relay ctl status", [][]string{
+			{"relay", "ctl", "status", "--control", "/tmp/c.sock"},
+			{"relay", "ctl", "status", "--control=/tmp/c.sock"},
+		}, parsed{"relay ctl status", map[string]string{"control": "/tmp/c.sock"}, []string{}}},
+		{"relay ctl split", [][]string{
+			{"relay", "ctl", "split", "--control", "/tmp/c.sock", "--name", "web-new", "--addr", "a:1", "--percent", "20"},
+			{"relay", "ctl", "split", "--percent=20", "--addr", "a:1", "--name", "web-new", "--control", "/tmp/c.sock"},
+		}, parsed{"relay ctl split", map[string]string{"control": "/tmp/c.sock", "name": "web-new", "addr": "[a:1]", "percent": "20"}, []string{}}},
+		{"relay ctl wait-drained", [][]string{
+			{"relay", "ctl", "wait-drained", "--control", "/tmp/c.sock", "--name", "web-old", "--timeout", "5s"},
+			{"relay", "ctl", "wait-drained", "--timeout=5s", "--name=web-old", "--control", "/tmp/c.sock"},
+		}, parsed{"relay ctl wait-drained", map[string]string{"control": "/tmp/c.sock", "name": "web-old", "timeout": "5s"}, []string{}}},
+		{"relay ctl forget", [][]string{
+			{"relay", "ctl", "forget", "--control", "/tmp/c.sock", "--name", "web-old"},
+			{"relay", "ctl", "forget", "--name=web-old", "--control=/tmp/c.sock"},
+		}, parsed{"relay ctl forget", map[string]string{"control": "/tmp/c.sock", "name": "web-old"}, []string{}}},
+	}
+	// Every command that runs something has a case here: a verb added
+	// later without one fails this test rather than going untried.
+	var stdout, stderr bytes.Buffer
+	tried := map[string]bool{}
+	for _, tc := range cases {
+		tried[tc.want.cmd] = true
+	}
+	for name, c := range allCommands(newApp(&stdout, &stderr)) {
+		if c.Action != nil && !tried[name] {
+			t.Errorf("command %q has no case in TestFlagsAnywhere: add its flags in both orders", name)
+		}
 	}
 	for _, tc := range cases {
 		for _, args := range tc.orders {

@@ -2,6 +2,8 @@ package testenv
 
 import (
 	"context"
+	"fmt"
+	"os"
 	"sync"
 	"testing"
 	"time"
@@ -58,10 +60,38 @@ func ImageStore(t TB, cli *client.Client) string {
 	if err != nil {
 		t.Fatalf("docker info: %v", err)
 	}
+	got := info.Driver
 	for _, kv := range info.DriverStatus {
 		if kv[0] == "driver-type" && kv[1] == "io.containerd.snapshotter.v1" {
-			return ImageStoreContainerd
+			got = ImageStoreContainerd
 		}
 	}
-	return info.Driver
+	// The tests that depend on the store follow whichever one the engine
+	// has, so an engine that quietly came up on the other store would pass
+	// them while proving nothing about the store the run was meant for.
+	if err := checkImageStore(got, os.Getenv(ImageStoreEnv)); err != nil {
+		t.Fatalf("%v", err)
+	}
+	return got
+}
+
+// ImageStoreEnv names the image store a test run expects its engine to
+// have: "containerd" or "graphdriver". scripts/docker-current run sets it
+// to the store it started the engine with; unset, any store is taken.
+const ImageStoreEnv = "BATON_TEST_IMAGE_STORE"
+
+// checkImageStore compares the store an engine has (ImageStore's answer)
+// with the one the run expects (ImageStoreEnv's value).
+func checkImageStore(got, want string) error {
+	switch {
+	case want == "":
+		return nil
+	case want == ImageStoreContainerd && got == ImageStoreContainerd,
+		want == "graphdriver" && got != ImageStoreContainerd:
+		return nil
+	case want != ImageStoreContainerd && want != "graphdriver":
+		return fmt.Errorf("%s=%q: want containerd or graphdriver", ImageStoreEnv, want)
+	default:
+		return fmt.Errorf("the engine uses the %s image store, but this run was started for the %s store (%s)", got, want, ImageStoreEnv)
+	}
 }

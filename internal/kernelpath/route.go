@@ -1,0 +1,126 @@
+// Package kernelpath lets the kernel carry a relay-host service's steady
+// traffic: nginx keeps naming the relay's loopback address, and while no
+// deploy runs a DNAT rule sends new connections for that address straight to
+// the serving container, so no userland process copies a byte. During a
+// deploy the rule is removed and new connections reach the relay again, which
+// switches, drains, bakes and reverts as always; connections the kernel
+// already carries keep their translation (conntrack) and finish on the
+// container they started on.
+//
+// The DNAT'd connections leave with a source address of their own (SNAT to
+// a host address outside the container's network), never the network's
+// gateway: the relay's own dials and baton's probes come from the gateway,
+// the container's side closes first and so holds TIME_WAIT for every tuple
+// the host used, and a SYN from the other kind of flow on such a tuple
+// carries a TCP timestamp from another offset, is dropped by PAWS and
+// retried a second later (nginx's connect timeout). See docs/NOTES.md,
+// "Why h13k's kernel path lost requests".
+//
+// A reboot clears the rules: traffic then goes through the relay, which
+// listens on the same address, until baton (status, any deploy) installs
+// them again. Nothing that fails here leaves traffic without a path.
+package kernelpath
+
+import (
+	"fmt"
+	"net/netip"
+	"regexp"
+)
+
+// Route is one service's kernel path.
+type Route struct {
+	// Service names the rules (their comment), one route per service.
+	Service string
+	// Listen is the address nginx names and the relay listens on: a
+	// loopback address, so the relay serves it again after a reboot.
+	Listen netip.AddrPort
+	// Target is the serving container's address and port.
+	Target netip.AddrPort
+	// Source is the address the kernel's connections come from: a host
+	// address outside the container's network (the container answers it
+	// through its default route, the host).
+	Source netip.Addr
+	// Bridge is the Linux bridge of the container's network: the one
+	// interface that may route 127/8 (route_localnet), guarded by a drop
+	// of 127/8 arriving on it.
+	Bridge string
+}
+
+var (
+	serviceRE = regexp.MustCompile(`^[a-zA-Z0-9_.:/-]{1,200}$`)
+	// Linux interface names: at most 15 bytes, no slash or space.
+	bridgeRE = regexp.MustCompile(`^[a-zA-Z0-9_.-]{1,15}$`)
+)
+
+// Validate checks r before any rule is written: every field ends up in an
+// iptables argument or a /proc path.
+func (r Route) Validate() error {
+	switch {
+	case !serviceRE.MatchString(r.Service):
+		return fmt.Errorf("kernel path: service name %q: want 1-200 letters, digits or _.:/-", r.Service)
+	case !r.Listen.IsValid() || !r.Listen.Addr().Is4() || !r.Listen.Addr().IsLoopback() || r.Listen.Port() == 0:
+		return fmt.Errorf("kernel path: listen address %s: want an IPv4 loopback address with a port", r.Listen)
+	case !r.Target.IsValid() || !r.Target.Addr().Is4() || r.Target.Addr().IsLoopback() || r.Target.Addr().IsUnspecified() || r.Target.Port() == 0:
+		return fmt.Errorf("kernel path: target %s: want a container's IPv4 address with a port", r.Target)
+	case !r.Source.IsValid() || !r.Source.Is4() || r.Source.IsLoopback() || r.Source.IsUnspecified():
+		return fmt.Errorf("kernel path: source address %s: want a non-loopback IPv4 address of this host", r.Source)
+	case !bridgeRE.MatchString(r.Bridge):
+		return fmt.Errorf("kernel path: bridge %q: want a network interface name", r.Bridge)
+	}
+	return nil
+}
+
+// The chains baton owns; everything it adds is in them, so a removal never
+// touches anyone else's rules.
+const (
+	chainDNAT = "BATON-KERNELPATH"      // nat, jumped to from OUTPUT
+	chainSNAT = "BATON-KERNELPATH-SNAT" // nat, jumped to from POSTROUTING
+	chainRaw  = "BATON-KERNELPATH-RAW"  // raw, jumped to from PREROUTING
+)
+
+// rule is one iptables rule: its table, chain and match/target arguments.
+type rule struct {
+	table, chain string
+	spec         []string
+}
+
+func (r Route) comment() string { return "baton:" + r.Service }
+
+// dnat is the rule that carries new connections past the relay; it is the
+// one a deploy removes and adds.
+func (r Route) dnat() rule {
+	return rule{"nat", chainDNAT, []string{
+		"-d", r.Listen.Addr().String() + "/32", "-p", "tcp", "--dport", fmt.Sprint(r.Listen.Port()),
+		"-m", "comment", "--comment", r.comment(),
+		"-j", "DNAT", "--to-destination", r.Target.String(),
+	}}
+}
+
+// snat gives the DNAT'd connections of this service their own source; it
+// matches on the original destination, so it follows the DNAT to whichever
+// container it names and stays in place across deploys.
+func (r Route) snat() rule {
+	return rule{"nat", chainSNAT, []string{
+		"-s", "127.0.0.0/8", "-o", r.Bridge, "-p", "tcp",
+		"-m", "conntrack", "--ctstate", "DNAT", "--ctorigdst", r.Listen.Addr().String(), "--ctorigdstport", fmt.Sprint(r.Listen.Port()),
+		"-m", "comment", "--comment", r.comment(),
+		"-j", "SNAT", "--to-source", r.Source.String(),
+	}}
+}
+
+// guards drop 127/8 arriving on the bridge: route_localnet lets the kernel
+// route such addresses on it, which a container could otherwise use to
+// reach the host's loopback services.
+func guards(bridge string) []rule {
+	return []rule{
+		{"raw", chainRaw, []string{"-i", bridge, "-s", "127.0.0.0/8", "-m", "comment", "--comment", "baton:route_localnet guard", "-j", "DROP"}},
+		{"raw", chainRaw, []string{"-i", bridge, "-d", "127.0.0.0/8", "-m", "comment", "--comment", "baton:route_localnet guard", "-j", "DROP"}},
+	}
+}
+
+// jumps are the hooks into baton's chains, first in their built-in chains.
+var jumps = []rule{
+	{"nat", "OUTPUT", []string{"-j", chainDNAT}},
+	{"nat", "POSTROUTING", []string{"-j", chainSNAT}},
+	{"raw", "PREROUTING", []string{"-j", chainRaw}},
+}

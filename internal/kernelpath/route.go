@@ -25,6 +25,7 @@ import (
 	"fmt"
 	"net/netip"
 	"regexp"
+	"strings"
 )
 
 // Route is one service's kernel path.
@@ -64,8 +65,10 @@ func (r Route) Validate() error {
 		return fmt.Errorf("kernel path: target %s: want a container's IPv4 address with a port", r.Target)
 	case !r.Source.IsValid() || !r.Source.Is4() || r.Source.IsLoopback() || r.Source.IsUnspecified():
 		return fmt.Errorf("kernel path: source address %s: want a non-loopback IPv4 address of this host", r.Source)
-	case !bridgeRE.MatchString(r.Bridge):
-		return fmt.Errorf("kernel path: bridge %q: want a network interface name", r.Bridge)
+	case !bridgeRE.MatchString(r.Bridge) || r.Bridge == "all" || r.Bridge == "default" || r.Bridge == "lo" || strings.Trim(r.Bridge, ".") == "":
+		// all and default are /proc/sys/net/ipv4/conf's entries for every
+		// interface, not one.
+		return fmt.Errorf("kernel path: bridge %q: want the container network's interface name", r.Bridge)
 	}
 	return nil
 }
@@ -108,13 +111,19 @@ func (r Route) snat() rule {
 	}}
 }
 
+// guardComment starts the guards' comment; the rest is the bridge's
+// route_localnet before baton's first route on it, restored when its last
+// route goes (Docker sets it to 1 itself with userland-proxy off).
+const guardComment = "baton:guard-route_localnet-was-"
+
 // guards drop 127/8 arriving on the bridge: route_localnet lets the kernel
 // route such addresses on it, which a container could otherwise use to
 // reach the host's loopback services.
-func guards(bridge string) []rule {
+func guards(bridge, prior string) []rule {
+	c := guardComment + prior
 	return []rule{
-		{"raw", chainRaw, []string{"-i", bridge, "-s", "127.0.0.0/8", "-m", "comment", "--comment", "baton:route_localnet guard", "-j", "DROP"}},
-		{"raw", chainRaw, []string{"-i", bridge, "-d", "127.0.0.0/8", "-m", "comment", "--comment", "baton:route_localnet guard", "-j", "DROP"}},
+		{"raw", chainRaw, []string{"-i", bridge, "-s", "127.0.0.0/8", "-m", "comment", "--comment", c, "-j", "DROP"}},
+		{"raw", chainRaw, []string{"-i", bridge, "-d", "127.0.0.0/8", "-m", "comment", "--comment", c, "-j", "DROP"}},
 	}
 }
 

@@ -64,7 +64,7 @@ func TestRules(t *testing.T) {
 			t.Errorf("snat %q lacks %q", s, want)
 		}
 	}
-	for _, g := range guards(r.Bridge) {
+	for _, g := range guards(r.Bridge, "0") {
 		if g.table != "raw" || !slices.Contains(g.spec, "DROP") || !slices.Contains(g.spec, r.Bridge) {
 			t.Errorf("guard %+v", g)
 		}

@@ -5,15 +5,22 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
+
+	"golang.org/x/sys/unix"
 )
 
-// Runner runs iptables with args and returns its combined output.
+// Runner runs iptables with args and returns what it printed on stdout. A
+// failure's error has an ExitCode method (as *exec.ExitError has): iptables
+// exits 1 for "no such rule / chain" and "already exists", other codes for
+// real trouble (4: the xtables lock was not had in time).
 type Runner interface {
 	Run(ctx context.Context, args ...string) ([]byte, error)
 }
@@ -29,48 +36,144 @@ func (e ExecRunner) Run(ctx context.Context, args ...string) ([]byte, error) {
 	}
 	cmd := exec.CommandContext(ctx, bin, append([]string{"-w", "5"}, args...)...)
 	cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin"} // nothing of baton's environment
-	out, err := cmd.CombinedOutput()
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr // warnings stay out of what -S parsing reads
+	out, err := cmd.Output()
 	if err != nil {
-		return out, fmt.Errorf("iptables %s: %w: %s", strings.Join(args, " "), err, bytes.TrimSpace(out))
+		return out, &runError{args: args, err: err, stderr: strings.TrimSpace(stderr.String())}
 	}
 	return out, nil
 }
 
+type runError struct {
+	args   []string
+	err    error
+	stderr string
+}
+
+func (e *runError) Error() string {
+	return fmt.Sprintf("iptables %s: %v: %s", strings.Join(e.args, " "), e.err, e.stderr)
+}
+func (e *runError) Unwrap() error { return e.err }
+
+// ExitCode is iptables' exit status, -1 if it did not exit.
+func (e *runError) ExitCode() int {
+	var ee *exec.ExitError
+	if errors.As(e.err, &ee) {
+		return ee.ExitCode()
+	}
+	return -1
+}
+
+// exitCode1 reports whether err is iptables saying "no" (exit status 1:
+// no such rule or chain, or it already exists), not a failure to run.
+func exitCode1(err error) bool {
+	var ec interface{ ExitCode() int }
+	return errors.As(err, &ec) && ec.ExitCode() == 1
+}
+
 // Table installs and removes routes. Its methods are safe to call again
-// after a crash at any point: each first looks at what is there.
+// after a crash at any point: each first looks at what is there. They take
+// a lock shared by every baton process on the host, so a status repairing
+// one service cannot interleave with a deploy changing another's rules.
 type Table struct {
 	ipt Runner
-	// procSys is /proc/sys, for route_localnet (a field for tests).
-	procSys string
-	mu      sync.Mutex
+	// procSys is /proc/sys (for route_localnet), lockPath the host-wide
+	// lock, checkLive the check of a route against this network
+	// namespace's interfaces: fields so that tests can run without them.
+	procSys   string
+	lockPath  string
+	checkLive func(Route) error
+	mu        sync.Mutex
 }
 
 // NewTable returns a Table that runs iptables through ipt.
-func NewTable(ipt Runner) *Table { return &Table{ipt: ipt, procSys: "/proc/sys"} }
+func NewTable(ipt Runner) *Table {
+	return &Table{ipt: ipt, procSys: "/proc/sys", lockPath: "/run/lock/baton-kernelpath.lock", checkLive: checkLive}
+}
+
+// lock takes the process's and the host's lock; the returned func drops
+// both.
+func (t *Table) lock() (func(), error) {
+	t.mu.Lock()
+	if t.lockPath == "" {
+		return t.mu.Unlock, nil
+	}
+	if err := os.MkdirAll(filepath.Dir(t.lockPath), 0o755); err != nil {
+		t.mu.Unlock()
+		return nil, fmt.Errorf("kernel path: lock: %w", err)
+	}
+	f, err := os.OpenFile(t.lockPath, os.O_RDWR|os.O_CREATE|unix.O_NOFOLLOW, 0o600)
+	if err != nil {
+		t.mu.Unlock()
+		return nil, fmt.Errorf("kernel path: lock: %w", err)
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX); err != nil {
+		_ = f.Close()
+		t.mu.Unlock()
+		return nil, fmt.Errorf("kernel path: lock %s: %w", t.lockPath, err)
+	}
+	return func() {
+		_ = f.Close() // drops the flock
+		t.mu.Unlock()
+	}, nil
+}
 
 // Route sends new connections for r.Listen to r.Target, replacing any
-// route the service had. Connections already open keep their path.
+// route the service had. Connections already open keep their path. The
+// new DNAT goes in first in the chain before the old one is deleted, so a
+// crash in between leaves the new target in effect, never the old alone.
 func (t *Table) Route(ctx context.Context, r Route) error {
 	if err := r.Validate(); err != nil {
 		return err
 	}
-	t.mu.Lock()
-	defer t.mu.Unlock()
+	if err := t.checkLive(r); err != nil {
+		return err
+	}
+	unlock, err := t.lock()
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	if err := t.setup(ctx, r.Bridge); err != nil {
 		return err
 	}
 	if err := t.ensure(ctx, r.snat()); err != nil {
 		return err
 	}
-	// Add the new DNAT before removing the old one: a connection opened
-	// in between takes one or the other, never neither (the relay would
-	// serve it too, but nothing needs it to).
-	if err := t.ensure(ctx, r.dnat()); err != nil {
+	rules, err := t.list(ctx, "nat", chainDNAT)
+	if err != nil {
 		return err
 	}
-	// iptables -S prints rules with the matches it implies (-m tcp), so
-	// the old ones are told by their destination, not by the whole spec.
-	return t.deleteMatching(ctx, "nat", chainDNAT, r.comment(), func(spec []string) bool { return toDestination(spec) != r.Target.String() })
+	for _, s := range rules {
+		if commentOf(s) != r.comment() && argAfter(s, "-d") == r.Listen.Addr().String()+"/32" && argAfter(s, "--dport") == fmt.Sprint(r.Listen.Port()) {
+			return fmt.Errorf("kernel path: %s is %s's already; each service needs its own listen address", r.Listen, strings.TrimPrefix(commentOf(s), "baton:"))
+		}
+	}
+	if i := slices.IndexFunc(rules, func(s []string) bool { return commentOf(s) == r.comment() }); i < 0 || toDestination(rules[i]) != r.Target.String() {
+		d := r.dnat()
+		if _, err := t.ipt.Run(ctx, append([]string{"-t", d.table, "-I", d.chain, "1"}, d.spec...)...); err != nil {
+			return err
+		}
+		if rules, err = t.list(ctx, "nat", chainDNAT); err != nil {
+			return err
+		}
+	}
+	// Keep the service's first rule (the one in effect, now the right
+	// one); delete the rest, last first so the numbers hold.
+	var del []int
+	first := true
+	for i, s := range rules {
+		if commentOf(s) != r.comment() {
+			continue
+		}
+		if first {
+			first = false
+			continue
+		}
+		del = append(del, i+1)
+	}
+	return t.deleteNumbers(ctx, "nat", chainDNAT, del)
 }
 
 // Bypass removes the service's DNAT: from now on new connections reach the
@@ -80,19 +183,55 @@ func (t *Table) Bypass(ctx context.Context, service string) error {
 	if !serviceRE.MatchString(service) {
 		return fmt.Errorf("kernel path: service name %q: want 1-200 letters, digits or _.:/-", service)
 	}
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return t.deleteMatching(ctx, "nat", chainDNAT, "baton:"+service, nil)
+	unlock, err := t.lock()
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	return t.deleteComment(ctx, "nat", chainDNAT, "baton:"+service)
 }
 
 // Remove takes the service's kernel path away entirely (DNAT and SNAT).
+// When no other route uses its bridge, the bridge's route_localnet goes
+// back to what it was before baton set it, then its guards go.
 func (t *Table) Remove(ctx context.Context, service string) error {
-	if err := t.Bypass(ctx, service); err != nil {
+	if !serviceRE.MatchString(service) {
+		return fmt.Errorf("kernel path: service name %q: want 1-200 letters, digits or _.:/-", service)
+	}
+	unlock, err := t.lock()
+	if err != nil {
 		return err
 	}
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return t.deleteMatching(ctx, "nat", chainSNAT, "baton:"+service, nil)
+	defer unlock()
+	comment := "baton:" + service
+	if err := t.deleteComment(ctx, "nat", chainDNAT, comment); err != nil {
+		return err
+	}
+	snats, err := t.list(ctx, "nat", chainSNAT)
+	if err != nil {
+		return err
+	}
+	var bridges []string
+	for _, s := range snats {
+		if commentOf(s) == comment {
+			bridges = append(bridges, argAfter(s, "-o"))
+		}
+	}
+	if err := t.deleteComment(ctx, "nat", chainSNAT, comment); err != nil {
+		return err
+	}
+	if snats, err = t.list(ctx, "nat", chainSNAT); err != nil {
+		return err
+	}
+	for _, b := range bridges {
+		if b == "" || slices.ContainsFunc(snats, func(s []string) bool { return argAfter(s, "-o") == b }) {
+			continue
+		}
+		if err := t.releaseBridge(ctx, b); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Target says where the service's DNAT sends new connections now, if it has
@@ -110,73 +249,146 @@ func (t *Table) Target(ctx context.Context, service string) (string, error) {
 	return "", nil
 }
 
-func toDestination(spec []string) string {
-	if i := slices.Index(spec, "--to-destination"); i >= 0 && i+1 < len(spec) {
-		return spec[i+1]
-	}
-	return ""
-}
-
-// setup makes baton's chains, the jumps to them, the bridge's guards and
-// its route_localnet, in that order: the guard is in place before the
-// bridge may route 127/8.
+// setup makes baton's chains, the jumps to them (first in their chains:
+// Docker's own MASQUERADE of local sources must not come before the
+// SNAT), the bridge's guards and its route_localnet, in that order: the
+// guards are in place before the bridge may route 127/8.
 func (t *Table) setup(ctx context.Context, bridge string) error {
 	for _, j := range jumps {
-		if _, err := t.ipt.Run(ctx, "-t", j.table, "-N", j.spec[1]); err != nil && !isExists(err) {
+		if _, err := t.ipt.Run(ctx, "-t", j.table, "-N", j.spec[1]); err != nil && !exitCode1(err) {
 			return err
 		}
-		if _, err := t.ipt.Run(ctx, append([]string{"-t", j.table, "-C", j.chain}, j.spec...)...); err != nil {
-			if _, err := t.ipt.Run(ctx, append([]string{"-t", j.table, "-I", j.chain, "1"}, j.spec...)...); err != nil {
-				return err
-			}
-		}
-	}
-	for _, g := range guards(bridge) {
-		if err := t.ensure(ctx, g); err != nil {
+		if err := t.ensureFirst(ctx, j); err != nil {
 			return err
 		}
 	}
 	path := filepath.Join(t.procSys, "net", "ipv4", "conf", bridge, "route_localnet")
+	was, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("kernel path: route_localnet of %s: %w", bridge, err)
+	}
+	raw, err := t.list(ctx, "raw", chainRaw)
+	if err != nil {
+		return err
+	}
+	prior := strings.TrimSpace(string(was))
+	for _, s := range raw {
+		// Guards already there recorded the value before baton's first
+		// route on this bridge; keep that one.
+		if argAfter(s, "-i") == bridge && strings.HasPrefix(commentOf(s), guardComment) {
+			prior = strings.TrimPrefix(commentOf(s), guardComment)
+			break
+		}
+	}
+	for _, g := range guards(bridge, prior) {
+		if err := t.ensure(ctx, g); err != nil {
+			return err
+		}
+	}
 	if err := os.WriteFile(path, []byte("1\n"), 0o644); err != nil {
 		return fmt.Errorf("kernel path: route_localnet on %s: %w", bridge, err)
 	}
 	return nil
 }
 
-// ensure appends r unless it is there.
-func (t *Table) ensure(ctx context.Context, r rule) error {
-	if _, err := t.ipt.Run(ctx, append([]string{"-t", r.table, "-C", r.chain}, r.spec...)...); err == nil {
+// releaseBridge undoes setup's changes to bridge once no route uses it:
+// route_localnet back to the value the guards recorded, then the guards.
+func (t *Table) releaseBridge(ctx context.Context, bridge string) error {
+	raw, err := t.list(ctx, "raw", chainRaw)
+	if err != nil {
+		return err
+	}
+	var del []int
+	prior := ""
+	for i, s := range raw {
+		if argAfter(s, "-i") == bridge && strings.HasPrefix(commentOf(s), guardComment) {
+			prior = strings.TrimPrefix(commentOf(s), guardComment)
+			del = append(del, i+1)
+		}
+	}
+	if prior == "0" {
+		path := filepath.Join(t.procSys, "net", "ipv4", "conf", bridge, "route_localnet")
+		if err := os.WriteFile(path, []byte("0\n"), 0o644); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("kernel path: route_localnet on %s: %w", bridge, err)
+		}
+	}
+	return t.deleteNumbers(ctx, "raw", chainRaw, del)
+}
+
+// ensureFirst makes j the first rule of its built-in chain, moving it there
+// if something was inserted before it.
+func (t *Table) ensureFirst(ctx context.Context, j rule) error {
+	rules, err := t.list(ctx, j.table, j.chain)
+	if err != nil {
+		return err
+	}
+	if len(rules) > 0 && slices.Equal(rules[0], j.spec) {
 		return nil
 	}
-	_, err := t.ipt.Run(ctx, append([]string{"-t", r.table, "-A", r.chain}, r.spec...)...)
+	var del []int
+	for i, s := range rules {
+		if slices.Equal(s, j.spec) {
+			del = append(del, i+1)
+		}
+	}
+	if _, err := t.ipt.Run(ctx, append([]string{"-t", j.table, "-I", j.chain, "1"}, j.spec...)...); err != nil {
+		return err
+	}
+	for i := range del {
+		del[i]++ // the insert moved them down one
+	}
+	return t.deleteNumbers(ctx, j.table, j.chain, del)
+}
+
+// ensure appends r unless it is there. Only iptables' "no such rule" counts
+// as absent: a check that failed for another reason (the lock) must not
+// add a duplicate.
+func (t *Table) ensure(ctx context.Context, r rule) error {
+	_, err := t.ipt.Run(ctx, append([]string{"-t", r.table, "-C", r.chain}, r.spec...)...)
+	if err == nil {
+		return nil
+	}
+	if !exitCode1(err) {
+		return err
+	}
+	_, err = t.ipt.Run(ctx, append([]string{"-t", r.table, "-A", r.chain}, r.spec...)...)
 	return err
 }
 
-// deleteMatching deletes the rules of chain with the comment for which keep
-// (if given) says false.
-func (t *Table) deleteMatching(ctx context.Context, table, chain, comment string, del func([]string) bool) error {
+// deleteComment deletes every rule of chain with the comment.
+func (t *Table) deleteComment(ctx context.Context, table, chain, comment string) error {
 	rules, err := t.list(ctx, table, chain)
 	if err != nil {
 		return err
 	}
-	var errs []error
-	for _, spec := range rules {
-		if commentOf(spec) != comment || (del != nil && !del(spec)) {
-			continue
-		}
-		if _, err := t.ipt.Run(ctx, append([]string{"-t", table, "-D", chain}, spec...)...); err != nil {
-			errs = append(errs, err)
+	var del []int
+	for i, s := range rules {
+		if commentOf(s) == comment {
+			del = append(del, i+1)
 		}
 	}
-	return errors.Join(errs...)
+	return t.deleteNumbers(ctx, table, chain, del)
+}
+
+// deleteNumbers deletes the rules at the given 1-based positions (as list
+// numbered them; the host lock keeps other batons from renumbering them),
+// highest first.
+func (t *Table) deleteNumbers(ctx context.Context, table, chain string, nums []int) error {
+	slices.Sort(nums)
+	for _, n := range slices.Backward(nums) {
+		if _, err := t.ipt.Run(ctx, "-t", table, "-D", chain, fmt.Sprint(n)); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // list returns chain's rules as iptables -S prints them, without "-A
-// CHAIN"; a chain that does not exist has none.
+// CHAIN", in order; a chain that does not exist has none.
 func (t *Table) list(ctx context.Context, table, chain string) ([][]string, error) {
 	out, err := t.ipt.Run(ctx, "-t", table, "-S", chain)
 	if err != nil {
-		if isNoChain(err) {
+		if exitCode1(err) {
 			return nil, nil
 		}
 		return nil, err
@@ -218,17 +430,68 @@ func splitRule(line string) ([]string, error) {
 	return out, nil
 }
 
-func commentOf(spec []string) string {
-	if i := slices.Index(spec, "--comment"); i >= 0 && i+1 < len(spec) {
+func commentOf(spec []string) string { return argAfter(spec, "--comment") }
+
+func toDestination(spec []string) string { return argAfter(spec, "--to-destination") }
+
+func argAfter(spec []string, flag string) string {
+	if i := slices.Index(spec, flag); i >= 0 && i+1 < len(spec) {
 		return spec[i+1]
 	}
 	return ""
 }
 
-func isExists(err error) bool {
-	return err != nil && strings.Contains(err.Error(), "already exists")
+// checkLive checks r against this network namespace: the bridge exists
+// and is the target's network (a prefix of its holds the target), and the
+// source is an address of this host outside that network. A route that
+// fails this would send packets with a loopback source out of the wrong
+// interface, or masquerade them as the relay's own dials.
+func checkLive(r Route) error {
+	br, err := net.InterfaceByName(r.Bridge)
+	if err != nil {
+		return fmt.Errorf("kernel path: bridge %s: %w", r.Bridge, err)
+	}
+	if br.Flags&net.FlagLoopback != 0 {
+		return fmt.Errorf("kernel path: %s is a loopback interface, not the container's network", r.Bridge)
+	}
+	onBridge, err := prefixes(br)
+	if err != nil {
+		return err
+	}
+	if !slices.ContainsFunc(onBridge, func(p netip.Prefix) bool { return p.Contains(r.Target.Addr()) }) {
+		return fmt.Errorf("kernel path: target %s is not on %s's network %v", r.Target.Addr(), r.Bridge, onBridge)
+	}
+	if slices.ContainsFunc(onBridge, func(p netip.Prefix) bool { return p.Contains(r.Source) }) {
+		return fmt.Errorf("kernel path: source %s is on %s's network: the kernel's connections need an address the relay's own dials do not use", r.Source, r.Bridge)
+	}
+	ifs, err := net.Interfaces()
+	if err != nil {
+		return fmt.Errorf("kernel path: interfaces: %w", err)
+	}
+	for i := range ifs {
+		ps, err := prefixes(&ifs[i])
+		if err != nil {
+			return err
+		}
+		if slices.ContainsFunc(ps, func(p netip.Prefix) bool { return p.Addr() == r.Source }) {
+			return nil
+		}
+	}
+	return fmt.Errorf("kernel path: source %s is not an address of this host", r.Source)
 }
 
-func isNoChain(err error) bool {
-	return err != nil && (strings.Contains(err.Error(), "No chain/target/match by that name") || strings.Contains(err.Error(), "does not exist"))
+func prefixes(ifc *net.Interface) ([]netip.Prefix, error) {
+	addrs, err := ifc.Addrs()
+	if err != nil {
+		return nil, fmt.Errorf("kernel path: addresses of %s: %w", ifc.Name, err)
+	}
+	var out []netip.Prefix
+	for _, a := range addrs {
+		if n, ok := a.(*net.IPNet); ok {
+			if p, err := netip.ParsePrefix(n.String()); err == nil && p.Addr().Is4() {
+				out = append(out, p)
+			}
+		}
+	}
+	return out, nil
 }

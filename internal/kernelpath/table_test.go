@@ -1,0 +1,294 @@
+package kernelpath
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+// fakeIPT is iptables as far as Table uses it: chains of rules, -N -S -C -A
+// -I -D, exit status 1 for "no" and the -S output's habits (the implied
+// "-m tcp", quoted comments with spaces).
+type fakeIPT struct {
+	chains map[string][]string // "table/chain" -> rules, as -S prints them after "-A CHAIN "
+	order  []string            // chain creation order, for -S of builtins
+	failC  int                 // if set, -C fails with this exit status
+	calls  []string
+}
+
+type fakeExit int
+
+func (e fakeExit) Error() string { return "exit status " + strconv.Itoa(int(e)) }
+func (e fakeExit) ExitCode() int { return int(e) }
+
+var builtin = []string{"nat/OUTPUT", "nat/POSTROUTING", "nat/PREROUTING", "raw/PREROUTING", "raw/OUTPUT"}
+
+func newFakeIPT() *fakeIPT {
+	f := &fakeIPT{chains: map[string][]string{}}
+	for _, b := range builtin {
+		f.chains[b] = nil
+	}
+	return f
+}
+
+func normalize(spec []string) string {
+	spec = slices.Clone(spec)
+	if i := slices.Index(spec, "tcp"); i > 0 && spec[i-1] == "-p" && slices.Contains(spec, "--dport") && !(i+2 < len(spec) && spec[i+1] == "-m" && spec[i+2] == "tcp") {
+		spec = slices.Insert(spec, i+1, "-m", "tcp")
+	}
+	for i, a := range spec {
+		if strings.Contains(a, " ") {
+			spec[i] = `"` + a + `"`
+		}
+	}
+	return strings.Join(spec, " ")
+}
+
+func (f *fakeIPT) Run(_ context.Context, args ...string) ([]byte, error) {
+	f.calls = append(f.calls, strings.Join(args, " "))
+	if len(args) < 4 || args[0] != "-t" {
+		return nil, fmt.Errorf("fake iptables: unexpected %q", args)
+	}
+	key := args[1] + "/" + args[3]
+	rules, exists := f.chains[key]
+	spec := args[4:]
+	switch args[2] {
+	case "-N":
+		if exists {
+			return nil, fakeExit(1)
+		}
+		f.chains[key] = nil
+	case "-S":
+		if !exists {
+			return nil, fakeExit(1)
+		}
+		var b strings.Builder
+		if slices.Contains(builtin, key) {
+			fmt.Fprintf(&b, "-P %s ACCEPT\n", args[3])
+		} else {
+			fmt.Fprintf(&b, "-N %s\n", args[3])
+		}
+		for _, r := range rules {
+			fmt.Fprintf(&b, "-A %s %s\n", args[3], r)
+		}
+		return []byte(b.String()), nil
+	case "-C":
+		if f.failC != 0 {
+			return nil, fakeExit(f.failC)
+		}
+		if !exists || !slices.Contains(rules, normalize(spec)) {
+			return nil, fakeExit(1)
+		}
+	case "-A":
+		if !exists {
+			return nil, fakeExit(1)
+		}
+		f.chains[key] = append(rules, normalize(spec))
+	case "-I":
+		n, err := strconv.Atoi(spec[0])
+		if !exists || err != nil || n < 1 || n > len(rules)+1 {
+			return nil, fakeExit(1)
+		}
+		f.chains[key] = slices.Insert(rules, n-1, normalize(spec[1:]))
+	case "-D":
+		if n, err := strconv.Atoi(spec[0]); err == nil && len(spec) == 1 {
+			if !exists || n < 1 || n > len(rules) {
+				return nil, fakeExit(1)
+			}
+			f.chains[key] = slices.Delete(rules, n-1, n)
+			return nil, nil
+		}
+		i := slices.Index(rules, normalize(spec))
+		if i < 0 {
+			return nil, fakeExit(1)
+		}
+		f.chains[key] = slices.Delete(rules, i, i+1)
+	default:
+		return nil, fmt.Errorf("fake iptables: unexpected %q", args)
+	}
+	return nil, nil
+}
+
+func (f *fakeIPT) serviceRules(table, chain, service string) []string {
+	var out []string
+	for _, r := range f.chains[table+"/"+chain] {
+		if strings.Contains(r, "--comment baton:"+service+" ") {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+func fakeTable(t *testing.T, f *fakeIPT, bridge, routeLocalnet string) (*Table, string) {
+	t.Helper()
+	dir := t.TempDir()
+	conf := filepath.Join(dir, "net", "ipv4", "conf", bridge)
+	if err := os.MkdirAll(conf, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(conf, "route_localnet")
+	if err := os.WriteFile(path, []byte(routeLocalnet+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return &Table{ipt: f, procSys: dir, lockPath: filepath.Join(dir, "lock"), checkLive: func(Route) error { return nil }}, path
+}
+
+func readTrim(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimSpace(string(b))
+}
+
+func TestTableRouteRetargetsWithOneRule(t *testing.T) {
+	ctx := context.Background()
+	f := newFakeIPT()
+	// Docker's own rule first in POSTROUTING: baton's jump must go before it.
+	f.chains["nat/POSTROUTING"] = []string{"-s 172.18.0.0/16 ! -o br-0123456789ab -j MASQUERADE"}
+	tbl, rl := fakeTable(t, f, "br-0123456789ab", "0")
+	a, b := validRoute(), validRoute()
+	b.Target = netip.MustParseAddrPort("172.18.0.6:8080")
+
+	for _, r := range []Route{a, a, b} {
+		if err := tbl.Route(ctx, r); err != nil {
+			t.Fatalf("route to %s: %v", r.Target, err)
+		}
+	}
+	if got := f.serviceRules("nat", chainDNAT, "web"); len(got) != 1 || !strings.HasSuffix(got[0], "--to-destination 172.18.0.6:8080") {
+		t.Errorf("DNAT rules after routing to a, a, b: %q, want one, to b", got)
+	}
+	if got, _ := tbl.Target(ctx, "web"); got != "172.18.0.6:8080" {
+		t.Errorf("Target %q", got)
+	}
+	if got := f.serviceRules("nat", chainSNAT, "web"); len(got) != 1 {
+		t.Errorf("SNAT rules %q, want one", got)
+	}
+	for _, j := range jumps {
+		rules := f.chains[j.table+"/"+j.chain]
+		if len(rules) == 0 || rules[0] != strings.Join(j.spec, " ") || slices.Index(rules[1:], rules[0]) >= 0 {
+			t.Errorf("%s/%s: %q, want the jump first and once", j.table, j.chain, rules)
+		}
+	}
+	if got := f.chains["raw/"+chainRaw]; len(got) != 2 || !strings.Contains(got[0], guardComment+"0") {
+		t.Errorf("guards %q", got)
+	}
+	if v := readTrim(t, rl); v != "1" {
+		t.Errorf("route_localnet %q while routed, want 1", v)
+	}
+	// The second route to a changed nothing: no insert.
+	inserts := 0
+	for _, c := range f.calls {
+		if strings.HasPrefix(c, "-t nat -I "+chainDNAT) {
+			inserts++
+		}
+	}
+	if inserts != 2 {
+		t.Errorf("%d DNAT inserts for routes to a, a, b; want 2", inserts)
+	}
+}
+
+// A crash between the insert of the new DNAT and the delete of the old
+// leaves both: the new first, in effect. The next Route (status repairing)
+// leaves the right one alone and the other service's untouched.
+func TestTableRouteAfterCrashLeavesOne(t *testing.T) {
+	ctx := context.Background()
+	f := newFakeIPT()
+	tbl, _ := fakeTable(t, f, "br-0123456789ab", "0")
+	other := validRoute()
+	other.Service, other.Listen = "api", netip.MustParseAddrPort("127.0.0.1:41235")
+	if err := tbl.Route(ctx, other); err != nil {
+		t.Fatal(err)
+	}
+	a, b := validRoute(), validRoute()
+	b.Target = netip.MustParseAddrPort("172.18.0.6:8080")
+	d := f.chains["nat/"+chainDNAT]
+	f.chains["nat/"+chainDNAT] = append([]string{normalize(b.dnat().spec), normalize(a.dnat().spec)}, d...)
+
+	if err := tbl.Route(ctx, b); err != nil {
+		t.Fatal(err)
+	}
+	if got := f.serviceRules("nat", chainDNAT, "web"); len(got) != 1 || !strings.HasSuffix(got[0], "172.18.0.6:8080") {
+		t.Errorf("web's DNAT rules %q, want one, to b", got)
+	}
+	if got := f.serviceRules("nat", chainDNAT, "api"); len(got) != 1 {
+		t.Errorf("api's DNAT rules %q, want its one untouched", got)
+	}
+	// A service may not take another's listen address.
+	clash := validRoute()
+	clash.Service = "shop"
+	clash.Listen = other.Listen
+	if err := tbl.Route(ctx, clash); err == nil || !strings.Contains(err.Error(), "api's already") {
+		t.Errorf("route to api's listen address: %v, want refused naming api", err)
+	}
+	if got := f.serviceRules("nat", chainDNAT, "shop"); len(got) != 0 {
+		t.Errorf("refused route left rules %q", got)
+	}
+}
+
+func TestTableBypassAndRemove(t *testing.T) {
+	ctx := context.Background()
+	for _, prior := range []string{"0", "1"} {
+		f := newFakeIPT()
+		tbl, rl := fakeTable(t, f, "br-0123456789ab", prior)
+		web, api := validRoute(), validRoute()
+		api.Service, api.Listen, api.Target = "api", netip.MustParseAddrPort("127.0.0.1:41235"), netip.MustParseAddrPort("172.18.0.9:80")
+		for _, r := range []Route{web, api} {
+			if err := tbl.Route(ctx, r); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for range 2 { // a second bypass finds nothing to do
+			if err := tbl.Bypass(ctx, "web"); err != nil {
+				t.Fatalf("bypass: %v", err)
+			}
+		}
+		if got := f.serviceRules("nat", chainDNAT, "web"); len(got) != 0 {
+			t.Errorf("DNAT after bypass: %q", got)
+		}
+		if got := f.serviceRules("nat", chainSNAT, "web"); len(got) != 1 {
+			t.Errorf("SNAT after bypass: %q, want it kept (flows in flight use it)", got)
+		}
+		if err := tbl.Remove(ctx, "web"); err != nil {
+			t.Fatal(err)
+		}
+		if got := len(f.chains["raw/"+chainRaw]); got != 2 || readTrim(t, rl) != "1" {
+			t.Errorf("prior %s: api still routed on the bridge, but guards %d, route_localnet %s", prior, got, readTrim(t, rl))
+		}
+		if err := tbl.Remove(ctx, "api"); err != nil {
+			t.Fatal(err)
+		}
+		if got := f.chains["raw/"+chainRaw]; len(got) != 0 {
+			t.Errorf("prior %s: guards left after the last route went: %q", prior, got)
+		}
+		if v := readTrim(t, rl); v != prior {
+			t.Errorf("route_localnet %s after the last route went, want it back at %s", v, prior)
+		}
+		if n := len(f.chains["nat/"+chainDNAT]) + len(f.chains["nat/"+chainSNAT]); n != 0 {
+			t.Errorf("%d rules left", n)
+		}
+	}
+}
+
+// A check that failed for another reason than "no such rule" (the xtables
+// lock, exit status 4) is an error, not a reason to add a duplicate.
+func TestTableCheckFailureAddsNothing(t *testing.T) {
+	f := newFakeIPT()
+	tbl, _ := fakeTable(t, f, "br-0123456789ab", "0")
+	f.failC = 4
+	if err := tbl.Route(context.Background(), validRoute()); err == nil {
+		t.Fatal("route with every check failing: no error")
+	}
+	for _, c := range f.calls {
+		if strings.Contains(c, " -A ") {
+			t.Errorf("appended after a failed check: %s", c)
+		}
+	}
+}

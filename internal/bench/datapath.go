@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -13,8 +14,10 @@ import (
 	"time"
 
 	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/network"
 	"github.com/docker/docker/client"
 
+	"github.com/baton-sh/baton/internal/kernelpath"
 	"github.com/baton-sh/baton/internal/loadgen"
 	"github.com/baton-sh/baton/internal/testenv"
 	"github.com/baton-sh/baton/internal/traffic"
@@ -34,6 +37,11 @@ const (
 	// 127.0.0.1 in the host's network namespace -> the app's address, as
 	// baton sets it up for an nginx on the host.
 	PathRelayHost = "relay-host"
+	// PathKernel: nginx on the host -> the relay's 127.0.0.1 address, but
+	// carried by the kernel (internal/kernelpath's DNAT and SNAT, as a
+	// kernel path leaves it between deploys) -> the app's address. Not
+	// yet a mode of baton's: the benchmark installs the route itself.
+	PathKernel = "kernel-path"
 	// PathDirectKeepalive and PathRelayHostKeepalive: the same two paths
 	// with nginx keeping upstream connections (KeepaliveUpstream), so a
 	// connection carries many requests and the relay's per-connection cost
@@ -54,7 +62,7 @@ const (
 
 // DataPaths returns every data path, in the order they are measured.
 func DataPaths() []string {
-	return []string{PathDirect, PathPublished, PathRelayHost, PathDirectKeepalive, PathRelayHostKeepalive, PathContainerDirect, PathRelayContainer, PathNginxReload}
+	return []string{PathDirect, PathPublished, PathRelayHost, PathKernel, PathDirectKeepalive, PathRelayHostKeepalive, PathContainerDirect, PathRelayContainer, PathNginxReload}
 }
 
 // DefaultDataPathDuration is how long each path is loaded by default.
@@ -106,6 +114,9 @@ type PathResult struct {
 	// AppCPU is the app container's CPU time: the work of a Go HTTP server
 	// that accepts one connection per request, to compare the relay with.
 	AppCPU time.Duration `json:"app_cpu_ns"`
+	// KernelConns is how many connections the kernel path's DNAT carried
+	// over the measured load (PathKernel only).
+	KernelConns uint64 `json:"kernel_connections,omitempty"`
 
 	durations []time.Duration
 }
@@ -130,6 +141,7 @@ var routes = map[string]string{
 	PathDirect:             "host nginx -> app address",
 	PathPublished:          "host nginx -> 127.0.0.1 port (docker-proxy) -> app",
 	PathRelayHost:          "host nginx -> relay on the host's 127.0.0.1 -> app address",
+	PathKernel:             "host nginx -> relay's 127.0.0.1 address, DNAT + SNAT in the kernel (internal/kernelpath) -> app address",
 	PathDirectKeepalive:    "host nginx (upstream keepalive, keepalive_time 1s) -> app address",
 	PathRelayHostKeepalive: "host nginx (upstream keepalive, keepalive_time 1s) -> relay on 127.0.0.1 -> app address",
 	PathContainerDirect:    "nginx container -> app by name",
@@ -207,6 +219,7 @@ type setup struct {
 var setups = []setup{
 	{[]string{PathDirect, PathPublished}, plainSetup},
 	{[]string{PathRelayHost, PathRelayHostKeepalive, PathDirectKeepalive}, relayHostSetup},
+	{[]string{PathKernel}, kernelSetup},
 	{[]string{PathContainerDirect, PathRelayContainer}, containerSetup},
 	{[]string{PathNginxReload}, reloadSetup},
 }
@@ -241,6 +254,49 @@ func relayHostSetup(t testenv.TB, cli *client.Client, p map[string]*PathResult) 
 		{p: p[PathRelayHostKeepalive], cli: cli, url: ka.URL(), app: app.Name, relay: relay},
 		{p: p[PathDirectKeepalive], cli: cli, url: direct.URL(), app: app.Name},
 	}
+}
+
+// kernelSetup: the relay-host set-up, then internal/kernelpath's route of
+// the relay's address to the app, so nginx's connections pass the relay by
+// in the kernel.
+func kernelSetup(t testenv.TB, cli *client.Client, p map[string]*PathResult) []*pathTarget {
+	app := StartApp(t, cli, AppOpts{Versions: []string{"A"}, Publish: true})
+	ng := hostNginx(t, app.HostAddr())
+	SetUpRelay(t, NewBaton(t), app, ng, []string{"--nginx-upstream", ng.UpstreamFile(), "--nginx-reload", ng.ReloadCommand(), "--http-probe", "/healthz"}, nil)
+	_, listen := relayID(t, cli, app.Name)
+	la, err := netip.ParseAddrPort(listen)
+	if err != nil {
+		t.Fatalf("relay of %s: listen address %q: %v", app.Name, listen, err)
+	}
+	ip, err := netip.ParseAddr(testenv.ContainerIP(t, cli, app.Name, app.Network))
+	if err != nil {
+		t.Fatalf("address of %s: %v", app.Name, err)
+	}
+	nw, err := cli.NetworkInspect(t.Context(), app.Network, network.InspectOptions{})
+	if err != nil {
+		t.Fatalf("network %s: %v", app.Network, err)
+	}
+	bridge := nw.Options["com.docker.network.bridge.name"]
+	if bridge == "" {
+		bridge = "br-" + nw.ID[:12]
+	}
+	src, err := kernelpath.PickSource(bridge)
+	if err != nil {
+		t.Fatalf("%v", err)
+	}
+	r := kernelpath.Route{Service: "bench-" + app.Name, Listen: la, Target: netip.AddrPortFrom(ip, 8080), Source: src, Bridge: bridge}
+	tbl := kernelpath.NewTable(kernelpath.ExecRunner{})
+	if err := tbl.Route(t.Context(), r); err != nil {
+		t.Fatalf("%v", err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(t.Context()), 30*time.Second)
+		defer cancel()
+		if err := tbl.Remove(ctx, r.Service); err != nil {
+			t.Errorf("%v", err)
+		}
+	})
+	return []*pathTarget{{p: p[PathKernel], cli: cli, url: ng.URL(), app: app.Name, kernel: tbl, kernelService: r.Service}}
 }
 
 // KeepaliveNginxOpts is a host nginx with KeepaliveUpstream for server.
@@ -317,6 +373,20 @@ type pathTarget struct {
 	app        string   // the app container's name
 	relay      string   // the relay container's ID; "" without a relay
 	proxyPorts []int    // published host ports whose docker-proxy is on the path
+	// kernel and kernelService count the kernel path's connections.
+	kernel        *kernelpath.Table
+	kernelService string
+}
+
+func (tg *pathTarget) kernelConns(t testenv.TB) uint64 {
+	if tg.kernel == nil {
+		return 0
+	}
+	n, err := tg.kernel.Connections(t.Context(), tg.kernelService)
+	if err != nil {
+		t.Fatalf("path %s: %v", tg.p.Path, err)
+	}
+	return n
 }
 
 // measure loads the path for dataPathWarmup (not counted), then for
@@ -336,13 +406,13 @@ func (tg *pathTarget) measure(t testenv.TB, cfg DataPathConfig) {
 	if err != nil {
 		fail("%v", err)
 	}
-	relayBefore, appBefore, proxyBefore := tg.containerCPU(t, tg.relay), tg.containerCPU(t, tg.app), proxyCPU(proxies)
+	relayBefore, appBefore, proxyBefore, kernelBefore := tg.containerCPU(t, tg.relay), tg.containerCPU(t, tg.app), proxyCPU(proxies), tg.kernelConns(t)
 	lc.Duration = cfg.Duration
 	res, err := loadgen.Run(t.Context(), lc)
 	if err != nil {
 		fail("load: %v", err)
 	}
-	relayAfter, appAfter, proxyAfter := tg.containerCPU(t, tg.relay), tg.containerCPU(t, tg.app), proxyCPU(proxies)
+	relayAfter, appAfter, proxyAfter, kernelAfter := tg.containerCPU(t, tg.relay), tg.containerCPU(t, tg.app), proxyCPU(proxies), tg.kernelConns(t)
 	t.Logf("data path %-16s %6.0f req/s, %s", p.Path, float64(res.Total())/res.End.Sub(res.Start).Seconds(), res.Summary())
 	if res.Reason != "duration" {
 		fail("the load stopped early (%s)", res.Reason)
@@ -362,6 +432,7 @@ func (tg *pathTarget) measure(t testenv.TB, cfg DataPathConfig) {
 	p.RelayCPU += relayAfter - relayBefore
 	p.AppCPU += appAfter - appBefore
 	p.ProxyCPU += proxyAfter - proxyBefore
+	p.KernelConns += kernelAfter - kernelBefore
 }
 
 // containerCPU is a container's CPU usage so far, as its cgroup counts it

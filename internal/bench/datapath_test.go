@@ -45,6 +45,12 @@ func TestRunDataPath(t *testing.T) {
 		if relay != (p.RelayCPU > 0) {
 			t.Errorf("%s: relay CPU %s", p.Path, p.RelayCPU)
 		}
+		// The kernel path's counter must show it, not the relay, carried
+		// the load: at least a connection per request (nginx opens one
+		// upstream connection per request there).
+		if p.Path == bench.PathKernel && p.KernelConns < uint64(p.Requests) {
+			t.Errorf("%s: the kernel carried %d connections for %d requests", p.Path, p.KernelConns, p.Requests)
+		}
 		proxied := p.Path == bench.PathPublished
 		if !proxied && p.ProxyCPU != 0 {
 			t.Errorf("%s: docker-proxy CPU %s on a path without docker-proxy", p.Path, p.ProxyCPU)

@@ -95,6 +95,8 @@ type hostResult struct {
 	RulesAfterRemove  int
 	RouteLocalnetWhen string
 	RouteLocalnetEnd  string
+	PickedSource      string
+	KernelConns       uint64 // Connections after the last route, until Remove
 }
 
 // helperHost runs in "host": a relay on the route's listen address, 8
@@ -116,6 +118,11 @@ func helperHost() int {
 	ctx := context.Background()
 	tbl := NewTable(ExecRunner{})
 	var res hostResult
+	if a, err := PickSource(r.Bridge); err == nil {
+		res.PickedSource = a.String()
+	} else {
+		res.PickedSource = err.Error()
+	}
 	var mu sync.Mutex
 	fail := func(format string, a ...any) {
 		mu.Lock()
@@ -220,6 +227,23 @@ func helperHost() int {
 		}
 	}
 	wg.Wait()
+	// A last route, with traffic on it, for its counter.
+	if err := tbl.Route(ctx, r); err != nil {
+		fail("route: %v", err)
+	}
+	before, _ := tbl.Connections(ctx, r.Service)
+	for range 20 {
+		if c, err := net.DialTimeout("tcp", r.Listen.String(), time.Second); err == nil {
+			_, _ = io.WriteString(c, "GET / HTTP/1.1\r\nHost: app\r\n\r\n")
+			_, _ = io.ReadAll(c)
+			_ = c.Close()
+		}
+	}
+	after, err := tbl.Connections(ctx, r.Service)
+	if err != nil {
+		fail("connections: %v", err)
+	}
+	res.KernelConns = after - before
 	if err := tbl.Remove(ctx, r.Service); err != nil {
 		fail("remove: %v", err)
 	}
@@ -370,6 +394,9 @@ func newRig(t *testing.T) *netnsRig {
 	run(t, append(h, "link", "add", g.srcDev, "type", "bridge")...)
 	run(t, append(h, "addr", "add", g.source.String()+"/24", "dev", g.srcDev)...)
 	run(t, append(h, "link", "set", g.srcDev, "up")...)
+	// The "host" has no docker0: PickSource falls back to the interface of
+	// the default route, this one.
+	run(t, append(h, "route", "add", "default", "dev", g.srcDev)...)
 	run(t, append(h, "link", "add", "veth0", "type", "veth", "peer", "name", "eth0", "netns", g.app)...)
 	run(t, append(h, "link", "set", "veth0", "master", g.bridge)...)
 	run(t, append(h, "link", "set", "veth0", "up")...)
@@ -465,6 +492,12 @@ func TestKernelPathCarriesTrafficAndLosesNothing(t *testing.T) {
 	}
 	if res.RouteLocalnetWhen != "1" {
 		t.Errorf("route_localnet on %s while routed: %q, want 1", g.bridge, res.RouteLocalnetWhen)
+	}
+	if res.PickedSource != g.source.String() {
+		t.Errorf("PickSource(%s) = %q, want %s (the default route's interface; never the bridge's gateway)", g.bridge, res.PickedSource, g.source)
+	}
+	if res.KernelConns != 20 {
+		t.Errorf("Connections counted %d for the 20 connections made while routed", res.KernelConns)
 	}
 	if res.RulesAfterRemove != 0 || res.RouteLocalnetEnd != "0" {
 		t.Errorf("after Remove: %d rules left, route_localnet %q (want none, and 0 as it was)", res.RulesAfterRemove, res.RouteLocalnetEnd)

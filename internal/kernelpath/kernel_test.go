@@ -137,7 +137,7 @@ func helperHost() int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	go relayLoop(ln, r.Target.String())
+	go testenv.Forward(ln, r.Target.String(), time.Second) // the relay, reduced to its copy
 
 	var ok, failed, slow, viaKernel, viaRelay atomic.Int64
 	var toMu sync.Mutex
@@ -313,32 +313,15 @@ func helperDial(addr string) int {
 	return 0
 }
 
-// relayLoop is a relay's data path reduced to its copy: accept, dial the
-// target from this namespace (so from the bridge's gateway address), copy
-// both ways.
-func relayLoop(ln net.Listener, target string) {
-	for {
-		c, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		go func() {
-			defer c.Close()
-			b, err := net.DialTimeout("tcp", target, time.Second)
-			if err != nil {
-				return
-			}
-			defer b.Close()
-			done := make(chan struct{})
-			go func() {
-				_, _ = io.Copy(b, c)
-				_ = b.(*net.TCPConn).CloseWrite()
-				close(done)
-			}()
-			_, _ = io.Copy(c, b)
-			_ = c.(*net.TCPConn).CloseWrite()
-			<-done
-		}()
+// needRoot skips with -short, as the Docker tests do, and fails (never
+// skips) without root.
+func needRoot(t *testing.T) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("integration test: needs root and network namespaces of its own (skipped with -short)")
+	}
+	if os.Geteuid() != 0 {
+		t.Fatal("this test needs root: it makes network namespaces and iptables rules (make test runs as root)")
 	}
 }
 
@@ -449,12 +432,7 @@ func (g *netnsRig) startApp(t *testing.T, addr netip.Addr) {
 // With the flows masqueraded to the gateway instead (h13k's rules), the
 // same load lost connections in every run tried (docs/NOTES.md).
 func TestKernelPathCarriesTrafficAndLosesNothing(t *testing.T) {
-	if testing.Short() {
-		t.Skip("integration test: needs root and network namespaces of its own (skipped with -short)")
-	}
-	if os.Geteuid() != 0 {
-		t.Fatal("this test needs root: it makes network namespaces and iptables rules (make test runs as root)")
-	}
+	needRoot(t)
 	g := newRig(t)
 	g.startApp(t, g.appAddr)
 	g.startApp(t, g.appAddr2)
@@ -511,12 +489,7 @@ func TestKernelPathCarriesTrafficAndLosesNothing(t *testing.T) {
 // reaches the host's 127.0.0.1:7777, so the test cannot pass because the
 // container's attempt was broken.
 func TestKernelPathGuardsKeepContainersOffHostLoopback(t *testing.T) {
-	if testing.Short() {
-		t.Skip("integration test: needs root and network namespaces of its own (skipped with -short)")
-	}
-	if os.Geteuid() != 0 {
-		t.Fatal("this test needs root: it makes network namespaces and iptables rules (make test runs as root)")
-	}
+	needRoot(t)
 	g := newRig(t)
 	g.startApp(t, g.appAddr)
 	r := Route{Service: "web-" + g.host, Listen: netip.MustParseAddrPort("127.0.0.77:8080"), Target: netip.AddrPortFrom(g.appAddr, 80), Source: g.source, Bridge: g.bridge}

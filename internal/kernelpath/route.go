@@ -56,9 +56,10 @@ var (
 // Validate checks r before any rule is written: every field ends up in an
 // iptables argument or a /proc path.
 func (r Route) Validate() error {
+	if err := checkService(r.Service); err != nil {
+		return err
+	}
 	switch {
-	case !serviceRE.MatchString(r.Service):
-		return fmt.Errorf("kernel path: service name %q: want 1-200 letters, digits or _.:/-", r.Service)
 	case !r.Listen.IsValid() || !r.Listen.Addr().Is4() || !r.Listen.Addr().IsLoopback() || r.Listen.Port() == 0:
 		return fmt.Errorf("kernel path: listen address %s: want an IPv4 loopback address with a port", r.Listen)
 	case !r.Target.IsValid() || !r.Target.Addr().Is4() || r.Target.Addr().IsLoopback() || r.Target.Addr().IsUnspecified() || r.Target.Port() == 0:
@@ -69,6 +70,15 @@ func (r Route) Validate() error {
 		// all and default are /proc/sys/net/ipv4/conf's entries for every
 		// interface, not one.
 		return fmt.Errorf("kernel path: bridge %q: want the container network's interface name", r.Bridge)
+	}
+	return nil
+}
+
+// checkService refuses a service name that could not be a rule's comment
+// as is.
+func checkService(service string) error {
+	if !serviceRE.MatchString(service) {
+		return fmt.Errorf("kernel path: service name %q: want 1-200 letters, digits or _.:/-", service)
 	}
 	return nil
 }

@@ -180,8 +180,8 @@ func (t *Table) Route(ctx context.Context, r Route) error {
 // relay. Connections the kernel already carries keep going to their
 // container. It is not an error if there was none.
 func (t *Table) Bypass(ctx context.Context, service string) error {
-	if !serviceRE.MatchString(service) {
-		return fmt.Errorf("kernel path: service name %q: want 1-200 letters, digits or _.:/-", service)
+	if err := checkService(service); err != nil {
+		return err
 	}
 	unlock, err := t.lock()
 	if err != nil {
@@ -195,8 +195,8 @@ func (t *Table) Bypass(ctx context.Context, service string) error {
 // When no other route uses its bridge, the bridge's route_localnet goes
 // back to what it was before baton set it, then its guards go.
 func (t *Table) Remove(ctx context.Context, service string) error {
-	if !serviceRE.MatchString(service) {
-		return fmt.Errorf("kernel path: service name %q: want 1-200 letters, digits or _.:/-", service)
+	if err := checkService(service); err != nil {
+		return err
 	}
 	unlock, err := t.lock()
 	if err != nil {

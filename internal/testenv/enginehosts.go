@@ -204,31 +204,36 @@ func (h *EngineHost) ForwardLoopback(t TB, port int) {
 		t.Fatalf("engine host %s: forwarding %s: %v", h.Name, addr, err)
 	}
 	t.Cleanup(func() { _ = ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
+	go Forward(ln, addr, 5*time.Second)
+}
+
+// Forward accepts on ln until it is closed and copies each connection both
+// ways to a fresh dial of addr, passing half-closes on: a userland relay
+// reduced to its copy, for tests.
+func Forward(ln net.Listener, addr string, dialTimeout time.Duration) {
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		go func() {
+			defer c.Close()
+			u, err := net.DialTimeout("tcp", addr, dialTimeout)
 			if err != nil {
 				return
 			}
+			defer u.Close()
+			done := make(chan struct{})
 			go func() {
-				defer c.Close()
-				u, err := net.DialTimeout("tcp", addr, 5*time.Second)
-				if err != nil {
-					return
-				}
-				defer u.Close()
-				done := make(chan struct{})
-				go func() {
-					_, _ = io.Copy(u, c)
-					_ = u.(*net.TCPConn).CloseWrite()
-					close(done)
-				}()
-				_, _ = io.Copy(c, u)
-				_ = c.(*net.TCPConn).CloseWrite()
-				<-done
+				_, _ = io.Copy(u, c)
+				_ = u.(*net.TCPConn).CloseWrite()
+				close(done)
 			}()
-		}
-	}()
+			_, _ = io.Copy(c, u)
+			_ = c.(*net.TCPConn).CloseWrite()
+			<-done
+		}()
+	}
 }
 
 // listenInNetns listens on addr in the network namespace at path: the

@@ -444,7 +444,11 @@ func (r *run) finalize(ctx context.Context) error {
 		return fmt.Errorf("removing old container %s: %w", r.rec.OldName, err)
 	}
 	if err := r.d.Engine.ContainerRename(ctx, r.rec.NewID, r.rec.OldName); err != nil {
-		return fmt.Errorf("renaming %s to %s: %w", r.rec.NewName, r.rec.OldName, err)
+		// A baton killed right after the rename, before the record went,
+		// leaves the new container already named: the rename is done.
+		if c, ierr := r.d.Engine.ContainerInspect(ctx, r.rec.NewID); ierr != nil || strings.TrimPrefix(c.Name, "/") != r.rec.OldName {
+			return fmt.Errorf("renaming %s to %s: %w", r.rec.NewName, r.rec.OldName, err)
+		}
 	}
 	if r.traffic != nil && r.plan.TrafficMode.moves() {
 		cur := r.newEP

@@ -424,6 +424,10 @@ func (f *fakeEngine) ContainerRename(_ context.Context, id, name string) error {
 	if other, err := f.find(name); err == nil && other != fc {
 		return errdefs.Conflict(fmt.Errorf("name %s in use", name))
 	}
+	if strings.TrimPrefix(fc.c.Name, "/") == name {
+		// As Docker answers it (seen after a kill right after the rename).
+		return errdefs.InvalidParameter(fmt.Errorf("Renaming a container with the same name as its current name"))
+	}
 	f.record("rename %s %s", strings.TrimPrefix(fc.c.Name, "/"), name)
 	fc.c.Name = "/" + name
 	return nil

@@ -86,12 +86,7 @@ func removeNetwork(t TB, cli *client.Client, name string) {
 		t.Errorf("network %s: inspect: %v", name, err)
 		return
 	}
-	for id := range nw.Containers {
-		if err := cli.NetworkDisconnect(ctx, name, id, true); err != nil && !cerrdefs.IsNotFound(err) {
-			t.Errorf("network %s: disconnect container %s: %v", name, id, err)
-		}
-	}
-	if err := cli.NetworkRemove(ctx, name); err != nil && !cerrdefs.IsNotFound(err) {
+	if err := detachAndRemoveNetwork(ctx, cli, nw.ID); err != nil {
 		t.Errorf("network %s: remove: %v", name, err)
 	}
 	// baton's warm-up copies of the network would otherwise wait for the

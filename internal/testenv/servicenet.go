@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/network"
@@ -26,16 +27,43 @@ func RemoveServiceNetworks(ctx context.Context, cli *client.Client, part string)
 		if !strings.Contains(n.Name, part) {
 			continue
 		}
-		full, err := cli.NetworkInspect(ctx, n.ID, network.InspectOptions{})
-		if err != nil {
-			continue
-		}
-		for id := range full.Containers {
-			_ = cli.NetworkDisconnect(ctx, n.ID, id, true)
-		}
-		if err := cli.NetworkRemove(ctx, n.ID); err != nil && !errdefs.IsNotFound(err) {
+		if err := detachAndRemoveNetwork(ctx, cli, n.ID); err != nil {
 			errs = append(errs, fmt.Errorf("removing network %s: %w", n.Name, err))
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// detachAndRemoveNetwork detaches what is attached to network id (a name
+// or an ID) and removes it; a network already gone is no error.
+// An endpoint of a container removed a moment ago can outlive the remove
+// call briefly (seen on Docker 20.10: "has active endpoints" right after a
+// test's cleanup removed the last container), so a refusal is tried again,
+// with what is attached looked up anew, for up to 15 s.
+func detachAndRemoveNetwork(ctx context.Context, cli *client.Client, id string) error {
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		full, err := cli.NetworkInspect(ctx, id, network.InspectOptions{})
+		if errdefs.IsNotFound(err) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		for c := range full.Containers {
+			_ = cli.NetworkDisconnect(ctx, id, c, true)
+		}
+		err = cli.NetworkRemove(ctx, id)
+		if err == nil || errdefs.IsNotFound(err) {
+			return nil
+		}
+		if !strings.Contains(err.Error(), "active endpoints") || time.Now().After(deadline) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
 }

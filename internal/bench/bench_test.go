@@ -11,21 +11,23 @@ import (
 	"github.com/docker/docker/client"
 
 	"github.com/baton-sh/baton/internal/bench"
+	"github.com/baton-sh/baton/internal/kernelpath"
 	"github.com/baton-sh/baton/internal/testenv"
 	"github.com/baton-sh/baton/internal/traffic"
 )
 
-// TestRunRelayHostAndNaive runs the benchmark small: baton's relay with
-// nginx on the host must lose no request, the naive baseline must have
-// measured its deploys and a swap window with requests in it, and nothing
-// either mode made (baton's relay included) may be left afterwards.
-func TestRunRelayHostAndNaive(t *testing.T) {
+// TestRunRelayHostKernelPathAndNaive runs the benchmark small: baton's
+// relay with nginx on the host, with and without the kernel path, must lose
+// no request, the naive baseline must have measured its deploys and a swap
+// window with requests in it, and nothing any mode made (baton's relay and
+// the kernel path's rules included) may be left afterwards.
+func TestRunRelayHostKernelPathAndNaive(t *testing.T) {
 	if testing.Short() {
 		t.Skip("integration test: needs the Docker daemon and nginx (skipped with -short)")
 	}
 	cli := testenv.Docker(t)
 	rep, err := bench.Run(t.Context(), bench.Config{
-		Modes: []string{bench.ModeRelayHost, bench.ModeNaive}, Deploys: 2, Rate: 20,
+		Modes: []string{bench.ModeRelayHost, bench.ModeKernelPath, bench.ModeNaive}, Deploys: 2, Rate: 20,
 		Out: logWriter{t},
 	})
 	if rep != nil {
@@ -38,8 +40,8 @@ func TestRunRelayHostAndNaive(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Run: %v", err)
 	}
-	if len(rep.Modes) != 2 || rep.Modes[0].Mode != bench.ModeRelayHost || rep.Modes[1].Mode != bench.ModeNaive {
-		t.Fatalf("modes %v, want relay-host and naive", modeNames(rep))
+	if len(rep.Modes) != 3 || rep.Modes[0].Mode != bench.ModeRelayHost || rep.Modes[1].Mode != bench.ModeKernelPath || rep.Modes[2].Mode != bench.ModeNaive {
+		t.Fatalf("modes %v, want relay-host, kernel-path and naive", modeNames(rep))
 	}
 	for _, m := range rep.Modes {
 		if len(m.Deploys) != 2 {
@@ -58,13 +60,19 @@ func TestRunRelayHostAndNaive(t *testing.T) {
 		}
 		assertGone(t, cli, m.Service)
 	}
-	relay, naive := rep.Modes[0], rep.Modes[1]
-	if relay.Failed != 0 {
-		t.Fatalf("relay-host: %d of %d requests failed: %v", relay.Failed, relay.Requests, relay.Failures)
+	for _, relay := range rep.Modes[:2] {
+		if relay.Failed != 0 {
+			t.Fatalf("%s: %d of %d requests failed: %v", relay.Mode, relay.Failed, relay.Requests, relay.Failures)
+		}
+		if relay.Inside.Count == 0 {
+			t.Fatalf("%s: no request in progress during a swap window", relay.Mode)
+		}
 	}
-	if relay.Inside.Count == 0 {
-		t.Fatal("relay-host: no request in progress during a swap window")
+	// The kernel path's rules went with the run.
+	if has, err := kernelpath.NewTable(kernelpath.ExecRunner{}).Has(t.Context(), rep.Modes[1].Service); err != nil || has {
+		t.Fatalf("kernel-path: the route of %s outlived the run (%v)", rep.Modes[1].Service, err)
 	}
+	naive := rep.Modes[2]
 	if naive.DeployP50 <= 0 || naive.DeployMax < naive.DeployP50 {
 		t.Fatalf("naive: deploy p50 %s max %s", naive.DeployP50, naive.DeployMax)
 	}

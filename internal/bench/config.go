@@ -11,6 +11,7 @@ import (
 // The modes the benchmark knows, in the order it runs them by default.
 const (
 	ModeRelayHost      = "relay-host"      // baton's relay, nginx on the host
+	ModeKernelPath     = "kernel-path"     // relay-host with --kernel-path: the kernel carries traffic between deploys
 	ModeRelayContainer = "relay-container" // baton's relay, nginx in a container
 	ModeNginxReload    = "nginx-reload"    // baton rewrites the upstream file and reloads nginx
 	ModeNone           = "none"            // baton moves the published port; nginx is not told
@@ -19,7 +20,7 @@ const (
 
 // Modes returns every mode, in the default order.
 func Modes() []string {
-	return []string{ModeRelayHost, ModeRelayContainer, ModeNginxReload, ModeNone, ModeNaive}
+	return []string{ModeRelayHost, ModeKernelPath, ModeRelayContainer, ModeNginxReload, ModeNone, ModeNaive}
 }
 
 // Defaults of Config's zero values.

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/netip"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -14,7 +13,6 @@ import (
 	"time"
 
 	"github.com/docker/docker/api/types/container"
-	"github.com/docker/docker/api/types/network"
 	"github.com/docker/docker/client"
 
 	"github.com/baton-sh/baton/internal/kernelpath"
@@ -38,9 +36,8 @@ const (
 	// baton sets it up for an nginx on the host.
 	PathRelayHost = "relay-host"
 	// PathKernel: nginx on the host -> the relay's 127.0.0.1 address, but
-	// carried by the kernel (internal/kernelpath's DNAT and SNAT, as a
-	// kernel path leaves it between deploys) -> the app's address. Not
-	// yet a mode of baton's: the benchmark installs the route itself.
+	// carried by the kernel (baton --kernel-path's DNAT and SNAT, as it
+	// leaves them between deploys) -> the app's address.
 	PathKernel = "kernel-path"
 	// PathDirectKeepalive and PathRelayHostKeepalive: the same two paths
 	// with nginx keeping upstream connections (KeepaliveUpstream), so a
@@ -141,7 +138,7 @@ var routes = map[string]string{
 	PathDirect:             "host nginx -> app address",
 	PathPublished:          "host nginx -> 127.0.0.1 port (docker-proxy) -> app",
 	PathRelayHost:          "host nginx -> relay on the host's 127.0.0.1 -> app address",
-	PathKernel:             "host nginx -> relay's 127.0.0.1 address, DNAT + SNAT in the kernel (internal/kernelpath) -> app address",
+	PathKernel:             "host nginx -> relay's 127.0.0.1 address, baton --kernel-path's DNAT + SNAT in the kernel -> app address",
 	PathDirectKeepalive:    "host nginx (upstream keepalive, keepalive_time 1s) -> app address",
 	PathRelayHostKeepalive: "host nginx (upstream keepalive, keepalive_time 1s) -> relay on 127.0.0.1 -> app address",
 	PathContainerDirect:    "nginx container -> app by name",
@@ -256,47 +253,19 @@ func relayHostSetup(t testenv.TB, cli *client.Client, p map[string]*PathResult) 
 	}
 }
 
-// kernelSetup: the relay-host set-up, then internal/kernelpath's route of
-// the relay's address to the app, so nginx's connections pass the relay by
-// in the kernel.
+// kernelSetup: the relay-host set-up with baton's --kernel-path, so
+// nginx's connections pass the relay by in the kernel between deploys.
 func kernelSetup(t testenv.TB, cli *client.Client, p map[string]*PathResult) []*pathTarget {
 	app := StartApp(t, cli, AppOpts{Versions: []string{"A"}, Publish: true})
 	ng := hostNginx(t, app.HostAddr())
-	SetUpRelay(t, NewBaton(t), app, ng, []string{"--nginx-upstream", ng.UpstreamFile(), "--nginx-reload", ng.ReloadCommand(), "--http-probe", "/healthz"}, nil)
-	_, listen := relayID(t, cli, app.Name)
-	la, err := netip.ParseAddrPort(listen)
-	if err != nil {
-		t.Fatalf("relay of %s: listen address %q: %v", app.Name, listen, err)
-	}
-	ip, err := netip.ParseAddr(testenv.ContainerIP(t, cli, app.Name, app.Network))
-	if err != nil {
-		t.Fatalf("address of %s: %v", app.Name, err)
-	}
-	nw, err := cli.NetworkInspect(t.Context(), app.Network, network.InspectOptions{})
-	if err != nil {
-		t.Fatalf("network %s: %v", app.Network, err)
-	}
-	bridge := nw.Options["com.docker.network.bridge.name"]
-	if bridge == "" {
-		bridge = "br-" + nw.ID[:12]
-	}
-	src, err := kernelpath.PickSource(bridge)
-	if err != nil {
-		t.Fatalf("%v", err)
-	}
-	r := kernelpath.Route{Service: "bench-" + app.Name, Listen: la, Target: netip.AddrPortFrom(ip, 8080), Source: src, Bridge: bridge}
+	removeKernelPath(t, app.Name)
 	tbl := kernelpath.NewTable(kernelpath.ExecRunner{})
-	if err := tbl.Route(t.Context(), r); err != nil {
-		t.Fatalf("%v", err)
+	SetUpRelay(t, NewBaton(t), app, ng, []string{"--nginx-upstream", ng.UpstreamFile(), "--nginx-reload", ng.ReloadCommand(), "--http-probe", "/healthz", "--kernel-path"}, nil)
+	target, err := tbl.Target(t.Context(), app.Name)
+	if err != nil || target == "" {
+		t.Fatalf("baton --kernel-path set no route for %s (%q, %v)", app.Name, target, err)
 	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.WithoutCancel(t.Context()), 30*time.Second)
-		defer cancel()
-		if err := tbl.Remove(ctx, r.Service); err != nil {
-			t.Errorf("%v", err)
-		}
-	})
-	return []*pathTarget{{p: p[PathKernel], cli: cli, url: ng.URL(), app: app.Name, kernel: tbl, kernelService: r.Service}}
+	return []*pathTarget{{p: p[PathKernel], cli: cli, url: ng.URL(), app: app.Name, kernel: tbl, kernelService: app.Name}}
 }
 
 // KeepaliveNginxOpts is a host nginx with KeepaliveUpstream for server.

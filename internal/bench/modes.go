@@ -11,6 +11,7 @@ import (
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/client"
 
+	"github.com/baton-sh/baton/internal/kernelpath"
 	"github.com/baton-sh/baton/internal/testenv"
 )
 
@@ -35,7 +36,7 @@ type stage struct {
 func setUp(t testenv.TB, cli *client.Client, cfg Config, mode, name string) *stage {
 	t.Helper()
 	st := &stage{mode: mode, cli: cli, swapPhase: "switch"}
-	publish := mode == ModeRelayHost || mode == ModeNone || mode == ModeNaive
+	publish := mode == ModeRelayHost || mode == ModeKernelPath || mode == ModeNone || mode == ModeNaive
 	st.app = StartApp(t, cli, AppOpts{Name: name, Versions: []string{"A", "B"}, Warmup: cfg.Warmup, Publish: publish})
 	if mode != ModeNaive {
 		st.baton = NewBaton(t)
@@ -48,6 +49,11 @@ func setUp(t testenv.TB, cli *client.Client, cfg Config, mode, name string) *sta
 		st.nginx = hostNginx(st.app.HostAddr())
 		st.flags = []string{"--nginx-upstream", st.nginx.UpstreamFile(), "--nginx-reload", st.nginx.ReloadCommand(), "--http-probe", "/healthz"}
 		st.traffic = "relay"
+	case ModeKernelPath:
+		st.nginx = hostNginx(st.app.HostAddr())
+		st.flags = []string{"--nginx-upstream", st.nginx.UpstreamFile(), "--nginx-reload", st.nginx.ReloadCommand(), "--http-probe", "/healthz", "--kernel-path"}
+		st.traffic = "relay"
+		removeKernelPath(t, st.app.Name)
 	case ModeRelayContainer:
 		st.nginx = testenv.ContainerNginx(t, cli, testenv.NginxOpts{Network: st.app.Network, UpstreamFile: "app.conf", InitialServers: []string{st.app.Name + ":8080"}})
 		st.flags = []string{"--nginx-upstream", st.nginx.UpstreamFile(), "--nginx-container", st.nginx.Container(), "--http-probe", "/healthz"}
@@ -70,6 +76,19 @@ func setUp(t testenv.TB, cli *client.Client, cfg Config, mode, name string) *sta
 		SetUpRelay(t, st.baton, st.app, st.nginx, st.flags, nil)
 	}
 	return st
+}
+
+// removeKernelPath takes the service's kernel path (the host's firewall
+// rules) away when the run ends, whatever it left.
+func removeKernelPath(t testenv.TB, service string) {
+	tbl := kernelpath.NewTable(kernelpath.ExecRunner{})
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(t.Context()), 30*time.Second)
+		defer cancel()
+		if err := tbl.Remove(ctx, service); err != nil {
+			t.Errorf("%v", err)
+		}
+	})
 }
 
 // SetUpRelay runs the one deploy that puts baton's relay between nginx and

@@ -50,7 +50,7 @@ func runComposeDeploy(c *ucli.Context, opts deployOptions) error {
 		return usageErr("name one compose SERVICE (got %d arguments), or use --all", c.NArg())
 	}
 	if co.all {
-		for _, name := range []string{"port", "http-probe", "tcp-probe", "warmup-requests", "nginx-upstream", "nginx-reload", "nginx-container", "relay", "relay-port", "relay-address"} {
+		for _, name := range []string{"port", "http-probe", "tcp-probe", "warmup-requests", "nginx-upstream", "nginx-reload", "nginx-container", "relay", "relay-port", "relay-address", "kernel-path"} {
 			if _, given := opts.settings[name]; given || co.nginxService != "" {
 				return usageErr("--%s applies to one service; with --all each service's settings come from its baton.* labels (in the compose file, or recorded by its last deploy)", map[bool]string{true: "nginx-service", false: name}[co.nginxService != ""])
 			}

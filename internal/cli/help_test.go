@@ -15,6 +15,7 @@ import (
 var zeroIsTheDefault = map[string]string{
 	"warmup-requests": "no warm-up requests unless asked",
 	"tcp-probe":       "no TCP probe unless asked",
+	"kernel-path":     "traffic goes through the relay unless asked",
 	"update-delay":    "Swarm service updates: no wait between batches unless asked",
 }
 

@@ -76,7 +76,7 @@ func swarmOptions(c *ucli.Context, opts deployOptions, pull deploy.PullPolicy) (
 		}
 		probe.Cmd = argv
 	}
-	for _, name := range []string{"bake", "bake-max-dial-errors", "bake-max-resets", "canary", "relay-address"} {
+	for _, name := range []string{"bake", "bake-max-dial-errors", "bake-max-resets", "canary", "relay-address", "kernel-path"} {
 		if c.IsSet(name) {
 			return swarmdeploy.Options{}, usageErr("--%s does not apply to a Swarm service: it needs baton's relay in front of one container; Swarm's updater watches new tasks itself (--update-monitor, --update-failure-action rollback)", name)
 		}

@@ -16,6 +16,7 @@ import (
 	"github.com/baton-sh/baton/internal/config"
 	"github.com/baton-sh/baton/internal/deploy"
 	"github.com/baton-sh/baton/internal/journal"
+	"github.com/baton-sh/baton/internal/kernelpath"
 	"github.com/baton-sh/baton/internal/state"
 	"github.com/baton-sh/baton/internal/traffic"
 )
@@ -82,7 +83,8 @@ func newDeployerOn(c *ucli.Context, out reporterNoter, eng *dockerctl.Client, st
 		}
 	}
 	log := logger(c)
-	f := &traffic.Factory{Engine: eng, Log: log, Notify: out.note, SharedUpstream: shared}
+	kernel := kernelpath.NewTable(kernelpath.ExecRunner{})
+	f := &traffic.Factory{Engine: eng, Log: log, Notify: out.note, SharedUpstream: shared, Kernel: kernel}
 	jr := journal.Open(st.Path())
 	d := &deploy.Deployer{
 		Engine:       eng,
@@ -92,6 +94,7 @@ func newDeployerOn(c *ucli.Context, out reporterNoter, eng *dockerctl.Client, st
 		Log:          log,
 		Policy:       policy,
 		HostPortFree: dockerctl.HostPortFree,
+		KernelRoutes: kernel,
 		// A compose container deployed by name stays compose's.
 		SpecFor: compose.SpecForContainer(eng),
 		// Every CLI deploy and rollback goes into the journal (baton
@@ -128,6 +131,7 @@ type reporterNoter interface {
 func remoteEngine(d *deploy.Deployer, f *traffic.Factory, eng *dockerctl.Client) {
 	d.Remote = true
 	d.HostPortFree = nil
+	d.KernelRoutes = nil // the engine's host is another machine: its rules are not here
 	d.Reach = func(svc deploy.Service) healthcheck.Dialer {
 		relay := traffic.RelayName(svc.Key)
 		return func(ctx context.Context, _, addr string) (net.Conn, error) {

@@ -64,6 +64,10 @@ func TestBakeRevertsWhenTheNewContainerDies(t *testing.T) {
 		return strings.HasPrefix(s, "switch web-baton-") && strings.HasSuffix(s, "-> web")
 	}); i < 0 {
 		t.Fatalf("traffic log %v: no switch back to web", tl)
+	} else if !slices.Contains(tl[i:], "finish web") {
+		// The kernel path's route comes back with Finish: without it the
+		// reverted service stays on the relay's path until a status.
+		t.Fatalf("traffic log %v: no finish for web after the switch back", tl)
 	}
 }
 

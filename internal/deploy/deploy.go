@@ -69,6 +69,18 @@ type Deployer struct {
 	// from where its containers run (through its relay container). Nil,
 	// or a nil result, dials directly.
 	Reach func(svc Service) healthcheck.Dialer
+	// KernelRoutes finds and removes the kernel paths of this host
+	// (--kernel-path); nil for an engine on another machine, whose rules
+	// are not here.
+	KernelRoutes KernelRoutes
+}
+
+// KernelRoutes is what a deploy needs of the kernel paths on this host: a
+// service whose kernel path is off (the flag, the configuration file, a
+// move to another way of reaching nginx) must not keep one.
+type KernelRoutes interface {
+	Has(ctx context.Context, service string) (bool, error)
+	Remove(ctx context.Context, service string) error
 }
 
 // run is one deploy: the facts it was decided on and the plan, both fixed

@@ -54,7 +54,7 @@ func (r *run) step(ctx context.Context, s Step) error {
 	switch s.Kind {
 	case StepExplain:
 		why := strings.Join(r.plan.Reasons, " and ")
-		if r.facts.Settings.String() != r.facts.Recorded.String() {
+		if r.facts.Settings.redeployKey() != r.facts.Recorded.redeployKey() {
 			why += ", so the new settings are recorded on the container"
 		}
 		r.event(PhasePull, "", "image unchanged but %s; redeploying", why)
@@ -122,15 +122,18 @@ func (r *run) ensureTraffic(ctx context.Context, serving string) error {
 		return err
 	}
 	r.traffic = t
-	if !r.plan.TrafficMode.moves() {
-		return nil
+	if r.plan.TrafficMode.moves() {
+		ep, err := r.endpoint(ctx, serving, true)
+		if err != nil {
+			return err
+		}
+		r.oldEP = ep
+		if err := t.Ensure(ctx, ep); err != nil {
+			return err
+		}
 	}
-	ep, err := r.endpoint(ctx, serving, true)
-	if err != nil {
-		return err
-	}
-	r.oldEP = ep
-	return t.Ensure(ctx, ep)
+	// Only once the service's traffic has its path without it.
+	return r.d.dropKernelPath(ctx, r.svc, r.plan.settings, func(msg string) { r.note("%s", msg) })
 }
 
 func (r *run) create(ctx context.Context) error {
@@ -495,6 +498,15 @@ func (r *run) rollback(ctx context.Context, cause error) error {
 			problems = append(problems, fmt.Sprintf("removing %s: %v", r.rec.NewName, err))
 		}
 	}
+	if r.switched && len(problems) == 0 {
+		// The old container serves alone again, as after a deploy: the
+		// kernel path carries its traffic again (the other modes have
+		// nothing to tidy). Traffic reaches it through the relay meanwhile,
+		// so a failure here costs speed, not requests.
+		if err := r.traffic.Finish(ctx, r.oldEP, r.newEP); err != nil {
+			r.warn("tidying traffic after the rollback: %v", err)
+		}
+	}
 	if len(problems) == 0 {
 		if err := r.d.State.RemoveRecord(r.svc.Key); err != nil {
 			problems = append(problems, err.Error())
@@ -532,6 +544,11 @@ func (r *run) rescue(ctx context.Context, phase Phase, cause error) error {
 	}
 	if err := r.d.Engine.ContainerRemove(ctx, r.rec.NewID, container.RemoveOptions{Force: true}); err != nil && !errdefs.IsNotFound(err) {
 		r.warn("removing %s: %v", r.rec.NewName, err)
+	}
+	if r.switched {
+		if err := r.traffic.Finish(ctx, r.oldEP, r.newEP); err != nil {
+			r.warn("tidying traffic after the restart: %v", err)
+		}
 	}
 	if err := r.d.State.RemoveRecord(r.svc.Key); err != nil {
 		r.warn("%v", err)

@@ -126,7 +126,7 @@ func verdict(f *Facts) []string {
 	if f.Changed != "" {
 		why = append(why, f.Changed)
 	}
-	if rec, now := f.Recorded.String(), f.Settings.String(); rec != now {
+	if rec, now := f.Recorded.redeployKey(), f.Settings.redeployKey(); rec != now {
 		why = append(why, fmt.Sprintf("settings changed (%s -> %s)", orNone(rec), orNone(now)))
 	}
 	return why

@@ -116,6 +116,23 @@ func TestDecide(t *testing.T) {
 				t.Fatalf("the new setting is not recorded: %v", p.config.Labels)
 			}
 		}},
+		{name: "image unchanged, --kernel-path turned on: up to date, its Ensure sets the route", change: func(f *Facts, old *container.InspectResponse) {
+			sameImageFacts(f, old)
+			f.Settings.NginxUpstream, f.Settings.NginxReload, f.Settings.KernelPath = "/etc/nginx/baton/web.conf", "nginx -s reload", true
+			f.Recorded.NginxUpstream, f.Recorded.NginxReload = "/etc/nginx/baton/web.conf", "nginx -s reload"
+		}, check: func(t *testing.T, p *Plan) {
+			if !p.UpToDate || len(p.Reasons) != 0 {
+				t.Fatalf("up to date %v, reasons %q: the kernel path changes nothing on the container", p.UpToDate, p.Reasons)
+			}
+		}},
+		{name: "image unchanged, --kernel-path and --drain changed: the drain makes the redeploy", change: func(f *Facts, old *container.InspectResponse) {
+			sameImageFacts(f, old)
+			f.Settings.KernelPath, f.Settings.Drain = true, 5e9
+		}, check: func(t *testing.T, p *Plan) {
+			if p.UpToDate || len(p.Reasons) != 1 || !strings.Contains(p.Reasons[0], "settings changed (port=8080 -> drain=5s port=8080)") {
+				t.Fatalf("up to date %v, reasons %q", p.UpToDate, p.Reasons)
+			}
+		}},
 		{name: "image unchanged, --force", change: func(f *Facts, old *container.InspectResponse) {
 			sameImageFacts(f, old)
 			f.Force = true

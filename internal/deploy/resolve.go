@@ -16,11 +16,20 @@ const DefaultUpstreamDir = "/etc/nginx/baton"
 // DefaultConfigPath is baton's root-owned configuration file.
 const DefaultConfigPath = "/etc/baton/baton.conf"
 
-// commandSettings are the settings that make baton run something. They come
-// only from a flag (or its environment variable), the service's record in
-// the state directory (a flag given earlier) or the configuration file;
-// never from a label.
-var commandSettings = map[string]bool{"nginx-reload": true, "pre-switch": true}
+// commandSettings are the settings that make baton run something, or
+// change the host as root beyond the service's own containers and files,
+// each with what it is, for messages. They come only from a flag (or its
+// environment variable), the service's record in the state directory (a
+// flag given earlier) or the configuration file; never from a label.
+var commandSettings = map[string]string{
+	"nginx-reload": "command",
+	"pre-switch":   "command",
+	"kernel-path":  "firewall rule",
+}
+
+// hostOnlySettings change nothing on the container: a change of one is
+// made by an up-to-date deploy (its Ensure), without a redeploy.
+var hostOnlySettings = []string{"kernel-path"}
 
 // Policy is what the operator allows, from flags, the environment and the
 // root-owned configuration file: nothing in it ever comes from a container.
@@ -96,7 +105,7 @@ func (p Policy) Resolve(src Sources) (Resolved, error) {
 		return res, classify(ErrInvalid, "%s: a pre-switch step belongs to one service; remove it there and give --pre-switch on that service's deploy (it is recorded for later deploys)", cfgOrigin("pre-switch"))
 	}
 	for _, name := range sortedKeys(p.Config) {
-		if commandSettings[name] {
+		if commandSettings[name] != "" {
 			continue // applied last, only where it fits
 		}
 		if err := apply(name, p.Config[name], cfgOrigin(name)); err != nil {
@@ -106,7 +115,7 @@ func (p Policy) Resolve(src Sources) (Resolved, error) {
 	for _, d := range settingDefs {
 		key := settingLabelPrefix + d.name
 		v, ok := own[key]
-		if !ok || commandSettings[d.name] {
+		if !ok || commandSettings[d.name] != "" {
 			continue
 		}
 		if err := apply(d.name, v, "label "+key); err != nil {
@@ -145,6 +154,18 @@ func (p Policy) Resolve(src Sources) (Resolved, error) {
 			return res, err
 		}
 	}
+	// The configuration file's kernel path serves every service it fits:
+	// a relay for an nginx on the host, on a loopback address.
+	if v, ok := p.Config["kernel-path"]; ok {
+		if _, set := from["kernel-path"]; !set {
+			if err := apply("kernel-path", v, cfgOrigin("kernel-path")); err != nil {
+				return res, err
+			}
+			if !s.kernelPathFits() {
+				s.KernelPath = false
+			}
+		}
+	}
 	given := maps.Clone(src.Outvoting)
 	if given == nil {
 		given = map[string]string{}
@@ -175,7 +196,7 @@ func (p Policy) Resolve(src Sources) (Resolved, error) {
 // earlier version wrote; with a flag given now, the label is outvoted (and
 // not copied onto the new container).
 func (p Policy) refuseCommandLabels(own map[string]string, s Settings, flags map[string]string) error {
-	for name := range commandSettings {
+	for _, name := range slices.Sorted(maps.Keys(commandSettings)) {
 		v, ok := own[settingLabelPrefix+name]
 		if !ok {
 			continue
@@ -187,8 +208,12 @@ func (p Policy) refuseCommandLabels(own map[string]string, s Settings, flags map
 		if v == d.get(&s) {
 			continue
 		}
-		return classify(ErrInvalid, "label %s%s=%q: baton takes no command from a label; pass --%s CMD (baton records it for later deploys) or set %s in %s",
-			settingLabelPrefix, name, v, name, name, orDefault(p.ConfigPath, DefaultConfigPath))
+		flag := "--" + name
+		if commandSettings[name] == "command" {
+			flag += " CMD"
+		}
+		return classify(ErrInvalid, "label %s%s=%q: baton takes no %s from a label; pass %s (baton records it for later deploys) or set %s in %s",
+			settingLabelPrefix, name, v, commandSettings[name], flag, name, orDefault(p.ConfigPath, DefaultConfigPath))
 	}
 	return nil
 }

@@ -18,7 +18,7 @@ var hostileLabels = map[string]string{
 	"baton.role": "app", "baton.managed": "true", "baton.service": "web", "baton.relay": "false",
 	"baton.port": "8080", "baton.nginx-upstream": "/x", "baton.nginx-reload": "touch /tmp/pwned",
 	"baton.replaces": "0123456789ab", "baton.deploy-id": "abcdef", "baton.enable": "true",
-	"baton.nginx-container": "victim", "baton.previous-image-id": "sha256:evil",
+	"baton.nginx-container": "victim", "baton.previous-image-id": "sha256:evil", "baton.kernel-path": "true",
 	"com.docker.compose.project": "evil", "com.docker.compose.project.config_files": "/tmp/evil.yml",
 }
 
@@ -53,6 +53,64 @@ func TestResolveProvenance(t *testing.T) {
 		{name: "a reload command from an operator label is refused, naming the flag",
 			src:     Sources{Labels: map[string]string{"baton.nginx-upstream": "/etc/nginx/baton/web.conf", "baton.nginx-reload": "touch /tmp/pwned"}},
 			wantErr: "baton takes no command from a label; pass --nginx-reload CMD"},
+		{name: "the kernel path from an operator label is refused, naming the flag: it changes the host's firewall",
+			src:     Sources{Labels: map[string]string{"baton.nginx-upstream": "/etc/nginx/baton/web.conf", "baton.kernel-path": "true"}, Flags: map[string]string{"nginx-reload": "nginx -s reload"}},
+			wantErr: "baton takes no firewall rule from a label; pass --kernel-path (baton records it"},
+		{name: "the kernel path from the flag (positive control)",
+			src: Sources{Labels: map[string]string{"baton.nginx-upstream": "/etc/nginx/baton/web.conf"}, Flags: map[string]string{"nginx-reload": "nginx -s reload", "kernel-path": "true"}},
+			check: func(r Resolved) string {
+				if !r.Settings.KernelPath || r.Sticky["kernel-path"] != "true" {
+					return "flag not used or not recorded"
+				}
+				if _, mirrored := r.Settings.Labels()["baton.kernel-path"]; mirrored {
+					return "mirrored as a label, which would look like an invitation"
+				}
+				return ""
+			}},
+		{name: "the kernel path recorded by an earlier deploy's flag holds",
+			src: Sources{Recorded: map[string]string{"nginx-upstream": "/etc/nginx/baton/web.conf", "nginx-reload": "nginx -s reload", "kernel-path": "true"}},
+			check: func(r Resolved) string {
+				if !r.Settings.KernelPath {
+					return "recorded flag not used"
+				}
+				return ""
+			}},
+		{name: "the configuration file's kernel path serves a relay for an nginx on the host",
+			policy: Policy{Config: map[string]string{"kernel-path": "true"}},
+			src:    Sources{Flags: map[string]string{"nginx-upstream": "/etc/nginx/baton/web.conf", "nginx-reload": "nginx -s reload"}},
+			check: func(r Resolved) string {
+				if !r.Settings.KernelPath {
+					return "configuration file's kernel path not used"
+				}
+				return ""
+			}},
+		{name: "the configuration file's kernel path skips a service whose nginx runs in a container",
+			policy: Policy{Config: map[string]string{"kernel-path": "true"}},
+			src:    Sources{Flags: map[string]string{"nginx-upstream": "/etc/nginx/baton/web.conf", "nginx-container": "proxy"}},
+			check: func(r Resolved) string {
+				if r.Settings.KernelPath {
+					return "kernel path set for an nginx container"
+				}
+				return ""
+			}},
+		{name: "the configuration file's kernel path yields to the flag",
+			policy: Policy{Config: map[string]string{"kernel-path": "true"}},
+			src:    Sources{Flags: map[string]string{"nginx-upstream": "/etc/nginx/baton/web.conf", "nginx-reload": "nginx -s reload", "kernel-path": "false"}},
+			check: func(r Resolved) string {
+				if r.Settings.KernelPath {
+					return "flag outvoted by the configuration file"
+				}
+				return ""
+			}},
+		{name: "--kernel-path with an nginx container is refused",
+			src:     Sources{Flags: map[string]string{"nginx-upstream": "/etc/nginx/baton/web.conf", "nginx-container": "proxy", "kernel-path": "true"}},
+			wantErr: "--kernel-path needs baton's relay for an nginx on the host"},
+		{name: "--kernel-path without the relay is refused",
+			src:     Sources{Flags: map[string]string{"nginx-upstream": "/etc/nginx/baton/web.conf", "nginx-reload": "nginx -s reload", "relay": "false", "kernel-path": "true"}},
+			wantErr: "--kernel-path needs baton's relay for an nginx on the host"},
+		{name: "--kernel-path with a relay on a non-loopback address is refused",
+			src:     Sources{Flags: map[string]string{"nginx-upstream": "/etc/nginx/baton/web.conf", "nginx-reload": "nginx -s reload", "relay-address": "10.0.0.5", "kernel-path": "true"}},
+			wantErr: "--kernel-path needs the relay on a loopback address"},
 		{name: "a reload program given as a relative path is refused: later deploys run from another directory",
 			src:     Sources{Flags: map[string]string{"nginx-upstream": "/etc/nginx/baton/web.conf", "nginx-reload": "./reload.sh now"}},
 			wantErr: `program "./reload.sh" is a relative path`},

@@ -83,6 +83,11 @@ func (d *Deployer) resolveSettingsOutvoting(ctx context.Context, svc Service, c 
 	if err != nil {
 		return res, err
 	}
+	if _, asked := flags["kernel-path"]; d.Remote && res.Settings.KernelPath && !asked && rec.Flags["kernel-path"] == "" {
+		// The configuration file's kernel path is for services whose
+		// engine runs here; one on another machine keeps the relay.
+		res.Settings.KernelPath = false
+	}
 	// On an engine on another machine the file is there, written through
 	// the nginx container (the lexical check above still applies).
 	if res.Settings.NginxUpstream != "" && (!d.Remote || d.NginxHere) {

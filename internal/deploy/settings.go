@@ -46,6 +46,14 @@ type Settings struct {
 	// Canary sends a share of new connections to the new container first
 	// (relay only); the zero value is no canary.
 	Canary Canary
+	// KernelPath lets the kernel carry the steady traffic of a relay for an
+	// nginx on the host: between deploys a DNAT rule sends nginx's new
+	// connections for the relay's loopback address straight to the serving
+	// container (internal/kernelpath); a deploy takes the rule away, moves
+	// traffic through the relay as always, and puts it back for the new
+	// container. It changes the host's firewall, so it comes only from the
+	// operator (a flag, its record, the configuration file), never a label.
+	KernelPath bool
 }
 
 // Canary is --canary PERCENT[:DURATION]: PERCENT of new connections go to
@@ -190,6 +198,7 @@ var settingDefs = []setting{
 	{"bake-max-dial-errors", func(s *Settings) string { return itoa0(s.BakeMaxDialErrors) }, func(s *Settings, v string) error { return parseNonNegative(v, &s.BakeMaxDialErrors) }},
 	{"bake-max-resets", func(s *Settings) string { return itoa0(s.BakeMaxResets) }, func(s *Settings, v string) error { return parseNonNegative(v, &s.BakeMaxResets) }},
 	{"canary", func(s *Settings) string { return s.Canary.String() }, func(s *Settings, v string) error { return parseCanary(v, &s.Canary) }},
+	{"kernel-path", func(s *Settings) string { return boolStr(s.KernelPath) }, func(s *Settings, v string) error { return parseBool(v, &s.KernelPath) }},
 }
 
 // SettingNames lists every setting, which is also its flag name and, after
@@ -224,6 +233,17 @@ func (s Settings) values() map[string]string {
 		}
 	}
 	return out
+}
+
+// redeployKey is String without the settings that change nothing on the
+// container: the up-to-date rule compares these.
+func (s Settings) redeployKey() string {
+	for _, name := range hostOnlySettings {
+		d, _ := findSetting(name)
+		def := DefaultSettings()
+		_ = d.set(&s, d.get(&def))
+	}
+	return s.String()
 }
 
 // String lists the non-default settings, for logs and dry runs.
@@ -261,6 +281,10 @@ func (s Settings) validate() error {
 		return classify(ErrInvalid, "--bake-max-dial-errors needs baton's relay, which counts the dials; drop it or use the relay")
 	case s.BakeMaxResets > 0 && s.TrafficMode() != TrafficRelay:
 		return classify(ErrInvalid, "--bake-max-resets needs baton's relay, which counts the resets; drop it or use the relay")
+	case s.KernelPath && s.RelayAddress != "" && !isLoopback(s.RelayAddress):
+		return classify(ErrInvalid, "--kernel-path needs the relay on a loopback address, where only this host's nginx reaches it, but --relay-address is %s; drop one of them", s.RelayAddress)
+	case s.KernelPath && !s.kernelPathFits():
+		return classify(ErrInvalid, "--kernel-path needs baton's relay for an nginx on the host (--nginx-upstream with --nginx-reload, the relay on): the kernel carries nginx's connections for the relay's loopback address; drop --kernel-path")
 	}
 	return nil
 }
@@ -364,6 +388,17 @@ func parseSignal(v string, dst *string) error {
 	}
 	*dst = name
 	return nil
+}
+
+// kernelPathFits reports whether the kernel path can serve these settings:
+// a relay for an nginx on the host, listening on a loopback address.
+func (s Settings) kernelPathFits() bool {
+	return s.TrafficMode() == TrafficRelay && s.NginxContainer == "" && (s.RelayAddress == "" || isLoopback(s.RelayAddress))
+}
+
+func isLoopback(ip string) bool {
+	a, err := netip.ParseAddr(ip)
+	return err == nil && a.IsLoopback()
 }
 
 func itoa0(n int) string {

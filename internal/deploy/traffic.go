@@ -2,6 +2,7 @@ package deploy
 
 import (
 	"context"
+	"fmt"
 	"time"
 )
 
@@ -84,4 +85,31 @@ type DrainReport struct {
 	// ended: after a revert they bound what the reverted container broke.
 	DialErrors uint64 `json:"dial_errors,omitempty"`
 	Resets     uint64 `json:"resets,omitempty"`
+}
+
+// dropKernelPath removes the kernel path of a service whose settings no
+// longer ask for one (--kernel-path=false, its line gone from the
+// configuration file, another way of reaching nginx): it would keep sending
+// nginx's connections for the relay's old address to whichever container it
+// named. A host where the rules cannot be read (baton not root, no
+// iptables) holds none of baton's.
+func (d *Deployer) dropKernelPath(ctx context.Context, svc Service, s Settings, note func(string)) error {
+	if s.KernelPath || d.KernelRoutes == nil || d.Remote {
+		return nil
+	}
+	has, err := d.KernelRoutes.Has(ctx, svc.Key)
+	if err != nil {
+		if d.Log != nil {
+			d.Log.Debug("kernel path: not looked for", "service", svc.Key, "error", err)
+		}
+		return nil
+	}
+	if !has {
+		return nil
+	}
+	if err := d.KernelRoutes.Remove(ctx, svc.Key); err != nil {
+		return fmt.Errorf("removing the kernel path of %s (kernel-path is off now): %w", svc.Name, err)
+	}
+	note(fmt.Sprintf("removed the kernel path of %s: nginx's connections take the way its settings give", svc.Name))
+	return nil
 }

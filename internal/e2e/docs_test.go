@@ -46,6 +46,8 @@ import (
 	"github.com/docker/docker/api/types/network"
 	"github.com/docker/docker/pkg/stdcopy"
 
+	"github.com/baton-sh/baton/dockerctl"
+	"github.com/baton-sh/baton/internal/kernelpath"
 	"github.com/baton-sh/baton/internal/testenv"
 	"github.com/baton-sh/baton/internal/traffic"
 )
@@ -730,6 +732,7 @@ func readmeHostNginxScenario() docScenario {
 		setup: func(s *docRun) {
 			name := strings.ToLower(testenv.UniqueName("docs-web-"))
 			s.mapContainer("web", name)
+			removeRoute(s.t, kernelpath.NewTable(kernelpath.ExecRunner{}), name)
 			old := s.push("shop/web:1.4.1", "1.4.1", false)
 			s.push("shop/web:1.4.2", "1.4.2", false)
 			s.push("shop/web:1.4.3", "1.4.3", false)
@@ -820,6 +823,24 @@ func readmeHostNginxScenario() docScenario {
 				return s.runs(s.vals["web"], ref(s, "1.4.2"))
 			}},
 			{doc: "baton promote web", check: func(s *docRun, _ stepOut) error {
+				return all(s.runs(s.vals["web"], ref(s, "1.4.3")), serves(s.vals["url"], "1.4.3"))
+			}},
+			{doc: "baton deploy web --kernel-path", check: func(s *docRun, _ stepOut) error {
+				c, err := s.inspect(s.vals["web"])
+				if err != nil {
+					return err
+				}
+				want := c.NetworkSettings.Networks[dockerctl.ServiceNetwork(s.vals["web"])].IPAddress + ":8080"
+				got, err := kernelpath.NewTable(kernelpath.ExecRunner{}).Target(s.t.Context(), s.vals["web"])
+				if err != nil || got != want {
+					return fmt.Errorf("kernel path of %s -> %q (%v), want %s", s.vals["web"], got, err, want)
+				}
+				return all(s.runs(s.vals["web"], ref(s, "1.4.3")), serves(s.vals["url"], "1.4.3"))
+			}},
+			{doc: "baton deploy web --kernel-path=false", check: func(s *docRun, _ stepOut) error {
+				if has, err := kernelpath.NewTable(kernelpath.ExecRunner{}).Has(s.t.Context(), s.vals["web"]); err != nil || has {
+					return fmt.Errorf("kernel path of %s still there after --kernel-path=false (%v)", s.vals["web"], err)
+				}
 				return all(s.runs(s.vals["web"], ref(s, "1.4.3")), serves(s.vals["url"], "1.4.3"))
 			}},
 		},

@@ -21,10 +21,10 @@ import (
 )
 
 // The real-kernel test runs in two network namespaces of its own: "host"
-// (a bridge with the gateway address, a second bridge whose address is the
-// kernel path's source, nginx's stand-in and a relay) and "container" (an
-// app that answers with the address it was reached from, then closes first,
-// as an app behind nginx does). It re-executes this test binary inside them
+// (a bridge with the gateway address, nginx's stand-in and a relay) and
+// "container" (an app with no default route, as on a service's internal
+// network, that answers with the address and port it was reached from,
+// then closes first, as an app behind nginx does). It re-executes this test binary inside them
 // (helperEnv), so every socket and rule is in the right namespace without
 // moving threads between namespaces.
 
@@ -48,8 +48,8 @@ func TestMain(m *testing.M) {
 	}
 }
 
-// helperApp answers each connection with "from <its source address>" and
-// closes it first.
+// helperApp answers each connection with "from <its source address:port>"
+// and closes it first.
 func helperApp(addr string) int {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
@@ -74,9 +74,8 @@ func helperApp(addr string) int {
 					break
 				}
 			}
-			host, _, _ := net.SplitHostPort(c.RemoteAddr().String())
 			self, _, _ := net.SplitHostPort(c.LocalAddr().String())
-			body := "to " + self + " from " + host
+			body := "to " + self + " from " + c.RemoteAddr().String()
 			fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s", len(body), body)
 		}()
 	}
@@ -85,9 +84,9 @@ func helperApp(addr string) int {
 // hostResult is what helperHost reports.
 type hostResult struct {
 	OK, Failed, Slow  int
-	ViaKernel         int            // answered as coming from the route's source
+	ViaKernel         int            // answered as coming from the route's source ports
 	ViaKernelTo       map[string]int // of those, by the app address that answered
-	ViaRelay          int            // answered as coming from the gateway (the relay's dials)
+	ViaRelay          int            // answered as coming from the gateway's ephemeral ports (the relay's dials)
 	Toggles           int
 	Errors            []string
 	TargetWhenRouted  string
@@ -118,7 +117,7 @@ func helperHost() int {
 	ctx := context.Background()
 	tbl := NewTable(ExecRunner{})
 	var res hostResult
-	if a, err := PickSource(r.Bridge); err == nil {
+	if a, err := PickSource(r.Bridge, r.Target.Addr()); err == nil {
 		res.PickedSource = a.String()
 	} else {
 		res.PickedSource = err.Error()
@@ -175,23 +174,27 @@ func helperHost() int {
 				}
 				_ = c.Close()
 				reply := string(buf[:n])
+				var peer netip.AddrPort
+				if i := strings.LastIndex(reply, " from "); i >= 0 {
+					peer, _ = netip.ParseAddrPort(reply[i+len(" from "):])
+				}
 				switch {
 				case err != nil:
 					failed.Add(1)
 					fail("request: %v", err)
-				case strings.HasSuffix(reply, " from "+r.Source.String()):
+				case !strings.Contains(reply, "200 OK") || peer.Addr() != r.Source:
+					failed.Add(1)
+					fail("reply %q", reply)
+				case r.SourcePorts.Contains(int(peer.Port())):
 					ok.Add(1)
 					viaKernel.Add(1)
 					to := reply[strings.LastIndex(reply, "to ")+3 : strings.LastIndex(reply, " from ")]
 					toMu.Lock()
 					res.ViaKernelTo[to]++
 					toMu.Unlock()
-				case strings.Contains(reply, "200 OK"):
+				default:
 					ok.Add(1)
 					viaRelay.Add(1)
-				default:
-					failed.Add(1)
-					fail("reply %q", reply)
 				}
 			}
 		})
@@ -328,9 +331,8 @@ func needRoot(t *testing.T) {
 // netnsRig is the two namespaces and their links.
 type netnsRig struct {
 	host, app                  string // namespace names
-	bridge, srcDev             string
+	bridge                     string
 	gateway, appAddr, appAddr2 netip.Addr
-	source                     netip.Addr
 }
 
 func run(t *testing.T, args ...string) {
@@ -359,9 +361,8 @@ func newRig(t *testing.T) *netnsRig {
 	id = id[len(id)-6:]
 	g := &netnsRig{
 		host: "bkp-h-" + id, app: "bkp-a-" + id,
-		bridge: "bkpbr" + id, srcDev: "bkpsr" + id,
+		bridge:  "bkpbr" + id,
 		gateway: netip.MustParseAddr("10.213.0.1"), appAddr: netip.MustParseAddr("10.213.0.2"), appAddr2: netip.MustParseAddr("10.213.0.3"),
-		source: netip.MustParseAddr("10.214.0.1"),
 	}
 	run(t, "ip", "netns", "add", g.host)
 	t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", g.host).Run() })
@@ -374,19 +375,14 @@ func newRig(t *testing.T) *netnsRig {
 	run(t, append(h, "link", "add", g.bridge, "type", "bridge")...)
 	run(t, append(h, "addr", "add", g.gateway.String()+"/24", "dev", g.bridge)...)
 	run(t, append(h, "link", "set", g.bridge, "up")...)
-	run(t, append(h, "link", "add", g.srcDev, "type", "bridge")...)
-	run(t, append(h, "addr", "add", g.source.String()+"/24", "dev", g.srcDev)...)
-	run(t, append(h, "link", "set", g.srcDev, "up")...)
-	// The "host" has no docker0: PickSource falls back to the interface of
-	// the default route, this one.
-	run(t, append(h, "route", "add", "default", "dev", g.srcDev)...)
 	run(t, append(h, "link", "add", "veth0", "type", "veth", "peer", "name", "eth0", "netns", g.app)...)
 	run(t, append(h, "link", "set", "veth0", "master", g.bridge)...)
 	run(t, append(h, "link", "set", "veth0", "up")...)
 	run(t, append(a, "addr", "add", g.appAddr.String()+"/24", "dev", "eth0")...)
 	run(t, append(a, "addr", "add", g.appAddr2.String()+"/24", "dev", "eth0")...)
 	run(t, append(a, "link", "set", "eth0", "up")...)
-	run(t, append(a, "route", "add", "default", "via", g.gateway.String())...)
+	// No default route: a service's network is internal, so its
+	// containers reach only their link; they answer the kernel path there.
 	return g
 }
 
@@ -428,9 +424,10 @@ func (g *netnsRig) startApp(t *testing.T, addr netip.Addr) {
 // bypassed every 250 ms under load (a deploy's bypass and route, many times
 // over), every connection is answered, none waits on a retransmitted SYN,
 // and both paths really carried traffic: the kernel's (the app saw the
-// route's source address) and the relay's (it saw the gateway's).
-// With the flows masqueraded to the gateway instead (h13k's rules), the
-// same load lost connections in every run tried (docs/NOTES.md).
+// gateway with a port of the route's range) and the relay's (the gateway
+// with an ephemeral port). With the flows masqueraded to the gateway
+// instead (h13k's rules: the same ports as the relay's dials), the same
+// load lost connections in every run tried (docs/NOTES.md).
 func TestKernelPathCarriesTrafficAndLosesNothing(t *testing.T) {
 	needRoot(t)
 	g := newRig(t)
@@ -438,11 +435,12 @@ func TestKernelPathCarriesTrafficAndLosesNothing(t *testing.T) {
 	g.startApp(t, g.appAddr2)
 
 	r := Route{
-		Service: "web-" + g.host,
-		Listen:  netip.MustParseAddrPort("127.0.0.77:8080"),
-		Target:  netip.AddrPortFrom(g.appAddr, 80),
-		Source:  g.source,
-		Bridge:  g.bridge,
+		Service:     "web-" + g.host,
+		Listen:      netip.MustParseAddrPort("127.0.0.77:8080"),
+		Target:      netip.AddrPortFrom(g.appAddr, 80),
+		Source:      g.gateway,
+		SourcePorts: PortRange{1024, 32767}, // the namespace's ephemeral ports start at 32768
+		Bridge:      g.bridge,
 	}
 	spec, _ := json.Marshal(r)
 	host := g.helper(t, g.host, "host", "KP_ROUTE="+string(spec), "KP_OTHER="+g.appAddr2.String(), "KP_DURATION=8s", "KP_TOGGLE=250ms")
@@ -462,7 +460,7 @@ func TestKernelPathCarriesTrafficAndLosesNothing(t *testing.T) {
 	if res.Failed != 0 {
 		t.Errorf("lost connections: %d failed: %q", res.Failed, res.Errors)
 	}
-	if res.ViaKernelTo[g.appAddr.String()] < 50 || res.ViaKernelTo[g.appAddr2.String()] < 50 || res.ViaRelay < 100 || res.Toggles < 10 {
+	if res.ViaKernelTo[g.appAddr.String()] < 50 || res.ViaKernelTo[g.appAddr2.String()] < 50 || res.ViaRelay < 100 || res.Toggles < 6 { // two rounds of route, retarget, bypass: a busy machine makes fewer than 32
 		t.Errorf("both paths, and the kernel's to both targets, must carry traffic: %v through the kernel, %d through the relay, %d toggles", res.ViaKernelTo, res.ViaRelay, res.Toggles)
 	}
 	if res.TargetWhenRouted != r.Target.String() || res.TargetWhenBypass != "none:" {
@@ -471,8 +469,8 @@ func TestKernelPathCarriesTrafficAndLosesNothing(t *testing.T) {
 	if res.RouteLocalnetWhen != "1" {
 		t.Errorf("route_localnet on %s while routed: %q, want 1", g.bridge, res.RouteLocalnetWhen)
 	}
-	if res.PickedSource != g.source.String() {
-		t.Errorf("PickSource(%s) = %q, want %s (the default route's interface; never the bridge's gateway)", g.bridge, res.PickedSource, g.source)
+	if res.PickedSource != g.gateway.String() {
+		t.Errorf("PickSource(%s) = %q, want %s (the bridge's own address)", g.bridge, res.PickedSource, g.gateway)
 	}
 	if res.KernelConns != 20 {
 		t.Errorf("Connections counted %d for the 20 connections made while routed", res.KernelConns)
@@ -492,7 +490,7 @@ func TestKernelPathGuardsKeepContainersOffHostLoopback(t *testing.T) {
 	needRoot(t)
 	g := newRig(t)
 	g.startApp(t, g.appAddr)
-	r := Route{Service: "web-" + g.host, Listen: netip.MustParseAddrPort("127.0.0.77:8080"), Target: netip.AddrPortFrom(g.appAddr, 80), Source: g.source, Bridge: g.bridge}
+	r := Route{Service: "web-" + g.host, Listen: netip.MustParseAddrPort("127.0.0.77:8080"), Target: netip.AddrPortFrom(g.appAddr, 80), Source: g.gateway, SourcePorts: PortRange{1024, 32767}, Bridge: g.bridge}
 	spec, _ := json.Marshal(r)
 	host := g.helper(t, g.host, "route-and-listen", "KP_ROUTE="+string(spec))
 	stdin, err := host.StdinPipe()

@@ -1,70 +1,63 @@
 package kernelpath
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"net"
 	"net/netip"
 	"os"
-	"slices"
+	"path/filepath"
 	"strconv"
 	"strings"
 )
 
-// PickSource returns the address the kernel path's connections to a
-// container on bridge come from: docker0's (the engine's default bridge,
-// there as long as the engine runs), else that of the interface with the
-// default route; never one on bridge's own network, whose gateway the
-// relay's dials use.
-func PickSource(bridge string) (netip.Addr, error) {
-	var onBridge []netip.Prefix
-	if br, err := net.InterfaceByName(bridge); err == nil {
-		if onBridge, err = prefixes(br); err != nil {
-			return netip.Addr{}, err
+// PickSource returns the address the kernel path's connections to target,
+// a container on bridge, come from: the bridge's own IPv4 address on
+// target's subnet, the network's gateway, which the container reaches on
+// its link (a service's network is internal: its containers have no route
+// to anything else).
+func PickSource(bridge string, target netip.Addr) (netip.Addr, error) {
+	br, err := net.InterfaceByName(bridge)
+	if err != nil {
+		return netip.Addr{}, fmt.Errorf("kernel path: bridge %s: %w", bridge, err)
+	}
+	ps, err := prefixes(br)
+	if err != nil {
+		return netip.Addr{}, err
+	}
+	for _, p := range ps {
+		if p.Contains(target) && p.Addr() != target {
+			return p.Addr(), nil
 		}
 	}
-	names := []string{"docker0"}
-	if dflt, err := defaultRouteInterface(); err == nil && dflt != "" {
-		names = append(names, dflt)
-	}
-	for _, name := range names {
-		if name == bridge {
-			continue
-		}
-		ifc, err := net.InterfaceByName(name)
-		if err != nil {
-			continue
-		}
-		ps, err := prefixes(ifc)
-		if err != nil {
-			return netip.Addr{}, err
-		}
-		for _, p := range ps {
-			a := p.Addr()
-			if !a.IsLoopback() && !slices.ContainsFunc(onBridge, func(b netip.Prefix) bool { return b.Contains(a) }) {
-				return a, nil
-			}
-		}
-	}
-	return netip.Addr{}, fmt.Errorf("kernel path: no address for the kernel's connections to %s: this host has neither docker0 nor a default route with an IPv4 address outside that network", bridge)
+	return netip.Addr{}, fmt.Errorf("kernel path: bridge %s has no address on %s's subnet (it has %v): the container's network has no gateway on this host", bridge, target, ps)
 }
 
-// defaultRouteInterface reads this network namespace's IPv4 default route.
-func defaultRouteInterface() (string, error) {
-	f, err := os.Open("/proc/net/route")
+// SourcePorts returns the ports the kernel path's connections leave with:
+// those from 1024 up to just below this network namespace's ephemeral range
+// (net.ipv4.ip_local_port_range), where the host's own dials (the relay's,
+// baton's probes) take theirs.
+func SourcePorts() (PortRange, error) { return sourcePorts("/proc/sys") }
+
+func sourcePorts(procSys string) (PortRange, error) {
+	b, err := os.ReadFile(filepath.Join(procSys, "net", "ipv4", "ip_local_port_range"))
 	if err != nil {
-		return "", err
+		return PortRange{}, fmt.Errorf("kernel path: the ephemeral port range: %w", err)
 	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		f := strings.Fields(sc.Text())
-		if len(f) > 7 && f[1] == "00000000" && f[7] == "00000000" {
-			return f[0], nil
-		}
+	f := strings.Fields(string(b))
+	low := 0
+	if len(f) == 2 {
+		low, err = strconv.Atoi(f[0])
 	}
-	return "", sc.Err()
+	if len(f) != 2 || err != nil {
+		return PortRange{}, fmt.Errorf("kernel path: ip_local_port_range %q: want two numbers", strings.TrimSpace(string(b)))
+	}
+	// At least 4,096 ports, or the kernel's connections would run short of
+	// tuples long before the host's own do.
+	if low-1 < minSourcePort+4095 {
+		return PortRange{}, fmt.Errorf("kernel path: the ephemeral ports start at %d (net.ipv4.ip_local_port_range), leaving fewer than 4096 ports below them for the kernel path's connections; raise its start (the default is 32768) or drop --kernel-path", low)
+	}
+	return PortRange{Low: minSourcePort, High: uint16(low - 1)}, nil
 }
 
 // Connections is how many connections the service's DNAT has carried since

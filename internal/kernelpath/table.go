@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -89,29 +90,53 @@ type Table struct {
 
 // NewTable returns a Table that runs iptables through ipt.
 func NewTable(ipt Runner) *Table {
-	return &Table{ipt: ipt, procSys: "/proc/sys", lockPath: "/run/lock/baton-kernelpath.lock", checkLive: checkLive}
+	return &Table{ipt: ipt, procSys: "/proc/sys", lockPath: "/run/baton/kernelpath.lock", checkLive: checkLive}
 }
 
-// lock takes the process's and the host's lock; the returned func drops
-// both.
-func (t *Table) lock() (func(), error) {
+// lock takes the process's and the host's lock, waiting at most as long as
+// ctx allows; the returned func drops both. The lock file lives in a
+// directory only its owner (root) may write: in a world-writable one such
+// as /run/lock, any local user could create or hold it first and stop
+// every deploy.
+func (t *Table) lock(ctx context.Context) (func(), error) {
 	t.mu.Lock()
 	if t.lockPath == "" {
 		return t.mu.Unlock, nil
 	}
-	if err := os.MkdirAll(filepath.Dir(t.lockPath), 0o755); err != nil {
+	fail := func(err error) (func(), error) {
 		t.mu.Unlock()
-		return nil, fmt.Errorf("kernel path: lock: %w", err)
+		return nil, fmt.Errorf("kernel path: lock %s: %w", t.lockPath, err)
+	}
+	dir := filepath.Dir(t.lockPath)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fail(err)
+	}
+	var st unix.Stat_t
+	if err := unix.Lstat(dir, &st); err != nil {
+		return fail(err)
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFDIR || int(st.Uid) != os.Geteuid() || st.Mode&0o022 != 0 {
+		return fail(fmt.Errorf("%s must be a directory of this user's (uid %d) that no one else may write (it is uid %d, mode %o)", dir, os.Geteuid(), st.Uid, st.Mode&0o7777))
 	}
 	f, err := os.OpenFile(t.lockPath, os.O_RDWR|os.O_CREATE|unix.O_NOFOLLOW, 0o600)
 	if err != nil {
-		t.mu.Unlock()
-		return nil, fmt.Errorf("kernel path: lock: %w", err)
+		return fail(err)
 	}
-	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX); err != nil {
-		_ = f.Close()
-		t.mu.Unlock()
-		return nil, fmt.Errorf("kernel path: lock %s: %w", t.lockPath, err)
+	for {
+		err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, unix.EWOULDBLOCK) {
+			_ = f.Close()
+			return fail(err)
+		}
+		select {
+		case <-ctx.Done():
+			_ = f.Close()
+			return fail(fmt.Errorf("another baton holds it: %w", ctx.Err()))
+		case <-time.After(10 * time.Millisecond):
+		}
 	}
 	return func() {
 		_ = f.Close() // drops the flock
@@ -130,7 +155,7 @@ func (t *Table) Route(ctx context.Context, r Route) error {
 	if err := t.checkLive(r); err != nil {
 		return err
 	}
-	unlock, err := t.lock()
+	unlock, err := t.lock(ctx)
 	if err != nil {
 		return err
 	}
@@ -139,6 +164,9 @@ func (t *Table) Route(ctx context.Context, r Route) error {
 		return err
 	}
 	if err := t.ensure(ctx, r.snat()); err != nil {
+		return err
+	}
+	if err := t.dropStaleSNAT(ctx, r); err != nil {
 		return err
 	}
 	rules, err := t.list(ctx, "nat", chainDNAT)
@@ -150,7 +178,7 @@ func (t *Table) Route(ctx context.Context, r Route) error {
 			return fmt.Errorf("kernel path: %s is %s's already; each service needs its own listen address", r.Listen, strings.TrimPrefix(commentOf(s), "baton:"))
 		}
 	}
-	if i := slices.IndexFunc(rules, func(s []string) bool { return commentOf(s) == r.comment() }); i < 0 || toDestination(rules[i]) != r.Target.String() {
+	if i := slices.IndexFunc(rules, func(s []string) bool { return commentOf(s) == r.comment() }); i < 0 || dnatKey(rules[i]) != dnatKey(r.dnat().spec) {
 		d := r.dnat()
 		if _, err := t.ipt.Run(ctx, append([]string{"-t", d.table, "-I", d.chain, "1"}, d.spec...)...); err != nil {
 			return err
@@ -176,6 +204,49 @@ func (t *Table) Route(ctx context.Context, r Route) error {
 	return t.deleteNumbers(ctx, "nat", chainDNAT, del)
 }
 
+// dropStaleSNAT deletes the service's SNAT rules other than r's (a relay
+// recreated on another address, a service network recreated on another
+// bridge, another port range), then releases a bridge no route uses any
+// more. Flows in flight under an old rule keep their translation.
+func (t *Table) dropStaleSNAT(ctx context.Context, r Route) error {
+	snats, err := t.list(ctx, "nat", chainSNAT)
+	if err != nil {
+		return err
+	}
+	want := r.snat().spec
+	var del []int
+	var bridges []string
+	for i, spec := range snats {
+		if commentOf(spec) != r.comment() || snatKey(spec) == snatKey(want) {
+			continue
+		}
+		del = append(del, i+1)
+		if b := argAfter(spec, "-o"); b != r.Bridge && !slices.Contains(bridges, b) {
+			bridges = append(bridges, b)
+		}
+	}
+	if len(del) == 0 {
+		return nil
+	}
+	if err := t.deleteNumbers(ctx, "nat", chainSNAT, del); err != nil {
+		return err
+	}
+	return t.releaseUnused(ctx, bridges)
+}
+
+// dnatKey is what makes a DNAT rule the one a route wants: the address and
+// port it catches and where it sends them, compared by value.
+func dnatKey(spec []string) string {
+	return strings.Join([]string{strings.TrimSuffix(argAfter(spec, "-d"), "/32"), argAfter(spec, "--dport"), toDestination(spec)}, " ")
+}
+
+// snatKey is what makes an SNAT rule the one a route wants: its bridge,
+// the original destination it follows and the source it gives, compared by
+// value, so iptables' way of printing them back does not matter.
+func snatKey(spec []string) string {
+	return strings.Join([]string{argAfter(spec, "-o"), strings.TrimSuffix(argAfter(spec, "--ctorigdst"), "/32"), argAfter(spec, "--ctorigdstport"), argAfter(spec, "--to-source")}, " ")
+}
+
 // Bypass removes the service's DNAT: from now on new connections reach the
 // relay. Connections the kernel already carries keep going to their
 // container. It is not an error if there was none.
@@ -183,7 +254,7 @@ func (t *Table) Bypass(ctx context.Context, service string) error {
 	if err := checkService(service); err != nil {
 		return err
 	}
-	unlock, err := t.lock()
+	unlock, err := t.lock(ctx)
 	if err != nil {
 		return err
 	}
@@ -198,7 +269,7 @@ func (t *Table) Remove(ctx context.Context, service string) error {
 	if err := checkService(service); err != nil {
 		return err
 	}
-	unlock, err := t.lock()
+	unlock, err := t.lock(ctx)
 	if err != nil {
 		return err
 	}
@@ -220,7 +291,16 @@ func (t *Table) Remove(ctx context.Context, service string) error {
 	if err := t.deleteComment(ctx, "nat", chainSNAT, comment); err != nil {
 		return err
 	}
-	if snats, err = t.list(ctx, "nat", chainSNAT); err != nil {
+	if err := t.releaseUnused(ctx, bridges); err != nil {
+		return err
+	}
+	return t.dropIfEmpty(ctx)
+}
+
+// releaseUnused releases each of bridges that no SNAT rule names any more.
+func (t *Table) releaseUnused(ctx context.Context, bridges []string) error {
+	snats, err := t.list(ctx, "nat", chainSNAT)
+	if err != nil {
 		return err
 	}
 	for _, b := range bridges {
@@ -228,6 +308,32 @@ func (t *Table) Remove(ctx context.Context, service string) error {
 			continue
 		}
 		if err := t.releaseBridge(ctx, b); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// dropIfEmpty takes baton's chains and the jumps to them away once no
+// route is left in any of them, so a host whose last kernel path went
+// keeps nothing of baton's in its firewall.
+func (t *Table) dropIfEmpty(ctx context.Context) error {
+	for _, j := range jumps {
+		rules, err := t.list(ctx, j.table, j.spec[1])
+		if err != nil || len(rules) > 0 {
+			return err
+		}
+	}
+	for _, j := range jumps {
+		if _, err := t.ipt.Run(ctx, "-t", j.table, "-S", j.spec[1]); exitCode1(err) {
+			continue // no chain, so no jump to it either (iptables refuses one)
+		} else if err != nil {
+			return err
+		}
+		if err := t.deleteSpec(ctx, j); err != nil {
+			return err
+		}
+		if _, err := t.ipt.Run(ctx, "-t", j.table, "-X", j.spec[1]); err != nil && !exitCode1(err) {
 			return err
 		}
 	}
@@ -247,6 +353,21 @@ func (t *Table) Target(ctx context.Context, service string) (string, error) {
 		}
 	}
 	return "", nil
+}
+
+// Has reports whether the service has any rule of a kernel path (its DNAT,
+// or the SNAT a bypassed route keeps).
+func (t *Table) Has(ctx context.Context, service string) (bool, error) {
+	for _, chain := range []string{chainDNAT, chainSNAT} {
+		rules, err := t.list(ctx, "nat", chain)
+		if err != nil {
+			return false, err
+		}
+		if slices.ContainsFunc(rules, func(s []string) bool { return commentOf(s) == "baton:"+service }) {
+			return true, nil
+		}
+	}
+	return false, nil
 }
 
 // setup makes baton's chains, the jumps to them (first in their chains:
@@ -306,7 +427,9 @@ func (t *Table) releaseBridge(ctx context.Context, bridge string) error {
 			del = append(del, i+1)
 		}
 	}
-	if prior == "0" {
+	if prior == "0" && bridgeRE.MatchString(bridge) && bridge != "all" && bridge != "default" && bridge != "lo" && strings.Trim(bridge, ".") != "" {
+		// The name came back from iptables: checked again as Validate
+		// checks a route's, since it becomes a /proc path.
 		path := filepath.Join(t.procSys, "net", "ipv4", "conf", bridge, "route_localnet")
 		if err := os.WriteFile(path, []byte("0\n"), 0o644); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return fmt.Errorf("kernel path: route_localnet on %s: %w", bridge, err)
@@ -316,7 +439,12 @@ func (t *Table) releaseBridge(ctx context.Context, bridge string) error {
 }
 
 // ensureFirst makes j the first rule of its built-in chain, moving it there
-// if something was inserted before it.
+// if something was inserted before it. Built-in chains are shared with
+// Docker and others, who do not take baton's lock, so baton deletes there
+// by its rule's text, never by a position another rule may have taken
+// since it listed the chain. A move leaves the jump out for the moment
+// between the delete and the insert: new connections then go the relay's
+// way, which is safe.
 func (t *Table) ensureFirst(ctx context.Context, j rule) error {
 	rules, err := t.list(ctx, j.table, j.chain)
 	if err != nil {
@@ -325,19 +453,25 @@ func (t *Table) ensureFirst(ctx context.Context, j rule) error {
 	if len(rules) > 0 && slices.Equal(rules[0], j.spec) {
 		return nil
 	}
-	var del []int
-	for i, s := range rules {
-		if slices.Equal(s, j.spec) {
-			del = append(del, i+1)
-		}
-	}
-	if _, err := t.ipt.Run(ctx, append([]string{"-t", j.table, "-I", j.chain, "1"}, j.spec...)...); err != nil {
+	if err := t.deleteSpec(ctx, j); err != nil {
 		return err
 	}
-	for i := range del {
-		del[i]++ // the insert moved them down one
+	_, err = t.ipt.Run(ctx, append([]string{"-t", j.table, "-I", j.chain, "1"}, j.spec...)...)
+	return err
+}
+
+// deleteSpec deletes every copy of r from its chain, by its text.
+func (t *Table) deleteSpec(ctx context.Context, r rule) error {
+	for range 100 { // more copies than that are not baton's doing
+		_, err := t.ipt.Run(ctx, append([]string{"-t", r.table, "-D", r.chain}, r.spec...)...)
+		if exitCode1(err) {
+			return nil // no copy left
+		}
+		if err != nil {
+			return err
+		}
 	}
-	return t.deleteNumbers(ctx, j.table, j.chain, del)
+	return fmt.Errorf("kernel path: more than 100 copies of %s in %s %s", strings.Join(r.spec, " "), r.table, r.chain)
 }
 
 // ensure appends r unless it is there. Only iptables' "no such rule" counts
@@ -442,10 +576,11 @@ func argAfter(spec []string, flag string) string {
 }
 
 // checkLive checks r against this network namespace: the bridge exists
-// and is the target's network (a prefix of its holds the target), and the
-// source is an address of this host outside that network. A route that
-// fails this would send packets with a loopback source out of the wrong
-// interface, or masquerade them as the relay's own dials.
+// and is the target's network (a prefix of its holds the target), the
+// source is the bridge's own address, and the source ports lie below the
+// ephemeral range. A route that fails this would send packets with a
+// loopback source out of the wrong interface, or share tuples with the
+// relay's own dials.
 func checkLive(r Route) error {
 	br, err := net.InterfaceByName(r.Bridge)
 	if err != nil {
@@ -461,23 +596,17 @@ func checkLive(r Route) error {
 	if !slices.ContainsFunc(onBridge, func(p netip.Prefix) bool { return p.Contains(r.Target.Addr()) }) {
 		return fmt.Errorf("kernel path: target %s is not on %s's network %v", r.Target.Addr(), r.Bridge, onBridge)
 	}
-	if slices.ContainsFunc(onBridge, func(p netip.Prefix) bool { return p.Contains(r.Source) }) {
-		return fmt.Errorf("kernel path: source %s is on %s's network: the kernel's connections need an address the relay's own dials do not use", r.Source, r.Bridge)
+	if !slices.ContainsFunc(onBridge, func(p netip.Prefix) bool { return p.Addr() == r.Source && p.Contains(r.Target.Addr()) }) {
+		return fmt.Errorf("kernel path: source %s is not %s's own address on %s's subnet %v: the container could not answer it on its link", r.Source, r.Bridge, r.Target.Addr(), onBridge)
 	}
-	ifs, err := net.Interfaces()
+	eph, err := SourcePorts()
 	if err != nil {
-		return fmt.Errorf("kernel path: interfaces: %w", err)
+		return err
 	}
-	for i := range ifs {
-		ps, err := prefixes(&ifs[i])
-		if err != nil {
-			return err
-		}
-		if slices.ContainsFunc(ps, func(p netip.Prefix) bool { return p.Addr() == r.Source }) {
-			return nil
-		}
+	if r.SourcePorts.High > eph.High {
+		return fmt.Errorf("kernel path: source ports %s reach into the ephemeral range (from %d), which the relay's own dials use", r.SourcePorts, eph.High+1)
 	}
-	return fmt.Errorf("kernel path: source %s is not an address of this host", r.Source)
+	return nil
 }
 
 func prefixes(ifc *net.Interface) ([]netip.Prefix, error) {

@@ -10,6 +10,9 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // fakeIPT is iptables as far as Table uses it: chains of rules, -N -S -C -A
@@ -97,6 +100,9 @@ func (f *fakeIPT) Run(_ context.Context, args ...string) ([]byte, error) {
 		}
 		f.chains[key] = slices.Insert(rules, n-1, normalize(spec[1:]))
 	case "-D":
+		if !exists {
+			return nil, fakeExit(2) // iptables: "Chain ... does not exist", status 2 (seen with 1.8.9)
+		}
 		if n, err := strconv.Atoi(spec[0]); err == nil && len(spec) == 1 {
 			if !exists || n < 1 || n > len(rules) {
 				return nil, fakeExit(1)
@@ -109,6 +115,18 @@ func (f *fakeIPT) Run(_ context.Context, args ...string) ([]byte, error) {
 			return nil, fakeExit(1)
 		}
 		f.chains[key] = slices.Delete(rules, i, i+1)
+	case "-X":
+		// iptables refuses to delete a built-in chain, one with rules, or
+		// one a rule still jumps to.
+		if !exists || slices.Contains(builtin, key) || len(rules) > 0 {
+			return nil, fakeExit(1)
+		}
+		for k, rs := range f.chains {
+			if strings.HasPrefix(k, args[1]+"/") && slices.ContainsFunc(rs, func(r string) bool { return strings.HasSuffix(r, "-j "+args[3]) }) {
+				return nil, fakeExit(1)
+			}
+		}
+		delete(f.chains, key)
 	default:
 		return nil, fmt.Errorf("fake iptables: unexpected %q", args)
 	}
@@ -238,6 +256,10 @@ func TestTableBypassAndRemove(t *testing.T) {
 	for _, prior := range []string{"0", "1"} {
 		f := newFakeIPT()
 		tbl, rl := fakeTable(t, f, "br-0123456789ab", prior)
+		// Docker's own rules, which baton's must never touch.
+		docker := []string{"-A OUTPUT ! -d 127.0.0.0/8 -m addrtype --dst-type LOCAL -j DOCKER", "-A POSTROUTING -s 172.17.0.0/16 ! -o docker0 -j MASQUERADE"}
+		f.chains["nat/OUTPUT"] = []string{strings.TrimPrefix(docker[0], "-A OUTPUT ")}
+		f.chains["nat/POSTROUTING"] = []string{strings.TrimPrefix(docker[1], "-A POSTROUTING ")}
 		web, api := validRoute(), validRoute()
 		api.Service, api.Listen, api.Target = "api", netip.MustParseAddrPort("127.0.0.1:41235"), netip.MustParseAddrPort("172.18.0.9:80")
 		for _, r := range []Route{web, api} {
@@ -262,6 +284,9 @@ func TestTableBypassAndRemove(t *testing.T) {
 		if got := len(f.chains["raw/"+chainRaw]); got != 2 || readTrim(t, rl) != "1" {
 			t.Errorf("prior %s: api still routed on the bridge, but guards %d, route_localnet %s", prior, got, readTrim(t, rl))
 		}
+		if _, ok := f.chains["nat/"+chainDNAT]; !ok || f.chains["nat/OUTPUT"][0] != "-j "+chainDNAT {
+			t.Errorf("prior %s: api still routed, but the DNAT chain or its jump went: %q", prior, f.chains["nat/OUTPUT"])
+		}
 		if err := tbl.Remove(ctx, "api"); err != nil {
 			t.Fatal(err)
 		}
@@ -271,8 +296,35 @@ func TestTableBypassAndRemove(t *testing.T) {
 		if v := readTrim(t, rl); v != prior {
 			t.Errorf("route_localnet %s after the last route went, want it back at %s", v, prior)
 		}
-		if n := len(f.chains["nat/"+chainDNAT]) + len(f.chains["nat/"+chainSNAT]); n != 0 {
-			t.Errorf("%d rules left", n)
+		// Nothing of baton's is left in the firewall, and nothing else
+		// was touched.
+		for _, c := range []string{"nat/" + chainDNAT, "nat/" + chainSNAT, "raw/" + chainRaw} {
+			if _, ok := f.chains[c]; ok {
+				t.Errorf("prior %s: chain %s left after the last route went", prior, c)
+			}
+		}
+		if got := f.chains["nat/OUTPUT"]; !slices.Equal(got, []string{strings.TrimPrefix(docker[0], "-A OUTPUT ")}) {
+			t.Errorf("prior %s: nat OUTPUT is %q, want Docker's rule alone", prior, got)
+		}
+		if got := f.chains["nat/POSTROUTING"]; !slices.Equal(got, []string{strings.TrimPrefix(docker[1], "-A POSTROUTING ")}) {
+			t.Errorf("prior %s: nat POSTROUTING is %q, want Docker's rule alone", prior, got)
+		}
+		if got := f.chains["raw/PREROUTING"]; len(got) != 0 {
+			t.Errorf("prior %s: raw PREROUTING is %q, want it empty again", prior, got)
+		}
+		// Removing again, with nothing of baton's left, is no error.
+		if err := tbl.Remove(ctx, "api"); err != nil {
+			t.Fatalf("remove with no chains left: %v", err)
+		}
+		// A route after that sets everything up again.
+		if err := tbl.Route(ctx, web); err != nil {
+			t.Fatalf("route after the chains went: %v", err)
+		}
+		if got := f.serviceRules("nat", chainDNAT, "web"); len(got) != 1 {
+			t.Errorf("prior %s: DNAT after routing again: %q", prior, got)
+		}
+		if err := tbl.Remove(ctx, "web"); err != nil {
+			t.Fatal(err)
 		}
 	}
 }
@@ -290,5 +342,126 @@ func TestTableCheckFailureAddsNothing(t *testing.T) {
 		if strings.Contains(c, " -A ") {
 			t.Errorf("appended after a failed check: %s", c)
 		}
+	}
+}
+
+// A route whose SNAT changed (the relay recreated on another address, the
+// service's network on another bridge) replaces the old DNAT and SNAT, and the old
+// bridge, which no route uses any more, gets its route_localnet and guards
+// back as they were; another service's rules stay.
+func TestTableRouteReplacesStaleSNAT(t *testing.T) {
+	ctx := context.Background()
+	f := newFakeIPT()
+	tbl, oldRL := fakeTable(t, f, "br-0123456789ab", "0")
+	newConf := filepath.Join(tbl.procSys, "net", "ipv4", "conf", "br-ba9876543210")
+	if err := os.MkdirAll(newConf, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(newConf, "route_localnet"), []byte("0\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	web, api := validRoute(), validRoute()
+	api.Service, api.Listen, api.Bridge = "api", netip.MustParseAddrPort("127.0.0.1:41235"), "br-ba9876543210"
+	for _, r := range []Route{web, api} {
+		if err := tbl.Route(ctx, r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	moved := web
+	moved.Listen, moved.Bridge = netip.MustParseAddrPort("127.0.0.1:41299"), "br-ba9876543210"
+	if err := tbl.Route(ctx, moved); err != nil {
+		t.Fatal(err)
+	}
+	got := f.serviceRules("nat", chainSNAT, "web")
+	if len(got) != 1 || !strings.Contains(got[0], "-o br-ba9876543210") || !strings.Contains(got[0], "--ctorigdstport 41299") {
+		t.Fatalf("web's SNAT after the move: %q, want the new one alone", got)
+	}
+	if got := f.serviceRules("nat", chainSNAT, "api"); len(got) != 1 {
+		t.Fatalf("api's SNAT: %q", got)
+	}
+	// The same target on a new listen address: the DNAT moves too (the
+	// old port, freed, may become another relay's).
+	if got := f.serviceRules("nat", chainDNAT, "web"); len(got) != 1 || !strings.Contains(got[0], "--dport 41299") {
+		t.Fatalf("web's DNAT after the move: %q, want the new listen address alone", got)
+	}
+	if v := readTrim(t, oldRL); v != "0" {
+		t.Errorf("route_localnet of the bridge no route uses: %s, want 0 again", v)
+	}
+	for _, g := range f.chains["raw/"+chainRaw] {
+		if strings.Contains(g, "br-0123456789ab") {
+			t.Errorf("guard of the released bridge left: %s", g)
+		}
+	}
+	// Routing again as it is now changes nothing.
+	n := len(f.calls)
+	if err := tbl.Route(ctx, moved); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range f.calls[n:] {
+		if strings.Contains(c, " -D ") || strings.Contains(c, " -I "+chainDNAT) {
+			t.Errorf("a route as it is changed a rule: %s", c)
+		}
+	}
+}
+
+// A rule inserted before baton's jump (Docker restarting puts its own
+// first) moves baton's back to the top; the other rule stays, and no copy
+// of the jump is left behind.
+func TestTableJumpMovesBackFirst(t *testing.T) {
+	ctx := context.Background()
+	f := newFakeIPT()
+	tbl, _ := fakeTable(t, f, "br-0123456789ab", "0")
+	if err := tbl.Route(ctx, validRoute()); err != nil {
+		t.Fatal(err)
+	}
+	docker := "! -d 127.0.0.0/8 -m addrtype --dst-type LOCAL -j DOCKER"
+	f.chains["nat/OUTPUT"] = append([]string{docker}, f.chains["nat/OUTPUT"]...)
+	if err := tbl.Route(ctx, validRoute()); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := f.chains["nat/OUTPUT"], []string{"-j " + chainDNAT, docker}; !slices.Equal(got, want) {
+		t.Fatalf("nat OUTPUT %q, want %q", got, want)
+	}
+	for _, c := range f.calls {
+		if strings.HasPrefix(c, "-t nat -D OUTPUT ") && c != "-t nat -D OUTPUT -j "+chainDNAT {
+			t.Errorf("a delete in a shared chain by position or another rule's text: %s", c)
+		}
+	}
+}
+
+// The host lock refuses a directory others may write (where anyone could
+// take the lock first), and a lock held elsewhere costs a bounded wait, not
+// a hang; with the lock free (the positive control) a route goes in.
+func TestTableLock(t *testing.T) {
+	f := newFakeIPT()
+	tbl, _ := fakeTable(t, f, "br-0123456789ab", "0")
+	open := filepath.Join(t.TempDir(), "open")
+	if err := os.Mkdir(open, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(open, 0o1777); err != nil {
+		t.Fatal(err)
+	}
+	good := tbl.lockPath
+	tbl.lockPath = filepath.Join(open, "kernelpath.lock")
+	if err := tbl.Route(context.Background(), validRoute()); err == nil || !strings.Contains(err.Error(), "no one else may write") {
+		t.Fatalf("route with the lock in a world-writable directory: %v", err)
+	}
+	tbl.lockPath = good
+	held, err := os.OpenFile(good, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Flock(int(held.Fd()), unix.LOCK_EX); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	if err := tbl.Route(ctx, validRoute()); err == nil || !strings.Contains(err.Error(), "another baton holds it") {
+		t.Fatalf("route while another process holds the lock: %v", err)
+	}
+	_ = held.Close()
+	if err := tbl.Route(context.Background(), validRoute()); err != nil {
+		t.Fatalf("route with the lock free: %v", err)
 	}
 }

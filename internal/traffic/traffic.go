@@ -25,6 +25,7 @@ import (
 
 	"github.com/baton-sh/baton/dockerctl"
 	"github.com/baton-sh/baton/internal/deploy"
+	"github.com/baton-sh/baton/internal/kernelpath"
 )
 
 // Engine is what traffic control needs from Docker; *dockerctl.Client
@@ -71,6 +72,9 @@ type Factory struct {
 	// DialVia connects to addr from inside container via (see
 	// dockerctl.Client.DialVia); required when Remote.
 	DialVia func(ctx context.Context, via, addr string) (net.Conn, error)
+	// Kernel installs the kernel path's rules (--kernel-path); nil means
+	// this host's iptables.
+	Kernel *kernelpath.Table
 }
 
 // New returns the Traffic for s.
@@ -113,7 +117,19 @@ func (f *Factory) New(ctx context.Context, svc deploy.Service, s deploy.Settings
 		if f.Remote {
 			r.dialVia = f.DialVia
 		}
-		return r, nil
+		if !s.KernelPath {
+			return r, nil
+		}
+		if s.NginxContainer != "" || f.Remote || f.SharedUpstream != nil {
+			// The rules go in the network namespace of the engine's host
+			// and name the relay's loopback address there.
+			return nil, deploy.Classify(deploy.ErrInvalid, "service %s: --kernel-path needs baton on the engine's own host, with nginx there and the relay on its loopback address; drop --kernel-path", svc.Key)
+		}
+		tbl := f.Kernel
+		if tbl == nil {
+			tbl = kernelpath.NewTable(kernelpath.ExecRunner{})
+		}
+		return &KernelRelay{Relay: r, table: tbl}, nil
 	}
 	return nil, fmt.Errorf("unknown traffic mode %q", s.TrafficMode())
 }

@@ -37,17 +37,7 @@ func (k *fakeKernelRoutes) Remove(_ context.Context, service string) error {
 // cannot be read does not fail the deploy; an engine on another machine
 // is not looked at.
 func TestKernelPathOffRemovesTheRoute(t *testing.T) {
-	relayFlags := bakeRelayFlags
-	with := func(extra map[string]string) map[string]string {
-		out := map[string]string{}
-		for k, v := range relayFlags {
-			out[k] = v
-		}
-		for k, v := range extra {
-			out[k] = v
-		}
-		return out
-	}
+	with := withFlags
 	for _, tc := range []struct {
 		name       string
 		flags      map[string]string

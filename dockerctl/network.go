@@ -25,6 +25,8 @@ import (
 // flat network for all of them would let each reach the other on every port.
 const (
 	serviceNetPrefix = "baton-svc-"
+	// kernelNetPrefix names a service's kernel network (see KernelNetwork).
+	kernelNetPrefix = "baton-kp-"
 	// LegacyNetwork is the one network earlier versions joined every
 	// service to. A host set up by them moves over service by service (see
 	// the traffic package), and the network is removed once nothing uses it.
@@ -33,6 +35,8 @@ const (
 	LabelNetworkFor = "baton.network-for"
 	// RoleServiceNetwork is a service network's baton.role.
 	RoleServiceNetwork = "service-network"
+	// RoleKernelNetwork is a kernel network's baton.role.
+	RoleKernelNetwork = "kernel-network"
 )
 
 var unsafeNetName = regexp.MustCompile(`[^a-zA-Z0-9_.-]`)
@@ -42,18 +46,43 @@ func ServiceNetwork(serviceKey string) string {
 	return serviceNetPrefix + unsafeNetName.ReplaceAllString(serviceKey, "_")
 }
 
-// IsBatonNetwork tells baton's own networks (a service's, the legacy one)
-// from the user's: a deploy never copies them onto a new container, which
-// joins its own service's network itself.
+// KernelNetwork is the name of service key's kernel network: an internal
+// network that only the kernel path (--kernel-path) uses. Its gateway is the
+// source of the connections the kernel carries to the serving container,
+// and the container's address on it their destination, so no other flow
+// (the relay's dials, probes, docker-proxy, all on the service's network)
+// ever shares a 4-tuple with them. Since Linux 6.x derives the TCP
+// timestamp offset from the whole 4-tuple, a SYN on a tuple another kind of
+// flow left in TIME_WAIT in the container may carry an older timestamp and
+// be dropped by PAWS (docs/NOTES.md).
+func KernelNetwork(serviceKey string) string {
+	return kernelNetPrefix + unsafeNetName.ReplaceAllString(serviceKey, "_")
+}
+
+// IsBatonNetwork tells baton's own networks (a service's, its kernel
+// network, the legacy one) from the user's: a deploy never copies them onto
+// a new container, which joins its own service's networks itself.
 func IsBatonNetwork(name string) bool {
-	return name == LegacyNetwork || strings.HasPrefix(name, serviceNetPrefix)
+	return name == LegacyNetwork || strings.HasPrefix(name, serviceNetPrefix) || strings.HasPrefix(name, kernelNetPrefix)
 }
 
 // EnsureServiceNetwork creates service key's network if it does not exist
 // and checks that an existing one is internal and belongs to that service.
 // It returns the network's name.
 func (c *Client) EnsureServiceNetwork(ctx context.Context, serviceKey string) (string, error) {
-	name := ServiceNetwork(serviceKey)
+	return c.ensureOwnNetwork(ctx, ServiceNetwork(serviceKey), RoleServiceNetwork, serviceKey)
+}
+
+// EnsureKernelNetwork creates service key's kernel network if it does not
+// exist and checks an existing one as EnsureServiceNetwork does. It returns
+// the network's name.
+func (c *Client) EnsureKernelNetwork(ctx context.Context, serviceKey string) (string, error) {
+	return c.ensureOwnNetwork(ctx, KernelNetwork(serviceKey), RoleKernelNetwork, serviceKey)
+}
+
+// ensureOwnNetwork makes or checks one of baton's internal bridge networks
+// for a service.
+func (c *Client) ensureOwnNetwork(ctx context.Context, name, role, serviceKey string) (string, error) {
 	n, err := c.NetworkInspect(ctx, name, network.InspectOptions{})
 	if err == nil {
 		return name, checkServiceNetwork(n, serviceKey)
@@ -64,7 +93,7 @@ func (c *Client) EnsureServiceNetwork(ctx context.Context, serviceKey string) (s
 	_, err = c.NetworkCreate(ctx, name, network.CreateOptions{
 		Driver:   "bridge",
 		Internal: true,
-		Labels:   map[string]string{"baton.managed": "true", "baton.role": RoleServiceNetwork, LabelNetworkFor: serviceKey},
+		Labels:   map[string]string{"baton.managed": "true", "baton.role": role, LabelNetworkFor: serviceKey},
 	})
 	if err != nil && !errdefs.IsConflict(err) {
 		return "", fmt.Errorf("creating network %s: %w", name, err)
@@ -96,14 +125,19 @@ const serviceNetworkMinAge = 10 * time.Minute
 // more, running or not (the service was removed), at least
 // serviceNetworkMinAge old. It returns the names it removed.
 func (c *Client) pruneServiceNetworks(ctx context.Context) ([]string, error) {
-	list, err := c.NetworkList(ctx, network.ListOptions{Filters: filters.NewArgs(filters.Arg("label", "baton.role="+RoleServiceNetwork))})
-	if err != nil {
-		return nil, fmt.Errorf("listing networks: %w", err)
+	var list []network.Summary
+	for _, role := range []string{RoleServiceNetwork, RoleKernelNetwork} {
+		l, err := c.NetworkList(ctx, network.ListOptions{Filters: filters.NewArgs(filters.Arg("label", "baton.role="+role))})
+		if err != nil {
+			return nil, fmt.Errorf("listing networks: %w", err)
+		}
+		list = append(list, l...)
 	}
 	var removed []string
 	var errs []error
 	for _, n := range list {
-		if !strings.HasPrefix(n.Name, serviceNetPrefix) || time.Since(n.Created) < serviceNetworkMinAge {
+		own := strings.HasPrefix(n.Name, serviceNetPrefix) || strings.HasPrefix(n.Name, kernelNetPrefix)
+		if !own || time.Since(n.Created) < serviceNetworkMinAge {
 			continue
 		}
 		full, err := c.NetworkInspect(ctx, n.ID, network.InspectOptions{})

@@ -21,10 +21,11 @@ import (
 )
 
 // The real-kernel test runs in two network namespaces of its own: "host"
-// (a bridge with the gateway address, nginx's stand-in and a relay) and
-// "container" (an app with no default route, as on a service's internal
-// network, that answers with the address and port it was reached from,
-// then closes first, as an app behind nginx does). It re-executes this test binary inside them
+// (two bridges, the service network's and the kernel network's, nginx's
+// stand-in and a relay) and "container" (an app on both, with no default
+// route, as on baton's internal networks, that answers with the address it
+// was reached on and the address and port it was reached from, then closes
+// first, as an app behind nginx does). It re-executes this test binary inside them
 // (helperEnv), so every socket and rule is in the right namespace without
 // moving threads between namespaces.
 
@@ -84,9 +85,9 @@ func helperApp(addr string) int {
 // hostResult is what helperHost reports.
 type hostResult struct {
 	OK, Failed, Slow  int
-	ViaKernel         int            // answered as coming from the route's source ports
+	ViaKernel         int            // answered as coming from the route's source (the kernel network's gateway)
 	ViaKernelTo       map[string]int // of those, by the app address that answered
-	ViaRelay          int            // answered as coming from the gateway's ephemeral ports (the relay's dials)
+	ViaRelay          int            // answered as coming from the service network's gateway (the relay's dials)
 	Toggles           int
 	Errors            []string
 	TargetWhenRouted  string
@@ -112,6 +113,9 @@ func helperHost() int {
 	// without a bypass between them, as deploys and their reverts do.
 	other := netip.AddrPortFrom(netip.MustParseAddr(os.Getenv("KP_OTHER")), r.Target.Port())
 	targets := []netip.AddrPort{r.Target, other}
+	// The relay dials the app on the service network, from its gateway.
+	relayTo := os.Getenv("KP_RELAY_TO")
+	relayFrom := netip.MustParseAddr(os.Getenv("KP_RELAY_FROM"))
 	dur, _ := time.ParseDuration(os.Getenv("KP_DURATION"))
 	toggle, _ := time.ParseDuration(os.Getenv("KP_TOGGLE"))
 	ctx := context.Background()
@@ -136,7 +140,7 @@ func helperHost() int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	go testenv.Forward(ln, r.Target.String(), time.Second) // the relay, reduced to its copy
+	go testenv.Forward(ln, relayTo, time.Second) // the relay, reduced to its copy
 
 	var ok, failed, slow, viaKernel, viaRelay atomic.Int64
 	var toMu sync.Mutex
@@ -182,10 +186,10 @@ func helperHost() int {
 				case err != nil:
 					failed.Add(1)
 					fail("request: %v", err)
-				case !strings.Contains(reply, "200 OK") || peer.Addr() != r.Source:
+				case !strings.Contains(reply, "200 OK") || (peer.Addr() != r.Source && peer.Addr() != relayFrom):
 					failed.Add(1)
 					fail("reply %q", reply)
-				case r.SourcePorts.Contains(int(peer.Port())):
+				case peer.Addr() == r.Source:
 					ok.Add(1)
 					viaKernel.Add(1)
 					to := reply[strings.LastIndex(reply, "to ")+3 : strings.LastIndex(reply, " from ")]
@@ -330,9 +334,12 @@ func needRoot(t *testing.T) {
 
 // netnsRig is the two namespaces and their links.
 type netnsRig struct {
-	host, app                  string // namespace names
-	bridge                     string
-	gateway, appAddr, appAddr2 netip.Addr
+	host, app string // namespace names
+	// The service network (the relay's dials) and the kernel network (the
+	// kernel path's connections): a bridge each, the app on both.
+	bridge, kbridge               string
+	gateway, appAddr              netip.Addr
+	kgateway, kappAddr, kappAddr2 netip.Addr
 }
 
 func run(t *testing.T, args ...string) {
@@ -361,8 +368,9 @@ func newRig(t *testing.T) *netnsRig {
 	id = id[len(id)-6:]
 	g := &netnsRig{
 		host: "bkp-h-" + id, app: "bkp-a-" + id,
-		bridge:  "bkpbr" + id,
-		gateway: netip.MustParseAddr("10.213.0.1"), appAddr: netip.MustParseAddr("10.213.0.2"), appAddr2: netip.MustParseAddr("10.213.0.3"),
+		bridge: "bkpbr" + id, kbridge: "bkpkb" + id,
+		gateway: netip.MustParseAddr("10.213.0.1"), appAddr: netip.MustParseAddr("10.213.0.2"),
+		kgateway: netip.MustParseAddr("10.214.0.1"), kappAddr: netip.MustParseAddr("10.214.0.2"), kappAddr2: netip.MustParseAddr("10.214.0.3"),
 	}
 	run(t, "ip", "netns", "add", g.host)
 	t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", g.host).Run() })
@@ -372,17 +380,25 @@ func newRig(t *testing.T) *netnsRig {
 	a := []string{"ip", "-n", g.app}
 	run(t, append(h, "link", "set", "lo", "up")...)
 	run(t, append(a, "link", "set", "lo", "up")...)
-	run(t, append(h, "link", "add", g.bridge, "type", "bridge")...)
-	run(t, append(h, "addr", "add", g.gateway.String()+"/24", "dev", g.bridge)...)
-	run(t, append(h, "link", "set", g.bridge, "up")...)
-	run(t, append(h, "link", "add", "veth0", "type", "veth", "peer", "name", "eth0", "netns", g.app)...)
-	run(t, append(h, "link", "set", "veth0", "master", g.bridge)...)
-	run(t, append(h, "link", "set", "veth0", "up")...)
-	run(t, append(a, "addr", "add", g.appAddr.String()+"/24", "dev", "eth0")...)
-	run(t, append(a, "addr", "add", g.appAddr2.String()+"/24", "dev", "eth0")...)
-	run(t, append(a, "link", "set", "eth0", "up")...)
-	// No default route: a service's network is internal, so its
-	// containers reach only their link; they answer the kernel path there.
+	for i, l := range []struct {
+		bridge string
+		gw     netip.Addr
+		app    []netip.Addr
+	}{{g.bridge, g.gateway, []netip.Addr{g.appAddr}}, {g.kbridge, g.kgateway, []netip.Addr{g.kappAddr, g.kappAddr2}}} {
+		veth, eth := fmt.Sprintf("veth%d", i), fmt.Sprintf("eth%d", i)
+		run(t, append(h, "link", "add", l.bridge, "type", "bridge")...)
+		run(t, append(h, "addr", "add", l.gw.String()+"/24", "dev", l.bridge)...)
+		run(t, append(h, "link", "set", l.bridge, "up")...)
+		run(t, append(h, "link", "add", veth, "type", "veth", "peer", "name", eth, "netns", g.app)...)
+		run(t, append(h, "link", "set", veth, "master", l.bridge)...)
+		run(t, append(h, "link", "set", veth, "up")...)
+		for _, addr := range l.app {
+			run(t, append(a, "addr", "add", addr.String()+"/24", "dev", eth)...)
+		}
+		run(t, append(a, "link", "set", eth, "up")...)
+	}
+	// No default route: baton's networks are internal, so its containers
+	// reach only their links; they answer the kernel path on its own.
 	return g
 }
 
@@ -403,6 +419,15 @@ func (g *netnsRig) helper(t *testing.T, ns, role string, env ...string) *exec.Cm
 }
 
 // startApp runs an app helper on addr:80 in the app namespace.
+
+// kernelStressFor is how long the stress test's load runs: 8 s, or
+// BATON_KERNELPATH_STRESS (a duration) for longer measurements by hand.
+func kernelStressFor() string {
+	if d, err := time.ParseDuration(os.Getenv("BATON_KERNELPATH_STRESS")); err == nil && d > 0 {
+		return d.String()
+	}
+	return "8s"
+}
 func (g *netnsRig) startApp(t *testing.T, addr netip.Addr) {
 	t.Helper()
 	app := g.helper(t, g.app, "app", "KP_LISTEN="+addr.String()+":80")
@@ -424,26 +449,28 @@ func (g *netnsRig) startApp(t *testing.T, addr netip.Addr) {
 // bypassed every 250 ms under load (a deploy's bypass and route, many times
 // over), every connection is answered, none waits on a retransmitted SYN,
 // and both paths really carried traffic: the kernel's (the app saw the
-// gateway with a port of the route's range) and the relay's (the gateway
-// with an ephemeral port). With the flows masqueraded to the gateway
-// instead (h13k's rules: the same ports as the relay's dials), the same
-// load lost connections in every run tried (docs/NOTES.md).
+// kernel network's gateway) and the relay's (the service network's
+// gateway). The loss this guards against (docs/NOTES.md): on Linux 6.x a
+// TCP timestamp offset comes from the whole 4-tuple, so flows that meet on
+// one tuple with unrelated offsets (h13k's MASQUERADE to the gateway the
+// relay dials from; an SNAT port range, which remaps nginx's ports) have
+// SYNs dropped by PAWS in the app's TIME_WAIT: 23-35 of about 28,000 lost
+// per run here with the port range.
 func TestKernelPathCarriesTrafficAndLosesNothing(t *testing.T) {
 	needRoot(t)
 	g := newRig(t)
-	g.startApp(t, g.appAddr)
-	g.startApp(t, g.appAddr2)
+	g.startApp(t, netip.IPv4Unspecified())
 
 	r := Route{
-		Service:     "web-" + g.host,
-		Listen:      netip.MustParseAddrPort("127.0.0.77:8080"),
-		Target:      netip.AddrPortFrom(g.appAddr, 80),
-		Source:      g.gateway,
-		SourcePorts: PortRange{1024, 32767}, // the namespace's ephemeral ports start at 32768
-		Bridge:      g.bridge,
+		Service: "web-" + g.host,
+		Listen:  netip.MustParseAddrPort("127.0.0.77:8080"),
+		Target:  netip.AddrPortFrom(g.kappAddr, 80),
+		Source:  g.kgateway,
+		Bridge:  g.kbridge,
 	}
 	spec, _ := json.Marshal(r)
-	host := g.helper(t, g.host, "host", "KP_ROUTE="+string(spec), "KP_OTHER="+g.appAddr2.String(), "KP_DURATION=8s", "KP_TOGGLE=250ms")
+	host := g.helper(t, g.host, "host", "KP_ROUTE="+string(spec), "KP_OTHER="+g.kappAddr2.String(),
+		"KP_RELAY_TO="+netip.AddrPortFrom(g.appAddr, 80).String(), "KP_RELAY_FROM="+g.gateway.String(), "KP_DURATION="+kernelStressFor(), "KP_TOGGLE=250ms")
 	raw, err := host.Output()
 	if err != nil {
 		t.Fatalf("host helper: %v", err)
@@ -460,17 +487,17 @@ func TestKernelPathCarriesTrafficAndLosesNothing(t *testing.T) {
 	if res.Failed != 0 {
 		t.Errorf("lost connections: %d failed: %q", res.Failed, res.Errors)
 	}
-	if res.ViaKernelTo[g.appAddr.String()] < 50 || res.ViaKernelTo[g.appAddr2.String()] < 50 || res.ViaRelay < 100 || res.Toggles < 6 { // two rounds of route, retarget, bypass: a busy machine makes fewer than 32
+	if res.ViaKernelTo[g.kappAddr.String()] < 50 || res.ViaKernelTo[g.kappAddr2.String()] < 50 || res.ViaRelay < 100 || res.Toggles < 6 { // two rounds of route, retarget, bypass: a busy machine makes fewer than 32
 		t.Errorf("both paths, and the kernel's to both targets, must carry traffic: %v through the kernel, %d through the relay, %d toggles", res.ViaKernelTo, res.ViaRelay, res.Toggles)
 	}
 	if res.TargetWhenRouted != r.Target.String() || res.TargetWhenBypass != "none:" {
 		t.Errorf("Target: %q routed, %q bypassed; want %q and none", res.TargetWhenRouted, res.TargetWhenBypass, r.Target)
 	}
 	if res.RouteLocalnetWhen != "1" {
-		t.Errorf("route_localnet on %s while routed: %q, want 1", g.bridge, res.RouteLocalnetWhen)
+		t.Errorf("route_localnet on %s while routed: %q, want 1", g.kbridge, res.RouteLocalnetWhen)
 	}
-	if res.PickedSource != g.gateway.String() {
-		t.Errorf("PickSource(%s) = %q, want %s (the bridge's own address)", g.bridge, res.PickedSource, g.gateway)
+	if res.PickedSource != g.kgateway.String() {
+		t.Errorf("PickSource(%s) = %q, want %s (the bridge's own address)", g.kbridge, res.PickedSource, g.kgateway)
 	}
 	if res.KernelConns != 20 {
 		t.Errorf("Connections counted %d for the 20 connections made while routed", res.KernelConns)
@@ -489,8 +516,8 @@ func TestKernelPathCarriesTrafficAndLosesNothing(t *testing.T) {
 func TestKernelPathGuardsKeepContainersOffHostLoopback(t *testing.T) {
 	needRoot(t)
 	g := newRig(t)
-	g.startApp(t, g.appAddr)
-	r := Route{Service: "web-" + g.host, Listen: netip.MustParseAddrPort("127.0.0.77:8080"), Target: netip.AddrPortFrom(g.appAddr, 80), Source: g.gateway, SourcePorts: PortRange{1024, 32767}, Bridge: g.bridge}
+	g.startApp(t, netip.IPv4Unspecified())
+	r := Route{Service: "web-" + g.host, Listen: netip.MustParseAddrPort("127.0.0.77:8080"), Target: netip.AddrPortFrom(g.kappAddr, 80), Source: g.kgateway, Bridge: g.kbridge}
 	spec, _ := json.Marshal(r)
 	host := g.helper(t, g.host, "route-and-listen", "KP_ROUTE="+string(spec))
 	stdin, err := host.StdinPipe()
@@ -512,8 +539,8 @@ func TestKernelPathGuardsKeepContainersOffHostLoopback(t *testing.T) {
 	// The container does what a hostile one with NET_ADMIN would: send
 	// 127/8 out of its interface, to its gateway.
 	run(t, "ip", "-n", g.app, "addr", "del", "127.0.0.1/8", "dev", "lo")
-	run(t, "nsenter", "--net=/var/run/netns/"+g.app, "sysctl", "-qw", "net.ipv4.conf.all.route_localnet=1", "net.ipv4.conf.eth0.route_localnet=1")
-	run(t, "ip", "-n", g.app, "route", "add", "127.0.0.0/8", "via", g.gateway.String(), "dev", "eth0")
+	run(t, "nsenter", "--net=/var/run/netns/"+g.app, "sysctl", "-qw", "net.ipv4.conf.all.route_localnet=1", "net.ipv4.conf.eth1.route_localnet=1")
+	run(t, "ip", "-n", g.app, "route", "add", "127.0.0.0/8", "via", g.kgateway.String(), "dev", "eth1")
 	dial := func() string {
 		t.Helper()
 		b, err := g.helper(t, g.app, "dial", "KP_DIAL=127.0.0.1:7777").Output()

@@ -7,16 +7,19 @@
 // already carries keep their translation (conntrack) and finish on the
 // container they started on.
 //
-// The DNAT'd connections leave with the bridge's own address (the network's
-// gateway, which the container reaches without a route: a service's network
-// is internal and gives it none) but with source ports below the host's
-// ephemeral range, which the relay's own dials and baton's probes from that
-// address use. The container's side closes first and so holds TIME_WAIT for
-// every tuple the host used; a SYN from the other kind of flow on such a
-// tuple would carry a TCP timestamp from another offset, be dropped by PAWS
-// and retried a second later (nginx's connect timeout). Disjoint ports keep
-// the two kinds on disjoint tuples. See docs/NOTES.md, "Why h13k's kernel
-// path lost requests".
+// The DNAT'd connections leave with the address of the bridge of a network
+// only the kernel path uses (the service's kernel network: its gateway,
+// which the container reaches on its link, as an internal network gives it
+// no route) and keep nginx's own source ports. Both matter on Linux 6.x,
+// which derives a connection's TCP timestamp offset from its whole 4-tuple:
+// the container closes first and holds TIME_WAIT for every tuple the host
+// used, and a SYN on such a tuple carrying an older timestamp than the
+// flow before it is dropped by PAWS and retried a second later (nginx's
+// connect timeout). Kept ports give each tuple on the wire one original
+// tuple, so one offset, rising with time; a remapped port (an SNAT port
+// range, MASQUERADE) lets two of nginx's connections, or one of nginx's and
+// one of the relay's, meet on one tuple with unrelated offsets. See
+// docs/NOTES.md, "The kernel path's loss, explained".
 //
 // A reboot clears the rules: traffic then goes through the relay, which
 // listens on the same address, until baton (status, any deploy) installs
@@ -30,17 +33,6 @@ import (
 	"strings"
 )
 
-// PortRange is an inclusive range of TCP ports.
-type PortRange struct{ Low, High uint16 }
-
-func (p PortRange) String() string { return fmt.Sprintf("%d-%d", p.Low, p.High) }
-
-// Contains reports whether port is in p.
-func (p PortRange) Contains(port int) bool { return port >= int(p.Low) && port <= int(p.High) }
-
-// minSourcePort keeps the kernel path's ports off the privileged ones.
-const minSourcePort = 1024
-
 // Route is one service's kernel path.
 type Route struct {
 	// Service names the rules (their comment), one route per service.
@@ -51,10 +43,9 @@ type Route struct {
 	// Target is the serving container's address and port.
 	Target netip.AddrPort
 	// Source is the address the kernel's connections come from: the
-	// bridge's own (the container answers it on its link), with ports in
-	// SourcePorts, below the ephemeral range the host's own dials use.
-	Source      netip.Addr
-	SourcePorts PortRange
+	// bridge's own (the container answers it on its link), on a network
+	// no other flow to the container uses; their ports are nginx's own.
+	Source netip.Addr
 	// Bridge is the Linux bridge of the container's network: the one
 	// interface that may route 127/8 (route_localnet), guarded by a drop
 	// of 127/8 arriving on it.
@@ -80,8 +71,6 @@ func (r Route) Validate() error {
 		return fmt.Errorf("kernel path: target %s: want a container's IPv4 address with a port", r.Target)
 	case !r.Source.IsValid() || !r.Source.Is4() || r.Source.IsLoopback() || r.Source.IsUnspecified():
 		return fmt.Errorf("kernel path: source address %s: want a non-loopback IPv4 address of this host", r.Source)
-	case r.SourcePorts.Low < minSourcePort || r.SourcePorts.High < r.SourcePorts.Low:
-		return fmt.Errorf("kernel path: source ports %s: want a range from %d up", r.SourcePorts, minSourcePort)
 	case !bridgeRE.MatchString(r.Bridge) || r.Bridge == "all" || r.Bridge == "default" || r.Bridge == "lo" || strings.Trim(r.Bridge, ".") == "":
 		// all and default are /proc/sys/net/ipv4/conf's entries for every
 		// interface, not one.
@@ -133,7 +122,10 @@ func (r Route) snat() rule {
 		"-s", "127.0.0.0/8", "-o", r.Bridge, "-p", "tcp",
 		"-m", "conntrack", "--ctstate", "DNAT", "--ctorigdst", r.Listen.Addr().String(), "--ctorigdstport", fmt.Sprint(r.Listen.Port()),
 		"-m", "comment", "--comment", r.comment(),
-		"-j", "SNAT", "--to-source", fmt.Sprintf("%s:%s", r.Source, r.SourcePorts),
+		// No port range: the SNAT keeps nginx's port (see the package
+		// comment); it remaps one only on a tuple already taken, which
+		// on a network of the kernel path's own means never in practice.
+		"-j", "SNAT", "--to-source", r.Source.String(),
 	}}
 }
 

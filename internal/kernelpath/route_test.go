@@ -2,8 +2,6 @@ package kernelpath
 
 import (
 	"net/netip"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -11,12 +9,11 @@ import (
 
 func validRoute() Route {
 	return Route{
-		Service:     "web",
-		Listen:      netip.MustParseAddrPort("127.0.0.1:41234"),
-		Target:      netip.MustParseAddrPort("172.18.0.5:8080"),
-		Source:      netip.MustParseAddr("172.18.0.1"),
-		SourcePorts: PortRange{1024, 32767},
-		Bridge:      "br-0123456789ab",
+		Service: "web",
+		Listen:  netip.MustParseAddrPort("127.0.0.1:41234"),
+		Target:  netip.MustParseAddrPort("172.18.0.5:8080"),
+		Source:  netip.MustParseAddr("172.18.0.1"),
+		Bridge:  "br-0123456789ab",
 	}
 }
 
@@ -40,9 +37,6 @@ func TestRouteValidate(t *testing.T) {
 		{"target unset", func(r *Route) { r.Target = netip.AddrPort{} }, "target"},
 		{"source loopback", func(r *Route) { r.Source = netip.MustParseAddr("127.0.0.1") }, "source address"},
 		{"source unspecified", func(r *Route) { r.Source = netip.MustParseAddr("0.0.0.0") }, "source address"},
-		{"source ports privileged", func(r *Route) { r.SourcePorts = PortRange{80, 32767} }, "source ports"},
-		{"source ports unset", func(r *Route) { r.SourcePorts = PortRange{} }, "source ports"},
-		{"source ports reversed", func(r *Route) { r.SourcePorts = PortRange{30000, 2000} }, "source ports"},
 		{"bridge too long", func(r *Route) { r.Bridge = "br-0123456789abc" }, "bridge"},
 		{"bridge with slash", func(r *Route) { r.Bridge = "../../x" }, "bridge"},
 	} {
@@ -56,8 +50,9 @@ func TestRouteValidate(t *testing.T) {
 
 // TestRules: the DNAT names the listen address and the target; the SNAT
 // follows the DNAT by the original destination and gives the route's
-// source with its ports, never MASQUERADE (the gateway's address with the
-// ephemeral ports the relay's own dials use: see the package comment).
+// source and no port range, so nginx's ports are kept; never MASQUERADE,
+// whose remapped ports let unrelated flows meet on one tuple (see the
+// package comment).
 func TestRules(t *testing.T) {
 	r := validRoute()
 	d := strings.Join(r.dnat().spec, " ")
@@ -65,7 +60,7 @@ func TestRules(t *testing.T) {
 		t.Errorf("dnat %q", d)
 	}
 	s := strings.Join(r.snat().spec, " ")
-	for _, want := range []string{"-s 127.0.0.0/8", "-o br-0123456789ab", "--ctstate DNAT --ctorigdst 127.0.0.1 --ctorigdstport 41234", "-j SNAT --to-source 172.18.0.1:1024-32767"} {
+	for _, want := range []string{"-s 127.0.0.0/8", "-o br-0123456789ab", "--ctstate DNAT --ctorigdst 127.0.0.1 --ctorigdstport 41234", "-j SNAT --to-source 172.18.0.1"} {
 		if !strings.Contains(s, want) {
 			t.Errorf("snat %q lacks %q", s, want)
 		}
@@ -90,38 +85,5 @@ func TestSplitRule(t *testing.T) {
 	}
 	if d := toDestination([]string{"-j", "DNAT", "--to-destination", "10.0.0.2:80"}); d != "10.0.0.2:80" {
 		t.Errorf("toDestination %q", d)
-	}
-}
-
-// TestSourcePorts: the kernel path's ports end just below the ephemeral
-// range, and a range that leaves too few below it is refused.
-func TestSourcePorts(t *testing.T) {
-	for _, tc := range []struct {
-		rangeFile string
-		want      PortRange
-		errHas    string
-	}{
-		{"32768\t60999\n", PortRange{1024, 32767}, ""},
-		{"40000 65000\n", PortRange{1024, 39999}, ""},
-		{"2000 65000\n", PortRange{}, "fewer than 4096 ports"},
-		{"garbage\n", PortRange{}, "want two numbers"},
-	} {
-		dir := t.TempDir()
-		if err := os.MkdirAll(filepath.Join(dir, "net", "ipv4"), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(dir, "net", "ipv4", "ip_local_port_range"), []byte(tc.rangeFile), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		got, err := sourcePorts(dir)
-		if tc.errHas != "" {
-			if err == nil || !strings.Contains(err.Error(), tc.errHas) {
-				t.Errorf("%q: %v %v, want an error about %s", tc.rangeFile, got, err, tc.errHas)
-			}
-			continue
-		}
-		if err != nil || got != tc.want {
-			t.Errorf("%q: %v %v, want %v", tc.rangeFile, got, err, tc.want)
-		}
 	}
 }

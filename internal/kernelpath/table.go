@@ -577,10 +577,9 @@ func argAfter(spec []string, flag string) string {
 
 // checkLive checks r against this network namespace: the bridge exists
 // and is the target's network (a prefix of its holds the target), the
-// source is the bridge's own address, and the source ports lie below the
-// ephemeral range. A route that fails this would send packets with a
-// loopback source out of the wrong interface, or share tuples with the
-// relay's own dials.
+// source is the bridge's own address on the target's subnet. A route that
+// fails this would send packets with a loopback source out of the wrong
+// interface, or from an address the container cannot answer.
 func checkLive(r Route) error {
 	br, err := net.InterfaceByName(r.Bridge)
 	if err != nil {
@@ -598,13 +597,6 @@ func checkLive(r Route) error {
 	}
 	if !slices.ContainsFunc(onBridge, func(p netip.Prefix) bool { return p.Addr() == r.Source && p.Contains(r.Target.Addr()) }) {
 		return fmt.Errorf("kernel path: source %s is not %s's own address on %s's subnet %v: the container could not answer it on its link", r.Source, r.Bridge, r.Target.Addr(), onBridge)
-	}
-	eph, err := SourcePorts()
-	if err != nil {
-		return err
-	}
-	if r.SourcePorts.High > eph.High {
-		return fmt.Errorf("kernel path: source ports %s reach into the ephemeral range (from %d), which the relay's own dials use", r.SourcePorts, eph.High+1)
 	}
 	return nil
 }

@@ -2,6 +2,7 @@ package traffic
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/netip"
 	"strings"
@@ -9,7 +10,6 @@ import (
 
 	"github.com/docker/docker/api/types/network"
 
-	"github.com/baton-sh/baton/dockerctl"
 	"github.com/baton-sh/baton/internal/deploy"
 	"github.com/baton-sh/baton/internal/kernelpath"
 )
@@ -28,10 +28,19 @@ type KernelRelay struct {
 	table *kernelpath.Table
 }
 
+// errNotOnKernelNet says a container was never given the kernel path, so
+// the kernel carries none of its connections.
+var errNotOnKernelNet = errors.New("not on its service's kernel network")
+
 // route is the kernel path to cur: from the relay's listen address to cur's
-// address on its service's network, leaving with a host address outside
-// that network.
-func (k *KernelRelay) route(ctx context.Context, cur deploy.Endpoint) (kernelpath.Route, error) {
+// address on its service's kernel network, leaving with that network's
+// gateway. The kernel network carries nothing else, so no other flow to
+// the container (the relay's dials, probes, a published port's
+// docker-proxy, all on the service's network) shares a 4-tuple with the
+// kernel's (see kernelpath's package comment). attach connects cur to the
+// kernel network first if it is not on it; without it, a container not on
+// it yields errNotOnKernelNet.
+func (k *KernelRelay) route(ctx context.Context, cur deploy.Endpoint, attach bool) (kernelpath.Route, error) {
 	name := RelayName(k.svc.Key)
 	c, err := k.eng.ContainerInspect(ctx, name)
 	if err != nil {
@@ -45,32 +54,61 @@ func (k *KernelRelay) route(ctx context.Context, cur deploy.Endpoint) (kernelpat
 	if err != nil {
 		return kernelpath.Route{}, fmt.Errorf("relay %s listens on %q: %w", name, listen, err)
 	}
-	ip, err := netip.ParseAddr(cur.IP)
+	netName, err := k.eng.EnsureKernelNetwork(ctx, k.svc.Key)
 	if err != nil {
-		return kernelpath.Route{}, fmt.Errorf("container %s has no address on its service's network", cur.Name)
+		return kernelpath.Route{}, err
 	}
-	netName := dockerctl.ServiceNetwork(k.svc.Key)
 	nw, err := k.eng.NetworkInspect(ctx, netName, network.InspectOptions{})
 	if err != nil {
 		return kernelpath.Route{}, fmt.Errorf("inspecting network %s: %w", netName, err)
 	}
 	if nw.Driver != "bridge" {
 		// Another driver has no bridge of this host to route through.
-		return kernelpath.Route{}, deploy.Classify(deploy.ErrUnsupported, "network %s has driver %s, not bridge, which the kernel path needs; drop --kernel-path", netName, nw.Driver)
+		return kernelpath.Route{}, deploy.Classify(deploy.ErrUnsupported, "network %s has driver %s, not bridge, which the kernel path needs; remove it (docker network rm %s) and baton recreates it", netName, nw.Driver, netName)
 	}
 	bridge := nw.Options["com.docker.network.bridge.name"]
 	if bridge == "" && len(nw.ID) >= 12 {
 		bridge = "br-" + nw.ID[:12] // how Docker names a bridge network's interface
 	}
+	ip, err := k.kernelAddr(ctx, cur, netName, attach)
+	if err != nil {
+		return kernelpath.Route{}, err
+	}
 	src, err := kernelpath.PickSource(bridge, ip)
 	if err != nil {
 		return kernelpath.Route{}, err
 	}
-	ports, err := kernelpath.SourcePorts()
-	if err != nil {
-		return kernelpath.Route{}, err
+	return kernelpath.Route{Service: k.svc.Key, Listen: la, Target: netip.AddrPortFrom(ip, uint16(cur.Port)), Source: src, Bridge: bridge}, nil
+}
+
+// kernelAddr is cur's address on the kernel network netName, connecting it
+// there first when attach is set. Joining an internal network publishes no
+// port and routes nothing: the container only gains a link the host
+// reaches.
+func (k *KernelRelay) kernelAddr(ctx context.Context, cur deploy.Endpoint, netName string, attach bool) (netip.Addr, error) {
+	ref := cur.ID
+	if ref == "" {
+		ref = cur.Name
 	}
-	return kernelpath.Route{Service: k.svc.Key, Listen: la, Target: netip.AddrPortFrom(ip, uint16(cur.Port)), Source: src, SourcePorts: ports, Bridge: bridge}, nil
+	for try := 0; ; try++ {
+		c, err := k.eng.ContainerInspect(ctx, ref)
+		if err != nil {
+			return netip.Addr{}, fmt.Errorf("inspecting container %s: %w", cur.Name, err)
+		}
+		if ep := c.NetworkSettings.Networks[netName]; ep != nil && ep.IPAddress != "" {
+			ip, err := netip.ParseAddr(ep.IPAddress)
+			if err != nil {
+				return netip.Addr{}, fmt.Errorf("container %s has address %q on %s: %w", cur.Name, ep.IPAddress, netName, err)
+			}
+			return ip, nil
+		}
+		if !attach || try > 0 {
+			return netip.Addr{}, fmt.Errorf("container %s: %w %s", cur.Name, errNotOnKernelNet, netName)
+		}
+		if err := k.eng.NetworkConnect(ctx, netName, ref, nil); err != nil && !strings.Contains(err.Error(), "already exists") {
+			return netip.Addr{}, fmt.Errorf("attaching %s to %s, its service's kernel network: %w", cur.Name, netName, err)
+		}
+	}
 }
 
 // Ensure is the relay's Ensure, then the kernel path to cur.
@@ -88,7 +126,7 @@ func (k *KernelRelay) Ensure(ctx context.Context, cur deploy.Endpoint) error {
 // no longer serves, and the deploy or repair goes on, saying so. Only a
 // route that can be neither set nor taken away is an error.
 func (k *KernelRelay) routeTo(ctx context.Context, cur deploy.Endpoint) error {
-	r, err := k.route(ctx, cur)
+	r, err := k.route(ctx, cur, true)
 	if err == nil {
 		err = k.table.Route(ctx, r)
 	}
@@ -135,13 +173,15 @@ const kernelPoll = 20 * time.Millisecond
 
 // Drain waits for the relay's connections to from, as the relay does, and
 // for those the kernel carries to it: established connections on its port
-// from the kernel path's source address and ports, read from its own
-// connection table.
+// from the kernel path's source address, read from its own connection
+// table.
 func (k *KernelRelay) Drain(ctx context.Context, from deploy.Endpoint, max time.Duration) (deploy.DrainReport, error) {
 	t0 := time.Now()
 	count := func() (int, bool) { return 0, false }
-	if r, err := k.route(ctx, from); err == nil {
-		count = func() (int, bool) { return establishedFrom(from.PID, from.Port, r.Source, r.SourcePorts) }
+	if r, err := k.route(ctx, from, false); err == nil {
+		count = func() (int, bool) { return establishedFrom(from.PID, int(r.Target.Port()), r.Source) }
+	} else if errors.Is(err, errNotOnKernelNet) {
+		count = func() (int, bool) { return 0, true } // never routed: the kernel carries none of its connections
 	} else {
 		k.log.Warn("kernel path: connections of the old container not counted", "container", from.Name, "error", err)
 	}

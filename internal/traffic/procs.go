@@ -9,8 +9,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-
-	"github.com/baton-sh/baton/internal/kernelpath"
 )
 
 // workerSet maps nginx worker PIDs to their master's PID (0 when unknown).
@@ -185,10 +183,10 @@ func parentPID(pid int) int {
 }
 
 // establishedFrom counts the TCP connections in state ESTABLISHED on local
-// port from address from with a port in ports, in the network namespace of
+// port from address from, in the network namespace of
 // process pid, read from /proc/<pid>/net/tcp. ok is false when the table
 // cannot be read (the container is gone, or baton is not root on its host).
-func establishedFrom(pid, port int, from netip.Addr, ports kernelpath.PortRange) (n int, ok bool) {
+func establishedFrom(pid, port int, from netip.Addr) (n int, ok bool) {
 	if pid <= 0 || port <= 0 || !from.Is4() {
 		return 0, false
 	}
@@ -212,9 +210,7 @@ func establishedFrom(pid, port int, from netip.Addr, ports kernelpath.PortRange)
 		if !strings.HasSuffix(f[1], wantLocal) || !strings.HasPrefix(f[2], wantRemote) {
 			continue
 		}
-		if p, err := strconv.ParseUint(f[2][len(wantRemote):], 16, 16); err == nil && ports.Contains(int(p)) {
-			n++
-		}
+		n++
 	}
 	return n, sc.Err() == nil
 }

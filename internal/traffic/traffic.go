@@ -46,6 +46,7 @@ type Engine interface {
 	Exec(ctx context.Context, containerID string, argv []string) (dockerctl.ExecResult, error)
 	EnsureSelfImage(ctx context.Context) (string, error)
 	EnsureServiceNetwork(ctx context.Context, serviceKey string) (string, error)
+	EnsureKernelNetwork(ctx context.Context, serviceKey string) (string, error)
 	CopyToContainer(ctx context.Context, containerID, dstPath string, content io.Reader, options container.CopyToContainerOptions) error
 	CopyFromContainer(ctx context.Context, containerID, srcPath string) (io.ReadCloser, container.PathStat, error)
 }

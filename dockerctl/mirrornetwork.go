@@ -98,7 +98,7 @@ func (c *Client) MirrorNetwork(ctx context.Context, real, owner string, skip ...
 		}
 		err = c.NetworkConnect(ctx, mirror, id, ep)
 		switch {
-		case err == nil, alreadyAttached(err), errdefs.IsNotFound(err): // attached, or the peer is gone
+		case err == nil, AlreadyAttached(err), errdefs.IsNotFound(err): // attached, or the peer is gone
 		default:
 			return "", fmt.Errorf("attaching %s to network %s: %w", strings.TrimPrefix(peer.Name, "/"), mirror, err)
 		}
@@ -162,8 +162,8 @@ func (c *Client) pruneMirrors(ctx context.Context) ([]string, error) {
 	return removed, errors.Join(errs...)
 }
 
-// alreadyAttached tells the engine's "endpoint ... already exists" answer
+// AlreadyAttached tells the engine's "endpoint ... already exists" answer
 // (403 on 20.10, a conflict on some later engines) from real failures.
-func alreadyAttached(err error) bool {
+func AlreadyAttached(err error) bool {
 	return (errdefs.IsForbidden(err) || errdefs.IsConflict(err)) && strings.Contains(err.Error(), "already exists")
 }

@@ -59,6 +59,10 @@ func KernelNetwork(serviceKey string) string {
 	return kernelNetPrefix + unsafeNetName.ReplaceAllString(serviceKey, "_")
 }
 
+// IsServiceNetwork tells a service's network (the relay's, probes') from
+// baton's other networks.
+func IsServiceNetwork(name string) bool { return strings.HasPrefix(name, serviceNetPrefix) }
+
 // IsBatonNetwork tells baton's own networks (a service's, its kernel
 // network, the legacy one) from the user's: a deploy never copies them onto
 // a new container, which joins its own service's networks itself.
@@ -85,7 +89,7 @@ func (c *Client) EnsureKernelNetwork(ctx context.Context, serviceKey string) (st
 func (c *Client) ensureOwnNetwork(ctx context.Context, name, role, serviceKey string) (string, error) {
 	n, err := c.NetworkInspect(ctx, name, network.InspectOptions{})
 	if err == nil {
-		return name, checkServiceNetwork(n, serviceKey)
+		return name, checkOwnNetwork(n, role, serviceKey)
 	}
 	if !errdefs.IsNotFound(err) {
 		return "", fmt.Errorf("inspecting network %s: %w", name, err)
@@ -102,9 +106,20 @@ func (c *Client) ensureOwnNetwork(ctx context.Context, name, role, serviceKey st
 		if n, err = c.NetworkInspect(ctx, name, network.InspectOptions{}); err != nil {
 			return "", fmt.Errorf("inspecting network %s: %w", name, err)
 		}
-		return name, checkServiceNetwork(n, serviceKey)
+		return name, checkOwnNetwork(n, role, serviceKey)
 	}
 	return name, nil
+}
+
+// checkOwnNetwork checks an existing network of baton's name for a service.
+// A kernel network must also carry baton's own labels: baton changes its
+// bridge's route_localnet, so one declared by someone else (a compose file
+// naming a network baton-kp-web, say) is refused.
+func checkOwnNetwork(n network.Inspect, role, serviceKey string) error {
+	if role == RoleKernelNetwork && (n.Labels["baton.role"] != role || n.Labels["baton.managed"] != "true") {
+		return fmt.Errorf("network %s exists but was not made by baton (labels baton.role=%q, baton.managed=%q); remove it (docker network rm %s) and baton recreates it", n.Name, n.Labels["baton.role"], n.Labels["baton.managed"], n.Name)
+	}
+	return checkServiceNetwork(n, serviceKey)
 }
 
 func checkServiceNetwork(n network.Inspect, serviceKey string) error {

@@ -195,9 +195,9 @@ func run() error {
 		_, _ = w.Write(b)
 	})
 	mux.HandleFunc("/peer", func(w http.ResponseWriter, r *http.Request) {
-		// Who connected, address and port: the relay's dials and the
-		// kernel path's both come from the service network's gateway, the
-		// kernel path's with ports below the ephemeral range.
+		// Who connected, address and port: the relay's dials come from
+		// the service network's gateway, the kernel path's from the
+		// kernel network's.
 		fmt.Fprintln(w, r.RemoteAddr)
 	})
 	mux.HandleFunc("/version", func(w http.ResponseWriter, r *http.Request) {

@@ -135,7 +135,7 @@ func removeService(ctx context.Context, cli *client.Client, name string) error {
 			return fmt.Errorf("service %s: removing volume %s: %w", name, v, err)
 		}
 	}
-	if err := testenv.RemoveServiceNetworks(ctx, cli, dockerctl.ServiceNetwork(name)); err != nil {
+	if err := testenv.RemoveServiceNetworks(ctx, cli, dockerctl.ServiceNetwork(name), dockerctl.KernelNetwork(name)); err != nil {
 		return fmt.Errorf("service %s: %w", name, err)
 	}
 	return nil

@@ -152,7 +152,7 @@ func (e *env) cleanupService(name string) {
 		_ = e.cli.ContainerRemove(ctx, name, container.RemoveOptions{Force: true})
 		_ = e.cli.VolumeRemove(ctx, traffic.RelayName(name), true)
 		_ = e.cli.VolumeRemove(ctx, traffic.RelayVolume(name), true)
-		if err := testenv.RemoveServiceNetworks(ctx, e.cli, dockerctl.ServiceNetwork(name)); err != nil {
+		if err := testenv.RemoveServiceNetworks(ctx, e.cli, dockerctl.ServiceNetwork(name), dockerctl.KernelNetwork(name)); err != nil {
 			e.t.Logf("cleanup: %v", err)
 		}
 	})

@@ -418,8 +418,6 @@ func (g *netnsRig) helper(t *testing.T, ns, role string, env ...string) *exec.Cm
 	return cmd
 }
 
-// startApp runs an app helper on addr:80 in the app namespace.
-
 // kernelStressFor is how long the stress test's load runs: 8 s, or
 // BATON_KERNELPATH_STRESS (a duration) for longer measurements by hand.
 func kernelStressFor() string {
@@ -428,6 +426,8 @@ func kernelStressFor() string {
 	}
 	return "8s"
 }
+
+// startApp runs an app helper on addr:80 in the app namespace.
 func (g *netnsRig) startApp(t *testing.T, addr netip.Addr) {
 	t.Helper()
 	app := g.helper(t, g.app, "app", "KP_LISTEN="+addr.String()+":80")

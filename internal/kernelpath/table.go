@@ -205,8 +205,8 @@ func (t *Table) Route(ctx context.Context, r Route) error {
 }
 
 // dropStaleSNAT deletes the service's SNAT rules other than r's (a relay
-// recreated on another address, a service network recreated on another
-// bridge, another port range), then releases a bridge no route uses any
+// recreated on another address, a kernel network recreated on another
+// bridge, the rules of an earlier design), then releases a bridge no route uses any
 // more. Flows in flight under an old rule keep their translation.
 func (t *Table) dropStaleSNAT(ctx context.Context, r Route) error {
 	snats, err := t.list(ctx, "nat", chainSNAT)

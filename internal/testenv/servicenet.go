@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -13,18 +14,22 @@ import (
 	"github.com/docker/docker/errdefs"
 )
 
-// RemoveServiceNetworks removes the service networks baton made (label
-// baton.role=service-network) whose name contains part, detaching whatever
-// is still attached: a test's services are gone by then, and each network
-// holds one of the daemon's few address pools.
-func RemoveServiceNetworks(ctx context.Context, cli *client.Client, part string) error {
-	list, err := cli.NetworkList(ctx, network.ListOptions{Filters: filters.NewArgs(filters.Arg("label", "baton.role=service-network"))})
-	if err != nil {
-		return fmt.Errorf("listing service networks: %w", err)
+// RemoveServiceNetworks removes the networks baton made for services (label
+// baton.role=service-network or kernel-network) whose name contains one of
+// parts, detaching whatever is still attached: a test's services are gone
+// by then, and each network holds one of the daemon's few address pools.
+func RemoveServiceNetworks(ctx context.Context, cli *client.Client, parts ...string) error {
+	var list []network.Summary
+	for _, role := range []string{"service-network", "kernel-network"} {
+		l, err := cli.NetworkList(ctx, network.ListOptions{Filters: filters.NewArgs(filters.Arg("label", "baton.role="+role))})
+		if err != nil {
+			return fmt.Errorf("listing service networks: %w", err)
+		}
+		list = append(list, l...)
 	}
 	var errs []error
 	for _, n := range list {
-		if !strings.Contains(n.Name, part) {
+		if !slices.ContainsFunc(parts, func(p string) bool { return strings.Contains(n.Name, p) }) {
 			continue
 		}
 		if err := detachAndRemoveNetwork(ctx, cli, n.ID); err != nil {

@@ -4,11 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"strings"
 	"time"
 
 	"github.com/docker/docker/api/types/network"
+	"github.com/docker/docker/errdefs"
+
+	"github.com/baton-sh/baton/dockerctl"
 
 	"github.com/baton-sh/baton/internal/deploy"
 	"github.com/baton-sh/baton/internal/kernelpath"
@@ -35,9 +39,9 @@ var errNotOnKernelNet = errors.New("not on its service's kernel network")
 // route is the kernel path to cur: from the relay's listen address to cur's
 // address on its service's kernel network, leaving with that network's
 // gateway. The kernel network carries nothing else, so no other flow to
-// the container (the relay's dials, probes, a published port's
-// docker-proxy, all on the service's network) shares a 4-tuple with the
-// kernel's (see kernelpath's package comment). attach connects cur to the
+// the container (the relay's dials and probes on the service's network, a
+// published port's docker-proxy on the app's own) shares a 4-tuple with
+// the kernel's (see kernelpath's package comment). attach connects cur to the
 // kernel network first if it is not on it; without it, a container not on
 // it yields errNotOnKernelNet.
 func (k *KernelRelay) route(ctx context.Context, cur deploy.Endpoint, attach bool) (kernelpath.Route, error) {
@@ -54,11 +58,16 @@ func (k *KernelRelay) route(ctx context.Context, cur deploy.Endpoint, attach boo
 	if err != nil {
 		return kernelpath.Route{}, fmt.Errorf("relay %s listens on %q: %w", name, listen, err)
 	}
-	netName, err := k.eng.EnsureKernelNetwork(ctx, k.svc.Key)
-	if err != nil {
-		return kernelpath.Route{}, err
+	netName := dockerctl.KernelNetwork(k.svc.Key)
+	if attach {
+		if netName, err = k.eng.EnsureKernelNetwork(ctx, k.svc.Key); err != nil {
+			return kernelpath.Route{}, err
+		}
 	}
 	nw, err := k.eng.NetworkInspect(ctx, netName, network.InspectOptions{})
+	if !attach && errdefs.IsNotFound(err) {
+		return kernelpath.Route{}, fmt.Errorf("container %s: %w %s (there is none)", cur.Name, errNotOnKernelNet, netName)
+	}
 	if err != nil {
 		return kernelpath.Route{}, fmt.Errorf("inspecting network %s: %w", netName, err)
 	}
@@ -90,6 +99,7 @@ func (k *KernelRelay) kernelAddr(ctx context.Context, cur deploy.Endpoint, netNa
 	if ref == "" {
 		ref = cur.Name
 	}
+	var connectErr error
 	for try := 0; ; try++ {
 		c, err := k.eng.ContainerInspect(ctx, ref)
 		if err != nil {
@@ -102,13 +112,50 @@ func (k *KernelRelay) kernelAddr(ctx context.Context, cur deploy.Endpoint, netNa
 			}
 			return ip, nil
 		}
-		if !attach || try > 0 {
+		if !attach || try > 2 {
+			if connectErr != nil {
+				return netip.Addr{}, fmt.Errorf("attaching %s to %s, its service's kernel network: %w", cur.Name, netName, connectErr)
+			}
 			return netip.Addr{}, fmt.Errorf("container %s: %w %s", cur.Name, errNotOnKernelNet, netName)
 		}
-		if err := k.eng.NetworkConnect(ctx, netName, ref, nil); err != nil && !strings.Contains(err.Error(), "already exists") {
-			return netip.Addr{}, fmt.Errorf("attaching %s to %s, its service's kernel network: %w", cur.Name, netName, err)
+		if try > 0 {
+			// "Already exists" for a container not on the network: an
+			// endpoint of the container that had this name a moment
+			// ago (finalize renames the new one to it), which the
+			// engine drops shortly.
+			select {
+			case <-ctx.Done():
+				return netip.Addr{}, ctx.Err()
+			case <-time.After(time.Duration(try) * 500 * time.Millisecond):
+			}
+		}
+		connectErr = k.eng.NetworkConnect(ctx, netName, ref, nil)
+		if connectErr != nil && !dockerctl.AlreadyAttached(connectErr) {
+			return netip.Addr{}, fmt.Errorf("attaching %s to %s, its service's kernel network: %w", cur.Name, netName, connectErr)
 		}
 	}
+}
+
+// kernelDialCheck is how long the check that the app answers on its kernel
+// network address waits.
+const kernelDialCheck = 2 * time.Second
+
+// answers checks that the app accepts connections on addr, its address on
+// the kernel network, which neither the relay nor the health probes use:
+// an app listening on one interface only would pass the deploy and then
+// refuse every connection the kernel carries. The check's connection is
+// reset rather than closed, so the container keeps no TIME_WAIT on a tuple
+// nginx's connections may use later.
+func answers(ctx context.Context, addr netip.AddrPort) error {
+	d := net.Dialer{Timeout: kernelDialCheck}
+	c, err := d.DialContext(ctx, "tcp", addr.String())
+	if err != nil {
+		return fmt.Errorf("the app does not answer on %s, its kernel network address (it must listen on all its interfaces, as on 0.0.0.0): %w", addr, err)
+	}
+	if tc, ok := c.(*net.TCPConn); ok {
+		_ = tc.SetLinger(0)
+	}
+	return c.Close()
 }
 
 // Ensure is the relay's Ensure, then the kernel path to cur.
@@ -127,6 +174,9 @@ func (k *KernelRelay) Ensure(ctx context.Context, cur deploy.Endpoint) error {
 // route that can be neither set nor taken away is an error.
 func (k *KernelRelay) routeTo(ctx context.Context, cur deploy.Endpoint) error {
 	r, err := k.route(ctx, cur, true)
+	if err == nil {
+		err = answers(ctx, r.Target)
+	}
 	if err == nil {
 		err = k.table.Route(ctx, r)
 	}

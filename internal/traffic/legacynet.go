@@ -151,7 +151,7 @@ func (l legacyLeaver) detach(ctx context.Context, netID, id string, mustHaveMove
 	}
 	moved := false
 	for n := range c.NetworkSettings.Networks {
-		moved = moved || (n != l.network && dockerctl.IsBatonNetwork(n))
+		moved = moved || dockerctl.IsServiceNetwork(n)
 	}
 	if (mustHaveMoved && !moved) || c.State == nil || !c.State.Running {
 		return

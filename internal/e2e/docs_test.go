@@ -830,7 +830,11 @@ func readmeHostNginxScenario() docScenario {
 				if err != nil {
 					return err
 				}
-				want := c.NetworkSettings.Networks[dockerctl.ServiceNetwork(s.vals["web"])].IPAddress + ":8080"
+				ep := c.NetworkSettings.Networks[dockerctl.KernelNetwork(s.vals["web"])]
+				if ep == nil {
+					return fmt.Errorf("%s is not on its kernel network %s", s.vals["web"], dockerctl.KernelNetwork(s.vals["web"]))
+				}
+				want := ep.IPAddress + ":8080"
 				got, err := kernelpath.NewTable(kernelpath.ExecRunner{}).Target(s.t.Context(), s.vals["web"])
 				if err != nil || got != want {
 					return fmt.Errorf("kernel path of %s -> %q (%v), want %s", s.vals["web"], got, err, want)

@@ -1206,6 +1206,12 @@ func composeScenario(example string) docScenario {
 				out, err := down.CombinedOutput()
 				s.t.Logf("compose down: %s %v", strings.TrimSpace(string(out)), err)
 				s.removeProjectRelays(ctx, project)
+				// The project's service (and kernel) networks: each holds
+				// one of the engine's few address pools, and a later
+				// deploy's prune only takes them 10 minutes on.
+				if err := testenv.RemoveServiceNetworks(ctx, s.e.cli, project); err != nil {
+					s.t.Logf("cleanup: %v", err)
+				}
 			})
 		},
 		steps: steps,

@@ -12,6 +12,8 @@ import (
 	"github.com/docker/docker/api/types/network"
 	"github.com/docker/docker/client"
 	"github.com/docker/docker/errdefs"
+
+	"github.com/baton-sh/baton/dockerctl"
 )
 
 // RemoveServiceNetworks removes the networks baton made for services (label
@@ -20,7 +22,7 @@ import (
 // by then, and each network holds one of the daemon's few address pools.
 func RemoveServiceNetworks(ctx context.Context, cli *client.Client, parts ...string) error {
 	var list []network.Summary
-	for _, role := range []string{"service-network", "kernel-network"} {
+	for _, role := range []string{dockerctl.RoleServiceNetwork, dockerctl.RoleKernelNetwork} {
 		l, err := cli.NetworkList(ctx, network.ListOptions{Filters: filters.NewArgs(filters.Arg("label", "baton.role="+role))})
 		if err != nil {
 			return fmt.Errorf("listing service networks: %w", err)

@@ -275,7 +275,7 @@ func (w *Watcher) ServiceChanged(ctx context.Context, svc swarm.Service) (change
 	if err != nil {
 		return false, remote, ref, fmt.Errorf("image %s of service %s: %w", ref, svc.Spec.Name, err)
 	}
-	return !hasRepoDigest(img.RepoDigests, named.Name(), remote), remote, ref, nil
+	return !isImage(img, named.Name(), remote), remote, ref, nil
 }
 
 // registryDigest asks the registry for the digest tag full (ref, as the
@@ -294,6 +294,18 @@ func (w *Watcher) registryDigest(ctx context.Context, full, ref string) (string,
 		return "", fmt.Errorf("the registry gave no digest for %s", ref)
 	}
 	return remote, nil
+}
+
+// isImage reports whether img is what repository name at digest (the
+// registry's manifest or index digest) names. With the containerd image
+// store an image's ID is that digest, and it may be all there is: building
+// another image under the same tag on this host (then pushing it) leaves
+// the image a container runs with no repo digest, and the watcher would
+// take the registry's unchanged digest for a new one and deploy. With the
+// graphdriver store the ID is the config's digest, which no manifest
+// digest equals, so only the repo digests say it.
+func isImage(img image.InspectResponse, name, digest string) bool {
+	return img.ID == digest || hasRepoDigest(img.RepoDigests, name, digest)
 }
 
 // hasRepoDigest reports whether an image's repo digests include repository
@@ -402,7 +414,7 @@ func (w *Watcher) Changed(ctx context.Context, c container.InspectResponse) (cha
 	if err != nil {
 		return false, remote, ref, fmt.Errorf("image %s of container %s: %w", c.Image, strings.TrimPrefix(c.Name, "/"), err)
 	}
-	return !hasRepoDigest(img.RepoDigests, named.Name(), remote), remote, ref, nil
+	return !isImage(img, named.Name(), remote), remote, ref, nil
 }
 
 func (w *Watcher) now() time.Time {

@@ -203,3 +203,40 @@ func TestWatcherSkipsSwarmTasks(t *testing.T) {
 		t.Fatalf("jobs %+v, want the plain container's only", q.jobs)
 	}
 }
+
+// TestChangedByImageStore: what a container's image says about the
+// registry's digest for its tag, on both image stores.
+func TestChangedByImageStore(t *testing.T) {
+	const ref = "127.0.0.1:5000/shop/web:live"
+	cases := []struct {
+		name string
+		img  image.InspectResponse
+		want bool
+	}{
+		{"graphdriver, pulled at the registry's digest", image.InspectResponse{ID: "sha256:cfg", RepoDigests: []string{"127.0.0.1:5000/shop/web@" + digestA.String()}}, false},
+		{"graphdriver, pulled at an older digest", image.InspectResponse{ID: "sha256:cfg", RepoDigests: []string{"127.0.0.1:5000/shop/web@" + digestB.String()}}, true},
+		{"same digest, another repository", image.InspectResponse{ID: "sha256:cfg", RepoDigests: []string{"127.0.0.1:5000/shop/api@" + digestA.String()}}, true},
+		// containerd store: the tag moved to a local build, so the image
+		// the container runs kept its ID (the manifest digest) and lost
+		// its repo digests.
+		{"containerd, tag moved locally, registry unchanged", image.InspectResponse{ID: digestA.String()}, false},
+		{"containerd, tag moved locally, registry moved too", image.InspectResponse{ID: digestB.String()}, true},
+		{"no digests at all (built here, never pushed)", image.InspectResponse{ID: "sha256:cfg"}, true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			eng := &fakeEngine{
+				images: map[string]image.InspectResponse{"img1": tc.img},
+				remote: map[string]digest.Digest{ref: digestA},
+			}
+			w := newWatcher(eng, &fakeQueue{statuses: map[string]unattended.Status{}})
+			changed, remote, _, err := w.Changed(t.Context(), ctr("c1", "web", ref, "img1", nil))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if changed != tc.want || remote != digestA.String() {
+				t.Fatalf("changed %v (remote %s), want %v", changed, remote, tc.want)
+			}
+		})
+	}
+}

@@ -25,6 +25,7 @@ type fakeEngine struct {
 	images   map[string]bool
 	updates  []swarm.ServiceSpec
 	endState swarm.UpdateState
+	tasks    []swarm.Task // what TaskList answers
 }
 
 func (f *fakeEngine) ServiceInspectWithRaw(_ context.Context, id string, _ swarm.ServiceInspectOptions) (swarm.Service, []byte, error) {
@@ -60,7 +61,9 @@ func (f *fakeEngine) ServiceUpdate(_ context.Context, _ string, v swarm.Version,
 }
 
 func (f *fakeEngine) TaskList(context.Context, swarm.TaskListOptions) ([]swarm.Task, error) {
-	return nil, nil
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.tasks, nil
 }
 
 func (f *fakeEngine) ImageInspect(_ context.Context, ref string, _ ...client.ImageInspectOption) (image.InspectResponse, error) {
@@ -253,5 +256,52 @@ func TestDeployWaitsForTheServiceLock(t *testing.T) {
 	r := <-done
 	if r.err != nil || r.res.Outcome != deploy.OutcomeDeployed || len(f.updates) != 2 || f.svc.Spec.TaskTemplate.ContainerSpec.Image != "shop/web:2" {
 		t.Fatalf("after the lock: %v, outcome %s, %d updates", r.err, r.res.Outcome, len(f.updates))
+	}
+}
+
+// An update that ends with two tasks meant to run in one slot (a node
+// drained mid-update) succeeds, and the result says so; one task per
+// slot, with stopped tasks beside them, says nothing.
+func TestDeployNotesDoubledSlot(t *testing.T) {
+	task := func(id string, slot int, desired swarm.TaskState) swarm.Task {
+		return swarm.Task{ID: id, Slot: slot, DesiredState: desired, Status: swarm.TaskStatus{State: desired}}
+	}
+	cases := []struct {
+		name  string
+		tasks []swarm.Task
+		want  string // in the notes; "" = no such note
+	}{
+		{"one per slot, old ones shut down", []swarm.Task{
+			task("a", 1, swarm.TaskStateRunning), task("b", 1, swarm.TaskStateShutdown),
+			task("c", 2, swarm.TaskStateRunning), task("d", 2, swarm.TaskStateShutdown),
+		}, ""},
+		{"slot 2 doubled", []swarm.Task{
+			task("a", 1, swarm.TaskStateRunning), task("c", 2, swarm.TaskStateRunning), task("e", 2, swarm.TaskStateRunning),
+			task("d", 2, swarm.TaskStateShutdown), task("f", 3, swarm.TaskStateRunning),
+		}, "two tasks in slot 2 "},
+		// The restart's replacement waits (desired ready) for the drained
+		// task to stop, possibly past the update's end.
+		{"slot 3 doubled by a waiting restart", []swarm.Task{
+			task("a", 1, swarm.TaskStateRunning), task("c", 2, swarm.TaskStateRunning),
+			task("f", 3, swarm.TaskStateRunning), task("g", 3, swarm.TaskStateReady), task("h", 3, swarm.TaskStateShutdown),
+		}, "two tasks in slot 3 "},
+		{"two slots doubled", []swarm.Task{
+			task("a", 1, swarm.TaskStateRunning), task("b", 1, swarm.TaskStateRunning),
+			task("c", 2, swarm.TaskStateRunning), task("f", 3, swarm.TaskStateRunning), task("g", 3, swarm.TaskStateReady),
+		}, "two tasks in each of slots 1, 3 "},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFake()
+			f.tasks = tc.tasks
+			res, err := deployer(f, false).Deploy(t.Context(), Options{Service: "web", Image: "shop/web:2"})
+			if err != nil || res.Outcome != deploy.OutcomeDeployed {
+				t.Fatalf("deploy: %v, outcome %s", err, res.Outcome)
+			}
+			notes := strings.Join(res.Notes, "\n")
+			if tc.want == "" && strings.Contains(notes, "two tasks") || tc.want != "" && !strings.Contains(notes, tc.want) {
+				t.Fatalf("notes %q, want %q", notes, tc.want)
+			}
+		})
 	}
 }

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/docker/docker/api/types/filters"
@@ -31,6 +33,13 @@ func (d *Deployer) watch(ctx context.Context, svc swarm.Service, ref, cur string
 	case err == nil && st == swarm.UpdateStateCompleted:
 		res.Outcome = deploy.OutcomeDeployed
 		res.NewImage = ref
+		if tasks, err := d.tasks(ctx, svc.ID); err == nil {
+			if slots := doubledSlots(tasks); len(slots) > 0 {
+				note := fmt.Sprintf("service %s: Swarm runs two tasks %s (a node drained or a task restarted during the update makes Swarm's restart and its update each start one); Swarm leaves the extra until its next update of the service", o.Service, SlotsPhrase(slots))
+				res.Notes = append(res.Notes, note)
+				d.event(deploy.PhaseFinalize, note, true)
+			}
+		}
 		d.event(deploy.PhaseFinalize, fmt.Sprintf("service %s runs %s", o.Service, ref), false)
 		return nil
 	case err == nil && st == swarm.UpdateStateRollbackCompleted:
@@ -169,6 +178,43 @@ func (d *Deployer) reportTasks(s swarm.Service, tasks []swarm.Task, seen map[str
 				Container: short(t.ID), Image: img, Message: msg, Warning: t.Status.Err != "", Elapsed: time.Since(d.start)})
 		}
 	}
+}
+
+// doubledSlots lists the slots in which more than one task is meant to
+// run. swarmkit's updater counts such a slot as dirty but only acts on it
+// at its next pass over the service, so an update that ends with one (a
+// node drained mid-update: its restart supervisor and the start-first
+// update each started a task in the slot) leaves an extra replica running.
+// The restart's task waits, desired state ready, until the drained task
+// has stopped, which can be after the update completed: it counts too.
+func doubledSlots(tasks []swarm.Task) []int {
+	n := map[int]int{}
+	for _, t := range tasks {
+		if t.Slot > 0 && (t.DesiredState == swarm.TaskStateRunning || t.DesiredState == swarm.TaskStateReady) {
+			n[t.Slot]++
+		}
+	}
+	var out []int
+	for slot, c := range n {
+		if c > 1 {
+			out = append(out, slot)
+		}
+	}
+	sort.Ints(out)
+	return out
+}
+
+// SlotsPhrase is how baton names doubled slots: "in slot 2", "in each of
+// slots 1, 3" (a test looks for it).
+func SlotsPhrase(slots []int) string {
+	s := make([]string, len(slots))
+	for i, v := range slots {
+		s[i] = strconv.Itoa(v)
+	}
+	if len(s) == 1 {
+		return "in slot " + s[0]
+	}
+	return "in each of slots " + strings.Join(s, ", ")
 }
 
 func short(id string) string {

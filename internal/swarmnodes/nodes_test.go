@@ -15,10 +15,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/swarm"
 	"github.com/docker/docker/client"
 
 	"github.com/baton-sh/baton/internal/loadgen"
+	"github.com/baton-sh/baton/internal/swarmdeploy"
 	"github.com/baton-sh/baton/internal/testenv"
 )
 
@@ -56,13 +58,18 @@ func TestSwarmAcrossNodes(t *testing.T) {
 	t.Logf("swarm of 3 nodes up in %s", time.Since(start).Round(100*time.Millisecond))
 	// The images are not in a registry: every node gets its own copy under
 	// the same tag (baton notes that it deploys by tag then).
-	// Health checked every 500 ms, not testenv's 2 s: with 2 s, one run
-	// (r3, 2026-12-01) had Swarm keep a fourth task of 3 replicas running
-	// for 2 minutes after the worker was drained mid-update; this test
-	// passed every run at 500 ms (see docs/NOTES.md).
+	// Health checked every 500 ms, not testenv's 2 s: deploys are shorter.
+	// Either way Swarm can keep a fourth task of 3 replicas after the
+	// worker is drained mid-update (r3 at 2 s, a later run at 500 ms; see
+	// drainedTaskNodes and docs/NOTES.md).
 	for _, h := range n.sw.Hosts {
 		for _, v := range []string{"v1", "v2"} {
-			testenv.DemoImage(t, h.Client, testenv.DemoImageOpts{Repo: repo, Tag: v, Version: v, HealthCheck: true, HealthStartPeriod: 3 * time.Second, HealthInterval: 500 * time.Millisecond})
+			testenv.DemoImage(t, h.Client, testenv.DemoImageOpts{Repo: repo, Tag: v, Version: v, HealthCheck: true, HealthStartPeriod: 3 * time.Second, HealthInterval: 500 * time.Millisecond,
+				// Serving on for 2 s after SIGTERM, longer than nginx's
+				// valid=1s, as the README asks of an app behind Swarm's
+				// DNS: the drain step stops tasks itself, outside baton's
+				// order, and one run (r12) lost a POST at that stop.
+				Env: map[string]string{"STOP_DELAY": "2s"}})
 		}
 	}
 	// nginx on the manager, published on its veth address for the load.
@@ -137,7 +144,7 @@ func TestSwarmAcrossNodes(t *testing.T) {
 	if got := n.image(t); got != want {
 		t.Fatalf("after the drained deploy the service runs %s, want %s", got, want)
 	}
-	on := n.taskNodes(t, want)
+	on := n.drainedTaskNodes(t, want, errb.String())
 	for _, h := range on {
 		if h == drained.Name {
 			t.Fatalf("after the drain a task still runs on %s (tasks on %v)", drained.Name, on)
@@ -165,6 +172,53 @@ func (n *nodes) taskNodes(t *testing.T, image string) []string {
 	}
 	sort.Strings(on)
 	return on
+}
+
+// drainedTaskNodes is taskNodes after the drained deploy, which allows
+// one thing more: a slot with two tasks of the new image, which Swarm
+// leaves when a node drains mid-update (its restart of the drained task
+// and the update each start one; r3 and a later run saw a fourth task of
+// three replicas kept for minutes). Only if baton's output said so: the
+// user is told, and every slot runs the new image.
+func (n *nodes) drainedTaskNodes(t *testing.T, image, batonOut string) []string {
+	t.Helper()
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		tasks, err := n.cli.TaskList(t.Context(), swarm.TaskListOptions{Filters: filters.NewArgs(filters.Arg("service", n.svc.ID), filters.Arg("desired-state", "running"))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var on []string
+		slots := map[int]int{}
+		for _, tk := range tasks {
+			if tk.Status.State == swarm.TaskStateRunning && tk.Spec.ContainerSpec.Image == image {
+				on = append(on, n.sw.NodeName(tk.NodeID))
+				slots[tk.Slot]++
+			}
+		}
+		var twice []int
+		for slot, c := range slots {
+			if c == 2 {
+				twice = append(twice, slot)
+			}
+		}
+		sort.Ints(twice)
+		// Every slot runs the new image, a slot holds at most two tasks,
+		// and baton named exactly the slots that hold two.
+		doubled := len(on) == len(tasks) && len(slots) == replicas && len(tasks) == replicas+len(twice) && len(twice) > 0 &&
+			strings.Contains(batonOut, "two tasks "+swarmdeploy.SlotsPhrase(twice)+" (")
+		if len(on) == len(tasks) && len(tasks) == replicas || doubled {
+			if doubled {
+				t.Logf("Swarm runs %d tasks for %d replicas after the drain (slots %v), as baton said", len(tasks), replicas, slots)
+			}
+			sort.Strings(on)
+			return on
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("service %s: %d of %d tasks meant to run run %s (slots %v) after 2 minutes; baton said:\n%s", n.name, len(on), len(tasks), image, slots, batonOut)
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
 }
 
 // distinct counts the different nodes in a taskNodes list.

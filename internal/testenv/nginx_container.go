@@ -38,7 +38,8 @@ type nginxImageOnce struct {
 }
 
 // NginxImage returns a FROM scratch image holding the host's /usr/sbin/nginx
-// and the libraries ldd lists for it, imported once per process and engine.
+// and the libraries ldd lists for it, imported once per process and engine
+// (again if that engine lost it).
 // Its tag is derived from those files' contents, so later runs reuse it; it
 // is labelled baton.test=1 but, being shared, not removed.
 func NginxImage(t TB, cli *client.Client) string {
@@ -61,6 +62,18 @@ func NginxImage(t TB, cli *client.Client) string {
 	})
 	if img.err != nil {
 		t.Fatalf("%v", img.err)
+	}
+	// An engine started again at the same socket with a fresh data root
+	// (a test that starts its own engines, run with -count=2) no longer
+	// has it: make it again there (the build is safe to repeat).
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(t.Context()), 2*time.Minute)
+	defer cancel()
+	if _, err := cli.ImageInspect(ctx, img.ref); cerrdefs.IsNotFound(err) {
+		ref, err := buildNginxImage(ctx, cli)
+		if err != nil {
+			t.Fatalf("%v", err)
+		}
+		return ref
 	}
 	return img.ref
 }

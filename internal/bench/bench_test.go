@@ -67,6 +67,13 @@ func TestRunRelayHostKernelPathAndNaive(t *testing.T) {
 		if relay.Inside.Count == 0 {
 			t.Fatalf("%s: no request in progress during a swap window", relay.Mode)
 		}
+		// The engine's own start and stop, measured beside the deploys.
+		if f := relay.Engine; f == nil || f.Runs == 0 || f.Networks < 2 || f.Start <= 0 || f.StartToReady < f.Start || f.Stop <= 0 {
+			t.Fatalf("%s: engine floor %+v, want a start, a start to ready no shorter and a stop, on the serving container's networks", relay.Mode, f)
+		}
+	}
+	if rep.Modes[2].Engine != nil {
+		t.Fatalf("naive: an engine floor %+v, measured only beside baton's deploys", rep.Modes[2].Engine)
 	}
 	// The kernel path's rules went with the run.
 	if has, err := kernelpath.NewTable(kernelpath.ExecRunner{}).Has(t.Context(), rep.Modes[1].Service); err != nil || has {

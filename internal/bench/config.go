@@ -10,17 +10,18 @@ import (
 
 // The modes the benchmark knows, in the order it runs them by default.
 const (
-	ModeRelayHost      = "relay-host"      // baton's relay, nginx on the host
-	ModeKernelPath     = "kernel-path"     // relay-host with --kernel-path: the kernel carries traffic between deploys
-	ModeRelayContainer = "relay-container" // baton's relay, nginx in a container
-	ModeNginxReload    = "nginx-reload"    // baton rewrites the upstream file and reloads nginx
-	ModeNone           = "none"            // baton moves the published port; nginx is not told
-	ModeNaive          = "naive"           // no baton: docker stop, rm, run
+	ModeRelayHost       = "relay-host"            // baton's relay, nginx on the host
+	ModeKernelPath      = "kernel-path"           // relay-host with --kernel-path: the kernel carries traffic between deploys
+	ModeRelayContainer  = "relay-container"       // baton's relay, nginx in a container
+	ModeKernelContainer = "kernel-path-container" // relay-container with --kernel-path: the kernel of nginx's namespace carries traffic between deploys
+	ModeNginxReload     = "nginx-reload"          // baton rewrites the upstream file and reloads nginx
+	ModeNone            = "none"                  // baton moves the published port; nginx is not told
+	ModeNaive           = "naive"                 // no baton: docker stop, rm, run
 )
 
 // Modes returns every mode, in the default order.
 func Modes() []string {
-	return []string{ModeRelayHost, ModeKernelPath, ModeRelayContainer, ModeNginxReload, ModeNone, ModeNaive}
+	return []string{ModeRelayHost, ModeKernelPath, ModeRelayContainer, ModeKernelContainer, ModeNginxReload, ModeNone, ModeNaive}
 }
 
 // Defaults of Config's zero values.

@@ -52,6 +52,11 @@ const (
 	// service's network -> the app, as baton sets it up for an nginx
 	// container. The load reaches nginx by its container address.
 	PathRelayContainer = "relay-container"
+	// PathKernelContainer: nginx in a container -> the relay's address on
+	// the service's network, but carried by the kernel (baton
+	// --kernel-path's DNAT in nginx's own network namespace, as it leaves
+	// it between deploys) -> the app's address there.
+	PathKernelContainer = "kernel-path-container"
 	// PathNginxReload: nginx on the host -> the app container's address as
 	// baton's nginx-reload mode (--relay=false) writes it.
 	PathNginxReload = "nginx-reload"
@@ -59,7 +64,7 @@ const (
 
 // DataPaths returns every data path, in the order they are measured.
 func DataPaths() []string {
-	return []string{PathDirect, PathPublished, PathRelayHost, PathKernel, PathDirectKeepalive, PathRelayHostKeepalive, PathContainerDirect, PathRelayContainer, PathNginxReload}
+	return []string{PathDirect, PathPublished, PathRelayHost, PathKernel, PathDirectKeepalive, PathRelayHostKeepalive, PathContainerDirect, PathRelayContainer, PathKernelContainer, PathNginxReload}
 }
 
 // DefaultDataPathDuration is how long each path is loaded by default.
@@ -143,6 +148,7 @@ var routes = map[string]string{
 	PathRelayHostKeepalive: "host nginx (upstream keepalive, keepalive_time 1s) -> relay on 127.0.0.1 -> app address",
 	PathContainerDirect:    "nginx container -> app by name",
 	PathRelayContainer:     "nginx container -> relay on the service network -> app",
+	PathKernelContainer:    "nginx container -> relay's address, baton --kernel-path's DNAT in nginx's namespace -> app",
 	PathNginxReload:        "host nginx -> app address (baton --relay=false)",
 }
 
@@ -218,6 +224,7 @@ var setups = []setup{
 	{[]string{PathRelayHost, PathRelayHostKeepalive, PathDirectKeepalive}, relayHostSetup},
 	{[]string{PathKernel}, kernelSetup},
 	{[]string{PathContainerDirect, PathRelayContainer}, containerSetup},
+	{[]string{PathKernelContainer}, containerKernelSetup},
 	{[]string{PathNginxReload}, reloadSetup},
 }
 
@@ -293,6 +300,40 @@ func containerSetup(t testenv.TB, cli *client.Client, p map[string]*PathResult) 
 	relay, _ := relayID(t, cli, app.Name)
 	url, allow = nginxURL(ng, app.Network)
 	return []*pathTarget{direct, {p: p[PathRelayContainer], cli: cli, url: url, allow: allow, app: app.Name, relay: relay}}
+}
+
+// containerKernelSetup: the relay set-up for an nginx container, with
+// baton's --kernel-path, so nginx's connections pass the relay by in the
+// kernel of nginx's own namespace between deploys.
+func containerKernelSetup(t testenv.TB, cli *client.Client, p map[string]*PathResult) []*pathTarget {
+	app := StartApp(t, cli, AppOpts{Versions: []string{"A"}})
+	ng := testenv.ContainerNginx(t, cli, testenv.NginxOpts{Network: app.Network, UpstreamFile: "app.conf", InitialServers: []string{app.Name + ":8080"}})
+	SetUpRelay(t, NewBaton(t), app, ng, []string{"--nginx-upstream", ng.UpstreamFile(), "--nginx-container", ng.Container(), "--http-probe", "/healthz", "--kernel-path"}, nil)
+	tbl := NginxKernelTable(t, cli, ng.Container())
+	target, err := tbl.Target(t.Context(), app.Name)
+	if err != nil || target == "" {
+		t.Fatalf("baton --kernel-path set no route for %s in nginx container %s (%q, %v)", app.Name, ng.Container(), target, err)
+	}
+	ip := testenv.ContainerIP(t, cli, ng.Container(), app.Network)
+	// No relay CPU counted: as for the host's kernel path, the relay is
+	// not on the path between deploys.
+	return []*pathTarget{{p: p[PathKernelContainer], cli: cli, url: "http://" + net.JoinHostPort(ip, "80"), allow: []string{ip}, app: app.Name, kernel: tbl, kernelService: app.Name}}
+}
+
+// NginxKernelTable is the kernel path's table in nginx container name's
+// network namespace, held open until t ends.
+func NginxKernelTable(t testenv.TB, cli *client.Client, name string) *kernelpath.Table {
+	t.Helper()
+	c, err := cli.ContainerInspect(t.Context(), name)
+	if err != nil {
+		t.Fatalf("nginx container %s: %v", name, err)
+	}
+	ns, err := kernelpath.OpenNamespace(c.State.Pid)
+	if err != nil {
+		t.Fatalf("nginx container %s: %v", name, err)
+	}
+	t.Cleanup(func() { _ = ns.Close() })
+	return kernelpath.NewTable(kernelpath.NamespaceRunner{NS: ns})
 }
 
 // reloadSetup: an app deployed once by baton with --relay=false, so nginx

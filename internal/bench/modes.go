@@ -54,9 +54,12 @@ func setUp(t testenv.TB, cli *client.Client, cfg Config, mode, name string) *sta
 		st.flags = []string{"--nginx-upstream", st.nginx.UpstreamFile(), "--nginx-reload", st.nginx.ReloadCommand(), "--http-probe", "/healthz", "--kernel-path"}
 		st.traffic = "relay"
 		removeKernelPath(t, st.app.Name)
-	case ModeRelayContainer:
+	case ModeRelayContainer, ModeKernelContainer:
 		st.nginx = testenv.ContainerNginx(t, cli, testenv.NginxOpts{Network: st.app.Network, UpstreamFile: "app.conf", InitialServers: []string{st.app.Name + ":8080"}})
 		st.flags = []string{"--nginx-upstream", st.nginx.UpstreamFile(), "--nginx-container", st.nginx.Container(), "--http-probe", "/healthz"}
+		if mode == ModeKernelContainer {
+			st.flags = append(st.flags, "--kernel-path")
+		}
 		st.traffic = "relay"
 	case ModeNginxReload:
 		ip := testenv.ContainerIP(t, cli, st.app.ID, st.app.Network)

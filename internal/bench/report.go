@@ -41,6 +41,9 @@ type ModeReport struct {
 	Versions     map[string]int `json:"versions,omitempty"` // successful requests by the version that answered
 	Inside       Latency        `json:"inside_swaps"`
 	Outside      Latency        `json:"outside_swaps"`
+	// Engine is the engine's own share of a deploy's time, measured beside
+	// the deploys (baton's modes).
+	Engine *EngineFloor `json:"engine_floor,omitempty"`
 }
 
 // Deploy is one measured deploy.

@@ -106,3 +106,33 @@ func TestSideBySideKeepsEachEnginesNumbersInItsColumn(t *testing.T) {
 		t.Error("no reports: no error")
 	}
 }
+
+// engineShare subtracts the engine's own medians from the deploys' and
+// says nothing without a floor or a time to traffic.
+func TestEngineShare(t *testing.T) {
+	s := time.Second
+	deploys := []Deploy{
+		{ToTraffic: 1800 * time.Millisecond, Duration: 2600 * time.Millisecond},
+		{ToTraffic: 1700 * time.Millisecond, Duration: 2400 * time.Millisecond},
+		{ToTraffic: 2000 * time.Millisecond, Duration: 3000 * time.Millisecond},
+	}
+	floor := &EngineFloor{Runs: 3, Networks: 2, Start: s / 2, StartToReady: 1500 * time.Millisecond, Stop: 400 * time.Millisecond}
+	got := engineShare(&ModeReport{Deploys: deploys, Engine: floor})
+	for _, want := range []string{"same 2 networks", "start 500ms", "start to app ready 1.5s", "stop 400ms",
+		"to traffic 1.8s (+300ms over", "return 800ms after traffic (+400ms over"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("engineShare = %q, want it to contain %q", got, want)
+		}
+	}
+	// A deploy faster than the floor's own run shows a minus, once.
+	fast := engineShare(&ModeReport{Deploys: []Deploy{{ToTraffic: 1400 * time.Millisecond, Duration: 1750 * time.Millisecond}}, Engine: floor})
+	if !strings.Contains(fast, "(-100ms over") || !strings.Contains(fast, "(-50ms over") {
+		t.Errorf("engineShare = %q, want -100ms and -50ms", fast)
+	}
+	if got := engineShare(&ModeReport{Deploys: deploys}); got != "" {
+		t.Errorf("without a floor: %q, want nothing", got)
+	}
+	if got := engineShare(&ModeReport{Deploys: []Deploy{{Duration: s}}, Engine: floor}); got != "" {
+		t.Errorf("without a time to traffic: %q, want nothing", got)
+	}
+}

@@ -109,6 +109,17 @@ func measure(t testenv.TB, cfg Config, mode string, m *ModeReport) {
 		logf("deploy %d/%d -> %s: %s", i+1, cfg.Deploys, last, fmtDuration(d.Duration))
 		pause(t, settle)
 	}
+	if st.baton != nil {
+		// Under the same load, with no deploy running: what the engine
+		// alone takes to start the app until it is ready, and to stop it.
+		floor, err := measureEngineFloor(t, cli, st.app.Images[last], st.app.Network, st.app.Name)
+		if err != nil {
+			stop()
+			t.Fatalf("%v", err)
+		}
+		m.Engine = &floor
+		logf("engine alone: start %s, start to ready %s, stop %s", fmtDuration(floor.Start), fmtDuration(floor.StartToReady), fmtDuration(floor.Stop))
+	}
 	res := stop()
 	logf("load: %s", res.Summary())
 	if res.Reason != "stopped" {

@@ -92,6 +92,9 @@ func (r *Report) WriteDetails(w io.Writer) error {
 			if ph := medianPhases(m.Deploys); ph != "" {
 				fmt.Fprintf(&b, "  median time per phase: %s\n", ph)
 			}
+			if line := engineShare(m); line != "" {
+				fmt.Fprintf(&b, "  %s\n", line)
+			}
 		}
 		if m.Requests > 0 {
 			fmt.Fprintf(&b, "  requests: %d, failed: %d (%d inside swap windows), inside swaps: %d requests\n",
@@ -123,6 +126,33 @@ func fmtDuration(d time.Duration) string {
 	default:
 		return fmt.Sprintf("%.1fms", ms)
 	}
+}
+
+// engineShare compares the deploys' median time to traffic and return with
+// what the engine alone took for the same container (see EngineFloor): the
+// rest is baton's own.
+func engineShare(m *ModeReport) string {
+	f := m.Engine
+	if f == nil || len(m.Deploys) == 0 || m.Deploys[0].ToTraffic == 0 {
+		return ""
+	}
+	var traffic, after []time.Duration
+	for _, d := range m.Deploys {
+		traffic = append(traffic, d.ToTraffic)
+		after = append(after, d.Duration-d.ToTraffic)
+	}
+	tt, ta := medianOf(traffic), medianOf(after)
+	return fmt.Sprintf("engine alone (median of %d, same load, same %d networks, no published port): start %s, start to app ready %s, stop %s; deploys (median): to traffic %s (%s over the engine's start to ready), return %s after traffic (%s over its stop)",
+		f.Runs, f.Networks, fmtDuration(f.Start), fmtDuration(f.StartToReady), fmtDuration(f.Stop),
+		fmtDuration(tt), signed(tt-f.StartToReady), fmtDuration(ta), signed(ta-f.Stop))
+}
+
+// signed is fmtDuration with its sign always written.
+func signed(d time.Duration) string {
+	if d < 0 {
+		return "-" + fmtDuration(-d)
+	}
+	return "+" + fmtDuration(d)
 }
 
 // medianPhases lists, in deploy order, each phase's median duration over the

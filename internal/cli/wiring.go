@@ -94,7 +94,7 @@ func newDeployerOn(c *ucli.Context, out reporterNoter, eng *dockerctl.Client, st
 		Log:          log,
 		Policy:       policy,
 		HostPortFree: dockerctl.HostPortFree,
-		KernelRoutes: kernel,
+		KernelRoutes: traffic.KernelRoutes{Engine: eng, Host: kernel},
 		// A compose container deployed by name stays compose's.
 		SpecFor: compose.SpecForContainer(eng),
 		// Every CLI deploy and rollback goes into the journal (baton

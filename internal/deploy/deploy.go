@@ -27,6 +27,8 @@ import (
 	"time"
 
 	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/events"
+	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/network"
 	"github.com/docker/docker/errdefs"
 	"github.com/docker/go-connections/nat"
@@ -77,10 +79,11 @@ type Deployer struct {
 
 // KernelRoutes is what a deploy needs of the kernel paths on this host: a
 // service whose kernel path is off (the flag, the configuration file, a
-// move to another way of reaching nginx) must not keep one.
+// move to another way of reaching nginx) must not keep one, on the host or
+// in its nginx container (nginxContainer, "" for none).
 type KernelRoutes interface {
-	Has(ctx context.Context, service string) (bool, error)
-	Remove(ctx context.Context, service string) error
+	Has(ctx context.Context, service, nginxContainer string) (bool, error)
+	Remove(ctx context.Context, service, nginxContainer string) error
 }
 
 // run is one deploy: the facts it was decided on and the plan, both fixed
@@ -328,6 +331,70 @@ func stopContainer(ctx context.Context, eng Engine, id string, timeout int) erro
 		opts.Timeout = &timeout
 	}
 	return eng.ContainerStop(ctx, id, opts)
+}
+
+// removeContainer removes a container and returns once it is gone. A baton
+// killed in the middle of a remove leaves the engine finishing it: the next
+// run's remove is refused with "removal ... already in progress" (a 409),
+// and the container is gone a moment later. That is the removal we asked
+// for, so wait for it (the engine's destroy event) instead of failing.
+func removeContainer(ctx context.Context, eng Engine, id string, opts container.RemoveOptions) error {
+	err := eng.ContainerRemove(ctx, id, opts)
+	if err == nil || errdefs.IsNotFound(err) {
+		return nil
+	}
+	if !removalInProgress(err) {
+		return err
+	}
+	wctx, cancel := context.WithTimeout(ctx, removalWait)
+	defer cancel()
+	msgs, errs := eng.Events(wctx, events.ListOptions{Filters: filters.NewArgs(
+		filters.Arg("type", string(events.ContainerEventType)),
+		filters.Arg("container", id),
+		filters.Arg("event", string(events.ActionDestroy)),
+	)})
+	// A second look: the removal may have ended before the subscription.
+	// The slow re-look covers an events stream that fails, and a removal
+	// that failed in the engine (the container stays, "dead", with no
+	// destroy event): then remove it again and say how that went.
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		c, ierr := eng.ContainerInspect(wctx, id)
+		switch {
+		case errdefs.IsNotFound(ierr):
+			return nil
+		case ierr == nil && c.State != nil && c.State.Status != container.StateRemoving:
+			if err = eng.ContainerRemove(wctx, id, opts); err == nil || errdefs.IsNotFound(err) {
+				return nil
+			} else if !removalInProgress(err) {
+				return err
+			}
+		}
+		select {
+		case m := <-msgs:
+			if m.Action == events.ActionDestroy && strings.HasPrefix(m.Actor.ID, id) {
+				return nil
+			}
+		case <-errs:
+			errs = nil // keep re-looking on the ticker
+		case <-tick.C:
+		case <-wctx.Done():
+			if ctx.Err() != nil {
+				return fmt.Errorf("waiting for the removal of container %s: %w", shortID(id), ctx.Err())
+			}
+			return fmt.Errorf("container %s was still being removed after %s: %w", shortID(id), removalWait, err)
+		}
+	}
+}
+
+// removalWait bounds the wait for an engine's removal already under way.
+const removalWait = 2 * time.Minute
+
+// removalInProgress reports the engine's refusal to remove a container that
+// is being removed (moby's daemon/delete.go: a Conflict whose message says so).
+func removalInProgress(err error) bool {
+	return errdefs.IsConflict(err) && strings.Contains(err.Error(), "already in progress")
 }
 
 func newDeployID() string {

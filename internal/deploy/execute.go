@@ -181,7 +181,7 @@ func (r *run) join(ctx context.Context) error {
 }
 
 // warm starts the new container and waits until it is healthy.
-func (r *run) warm(ctx context.Context) error {
+func (r *run) warm(ctx context.Context) (err error) {
 	r.enter(PhaseWarm)
 	if err := r.saveRecord(PhaseWarm); err != nil {
 		return err
@@ -194,6 +194,8 @@ func (r *run) warm(ctx context.Context) error {
 		return &PhaseError{Phase: PhaseWarm, OldServing: true, Err: err}
 	}
 	r.newEP = ep
+	wait := r.prepare(ctx, ep)
+	defer func() { wait(err != nil) }()
 	newCtr, err := r.d.Engine.ContainerInspect(ctx, r.rec.NewID)
 	if err != nil {
 		return &PhaseError{Phase: PhaseWarm, OldServing: true, Err: err}
@@ -223,6 +225,32 @@ func (r *run) warm(ctx context.Context) error {
 	}
 	r.event(PhaseHealthy, r.rec.NewName, "%s is healthy", r.rec.NewName)
 	return nil
+}
+
+// prepare starts the traffic's preparation of next (see preparer) beside
+// its warm-up; the returned func waits for it, so no engine call of it
+// outlives the warm phase (a rollback removes next), first cancelling it
+// when abandon says the warm-up failed.
+func (r *run) prepare(ctx context.Context, next Endpoint) (wait func(abandon bool)) {
+	p, ok := r.traffic.(preparer)
+	if !ok || !r.plan.TrafficMode.moves() {
+		return func(bool) {}
+	}
+	pctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- p.Prepare(pctx, next) }()
+	return func(abandon bool) {
+		if abandon {
+			cancel()
+		}
+		err := <-done
+		cancel()
+		if err != nil && !abandon && ctx.Err() == nil && r.d.Log != nil {
+			// Finish does it again at the end of the deploy and says so
+			// if it fails there too.
+			r.d.Log.Debug("readying traffic for the new container beside its warm-up", "container", next.Name, "error", err)
+		}
+	}
 }
 
 // healthSpec decides what "healthy" means for the new container: its Docker
@@ -443,7 +471,7 @@ func (r *run) waitHostPortsFree(ctx context.Context) error {
 
 func (r *run) finalize(ctx context.Context) error {
 	r.event(PhaseFinalize, r.rec.NewName, "removing %s (its volumes stay) and renaming %s to %s", r.rec.OldName, r.rec.NewName, r.rec.OldName)
-	if err := r.d.Engine.ContainerRemove(ctx, r.rec.OldID, container.RemoveOptions{}); err != nil && !errdefs.IsNotFound(err) {
+	if err := removeContainer(ctx, r.d.Engine, r.rec.OldID, container.RemoveOptions{}); err != nil {
 		return fmt.Errorf("removing old container %s: %w", r.rec.OldName, err)
 	}
 	if err := r.d.Engine.ContainerRename(ctx, r.rec.NewID, r.rec.OldName); err != nil {
@@ -494,7 +522,7 @@ func (r *run) rollback(ctx context.Context, cause error) error {
 		}
 	}
 	if r.rec.NewID != "" {
-		if err := r.d.Engine.ContainerRemove(ctx, r.rec.NewID, container.RemoveOptions{Force: true}); err != nil && !errdefs.IsNotFound(err) {
+		if err := removeContainer(ctx, r.d.Engine, r.rec.NewID, container.RemoveOptions{Force: true}); err != nil {
 			problems = append(problems, fmt.Sprintf("removing %s: %v", r.rec.NewName, err))
 		}
 	}
@@ -542,7 +570,7 @@ func (r *run) rescue(ctx context.Context, phase Phase, cause error) error {
 	if restartErr != nil {
 		return &PhaseError{Phase: phase, OldServing: false, Err: classify(ErrOldStopped, "%v; restarting %s also failed: %v", cause, r.svc.Name, restartErr)}
 	}
-	if err := r.d.Engine.ContainerRemove(ctx, r.rec.NewID, container.RemoveOptions{Force: true}); err != nil && !errdefs.IsNotFound(err) {
+	if err := removeContainer(ctx, r.d.Engine, r.rec.NewID, container.RemoveOptions{Force: true}); err != nil {
 		r.warn("removing %s: %v", r.rec.NewName, err)
 	}
 	if r.switched {

@@ -63,6 +63,9 @@ type fakeEngine struct {
 	// the engine finishes later: the caller exits at once and the
 	// container appears after this delay.
 	lateCreate time.Duration
+	// slowRemove makes a remove take this long in the engine, which
+	// refuses a second remove of the same container meanwhile.
+	slowRemove time.Duration
 }
 
 type fakeContainer struct {
@@ -70,6 +73,7 @@ type fakeContainer struct {
 	health    string // behaviour on start: healthy, unhealthy, crash, none
 	published []string
 	created   int64
+	removing  bool
 }
 
 func newFakeEngine() *fakeEngine {
@@ -398,18 +402,43 @@ func (f *fakeEngine) ContainerStop(_ context.Context, id string, _ container.Sto
 
 func (f *fakeEngine) ContainerRemove(_ context.Context, id string, opts container.RemoveOptions) error {
 	f.mu.Lock()
-	defer f.mu.Unlock()
-	defer f.killIfDue()
 	fc, err := f.find(id)
 	if err != nil {
+		f.mu.Unlock()
 		return err
 	}
+	if fc.removing {
+		f.mu.Unlock()
+		return errdefs.Conflict(fmt.Errorf("removal of container %s is already in progress", id))
+	}
 	if fc.c.State.Running && !opts.Force {
+		f.mu.Unlock()
 		return errdefs.Conflict(fmt.Errorf("container %s is running", id))
 	}
 	f.record("remove %s", strings.TrimPrefix(fc.c.Name, "/"))
-	delete(f.containers, fc.c.ID)
-	f.emit(fc.c.ID, events.ActionDestroy)
+	if f.slowRemove == 0 {
+		delete(f.containers, fc.c.ID)
+		f.emit(fc.c.ID, events.ActionDestroy)
+		f.mu.Unlock()
+		f.killIfDue()
+		return nil
+	}
+	// The engine goes on removing whether or not the caller waits.
+	fc.removing = true
+	fc.c.State.Status = "removing"
+	fc.c.State.Running = false
+	done := make(chan struct{})
+	go func(delay time.Duration) {
+		time.Sleep(delay)
+		f.mu.Lock()
+		delete(f.containers, fc.c.ID)
+		f.emit(fc.c.ID, events.ActionDestroy)
+		f.mu.Unlock()
+		close(done)
+	}(f.slowRemove)
+	f.mu.Unlock()
+	f.killIfDue()
+	<-done
 	return nil
 }
 

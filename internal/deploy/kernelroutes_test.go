@@ -14,19 +14,47 @@ type fakeKernelRoutes struct {
 	routed map[string]bool
 	hasErr error
 	calls  []string
+	nginx  []string // the nginx container each call named
 }
 
-func (k *fakeKernelRoutes) Has(_ context.Context, service string) (bool, error) {
+// Turning the kernel path off looks in the nginx container's namespace
+// that the operator named, never in one a label alone names.
+func TestKernelPathOffNamesOnlyTheOperatorsNginx(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		s    Settings
+		want string
+	}{
+		{"the operator's nginx container", Settings{NginxContainer: "proxy"}, "proxy"},
+		{"a label's", Settings{NginxContainer: "victim", nginxByLabel: true}, ""},
+		{"nginx on the host", Settings{}, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			k := &fakeKernelRoutes{routed: map[string]bool{"web": true}}
+			d := &Deployer{KernelRoutes: k}
+			if err := d.dropKernelPath(t.Context(), Service{Key: "web", Name: "web"}, tc.s, func(string) {}); err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(k.calls, []string{"has web", "remove web"}) || !slices.Equal(k.nginx, []string{tc.want, tc.want}) {
+				t.Fatalf("calls %v naming %q, want has and remove naming %q", k.calls, k.nginx, tc.want)
+			}
+		})
+	}
+}
+
+func (k *fakeKernelRoutes) Has(_ context.Context, service, nginx string) (bool, error) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	k.calls = append(k.calls, "has "+service)
+	k.nginx = append(k.nginx, nginx)
 	return k.routed[service], k.hasErr
 }
 
-func (k *fakeKernelRoutes) Remove(_ context.Context, service string) error {
+func (k *fakeKernelRoutes) Remove(_ context.Context, service, nginx string) error {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	k.calls = append(k.calls, "remove "+service)
+	k.nginx = append(k.nginx, nginx)
 	delete(k.routed, service)
 	return nil
 }

@@ -209,7 +209,7 @@ func (r *run) recoverBack(ctx context.Context, o observed) error {
 		}
 	}
 	if o.NewExists {
-		if err := r.d.Engine.ContainerRemove(ctx, r.rec.NewID, container.RemoveOptions{Force: true}); err != nil && !errdefs.IsNotFound(err) {
+		if err := removeContainer(ctx, r.d.Engine, r.rec.NewID, container.RemoveOptions{Force: true}); err != nil {
 			return fmt.Errorf("removing %s: %w", r.rec.NewName, err)
 		}
 	}
@@ -264,7 +264,8 @@ func createdBy(c container.InspectResponse, rec Record) bool {
 }
 
 // leftovers lists containers the operator (not an image) labelled as app
-// containers of svc that do not carry the service's name, newest first. They
+// containers of svc that neither carry the service's name nor are the new
+// container of its deploy record, newest first. They
 // are only reported: baton acts on a container only when a deploy record
 // names it.
 func (d *Deployer) leftovers(ctx context.Context, svc Service) ([]container.Summary, error) {
@@ -275,9 +276,19 @@ func (d *Deployer) leftovers(ctx context.Context, svc Service) ([]container.Summ
 	if err != nil {
 		return nil, fmt.Errorf("listing containers of %s: %w", svc.Key, err)
 	}
+	// The new container of a deploy record still on disk (a canary, or a
+	// deploy converging could not finish) is that record's, not a leftover.
+	var rec Record
+	found, err := d.State.ReadRecord(svc.Key, &rec)
+	if err != nil {
+		return nil, err
+	}
 	var out []container.Summary
 	for _, c := range list {
 		if len(c.Names) == 0 || strings.TrimPrefix(c.Names[0], "/") == svc.Name {
+			continue
+		}
+		if found && (c.ID == rec.NewID || strings.TrimPrefix(c.Names[0], "/") == rec.NewName) {
 			continue
 		}
 		il, err := ImageLabels(ctx, d.Engine, c.ImageID)

@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/docker/docker/api/types/container"
+
 	"github.com/baton-sh/baton/dockerctl"
 )
 
@@ -166,5 +168,99 @@ func TestNextDeployFindsServiceWithoutItsName(t *testing.T) {
 	}
 	if h.eng.state("web") != "running" || h.eng.imageOf("web") != "web:v2" || h.eng.count() != 1 {
 		t.Fatalf("after converging: web %s %s, %d containers", h.eng.state("web"), h.eng.imageOf("web"), h.eng.count())
+	}
+}
+
+// A baton killed in the middle of removing the old container leaves the
+// engine finishing that removal; the next status, converging, is refused
+// ("removal ... already in progress") until it ends. It must wait for it
+// and finish the deploy, not report a problem with no container under the
+// service's name (as CI once saw on Docker 29).
+func TestKilledDuringSlowRemoveConverges(t *testing.T) {
+	for _, slow := range []time.Duration{0, 800 * time.Millisecond} {
+		t.Run(slow.String(), func(t *testing.T) {
+			h := newHarness(t, "relay", "")
+			h.eng.killOn = "remove web"
+			h.eng.slowRemove = slow
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				_, _ = h.deploy(context.WithoutCancel(t.Context()), "web:v2", map[string]string{"nginx-upstream": "/etc/nginx/baton/x.conf", "nginx-reload": "true"})
+			}()
+			<-done
+			if h.eng.killOn != "" {
+				t.Fatalf("the remove was never reached: %v", h.eng.calls())
+			}
+			if slow > 0 && h.eng.state("web") != "removing" {
+				t.Fatalf("setup: web is %s, want it still being removed when status runs", h.eng.state("web"))
+			}
+			list, err := h.d.Status(t.Context(), "", func(Phase, string, string, ...any) {})
+			if err != nil {
+				t.Fatalf("status: %v", err)
+			}
+			if len(list) != 1 || list[0].Problem != "" {
+				t.Fatalf("status: %+v", list)
+			}
+			if h.eng.state("web") != "running" || h.eng.imageOf("web") != "web:v2" || h.eng.count() != 1 {
+				t.Fatalf("after converging: web %s %s, %d containers: %v", h.eng.state("web"), h.eng.imageOf("web"), h.eng.count(), h.eng.calls())
+			}
+			var rec Record
+			if found, _ := h.d.State.ReadRecord("web", &rec); found {
+				t.Fatalf("record left: %+v", rec)
+			}
+		})
+	}
+}
+
+// The wait is only for a removal under way: any other refusal to remove
+// (here, a running container removed without force) is still an error.
+func TestRemoveContainerOtherConflictFails(t *testing.T) {
+	eng := newFakeEngine()
+	eng.addImage("web:v1", "1", "healthy")
+	id := eng.runOld("web", "web:v1", "", "shop")
+	if err := removeContainer(t.Context(), eng, id, container.RemoveOptions{}); err == nil {
+		t.Fatalf("removing a running container without force succeeded")
+	}
+	if eng.state("web") != "running" {
+		t.Fatalf("web is %s, want it untouched", eng.state("web"))
+	}
+	// Positive control: with force the same call removes it.
+	if err := removeContainer(t.Context(), eng, id, container.RemoveOptions{Force: true}); err != nil {
+		t.Fatalf("forced remove: %v", err)
+	}
+	if eng.state("web") != "missing" {
+		t.Fatalf("web is %s after a forced remove", eng.state("web"))
+	}
+}
+
+// A removal under way that fails in the engine leaves the container dead,
+// with no destroy event: the wait removes it again rather than waiting out
+// its bound.
+func TestRemoveContainerAfterFailedRemoval(t *testing.T) {
+	eng := newFakeEngine()
+	eng.addImage("web:v1", "1", "healthy")
+	id := eng.runOld("web", "web:v1", "", "shop")
+	if err := eng.ContainerStop(t.Context(), id, container.StopOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	eng.mu.Lock()
+	fc := eng.containers[id]
+	fc.removing, fc.c.State.Status = true, "removing"
+	eng.mu.Unlock()
+	go func() {
+		time.Sleep(300 * time.Millisecond)
+		eng.mu.Lock()
+		fc.removing, fc.c.State.Status = false, "dead"
+		eng.mu.Unlock()
+	}()
+	t0 := time.Now()
+	if err := removeContainer(t.Context(), eng, id, container.RemoveOptions{}); err != nil {
+		t.Fatalf("remove after a failed removal: %v", err)
+	}
+	if eng.state("web") != "missing" {
+		t.Fatalf("web is %s, want it removed", eng.state("web"))
+	}
+	if took := time.Since(t0); took > 10*time.Second {
+		t.Fatalf("took %s: waited out the bound instead of removing again", took)
 	}
 }

@@ -154,14 +154,21 @@ func (p Policy) Resolve(src Sources) (Resolved, error) {
 			return res, err
 		}
 	}
+	// The nginx container is named by a label alone when no flag, record
+	// or the configuration file gives that name (baton's own copy of an
+	// operator's choice on the container says the same as the choice).
+	s.nginxByLabel = s.NginxContainer != "" && strings.HasPrefix(from["nginx-container"], "label ") && s.NginxContainer != p.Config["nginx-container"]
 	// The configuration file's kernel path serves every service it fits:
-	// a relay for an nginx on the host, on a loopback address.
+	// a relay for an nginx container the operator named, or for an nginx
+	// on the host, on a loopback address.
 	if v, ok := p.Config["kernel-path"]; ok {
 		if _, set := from["kernel-path"]; !set {
 			if err := apply("kernel-path", v, cfgOrigin("kernel-path")); err != nil {
 				return res, err
 			}
-			if !s.kernelPathFits() {
+			if !s.kernelPathFits() || s.nginxByLabel {
+				// A label names no container for baton's rules (see
+				// below): that service keeps the relay alone.
 				s.KernelPath = false
 			}
 		}
@@ -173,6 +180,12 @@ func (p Policy) Resolve(src Sources) (Resolved, error) {
 	maps.Copy(given, src.Flags)
 	if err := p.refuseCommandLabels(own, *s, given); err != nil {
 		return res, err
+	}
+	// With the kernel path, the nginx container is where baton writes a
+	// firewall rule as root: a label must not choose it.
+	if s.KernelPath && s.nginxByLabel {
+		return res, classify(ErrInvalid, "%s=%q: with --kernel-path baton writes a firewall rule in that container's network namespace as root, which it takes from no label; pass --nginx-container %s (baton records it for later deploys)",
+			from["nginx-container"], s.NginxContainer, s.NginxContainer)
 	}
 	if err := s.validate(); err != nil {
 		return res, err

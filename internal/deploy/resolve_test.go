@@ -84,12 +84,39 @@ func TestResolveProvenance(t *testing.T) {
 				}
 				return ""
 			}},
-		{name: "the configuration file's kernel path skips a service whose nginx runs in a container",
+		{name: "the configuration file's kernel path serves a relay for an nginx container",
 			policy: Policy{Config: map[string]string{"kernel-path": "true"}},
 			src:    Sources{Flags: map[string]string{"nginx-upstream": "/etc/nginx/baton/web.conf", "nginx-container": "proxy"}},
 			check: func(r Resolved) string {
+				if !r.Settings.KernelPath {
+					return "configuration file's kernel path not used for an nginx container"
+				}
+				return ""
+			}},
+		{name: "the configuration file's kernel path skips an nginx container a label names",
+			policy: Policy{Config: map[string]string{"kernel-path": "true"}},
+			src:    Sources{Labels: map[string]string{"baton.nginx-upstream": "/etc/nginx/baton/web.conf", "baton.nginx-container": "proxy"}},
+			check: func(r Resolved) string {
+				if r.Settings.KernelPath || r.Settings.NginxContainer != "proxy" {
+					return "kernel path set for a label's nginx container, or the deploy lost it"
+				}
+				return ""
+			}},
+		{name: "the configuration file's kernel path skips a relay on a non-loopback address",
+			policy: Policy{Config: map[string]string{"kernel-path": "true"}},
+			src:    Sources{Flags: map[string]string{"nginx-upstream": "/etc/nginx/baton/web.conf", "nginx-reload": "nginx -s reload", "relay-address": "10.0.0.5"}},
+			check: func(r Resolved) string {
 				if r.Settings.KernelPath {
-					return "kernel path set for an nginx container"
+					return "kernel path set for a relay other hosts reach"
+				}
+				return ""
+			}},
+		{name: "the configuration file's kernel path skips a service without the relay",
+			policy: Policy{Config: map[string]string{"kernel-path": "true"}},
+			src:    Sources{Flags: map[string]string{"nginx-upstream": "/etc/nginx/baton/web.conf", "nginx-reload": "nginx -s reload", "relay": "false"}},
+			check: func(r Resolved) string {
+				if r.Settings.KernelPath {
+					return "kernel path set without the relay"
 				}
 				return ""
 			}},
@@ -102,12 +129,61 @@ func TestResolveProvenance(t *testing.T) {
 				}
 				return ""
 			}},
-		{name: "--kernel-path with an nginx container is refused",
-			src:     Sources{Flags: map[string]string{"nginx-upstream": "/etc/nginx/baton/web.conf", "nginx-container": "proxy", "kernel-path": "true"}},
-			wantErr: "--kernel-path needs baton's relay for an nginx on the host"},
+		{name: "--kernel-path with an nginx container",
+			src: Sources{Flags: map[string]string{"nginx-upstream": "/etc/nginx/baton/web.conf", "nginx-container": "proxy", "kernel-path": "true"}},
+			check: func(r Resolved) string {
+				if !r.Settings.KernelPath {
+					return "kernel path not set for an nginx container"
+				}
+				return ""
+			}},
+		{name: "--kernel-path with an nginx container a label names is refused",
+			src:     Sources{Labels: map[string]string{"baton.nginx-upstream": "/etc/nginx/baton/web.conf", "baton.nginx-container": "victim"}, Flags: map[string]string{"kernel-path": "true"}},
+			wantErr: `label baton.nginx-container="victim": with --kernel-path baton writes a firewall rule`},
+		{name: "--kernel-path with an nginx container recorded from a flag (positive control)",
+			src: Sources{Labels: map[string]string{"baton.nginx-upstream": "/etc/nginx/baton/web.conf", "baton.nginx-container": "proxy"}, Recorded: map[string]string{"nginx-container": "proxy"}, Flags: map[string]string{"kernel-path": "true"}},
+			check: func(r Resolved) string {
+				if !r.Settings.KernelPath || r.Settings.NginxContainer != "proxy" {
+					return "kernel path not set for the recorded nginx container"
+				}
+				return ""
+			}},
+		{name: "the configuration file's nginx container, mirrored on the container by baton, with the kernel path",
+			policy: Policy{Config: map[string]string{"nginx-container": "proxy", "kernel-path": "true"}},
+			src:    Sources{Labels: map[string]string{"baton.nginx-upstream": "/etc/nginx/baton/web.conf", "baton.nginx-container": "proxy"}},
+			check: func(r Resolved) string {
+				if !r.Settings.KernelPath || r.Settings.NginxContainer != "proxy" || r.Settings.nginxByLabel {
+					return "baton's own label copy of the configuration file's nginx container counted as a label's choice"
+				}
+				return ""
+			}},
+		{name: "a label naming another nginx container than the configuration file's, with the kernel path, is refused",
+			policy:  Policy{Config: map[string]string{"nginx-container": "proxy"}},
+			src:     Sources{Labels: map[string]string{"baton.nginx-upstream": "/etc/nginx/baton/web.conf", "baton.nginx-container": "victim"}, Flags: map[string]string{"kernel-path": "true"}},
+			wantErr: `label baton.nginx-container="victim"`},
+		{name: "the configuration file's kernel path with a non-loopback relay address serves an nginx container",
+			policy: Policy{Config: map[string]string{"kernel-path": "true", "relay-address": "10.0.0.5"}},
+			src:    Sources{Flags: map[string]string{"nginx-upstream": "/etc/nginx/baton/web.conf", "nginx-container": "proxy"}},
+			check: func(r Resolved) string {
+				if !r.Settings.KernelPath {
+					return "kernel path not set for an nginx container (the relay address is the host relay's)"
+				}
+				return ""
+			}},
+		{name: "an nginx container a label names, without the kernel path (positive control)",
+			src: Sources{Labels: map[string]string{"baton.nginx-upstream": "/etc/nginx/baton/web.conf", "baton.nginx-container": "proxy"}},
+			check: func(r Resolved) string {
+				if r.Settings.NginxContainer != "proxy" {
+					return "label's nginx container not used"
+				}
+				return ""
+			}},
 		{name: "--kernel-path without the relay is refused",
 			src:     Sources{Flags: map[string]string{"nginx-upstream": "/etc/nginx/baton/web.conf", "nginx-reload": "nginx -s reload", "relay": "false", "kernel-path": "true"}},
-			wantErr: "--kernel-path needs baton's relay for an nginx on the host"},
+			wantErr: "--kernel-path needs baton's relay (--nginx-upstream with --nginx-reload or --nginx-container"},
+		{name: "--kernel-path without nginx is refused",
+			src:     Sources{Flags: map[string]string{"kernel-path": "true"}},
+			wantErr: "--kernel-path needs baton's relay"},
 		{name: "--kernel-path with a relay on a non-loopback address is refused",
 			src:     Sources{Flags: map[string]string{"nginx-upstream": "/etc/nginx/baton/web.conf", "nginx-reload": "nginx -s reload", "relay-address": "10.0.0.5", "kernel-path": "true"}},
 			wantErr: "--kernel-path needs the relay on a loopback address"},

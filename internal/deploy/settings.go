@@ -54,6 +54,10 @@ type Settings struct {
 	// container. It changes the host's firewall, so it comes only from the
 	// operator (a flag, its record, the configuration file), never a label.
 	KernelPath bool
+	// nginxByLabel says NginxContainer came from an operator's label
+	// alone (see Resolve): baton then neither routes nor looks for rules
+	// in that container's network namespace. Not a setting: never recorded.
+	nginxByLabel bool
 }
 
 // Canary is --canary PERCENT[:DURATION]: PERCENT of new connections go to
@@ -281,10 +285,10 @@ func (s Settings) validate() error {
 		return classify(ErrInvalid, "--bake-max-dial-errors needs baton's relay, which counts the dials; drop it or use the relay")
 	case s.BakeMaxResets > 0 && s.TrafficMode() != TrafficRelay:
 		return classify(ErrInvalid, "--bake-max-resets needs baton's relay, which counts the resets; drop it or use the relay")
-	case s.KernelPath && s.RelayAddress != "" && !isLoopback(s.RelayAddress):
+	case s.KernelPath && s.NginxContainer == "" && s.RelayAddress != "" && !isLoopback(s.RelayAddress):
 		return classify(ErrInvalid, "--kernel-path needs the relay on a loopback address, where only this host's nginx reaches it, but --relay-address is %s; drop one of them", s.RelayAddress)
 	case s.KernelPath && !s.kernelPathFits():
-		return classify(ErrInvalid, "--kernel-path needs baton's relay for an nginx on the host (--nginx-upstream with --nginx-reload, the relay on): the kernel carries nginx's connections for the relay's loopback address; drop --kernel-path")
+		return classify(ErrInvalid, "--kernel-path needs baton's relay (--nginx-upstream with --nginx-reload or --nginx-container, the relay on): the kernel carries nginx's connections for the relay's address; drop --kernel-path")
 	}
 	return nil
 }
@@ -391,9 +395,10 @@ func parseSignal(v string, dst *string) error {
 }
 
 // kernelPathFits reports whether the kernel path can serve these settings:
-// a relay for an nginx on the host, listening on a loopback address.
+// a relay for an nginx container, or for an nginx on the host listening on
+// a loopback address.
 func (s Settings) kernelPathFits() bool {
-	return s.TrafficMode() == TrafficRelay && s.NginxContainer == "" && (s.RelayAddress == "" || isLoopback(s.RelayAddress))
+	return s.TrafficMode() == TrafficRelay && (s.NginxContainer != "" || s.RelayAddress == "" || isLoopback(s.RelayAddress))
 }
 
 func isLoopback(ip string) bool {

@@ -105,6 +105,10 @@ func TestSettingsLabelsRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if !back.nginxByLabel {
+		t.Fatalf("an nginx container read back from labels alone is not marked as a label's")
+	}
+	back.nginxByLabel = false // where the name came from, not a setting
 	if back != s {
 		t.Fatalf("round trip changed settings:\n%+v\n%+v", s, back)
 	}

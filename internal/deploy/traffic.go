@@ -60,6 +60,14 @@ type counter interface {
 	Counts(ctx context.Context, ep Endpoint) (TargetCounts, error)
 }
 
+// preparer is a Traffic that readies a new container for traffic while it
+// warms up (the kernel path connects it to its service's kernel network),
+// so that work leaves the deploy's path to its return. A failure only
+// leaves the work to Finish, which does it anyway when it was not done.
+type preparer interface {
+	Prepare(ctx context.Context, next Endpoint) error
+}
+
 // splitter is a Traffic that can send a share of new connections to a
 // canary (the relay): Switch(from, to) then promotes it, Switch(to, from)
 // ends the split.
@@ -97,7 +105,11 @@ func (d *Deployer) dropKernelPath(ctx context.Context, svc Service, s Settings, 
 	if s.KernelPath || d.KernelRoutes == nil || d.Remote {
 		return nil
 	}
-	has, err := d.KernelRoutes.Has(ctx, svc.Key)
+	nginx := s.NginxContainer
+	if s.nginxByLabel {
+		nginx = "" // baton enters no namespace a label names
+	}
+	has, err := d.KernelRoutes.Has(ctx, svc.Key, nginx)
 	if err != nil {
 		if d.Log != nil {
 			d.Log.Debug("kernel path: not looked for", "service", svc.Key, "error", err)
@@ -107,7 +119,7 @@ func (d *Deployer) dropKernelPath(ctx context.Context, svc Service, s Settings, 
 	if !has {
 		return nil
 	}
-	if err := d.KernelRoutes.Remove(ctx, svc.Key); err != nil {
+	if err := d.KernelRoutes.Remove(ctx, svc.Key, nginx); err != nil {
 		return fmt.Errorf("removing the kernel path of %s (kernel-path is off now): %w", svc.Name, err)
 	}
 	note(fmt.Sprintf("removed the kernel path of %s: nginx's connections take the way its settings give", svc.Name))

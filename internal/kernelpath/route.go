@@ -52,6 +52,17 @@ type Route struct {
 	Bridge string
 }
 
+// InNamespace reports whether r is the route of a relay for an nginx
+// container: no Source and no Bridge. Its one rule goes in that
+// container's network namespace (the Table's Runner enters it, see
+// NamespaceRunner), catches nginx's connections for the relay's address on
+// the service's network and sends them to the app's address on that same
+// network. They keep nginx's own source address and ports: no SNAT, no
+// bridge, no 127/8, and no other flow to the app (the relay's dials from
+// its own address, probes from the host's) shares a source address with
+// them, so none shares a 4-tuple either (see the package comment).
+func (r Route) InNamespace() bool { return r.Bridge == "" && !r.Source.IsValid() }
+
 var (
 	serviceRE = regexp.MustCompile(`^[a-zA-Z0-9_.:/-]{1,200}$`)
 	// Linux interface names: at most 15 bytes, no slash or space.
@@ -64,11 +75,21 @@ func (r Route) Validate() error {
 	if err := checkService(r.Service); err != nil {
 		return err
 	}
+	if !r.Target.IsValid() || !r.Target.Addr().Is4() || r.Target.Addr().IsLoopback() || r.Target.Addr().IsUnspecified() || r.Target.Port() == 0 {
+		return fmt.Errorf("kernel path: target %s: want a container's IPv4 address with a port", r.Target)
+	}
+	if r.InNamespace() {
+		switch {
+		case !r.Listen.IsValid() || !r.Listen.Addr().Is4() || r.Listen.Addr().IsLoopback() || r.Listen.Addr().IsUnspecified() || r.Listen.Port() == 0:
+			return fmt.Errorf("kernel path: relay address %s: want the relay's IPv4 address on the service's network, with a port", r.Listen)
+		case r.Target.Addr() == r.Listen.Addr():
+			return fmt.Errorf("kernel path: target %s is the relay's own address", r.Target)
+		}
+		return nil
+	}
 	switch {
 	case !r.Listen.IsValid() || !r.Listen.Addr().Is4() || !r.Listen.Addr().IsLoopback() || r.Listen.Port() == 0:
 		return fmt.Errorf("kernel path: listen address %s: want an IPv4 loopback address with a port", r.Listen)
-	case !r.Target.IsValid() || !r.Target.Addr().Is4() || r.Target.Addr().IsLoopback() || r.Target.Addr().IsUnspecified() || r.Target.Port() == 0:
-		return fmt.Errorf("kernel path: target %s: want a container's IPv4 address with a port", r.Target)
 	case !r.Source.IsValid() || !r.Source.Is4() || r.Source.IsLoopback() || r.Source.IsUnspecified():
 		return fmt.Errorf("kernel path: source address %s: want a non-loopback IPv4 address of this host", r.Source)
 	case !bridgeRE.MatchString(r.Bridge) || r.Bridge == "all" || r.Bridge == "default" || r.Bridge == "lo" || strings.Trim(r.Bridge, ".") == "":
@@ -151,3 +172,7 @@ var jumps = []rule{
 	{"nat", "POSTROUTING", []string{"-j", chainSNAT}},
 	{"raw", "PREROUTING", []string{"-j", chainRaw}},
 }
+
+// dnatJumps is the DNAT's hook alone: all a route in nginx's namespace
+// needs.
+var dnatJumps = jumps[:1]

@@ -33,10 +33,92 @@ type ExecRunner struct{ Path string }
 func (e ExecRunner) Run(ctx context.Context, args ...string) ([]byte, error) {
 	bin := e.Path
 	if bin == "" {
-		bin = "iptables"
+		var err error
+		if bin, err = lookFixed("iptables"); err != nil {
+			return nil, err
+		}
 	}
-	cmd := exec.CommandContext(ctx, bin, append([]string{"-w", "5"}, args...)...)
-	cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin"} // nothing of baton's environment
+	return runIptables(exec.CommandContext(ctx, bin, append([]string{"-w", "5"}, args...)...), args)
+}
+
+// NamespaceRunner runs iptables in the network namespace NS, an open
+// /proc/PID/ns/net of an nginx container, through nsenter, which enters it
+// by that descriptor: a process that exited meanwhile and a PID taken by
+// another process cannot send the rules anywhere else. The caller keeps NS
+// open while the runner is used and closes it after.
+type NamespaceRunner struct {
+	NS *os.File
+}
+
+// OpenNamespace opens the network namespace of process pid.
+func OpenNamespace(pid int) (*os.File, error) {
+	if pid <= 0 {
+		return nil, fmt.Errorf("kernel path: no process %d to take a network namespace from", pid)
+	}
+	f, err := os.Open(fmt.Sprintf("/proc/%d/ns/net", pid))
+	if err != nil {
+		return nil, fmt.Errorf("kernel path: network namespace of process %d: %w", pid, err)
+	}
+	return f, nil
+}
+
+// SameNamespace checks that ns, a network namespace held open, is the one
+// at sandboxKey (the file Docker keeps for a container's network
+// namespace) and not this process's own: a rule meant for an nginx
+// container must land in no other namespace, the host's least of all.
+func SameNamespace(ns *os.File, sandboxKey string) error {
+	var held, want, self unix.Stat_t
+	if err := unix.Fstat(int(ns.Fd()), &held); err != nil {
+		return fmt.Errorf("kernel path: network namespace %s: %w", ns.Name(), err)
+	}
+	if sandboxKey == "" || !filepath.IsAbs(sandboxKey) {
+		return fmt.Errorf("kernel path: the engine names no network namespace file (sandbox key %q) to check %s against", sandboxKey, ns.Name())
+	}
+	if err := unix.Stat(sandboxKey, &want); err != nil {
+		return fmt.Errorf("kernel path: network namespace file %s: %w", sandboxKey, err)
+	}
+	if held.Dev != want.Dev || held.Ino != want.Ino {
+		return fmt.Errorf("kernel path: %s is not the container's network namespace %s", ns.Name(), sandboxKey)
+	}
+	if err := unix.Stat("/proc/self/ns/net", &self); err == nil && self.Dev == held.Dev && self.Ino == held.Ino {
+		return fmt.Errorf("kernel path: %s is this host's own network namespace (nginx on the host network?): the rule belongs in nginx's own", ns.Name())
+	}
+	return nil
+}
+
+func (n NamespaceRunner) Run(ctx context.Context, args ...string) ([]byte, error) {
+	if n.NS == nil {
+		return nil, errors.New("kernel path: no network namespace to run iptables in")
+	}
+	bin, err := lookFixed("nsenter")
+	if err != nil {
+		return nil, err
+	}
+	// fd 3 in nsenter is NS (ExtraFiles' first); /proc/self is nsenter.
+	cmd := exec.CommandContext(ctx, bin, append([]string{"--net=/proc/self/fd/3", "--", "iptables", "-w", "5"}, args...)...)
+	cmd.ExtraFiles = []*os.File{n.NS}
+	return runIptables(cmd, args)
+}
+
+// fixedPath is the PATH baton's iptables and nsenter are found in, and run
+// with: nothing of baton's own environment chooses what runs as root.
+const fixedPath = "/usr/sbin:/usr/bin:/sbin:/bin"
+
+// lookFixed finds program name in fixedPath.
+func lookFixed(name string) (string, error) {
+	for _, dir := range filepath.SplitList(fixedPath) {
+		p := filepath.Join(dir, name)
+		if st, err := os.Stat(p); err == nil && st.Mode().IsRegular() && st.Mode()&0o111 != 0 {
+			return p, nil
+		}
+	}
+	return "", fmt.Errorf("kernel path: %s not found in %s (install it: util-linux for nsenter, iptables for iptables)", name, fixedPath)
+}
+
+// runIptables runs cmd, an iptables with args, with nothing of baton's
+// environment, and returns its stdout.
+func runIptables(cmd *exec.Cmd, args []string) ([]byte, error) {
+	cmd.Env = []string{"PATH=" + fixedPath} // nothing of baton's environment
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr // warnings stay out of what -S parsing reads
 	out, err := cmd.Output()
@@ -152,22 +234,31 @@ func (t *Table) Route(ctx context.Context, r Route) error {
 	if err := r.Validate(); err != nil {
 		return err
 	}
-	if err := t.checkLive(r); err != nil {
-		return err
+	if !r.InNamespace() {
+		if err := t.checkLive(r); err != nil {
+			return err
+		}
 	}
 	unlock, err := t.lock(ctx)
 	if err != nil {
 		return err
 	}
 	defer unlock()
-	if err := t.setup(ctx, r.Bridge); err != nil {
-		return err
-	}
-	if err := t.ensure(ctx, r.snat()); err != nil {
-		return err
-	}
-	if err := t.dropStaleSNAT(ctx, r); err != nil {
-		return err
+	if r.InNamespace() {
+		// nginx's own namespace: the DNAT alone (see Route.InNamespace).
+		if err := t.setupChains(ctx, dnatJumps); err != nil {
+			return err
+		}
+	} else {
+		if err := t.setup(ctx, r.Bridge); err != nil {
+			return err
+		}
+		if err := t.ensure(ctx, r.snat()); err != nil {
+			return err
+		}
+		if err := t.dropStaleSNAT(ctx, r); err != nil {
+			return err
+		}
 	}
 	rules, err := t.list(ctx, "nat", chainDNAT)
 	if err != nil {
@@ -375,13 +466,8 @@ func (t *Table) Has(ctx context.Context, service string) (bool, error) {
 // SNAT), the bridge's guards and its route_localnet, in that order: the
 // guards are in place before the bridge may route 127/8.
 func (t *Table) setup(ctx context.Context, bridge string) error {
-	for _, j := range jumps {
-		if _, err := t.ipt.Run(ctx, "-t", j.table, "-N", j.spec[1]); err != nil && !exitCode1(err) {
-			return err
-		}
-		if err := t.ensureFirst(ctx, j); err != nil {
-			return err
-		}
+	if err := t.setupChains(ctx, jumps); err != nil {
+		return err
 	}
 	path := filepath.Join(t.procSys, "net", "ipv4", "conf", bridge, "route_localnet")
 	was, err := os.ReadFile(path)
@@ -408,6 +494,20 @@ func (t *Table) setup(ctx context.Context, bridge string) error {
 	}
 	if err := os.WriteFile(path, []byte("1\n"), 0o644); err != nil {
 		return fmt.Errorf("kernel path: route_localnet on %s: %w", bridge, err)
+	}
+	return nil
+}
+
+// setupChains makes the chains js jump to and puts each jump first in its
+// built-in chain.
+func (t *Table) setupChains(ctx context.Context, js []rule) error {
+	for _, j := range js {
+		if _, err := t.ipt.Run(ctx, "-t", j.table, "-N", j.spec[1]); err != nil && !exitCode1(err) {
+			return err
+		}
+		if err := t.ensureFirst(ctx, j); err != nil {
+			return err
+		}
 	}
 	return nil
 }

@@ -121,10 +121,10 @@ func (f *Factory) New(ctx context.Context, svc deploy.Service, s deploy.Settings
 		if !s.KernelPath {
 			return r, nil
 		}
-		if s.NginxContainer != "" || f.Remote || f.SharedUpstream != nil {
-			// The rules go in the network namespace of the engine's host
-			// and name the relay's loopback address there.
-			return nil, deploy.Classify(deploy.ErrInvalid, "service %s: --kernel-path needs baton on the engine's own host, with nginx there and the relay on its loopback address; drop --kernel-path", svc.Key)
+		if f.Remote || f.SharedUpstream != nil {
+			// The rules go in a network namespace of the engine's host:
+			// its own, or its nginx container's.
+			return nil, deploy.Classify(deploy.ErrInvalid, "service %s: --kernel-path needs baton on the engine's own host, with nginx there (on the host or in a container); drop --kernel-path", svc.Key)
 		}
 		tbl := f.Kernel
 		if tbl == nil {

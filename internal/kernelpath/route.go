@@ -30,6 +30,7 @@ import (
 	"fmt"
 	"net/netip"
 	"regexp"
+	"slices"
 	"strings"
 )
 
@@ -167,6 +168,8 @@ func guards(bridge, prior string) []rule {
 }
 
 // jumps are the hooks into baton's chains, first in their built-in chains.
+// Each has a second spelling (see spellings), so that moving it back to the
+// top never leaves its chain without one.
 var jumps = []rule{
 	{"nat", "OUTPUT", []string{"-j", chainDNAT}},
 	{"nat", "POSTROUTING", []string{"-j", chainSNAT}},
@@ -176,3 +179,27 @@ var jumps = []rule{
 // dnatJumps is the DNAT's hook alone: all a route in nginx's namespace
 // needs.
 var dnatJumps = jumps[:1]
+
+// movedComment marks the second spelling of a jump.
+const movedComment = "baton:first"
+
+// spellings are the two texts a jump can have: the plain one (what every
+// host had before) and one with movedComment. Both jump to the same chain.
+// A jump pushed down by a rule someone else inserted first (Docker does at
+// every network it creates) is moved back by inserting the spelling no
+// copy below uses at the top and then deleting the other's copies by their
+// text: a delete by text takes the first copy, and a copy of the same
+// spelling at the top would be that one. Deleting first and inserting after
+// leaves a moment with no jump, and for the SNAT's that loses connections:
+// nginx's SYN is DNAT'd but leaves with its 127.0.0.1 source, which the
+// container cannot answer, and nginx's 1 s connect timeout ends it (seen as
+// bursts of 504s at a deploy's start while another suite made networks).
+func (j rule) spellings() [2][]string {
+	return [2][]string{j.spec, append([]string{"-m", "comment", "--comment", movedComment}, j.spec...)}
+}
+
+// isJump reports whether spec is either spelling of j.
+func (j rule) isJump(spec []string) bool {
+	s := j.spellings()
+	return slices.Equal(spec, s[0]) || slices.Equal(spec, s[1])
+}

@@ -421,8 +421,10 @@ func (t *Table) dropIfEmpty(ctx context.Context) error {
 		} else if err != nil {
 			return err
 		}
-		if err := t.deleteSpec(ctx, j); err != nil {
-			return err
+		for _, spec := range j.spellings() {
+			if err := t.deleteSpec(ctx, rule{j.table, j.chain, spec}); err != nil {
+				return err
+			}
 		}
 		if _, err := t.ipt.Run(ctx, "-t", j.table, "-X", j.spec[1]); err != nil && !exitCode1(err) {
 			return err
@@ -542,22 +544,46 @@ func (t *Table) releaseBridge(ctx context.Context, bridge string) error {
 // if something was inserted before it. Built-in chains are shared with
 // Docker and others, who do not take baton's lock, so baton deletes there
 // by its rule's text, never by a position another rule may have taken
-// since it listed the chain. A move leaves the jump out for the moment
-// between the delete and the insert: new connections then go the relay's
-// way, which is safe.
+// since it listed the chain. A move inserts first and deletes after (see
+// rule.spellings), so the chain has a jump at every moment.
 func (t *Table) ensureFirst(ctx context.Context, j rule) error {
 	rules, err := t.list(ctx, j.table, j.chain)
 	if err != nil {
 		return err
 	}
-	if len(rules) > 0 && slices.Equal(rules[0], j.spec) {
+	sp := j.spellings()
+	has := func(spec []string) bool {
+		return slices.ContainsFunc(rules, func(s []string) bool { return slices.Equal(s, spec) })
+	}
+	if len(rules) > 0 && j.isJump(rules[0]) {
+		// First already. Copies of the other spelling further down are
+		// left by a move that did not finish: none of them is first.
+		other := sp[0]
+		if slices.Equal(rules[0], sp[0]) {
+			other = sp[1]
+		}
+		if has(other) {
+			return t.deleteSpec(ctx, rule{j.table, j.chain, other})
+		}
 		return nil
 	}
-	if err := t.deleteSpec(ctx, j); err != nil {
+	// Insert a spelling no rule uses yet (emptying the second one's
+	// copies first when both are there: the first one's still jump), then
+	// delete the other's copies, none of which is the new first rule.
+	ins, old := sp[0], sp[1]
+	switch {
+	case has(sp[0]) && has(sp[1]):
+		if err := t.deleteSpec(ctx, rule{j.table, j.chain, sp[1]}); err != nil {
+			return err
+		}
+		ins, old = sp[1], sp[0]
+	case has(sp[0]):
+		ins, old = sp[1], sp[0]
+	}
+	if _, err := t.ipt.Run(ctx, append([]string{"-t", j.table, "-I", j.chain, "1"}, ins...)...); err != nil {
 		return err
 	}
-	_, err = t.ipt.Run(ctx, append([]string{"-t", j.table, "-I", j.chain, "1"}, j.spec...)...)
-	return err
+	return t.deleteSpec(ctx, rule{j.table, j.chain, old})
 }
 
 // deleteSpec deletes every copy of r from its chain, by its text.

@@ -1,6 +1,11 @@
 package healthcheck
 
-import "github.com/docker/docker/api/types/container"
+import (
+	"slices"
+	"time"
+
+	"github.com/docker/docker/api/types/container"
+)
 
 // HasDockerHealthcheck reports whether cfg configures a HEALTHCHECK that
 // Docker will run, that is Spec.DockerHealth can be used. Pass the Config of
@@ -11,4 +16,52 @@ func HasDockerHealthcheck(cfg *container.Config) bool {
 		return false
 	}
 	return cfg.Healthcheck.Test[0] != "NONE"
+}
+
+// Docker's defaults for a HEALTHCHECK that leaves them out (moby's
+// daemon/health.go).
+const (
+	dockerDefaultInterval = 30 * time.Second
+	dockerDefaultTimeout  = 30 * time.Second
+)
+
+// Healthcheck is a container's HEALTHCHECK as something to run: the
+// command Docker execs for it, its timeout, and the interval Docker waits
+// before its first run.
+type Healthcheck struct {
+	Argv     []string
+	Timeout  time.Duration
+	Interval time.Duration
+}
+
+// DockerHealthcheck reads cfg's HEALTHCHECK (see HasDockerHealthcheck) as
+// Docker runs it: CMD as its arguments, CMD-SHELL through /bin/sh -c. ok is
+// false when there is none or it is in a form Docker would not run.
+func DockerHealthcheck(cfg *container.Config) (h Healthcheck, ok bool) {
+	if !HasDockerHealthcheck(cfg) {
+		return h, false
+	}
+	hc := cfg.Healthcheck
+	switch hc.Test[0] {
+	case "CMD":
+		h.Argv = slices.Clone(hc.Test[1:])
+	case "CMD-SHELL":
+		if len(hc.Test) != 2 {
+			return h, false
+		}
+		h.Argv = []string{"/bin/sh", "-c", hc.Test[1]}
+	default:
+		return h, false
+	}
+	if len(h.Argv) == 0 || h.Argv[0] == "" {
+		return h, false
+	}
+	h.Timeout, h.Interval = hc.Timeout, hc.Interval
+	if h.Timeout <= 0 {
+		h.Timeout = dockerDefaultTimeout
+	}
+	if h.Interval <= 0 {
+		h.Interval = dockerDefaultInterval
+	}
+	return h, true
 }

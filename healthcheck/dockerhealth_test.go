@@ -1,7 +1,9 @@
 package healthcheck
 
 import (
+	"slices"
 	"testing"
+	"time"
 
 	"github.com/docker/docker/api/types/container"
 )
@@ -22,5 +24,31 @@ func TestHasDockerHealthcheck(t *testing.T) {
 		if got := HasDockerHealthcheck(tc.cfg); got != tc.want {
 			t.Errorf("%s: got %v, want %v", tc.name, got, tc.want)
 		}
+	}
+}
+
+func TestDockerHealthcheck(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		hc   *container.HealthConfig
+		ok   bool
+		argv []string
+		iv   time.Duration
+		to   time.Duration
+	}{
+		{"none", nil, false, nil, 0, 0},
+		{"disabled", &container.HealthConfig{Test: []string{"NONE"}}, false, nil, 0, 0},
+		{"cmd, defaults", &container.HealthConfig{Test: []string{"CMD", "/app", "-health"}}, true, []string{"/app", "-health"}, 30 * time.Second, 30 * time.Second},
+		{"shell", &container.HealthConfig{Test: []string{"CMD-SHELL", "curl -f localhost || exit 1"}, Interval: 2 * time.Second, Timeout: time.Second}, true, []string{"/bin/sh", "-c", "curl -f localhost || exit 1"}, 2 * time.Second, time.Second},
+		{"shell with extra words", &container.HealthConfig{Test: []string{"CMD-SHELL", "a", "b"}}, false, nil, 0, 0},
+		{"cmd without a command", &container.HealthConfig{Test: []string{"CMD"}}, false, nil, 0, 0},
+		{"unknown form", &container.HealthConfig{Test: []string{"/app"}}, false, nil, 0, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h, ok := DockerHealthcheck(&container.Config{Healthcheck: tc.hc})
+			if ok != tc.ok || !slices.Equal(h.Argv, tc.argv) || (ok && (h.Interval != tc.iv || h.Timeout != tc.to)) {
+				t.Fatalf("got %+v %v, want %q interval %s timeout %s %v", h, ok, tc.argv, tc.iv, tc.to, tc.ok)
+			}
+		})
 	}
 }

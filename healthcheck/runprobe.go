@@ -64,3 +64,23 @@ func isClosed(c <-chan struct{}) bool {
 		return false
 	}
 }
+
+// runEarly runs check every interval until it passes, which it says on out
+// (once, buffered), or until healthy is closed or ctx is done.
+func runEarly(ctx context.Context, check Probe, interval time.Duration, healthy <-chan struct{}, out chan<- string) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-healthy:
+			return
+		case <-t.C:
+		}
+		if check.Check(ctx) == nil {
+			out <- check.String() + " passed"
+			return
+		}
+	}
+}

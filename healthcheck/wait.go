@@ -50,6 +50,15 @@ type Spec struct {
 	// Probes must all pass, each once, after DockerHealth (if set) reported
 	// healthy. They run from the start to report progress and errors early.
 	Probes []Probe
+	// EarlyCheck, with DockerHealth, is the container's own HEALTHCHECK
+	// run by the caller (see HealthcheckRun) every EarlyInterval until
+	// Docker says healthy: its first pass counts as Docker's healthy.
+	// Docker runs the first check one --interval after the start (30 s by
+	// default), so a deploy that waited for Docker alone would wait that
+	// long however soon the app is ready. A failed run counts for nothing:
+	// Docker's unhealthy still ends the wait, as does an exit.
+	EarlyCheck    Probe
+	EarlyInterval time.Duration
 	// Interval between attempts of one probe; 50ms when zero: a probe is one cheap request, and the time between the app being ready and the next attempt is added to every deploy (250ms cost 125ms on average).
 	Interval time.Duration
 	// Progress, if set, is called from Wait's goroutine on every change of
@@ -140,6 +149,15 @@ func Wait(ctx context.Context, eng Engine, spec Spec) error {
 		}
 	}
 
+	early := make(chan string, 1)
+	if spec.DockerHealth && spec.EarlyCheck != nil && spec.EarlyInterval > 0 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			runEarly(ctx2, spec.EarlyCheck, spec.EarlyInterval, w.healthy, early)
+		}()
+	}
+
 	results := make(chan probeResult)
 	for i, p := range spec.Probes {
 		wg.Add(1)
@@ -180,6 +198,10 @@ func Wait(ctx context.Context, eng Engine, spec Spec) error {
 			return fmt.Errorf("container %s: docker events: %w", w.label(), err)
 		case r := <-results:
 			w.probeDone(r)
+		case what := <-early:
+			if w.health != container.Healthy {
+				w.setHealth(container.Healthy, what)
+			}
 		case <-heartbeat:
 			w.report(true)
 			continue

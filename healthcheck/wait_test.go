@@ -433,3 +433,68 @@ func TestWaitDieWaitsForLaggingLogs(t *testing.T) {
 		t.Fatalf("err = %v, want ErrExited with the log line that arrived late", err)
 	}
 }
+
+// Docker runs a HEALTHCHECK first one interval after the start (30 s by
+// default): the caller's run of it (EarlyCheck) ends the wait at its first
+// pass, with Docker still "starting"; failed runs count for nothing, so a
+// check that never passes leaves the wait to Docker (the control), and
+// Docker's unhealthy still ends it while the early runs fail.
+func TestWaitEarlyCheck(t *testing.T) {
+	t.Run("first pass counts as healthy", func(t *testing.T) {
+		eng := newFakeEngine(container.StateRunning, container.Starting)
+		var calls atomic.Int32
+		check := probeFunc(func(context.Context) error {
+			if calls.Add(1) < 3 {
+				return errors.New("HEALTHCHECK exited 1")
+			}
+			return nil
+		})
+		var after []Probe
+		var probeCalls atomic.Int32
+		after = append(after, probeFunc(func(context.Context) error { probeCalls.Add(1); return nil }))
+		start := time.Now()
+		err := Wait(t.Context(), eng, Spec{Container: fakeID, DockerHealth: true, EarlyCheck: check, EarlyInterval: 20 * time.Millisecond, Probes: after, Interval: 10 * time.Millisecond})
+		if err != nil {
+			t.Fatalf("Wait: %v", err)
+		}
+		if n := calls.Load(); n != 3 {
+			t.Errorf("the check ran %d times, want 3 (two failures, the pass)", n)
+		}
+		if d := time.Since(start); d > 2*time.Second {
+			t.Errorf("Wait took %s", d)
+		}
+		if probeCalls.Load() == 0 {
+			t.Error("the probes did not run after the early pass")
+		}
+	})
+	t.Run("never passing leaves it to docker", func(t *testing.T) {
+		eng := newFakeEngine(container.StateRunning, container.Starting)
+		var calls atomic.Int32
+		check := probeFunc(func(context.Context) error { calls.Add(1); return errors.New("HEALTHCHECK exited 1") })
+		done := startWait(t.Context(), eng, Spec{Container: fakeID, DockerHealth: true, EarlyCheck: check, EarlyInterval: 10 * time.Millisecond})
+		awaitInspect(t, eng)
+		time.Sleep(150 * time.Millisecond)
+		select {
+		case err := <-done:
+			t.Fatalf("Wait returned %v with every early run failing and Docker starting", err)
+		default:
+		}
+		if calls.Load() < 3 {
+			t.Errorf("the check ran %d times in 150 ms at a 10 ms interval", calls.Load())
+		}
+		eng.push(events.ActionHealthStatusHealthy, nil)
+		if err := awaitResult(t, done); err != nil {
+			t.Fatalf("Wait after Docker's healthy: %v", err)
+		}
+	})
+	t.Run("docker's unhealthy still fails", func(t *testing.T) {
+		eng := newFakeEngine(container.StateRunning, container.Starting)
+		check := probeFunc(func(context.Context) error { return errors.New("HEALTHCHECK exited 1") })
+		done := startWait(t.Context(), eng, Spec{Container: fakeID, DockerHealth: true, EarlyCheck: check, EarlyInterval: 10 * time.Millisecond})
+		awaitInspect(t, eng)
+		eng.push(events.ActionHealthStatusUnhealthy, nil)
+		if err := awaitResult(t, done); !errors.Is(err, ErrUnhealthy) {
+			t.Fatalf("err = %v, want ErrUnhealthy", err)
+		}
+	})
+}

@@ -265,9 +265,13 @@ func (r *run) healthSpec(c container.InspectResponse, ep Endpoint) (healthcheck.
 		// Docker runs it first one interval after the start: until then
 		// baton runs it itself, so the deploy waits for the app, not for
 		// Docker's schedule.
-		if hc, ok := healthcheck.DockerHealthcheck(c.Config); ok && hc.Interval > earlyHealthInterval {
-			spec.EarlyCheck, spec.EarlyInterval = imageHealthcheck{eng: r.d.Engine, id: c.ID, hc: hc}, earlyHealthInterval
-			how[len(how)-1] += fmt.Sprintf(" (run by baton every %s until Docker's first run, due %s after the start)", earlyHealthInterval, hc.Interval)
+		every := earlyHealthInterval
+		if r.d.Remote {
+			every = remoteEarlyHealthInterval
+		}
+		if hc, ok := healthcheck.DockerHealthcheck(c.Config); ok && hc.Interval > every {
+			spec.EarlyCheck, spec.EarlyInterval = imageHealthcheck{eng: r.d.Engine, id: c.ID, hc: hc}, every
+			how[len(how)-1] += fmt.Sprintf(" (run by baton every %s until Docker's first run, due %s after the start)", every, hc.Interval)
 		}
 	}
 	dial := r.dialer()

@@ -64,6 +64,10 @@ func describeProgress(p healthcheck.Progress) string {
 // tens of milliseconds, so not every 50 ms as a probe's request.
 const earlyHealthInterval = 250 * time.Millisecond
 
+// remoteEarlyHealthInterval is that for an engine on another machine, where
+// each exec may cost an ssh session as well.
+const remoteEarlyHealthInterval = time.Second
+
 // imageHealthcheck runs the container's own HEALTHCHECK in it, as Docker
 // does (as the container's user, bounded by the check's timeout): the
 // command is the one the container's configuration gives Docker, run

@@ -40,12 +40,14 @@ func TestImageHealthcheck(t *testing.T) {
 	for _, tc := range []struct {
 		interval time.Duration
 		early    bool
-	}{{0, true}, {2 * time.Second, true}, {earlyHealthInterval, false}, {100 * time.Millisecond, false}} {
-		r := &run{d: &Deployer{Engine: f}, plan: &Plan{}, res: &Result{}}
+		remote   bool
+	}{{0, true, false}, {2 * time.Second, true, false}, {earlyHealthInterval, false, false}, {100 * time.Millisecond, false, false},
+		{2 * time.Second, true, true}, {remoteEarlyHealthInterval, false, true}} {
+		r := &run{d: &Deployer{Engine: f, Remote: tc.remote}, plan: &Plan{}, res: &Result{}}
 		c := container.InspectResponse{ContainerJSONBase: &container.ContainerJSONBase{ID: id}, Config: &container.Config{Healthcheck: &container.HealthConfig{Test: []string{"CMD", "/app", "-probe"}, Interval: tc.interval}}}
 		spec, how := r.healthSpec(c, Endpoint{})
 		if got := spec.EarlyCheck != nil; got != tc.early || got != strings.Contains(how, "run by baton") {
-			t.Errorf("interval %s: early run %v (%q), want %v", tc.interval, got, how, tc.early)
+			t.Errorf("interval %s (remote %v): early run %v (%q), want %v", tc.interval, tc.remote, got, how, tc.early)
 		}
 	}
 }

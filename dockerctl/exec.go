@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/pkg/stdcopy"
@@ -47,6 +48,17 @@ func (c *Client) Exec(ctx context.Context, containerID string, argv []string) (E
 		return res, fmt.Errorf("exec %s in %s: %w", strings.Join(argv, " "), containerID, ctx.Err())
 	}
 	insp, err := c.ContainerExecInspect(ctx, created.ID)
+	// The output ends when the process closes it, which may come before
+	// the engine records its exit: an exec still running has no exit code
+	// yet (its 0 would read as success), so look again until it has.
+	for err == nil && insp.Running {
+		select {
+		case <-ctx.Done():
+			return res, fmt.Errorf("exec %s in %s: %w", strings.Join(argv, " "), containerID, ctx.Err())
+		case <-time.After(10 * time.Millisecond):
+		}
+		insp, err = c.ContainerExecInspect(ctx, created.ID)
+	}
 	if err != nil {
 		return res, fmt.Errorf("exec %s in %s: %w", strings.Join(argv, " "), containerID, err)
 	}

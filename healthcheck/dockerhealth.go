@@ -27,7 +27,7 @@ const (
 
 // Healthcheck is a container's HEALTHCHECK as something to run: the
 // command Docker execs for it, its timeout, and the interval Docker waits
-// before its first run.
+// before its first run (its start interval when one is set).
 type Healthcheck struct {
 	Argv     []string
 	Timeout  time.Duration
@@ -49,7 +49,13 @@ func DockerHealthcheck(cfg *container.Config) (h Healthcheck, ok bool) {
 		if len(hc.Test) != 2 {
 			return h, false
 		}
-		h.Argv = []string{"/bin/sh", "-c", hc.Test[1]}
+		// Through the container's SHELL when it has one, as Docker does
+		// (moby's getShell); /bin/sh -c otherwise.
+		shell := []string{"/bin/sh", "-c"}
+		if len(cfg.Shell) > 0 {
+			shell = cfg.Shell
+		}
+		h.Argv = append(slices.Clone(shell), hc.Test[1])
 	default:
 		return h, false
 	}
@@ -62,6 +68,12 @@ func DockerHealthcheck(cfg *container.Config) (h Healthcheck, ok bool) {
 	}
 	if h.Interval <= 0 {
 		h.Interval = dockerDefaultInterval
+	}
+	if hc.StartPeriod > 0 && hc.StartInterval > 0 && hc.StartInterval < h.Interval {
+		// Docker 25 and later check this often during the start period
+		// (older engines ignore it, and baton then runs the check early
+		// for nothing but a few execs).
+		h.Interval = hc.StartInterval
 	}
 	return h, true
 }

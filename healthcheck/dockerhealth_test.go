@@ -43,6 +43,8 @@ func TestDockerHealthcheck(t *testing.T) {
 		{"shell with extra words", &container.HealthConfig{Test: []string{"CMD-SHELL", "a", "b"}}, false, nil, 0, 0},
 		{"cmd without a command", &container.HealthConfig{Test: []string{"CMD"}}, false, nil, 0, 0},
 		{"unknown form", &container.HealthConfig{Test: []string{"/app"}}, false, nil, 0, 0},
+		{"start interval", &container.HealthConfig{Test: []string{"CMD", "/app"}, Interval: time.Minute, StartPeriod: time.Minute, StartInterval: 100 * time.Millisecond}, true, []string{"/app"}, 100 * time.Millisecond, 30 * time.Second},
+		{"start interval without a start period", &container.HealthConfig{Test: []string{"CMD", "/app"}, StartInterval: 100 * time.Millisecond}, true, []string{"/app"}, 30 * time.Second, 30 * time.Second},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			h, ok := DockerHealthcheck(&container.Config{Healthcheck: tc.hc})
@@ -50,5 +52,17 @@ func TestDockerHealthcheck(t *testing.T) {
 				t.Fatalf("got %+v %v, want %q interval %s timeout %s %v", h, ok, tc.argv, tc.iv, tc.to, tc.ok)
 			}
 		})
+	}
+}
+
+// A shell-form check runs through the container's SHELL, as Docker runs it.
+func TestDockerHealthcheckShell(t *testing.T) {
+	cfg := &container.Config{Shell: []string{"/bin/bash", "-o", "pipefail", "-c"}, Healthcheck: &container.HealthConfig{Test: []string{"CMD-SHELL", "curl -f localhost | grep ok"}}}
+	h, ok := DockerHealthcheck(cfg)
+	if want := []string{"/bin/bash", "-o", "pipefail", "-c", "curl -f localhost | grep ok"}; !ok || !slices.Equal(h.Argv, want) {
+		t.Fatalf("argv %q, want %q", h.Argv, want)
+	}
+	if cfg.Shell[len(cfg.Shell)-1] != "-c" || len(cfg.Shell) != 4 {
+		t.Fatalf("the container's SHELL was changed: %q", cfg.Shell)
 	}
 }

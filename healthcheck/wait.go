@@ -51,7 +51,7 @@ type Spec struct {
 	// healthy. They run from the start to report progress and errors early.
 	Probes []Probe
 	// EarlyCheck, with DockerHealth, is the container's own HEALTHCHECK
-	// run by the caller (see HealthcheckRun) every EarlyInterval until
+	// (see DockerHealthcheck) run by the caller every EarlyInterval until
 	// Docker says healthy: its first pass counts as Docker's healthy.
 	// Docker runs the first check one --interval after the start (30 s by
 	// default), so a deploy that waited for Docker alone would wait that

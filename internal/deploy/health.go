@@ -2,6 +2,7 @@ package deploy
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -85,7 +86,8 @@ func (p imageHealthcheck) Check(ctx context.Context) error {
 	defer cancel()
 	res, err := p.eng.Exec(ctx, p.id, p.hc.Argv)
 	if err != nil {
-		return err
+		// Not err itself: it quotes the command, which may hold a secret.
+		return errors.New("HEALTHCHECK could not be run")
 	}
 	if res.ExitCode != 0 {
 		return fmt.Errorf("HEALTHCHECK exited %d", res.ExitCode)

@@ -181,7 +181,7 @@ var jumps = []rule{
 var dnatJumps = jumps[:1]
 
 // movedComment marks the second spelling of a jump.
-const movedComment = "baton:first"
+const movedComment = "baton-jump"
 
 // spellings are the two texts a jump can have: the plain one (what every
 // host had before) and one with movedComment. Both jump to the same chain.

@@ -19,6 +19,7 @@ func settingFlags() []ucli.Flag {
 		&ucli.StringFlag{Name: "http-probe", Usage: "GET `PATH` on the new container's own address until it answers 2xx", Category: "Health"},
 		&ucli.BoolFlag{Name: "tcp-probe", Usage: "wait until the new container accepts TCP connections on --port", Category: "Health"},
 		&ucli.DurationFlag{Name: "health-timeout", Usage: "how long the new container may take to become healthy", DefaultText: deploy.DefaultSettings().HealthTimeout.String(), Category: "Health"},
+		&ucli.BoolFlag{Name: "docker-health-only", Usage: "wait for Docker's own runs of the image's HEALTHCHECK (the first comes one --interval after the start) instead of also running it in the new container every 250 ms until Docker says healthy", Category: "Health"},
 		&ucli.IntFlag{Name: "warmup-requests", Usage: "send `N` GET requests to the probe path after healthy, before traffic moves", Category: "Health"},
 		&ucli.DurationFlag{Name: "drain", Usage: "longest wait for requests in flight on the old container after traffic moved", DefaultText: deploy.DefaultSettings().Drain.String(), Category: "Traffic"},
 		&ucli.DurationFlag{Name: "stop-timeout", Usage: "time the old container gets to stop before it is killed", DefaultText: "the container's own", Category: "Traffic"},

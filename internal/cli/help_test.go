@@ -13,10 +13,11 @@ import (
 // zeroIsTheDefault lists the flags whose zero value shown in help is really
 // what happens when the flag is not given (nor, for a setting, its label).
 var zeroIsTheDefault = map[string]string{
-	"warmup-requests": "no warm-up requests unless asked",
-	"tcp-probe":       "no TCP probe unless asked",
-	"kernel-path":     "traffic goes through the relay unless asked",
-	"update-delay":    "Swarm service updates: no wait between batches unless asked",
+	"warmup-requests":    "no warm-up requests unless asked",
+	"tcp-probe":          "no TCP probe unless asked",
+	"kernel-path":        "traffic goes through the relay unless asked",
+	"docker-health-only": "baton runs the HEALTHCHECK early unless told not to",
+	"update-delay":       "Swarm service updates: no wait between batches unless asked",
 }
 
 var (

@@ -63,7 +63,7 @@ func swarmOptions(c *ucli.Context, opts deployOptions, pull deploy.PullPolicy) (
 	if err != nil {
 		return swarmdeploy.Options{}, err
 	}
-	for _, name := range []string{"warmup-requests", "nginx-upstream", "nginx-reload", "nginx-container", "relay", "relay-port", "pre-switch", "drain-signal", "accept-drift"} {
+	for _, name := range []string{"warmup-requests", "docker-health-only", "nginx-upstream", "nginx-reload", "nginx-container", "relay", "relay-port", "pre-switch", "drain-signal", "accept-drift"} {
 		if c.IsSet(name) {
 			return swarmdeploy.Options{}, usageErr("--%s does not apply to a Swarm service: Swarm runs the health check inside each task (--http-probe with --probe-cmd, or the image's HEALTHCHECK) and nginx reaches the tasks itself (resolver 127.0.0.11; tasks.%s)", name, opts.target)
 		}

@@ -269,7 +269,7 @@ func (r *run) healthSpec(c container.InspectResponse, ep Endpoint) (healthcheck.
 		if r.d.Remote {
 			every = remoteEarlyHealthInterval
 		}
-		if hc, ok := healthcheck.DockerHealthcheck(c.Config); ok && hc.Interval > every {
+		if hc, ok := healthcheck.DockerHealthcheck(c.Config); ok && hc.Interval > every && !s.DockerHealthOnly {
 			spec.EarlyCheck, spec.EarlyInterval = imageHealthcheck{eng: r.d.Engine, id: c.ID, hc: hc}, every
 			how[len(how)-1] += fmt.Sprintf(" (run by baton every %s until Docker's first run, due %s after the start)", every, hc.Interval)
 		}

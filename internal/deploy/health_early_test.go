@@ -41,13 +41,14 @@ func TestImageHealthcheck(t *testing.T) {
 		interval time.Duration
 		early    bool
 		remote   bool
-	}{{0, true, false}, {2 * time.Second, true, false}, {earlyHealthInterval, false, false}, {100 * time.Millisecond, false, false},
-		{2 * time.Second, true, true}, {remoteEarlyHealthInterval, false, true}} {
-		r := &run{d: &Deployer{Engine: f, Remote: tc.remote}, plan: &Plan{}, res: &Result{}}
+		only     bool // --docker-health-only
+	}{{0, true, false, false}, {2 * time.Second, true, false, false}, {earlyHealthInterval, false, false, false}, {100 * time.Millisecond, false, false, false},
+		{2 * time.Second, true, true, false}, {remoteEarlyHealthInterval, false, true, false}, {0, false, false, true}} {
+		r := &run{d: &Deployer{Engine: f, Remote: tc.remote}, plan: &Plan{settings: Settings{DockerHealthOnly: tc.only}}, res: &Result{}}
 		c := container.InspectResponse{ContainerJSONBase: &container.ContainerJSONBase{ID: id}, Config: &container.Config{Healthcheck: &container.HealthConfig{Test: []string{"CMD", "/app", "-probe"}, Interval: tc.interval}}}
 		spec, how := r.healthSpec(c, Endpoint{})
 		if got := spec.EarlyCheck != nil; got != tc.early || got != strings.Contains(how, "run by baton") {
-			t.Errorf("interval %s (remote %v): early run %v (%q), want %v", tc.interval, tc.remote, got, how, tc.early)
+			t.Errorf("interval %s (remote %v, docker-health-only %v): early run %v (%q), want %v", tc.interval, tc.remote, tc.only, got, how, tc.early)
 		}
 	}
 }

@@ -21,17 +21,20 @@ type Settings struct {
 	TCPProbe       bool          // probe the port with a TCP connect
 	HealthTimeout  time.Duration // how long the new container may take to become healthy
 	WarmupRequests int           // GETs sent to the probe path after healthy, before traffic moves
-	Drain          time.Duration // longest wait for in-flight connections to the old container after traffic moved
-	StopTimeout    int           // seconds the old container gets to stop; -1 = its own
-	NginxUpstream  string        // the upstream file baton owns
-	NginxReload    string        // command that reloads nginx on the host, split by SplitCommand and run without a shell
-	NginxContainer string        // nginx container to send HUP to
-	Relay          bool          // put baton's relay between nginx and the app
-	RelayPort      int           // host port the relay listens on for an nginx on the host; 0 = pick one
-	RelayAddress   string        // host IP the relay listens on for an nginx on the host; "" = 127.0.0.1
-	DrainSignal    string        // signal sent to the old container when traffic moves, before the drain (SIGUSR1, ...)
-	PreSwitch      string        // command run with docker exec in the healthy new container before traffic moves, split by SplitCommand
-	AcceptDrift    string        // comma-separated clone fields (see dockerctl.Drift) the deploy may lose or change
+	// DockerHealthOnly waits for Docker's own runs of the HEALTHCHECK:
+	// baton does not run it early in the new container (see healthSpec).
+	DockerHealthOnly bool
+	Drain            time.Duration // longest wait for in-flight connections to the old container after traffic moved
+	StopTimeout      int           // seconds the old container gets to stop; -1 = its own
+	NginxUpstream    string        // the upstream file baton owns
+	NginxReload      string        // command that reloads nginx on the host, split by SplitCommand and run without a shell
+	NginxContainer   string        // nginx container to send HUP to
+	Relay            bool          // put baton's relay between nginx and the app
+	RelayPort        int           // host port the relay listens on for an nginx on the host; 0 = pick one
+	RelayAddress     string        // host IP the relay listens on for an nginx on the host; "" = 127.0.0.1
+	DrainSignal      string        // signal sent to the old container when traffic moves, before the drain (SIGUSR1, ...)
+	PreSwitch        string        // command run with docker exec in the healthy new container before traffic moves, split by SplitCommand
+	AcceptDrift      string        // comma-separated clone fields (see dockerctl.Drift) the deploy may lose or change
 	// Bake keeps the old container running, drained and out of rotation,
 	// this long after the switch; the new one turning unhealthy, exiting or
 	// restarting in that window reverts traffic to the old. 0 = no bake.
@@ -134,6 +137,7 @@ var settingDefs = []setting{
 	{"tcp-probe", func(s *Settings) string { return boolStr(s.TCPProbe) }, func(s *Settings, v string) error { return parseBool(v, &s.TCPProbe) }},
 	{"health-timeout", func(s *Settings) string { return s.HealthTimeout.String() }, func(s *Settings, v string) error { return parsePositiveDuration(v, &s.HealthTimeout) }},
 	{"warmup-requests", func(s *Settings) string { return itoa0(s.WarmupRequests) }, func(s *Settings, v string) error { return parseNonNegative(v, &s.WarmupRequests) }},
+	{"docker-health-only", func(s *Settings) string { return boolStr(s.DockerHealthOnly) }, func(s *Settings, v string) error { return parseBool(v, &s.DockerHealthOnly) }},
 	{"drain", func(s *Settings) string { return s.Drain.String() }, func(s *Settings, v string) error { return parseDuration(v, &s.Drain) }},
 	{"stop-timeout", func(s *Settings) string {
 		if s.StopTimeout < 0 {

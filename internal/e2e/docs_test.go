@@ -1226,7 +1226,9 @@ func (s *docRun) removeProjectRelays(ctx context.Context, project string) {
 	for _, c := range list {
 		if strings.Contains(c.Names[0], project) {
 			_ = s.e.cli.ContainerRemove(ctx, c.ID, container.RemoveOptions{Force: true, RemoveVolumes: true})
-			_ = s.e.cli.VolumeRemove(ctx, strings.TrimPrefix(c.Names[0], "/"), true)
+			// The relay keeps its state in a named volume (traffic.RelayVolume),
+			// which RemoveVolumes (anonymous ones only) leaves.
+			_ = s.e.cli.VolumeRemove(ctx, strings.TrimPrefix(c.Names[0], "/")+"-state", true)
 		}
 	}
 	nets, err := s.e.cli.NetworkList(ctx, network.ListOptions{})

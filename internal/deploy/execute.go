@@ -271,7 +271,7 @@ func (r *run) healthSpec(c container.InspectResponse, ep Endpoint) (healthcheck.
 		}
 		if hc, ok := healthcheck.DockerHealthcheck(c.Config); ok && hc.Interval > every && !s.DockerHealthOnly {
 			spec.EarlyCheck, spec.EarlyInterval = imageHealthcheck{eng: r.d.Engine, id: c.ID, hc: hc}, every
-			how[len(how)-1] += fmt.Sprintf(" (run by baton every %s until Docker's first run, due %s after the start)", every, hc.Interval)
+			how[len(how)-1] += fmt.Sprintf(" (run by baton every %s until Docker says healthy; Docker's first run is due %s after the start)", every, hc.Interval)
 		}
 	}
 	dial := r.dialer()

@@ -53,7 +53,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	datapath := fs.Bool("datapath", false, "measure the data paths instead of deploys: requests/s at saturation, latency and the relay's CPU per path (uses -clients, -duration, -json, -markdown)")
 	duration := fs.Duration("duration", bench.DefaultDataPathDuration, "with -datapath: how long each path is loaded per round")
 	rounds := fs.Int("rounds", bench.DefaultDataPathRounds, "with -datapath: how often every path is measured, in turn")
-	hosts := fs.Int("hosts", 0, "measure rollouts across `N` engines instead (each in its own network namespace, one nginx balancing across their relays; uses -deploys as rollouts, -clients, -rate, -warmup, -json)")
+	kernelPath := fs.Bool("kernel-path", false, "with -hosts: roll out with baton --kernel-path")
+	hosts := fs.Int("hosts", 0, "measure rollouts across `N` engines instead (each in its own network namespace, one nginx balancing across their relays; uses -deploys as rollouts, -clients, -rate, -warmup, -kernel-path, -json); with -datapath, the data paths across N engines")
 	revert := fs.Bool("revert", false, "measure bake reverts instead: -deploys deploys of a release that resets connections under load, each reverted by --bake-max-resets; per run failed/total and the revert time (uses -clients, -rate, -warmup, -json)")
 	swarmMode := fs.Bool("swarm", false, "measure Swarm service updates instead: on a swarm of engines of its own, -deploys plain `docker service update --update-order start-first` updates, then as many baton deploys, each under the same load through nginx; failed/total and deploy times per side (uses -clients, -rate, -warmup, -json)")
 	swarmNodes := fs.Int("swarm-nodes", 1, "with -swarm: the swarm's nodes, each an engine in its own network namespace")
@@ -78,12 +79,20 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		rep, err := bench.RunSwarm(ctx, bench.SwarmConfig{Nodes: *swarmNodes, Replicas: *replicas, ResolverValid: *resolverValid, Deploys: *deploys, Clients: *clients, Rate: *rate, Warmup: *warmup, Out: stderr})
 		return finish(rep, err, *jsonFile, stdout, stderr)
 	}
+	if *hosts != 0 && *datapath {
+		if fs.NArg() > 0 || *swarmMode || *kernelPath || *hosts < 2 || *hosts > 9 || *clients <= 0 || *duration <= 0 || *duration > 10*time.Minute || *rounds <= 0 || *rounds > 20 {
+			fmt.Fprintf(stderr, "baton-bench: -hosts with -datapath takes 2 to 9 engines, a positive -clients, a -duration up to 10m, -rounds from 1 to 20, no arguments, and neither -swarm nor -kernel-path\n")
+			return 2
+		}
+		rep, err := bench.RunHostsDataPath(ctx, bench.HostsDataPathConfig{Hosts: *hosts, Clients: *clients, Duration: *duration, Rounds: *rounds, Out: stderr})
+		return finishDataPath(rep, err, stdout, stderr, *markdown, *jsonFile)
+	}
 	if *hosts != 0 {
 		if fs.NArg() > 0 || *swarmMode || *hosts < 2 || *hosts > 9 || *deploys <= 0 || *clients <= 0 || *rate <= 0 || *warmup <= 0 {
 			fmt.Fprintf(stderr, "baton-bench: -hosts takes 2 to 9 engines, positive -deploys, -clients, -rate and -warmup, no arguments, and not -swarm\n")
 			return 2
 		}
-		rep, err := bench.RunMultiHost(ctx, bench.MultiHostConfig{Hosts: *hosts, Rollouts: *deploys, Clients: *clients, Rate: *rate, Warmup: *warmup, Out: stderr})
+		rep, err := bench.RunMultiHost(ctx, bench.MultiHostConfig{Hosts: *hosts, Rollouts: *deploys, Clients: *clients, Rate: *rate, Warmup: *warmup, KernelPath: *kernelPath, Out: stderr})
 		return finish(rep, err, *jsonFile, stdout, stderr)
 	}
 	if *compare != "" {
@@ -146,6 +155,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 // path was measured, 1 one could not be.
 func runDataPath(ctx context.Context, cfg bench.DataPathConfig, stdout, stderr io.Writer, markdown bool, jsonFile string) int {
 	rep, err := bench.RunDataPath(ctx, cfg)
+	return finishDataPath(rep, err, stdout, stderr, markdown, jsonFile)
+}
+
+func finishDataPath(rep *bench.DataPathReport, err error, stdout, stderr io.Writer, markdown bool, jsonFile string) int {
+	if rep == nil {
+		fmt.Fprintf(stderr, "baton-bench: %v\n", err)
+		return 1
+	}
 	werr := writeDataPath(stdout, rep, markdown)
 	if jsonFile != "" {
 		werr = errors.Join(werr, writeJSON(jsonFile, rep))

@@ -384,8 +384,14 @@ type pathTarget struct {
 	relay      string   // the relay container's ID; "" without a relay
 	proxyPorts []int    // published host ports whose docker-proxy is on the path
 	// kernel and kernelService count the kernel path's connections.
-	kernel        *kernelpath.Table
+	kernel        kernelCounter
 	kernelService string
+}
+
+// kernelCounter counts the connections a service's kernel path carried:
+// a kernelpath.Table, or the tables of several hosts.
+type kernelCounter interface {
+	Connections(ctx context.Context, service string) (uint64, error)
 }
 
 func (tg *pathTarget) kernelConns(t testenv.TB) uint64 {

@@ -10,10 +10,11 @@ import (
 var dataPathHeader = []string{"path", "req/s", "x direct", "p50", "x direct", "p99", "x direct", "max",
 	"relay CPU-s/1k req", "docker-proxy CPU-s/1k req", "app CPU-s/1k req", "failed/total", "route"}
 
-// direct is the floor the ratios are taken to, nil if it was not measured.
+// direct is the floor the ratios are taken to, nil if it was not measured:
+// the direct path, or across hosts the published one.
 func (r *DataPathReport) direct() *PathResult {
 	for _, p := range r.Paths {
-		if p.Path == PathDirect && p.Error == "" && p.Requests > 0 {
+		if (p.Path == PathDirect || p.Path == PathHostsPublished) && p.Error == "" && p.Requests > 0 {
 			return p
 		}
 	}

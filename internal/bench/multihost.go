@@ -25,12 +25,16 @@ type MultiHostConfig struct {
 	Clients  int
 	Rate     float64
 	Warmup   time.Duration
-	Out      io.Writer // progress lines
+	// KernelPath rolls out with --kernel-path: between rollouts each
+	// host's kernel carries nginx's connections past its relay.
+	KernelPath bool
+	Out        io.Writer // progress lines
 }
 
 // MultiHostReport is what RunMultiHost measured.
 type MultiHostReport struct {
 	Hosts        int             `json:"hosts"`
+	KernelPath   bool            `json:"kernel_path"`
 	Rollouts     int             `json:"rollouts"`
 	Total        int             `json:"requests"`
 	Failed       int             `json:"failed"`
@@ -43,7 +47,11 @@ type MultiHostReport struct {
 // String is the report as a few lines.
 func (r *MultiHostReport) String() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "multi-host: %d hosts, %d rollouts, failed %d/%d requests\n", r.Hosts, r.Rollouts, r.Failed, r.Total)
+	mode := "relay"
+	if r.KernelPath {
+		mode = "relay with --kernel-path"
+	}
+	fmt.Fprintf(&b, "multi-host (%s): %d hosts, %d rollouts, failed %d/%d requests\n", mode, r.Hosts, r.Rollouts, r.Failed, r.Total)
 	fmt.Fprintf(&b, "  whole rollout: %s\n", PercentilesOfDurations(r.RolloutTimes))
 	fmt.Fprintf(&b, "  per-host deploy: %s\n", PercentilesOfDurations(r.HostTimes))
 	fmt.Fprintf(&b, "  engine start: %v\n", r.EngineStart)
@@ -89,7 +97,7 @@ func RunMultiHost(ctx context.Context, cfg MultiHostConfig) (*MultiHostReport, e
 
 func runMultiHost(t testenv.TB, cfg MultiHostConfig) *MultiHostReport {
 	const name, repo = "h10b-bench-web", "h10b/bench-web"
-	rep := &MultiHostReport{Hosts: cfg.Hosts, Rollouts: cfg.Rollouts}
+	rep := &MultiHostReport{Hosts: cfg.Hosts, Rollouts: cfg.Rollouts, KernelPath: cfg.KernelPath}
 	hosts := testenv.StartEngineHosts(t, testenv.EngineHostsOpts{Prefix: "h10bb", N: cfg.Hosts, Net: 220})
 	baton := NewBaton(t)
 	var lines []string
@@ -119,7 +127,11 @@ func runMultiHost(t testenv.TB, cfg MultiHostConfig) *MultiHostReport {
 		}
 		return res
 	}
-	deployAll(repo+":v2", "--nginx-upstream", ngx.UpstreamFile(), "--nginx-reload", ngx.ReloadCommand(), "--relay-port", strconv.Itoa(testenv.FreePort(t)))
+	first := []string{"--nginx-upstream", ngx.UpstreamFile(), "--nginx-reload", ngx.ReloadCommand(), "--relay-port", strconv.Itoa(testenv.FreePort(t))}
+	if cfg.KernelPath {
+		first = append(first, "--kernel-path")
+	}
+	deployAll(repo+":v2", first...)
 	load, err := loadgen.Start(t.Context(), loadgen.Config{URL: ngx.URL(), Clients: cfg.Clients, Rate: cfg.Rate, Duration: loadBound(cfg.Rollouts * cfg.Hosts)})
 	if err != nil {
 		t.Fatalf("%v", err)

@@ -13,6 +13,7 @@ import (
 	ucli "github.com/urfave/cli/v2"
 
 	"github.com/baton-sh/baton/internal/deploy"
+	"github.com/baton-sh/baton/internal/kernelpath"
 	"github.com/baton-sh/baton/internal/redact"
 	"github.com/baton-sh/baton/internal/relay"
 	"github.com/baton-sh/baton/internal/state"
@@ -81,6 +82,7 @@ func newApp(stdout, stderr io.Writer) *ucli.App {
 			newWatchCommand(),
 			newServeCommand(),
 			relay.Command(),
+			kernelpath.HelperCommand(),
 		},
 		// Usage errors are reported by Run as one line with exit code 2.
 		OnUsageError:    onUsageError,

@@ -168,6 +168,25 @@ func TestFlagsAnywhere(t *testing.T) {
 			{"relay", "ctl", "forget", "--control", "/tmp/c.sock", "--name", "web-old"},
 			{"relay", "ctl", "forget", "--name=web-old", "--control=/tmp/c.sock"},
 		}, parsed{"relay ctl forget", map[string]string{"control": "/tmp/c.sock", "name": "web-old"}, []string{}}},
+		{"kernel-helper wait", [][]string{{"kernel-helper", "wait"}}, parsed{"kernel-helper wait", map[string]string{}, []string{}}},
+		{"kernel-helper route", [][]string{
+			{"kernel-helper", "route", "--service", "web", "--listen", "10.0.0.11:8081", "--target", "172.18.0.5:8080", "--source", "172.18.0.1", "--bridge", "br-0123456789ab"},
+			{"kernel-helper", "route", "--bridge=br-0123456789ab", "--source", "172.18.0.1", "--target", "172.18.0.5:8080", "--listen=10.0.0.11:8081", "--service", "web"},
+		}, parsed{"kernel-helper route", map[string]string{"service": "web", "listen": "10.0.0.11:8081", "target": "172.18.0.5:8080", "source": "172.18.0.1", "bridge": "br-0123456789ab"}, []string{}}},
+		{"kernel-helper established", [][]string{
+			{"kernel-helper", "established", "--pid", "42", "--port", "8080", "--from", "172.18.0.1"},
+			{"kernel-helper", "established", "--from=172.18.0.1", "--port=8080", "--pid", "42"},
+		}, parsed{"kernel-helper established", map[string]string{"pid": "42", "port": "8080", "from": "172.18.0.1"}, []string{}}},
+	}
+	for _, verb := range []string{"bypass", "remove", "target", "has", "connections"} {
+		cases = append(cases, struct {
+			name   string
+			orders [][]string
+			want   parsed
+		}{"kernel-helper " + verb, [][]string{
+			{"kernel-helper", verb, "--service", "web"},
+			{"kernel-helper", verb, "--service=web"},
+		}, parsed{"kernel-helper " + verb, map[string]string{"service": "web"}, []string{}}})
 	}
 	// Every command that runs something has a case here: a verb added
 	// later without one fails this test rather than going untried.

@@ -113,6 +113,11 @@ func newDeployerOn(c *ucli.Context, out reporterNoter, eng *dockerctl.Client, st
 	}
 	// A rollout's nginx is this machine's, whatever engine the host has.
 	d.NginxHere = shared != nil
+	if shared != nil {
+		// A rollout's kernel paths are in each engine host's own
+		// firewall, through a helper there (see traffic.Factory.New).
+		d.KernelRoutes = traffic.KernelRoutes{Engine: eng, Remote: true, RelayImage: f.RelayImage}
+	}
 	return d, nil
 }
 
@@ -131,7 +136,9 @@ type reporterNoter interface {
 func remoteEngine(d *deploy.Deployer, f *traffic.Factory, eng *dockerctl.Client) {
 	d.Remote = true
 	d.HostPortFree = nil
-	d.KernelRoutes = nil // the engine's host is another machine: its rules are not here
+	// The engine's host is another machine: its rules are in its own
+	// firewall, reached through a helper container there.
+	d.KernelRoutes = traffic.KernelRoutes{Engine: eng, Remote: true, RelayImage: f.RelayImage}
 	d.Reach = func(svc deploy.Service) healthcheck.Dialer {
 		relay := traffic.RelayName(svc.Key)
 		return func(ctx context.Context, _, addr string) (net.Conn, error) {

@@ -63,7 +63,7 @@ func (k *fakeKernelRoutes) Remove(_ context.Context, service, nginx string) erro
 // for the kernel path loses its route, after its traffic has its path
 // (Ensure first); one that still asks for it keeps it; a host whose rules
 // cannot be read does not fail the deploy; an engine on another machine
-// is not looked at.
+// (a rollout's host) loses its route the same way, in its own firewall.
 func TestKernelPathOffRemovesTheRoute(t *testing.T) {
 	with := withFlags
 	for _, tc := range []struct {
@@ -78,7 +78,8 @@ func TestKernelPathOffRemovesTheRoute(t *testing.T) {
 		{"off: removed", with(map[string]string{"kernel-path": "false"}), false, nil, false, []string{"has web", "remove web"}},
 		{"another mode: removed", with(map[string]string{"relay": "false"}), false, nil, false, []string{"has web", "remove web"}},
 		{"rules unreadable: the deploy goes on", with(nil), false, errors.New("permission denied"), true, []string{"has web"}},
-		{"remote engine: not looked at", with(nil), true, nil, true, nil},
+		{"remote engine, off: removed there", with(nil), true, nil, false, []string{"has web", "remove web"}},
+		{"remote engine, on: kept", with(map[string]string{"kernel-path": "true"}), true, nil, true, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			h := newHarness(t, "relay", "")

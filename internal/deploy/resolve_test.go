@@ -102,12 +102,12 @@ func TestResolveProvenance(t *testing.T) {
 				}
 				return ""
 			}},
-		{name: "the configuration file's kernel path skips a relay on a non-loopback address",
+		{name: "the configuration file's kernel path serves a relay on a host address too (nginx on another machine: a forwarded route)",
 			policy: Policy{Config: map[string]string{"kernel-path": "true"}},
 			src:    Sources{Flags: map[string]string{"nginx-upstream": "/etc/nginx/baton/web.conf", "nginx-reload": "nginx -s reload", "relay-address": "10.0.0.5"}},
 			check: func(r Resolved) string {
-				if r.Settings.KernelPath {
-					return "kernel path set for a relay other hosts reach"
+				if !r.Settings.KernelPath {
+					return "kernel path not set for a relay other hosts reach"
 				}
 				return ""
 			}},
@@ -184,9 +184,14 @@ func TestResolveProvenance(t *testing.T) {
 		{name: "--kernel-path without nginx is refused",
 			src:     Sources{Flags: map[string]string{"kernel-path": "true"}},
 			wantErr: "--kernel-path needs baton's relay"},
-		{name: "--kernel-path with a relay on a non-loopback address is refused",
-			src:     Sources{Flags: map[string]string{"nginx-upstream": "/etc/nginx/baton/web.conf", "nginx-reload": "nginx -s reload", "relay-address": "10.0.0.5", "kernel-path": "true"}},
-			wantErr: "--kernel-path needs the relay on a loopback address"},
+		{name: "--kernel-path with a relay on a host address is taken (a forwarded route)",
+			src: Sources{Flags: map[string]string{"nginx-upstream": "/etc/nginx/baton/web.conf", "nginx-reload": "nginx -s reload", "relay-address": "10.0.0.5", "kernel-path": "true"}},
+			check: func(r Resolved) string {
+				if !r.Settings.KernelPath {
+					return "kernel path refused for a relay on a host address"
+				}
+				return ""
+			}},
 		{name: "a reload program given as a relative path is refused: later deploys run from another directory",
 			src:     Sources{Flags: map[string]string{"nginx-upstream": "/etc/nginx/baton/web.conf", "nginx-reload": "./reload.sh now"}},
 			wantErr: `program "./reload.sh" is a relative path`},

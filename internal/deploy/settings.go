@@ -289,8 +289,6 @@ func (s Settings) validate() error {
 		return classify(ErrInvalid, "--bake-max-dial-errors needs baton's relay, which counts the dials; drop it or use the relay")
 	case s.BakeMaxResets > 0 && s.TrafficMode() != TrafficRelay:
 		return classify(ErrInvalid, "--bake-max-resets needs baton's relay, which counts the resets; drop it or use the relay")
-	case s.KernelPath && s.NginxContainer == "" && s.RelayAddress != "" && !isLoopback(s.RelayAddress):
-		return classify(ErrInvalid, "--kernel-path needs the relay on a loopback address, where only this host's nginx reaches it, but --relay-address is %s; drop one of them", s.RelayAddress)
 	case s.KernelPath && !s.kernelPathFits():
 		return classify(ErrInvalid, "--kernel-path needs baton's relay (--nginx-upstream with --nginx-reload or --nginx-container, the relay on): the kernel carries nginx's connections for the relay's address; drop --kernel-path")
 	}
@@ -399,15 +397,11 @@ func parseSignal(v string, dst *string) error {
 }
 
 // kernelPathFits reports whether the kernel path can serve these settings:
-// a relay for an nginx container, or for an nginx on the host listening on
-// a loopback address.
+// a relay for an nginx container, or for an nginx on the host (the relay on
+// a loopback address), or for an nginx elsewhere (the relay on an address
+// of the host, --relay-address).
 func (s Settings) kernelPathFits() bool {
-	return s.TrafficMode() == TrafficRelay && (s.NginxContainer != "" || s.RelayAddress == "" || isLoopback(s.RelayAddress))
-}
-
-func isLoopback(ip string) bool {
-	a, err := netip.ParseAddr(ip)
-	return err == nil && a.IsLoopback()
+	return s.TrafficMode() == TrafficRelay
 }
 
 func itoa0(n int) string {

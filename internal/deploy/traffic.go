@@ -102,7 +102,7 @@ type DrainReport struct {
 // named. A host where the rules cannot be read (baton not root, no
 // iptables) holds none of baton's.
 func (d *Deployer) dropKernelPath(ctx context.Context, svc Service, s Settings, note func(string)) error {
-	if s.KernelPath || d.KernelRoutes == nil || d.Remote {
+	if s.KernelPath || d.KernelRoutes == nil {
 		return nil
 	}
 	nginx := s.NginxContainer

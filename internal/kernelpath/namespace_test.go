@@ -45,12 +45,18 @@ func TestValidateNamespaceRoute(t *testing.T) {
 			}
 		})
 	}
-	// With a source it is the host's kind, which wants a loopback listen
-	// address: the namespace kind's checks are not a way around those.
+	// With a source it is the host's kind: a loopback route, or with
+	// another listen address a forwarded one, whose checks (a source on
+	// the bridge, a valid bridge) apply; the namespace kind's are not a
+	// way around those.
 	r := nsRoute()
 	r.Source, r.Bridge = netip.MustParseAddr("172.21.0.1"), "br-0123456789ab"
-	if r.InNamespace() || r.Validate() == nil {
-		t.Fatalf("a host route with a non-loopback listen address passed: %+v", r)
+	if r.InNamespace() || !r.Forwarded() || r.Validate() != nil {
+		t.Fatalf("a forwarded route: InNamespace %v, Forwarded %v, Validate %v", r.InNamespace(), r.Forwarded(), r.Validate())
+	}
+	r.Bridge = "../x"
+	if r.Validate() == nil {
+		t.Fatalf("a forwarded route with a bad bridge passed: %+v", r)
 	}
 }
 

@@ -64,6 +64,19 @@ type Route struct {
 // them, so none shares a 4-tuple either (see the package comment).
 func (r Route) InNamespace() bool { return r.Bridge == "" && !r.Source.IsValid() }
 
+// Forwarded reports whether r is the route of a relay that nginx reaches
+// from another machine (a host of a rollout, --hosts): its listen address
+// is the host's own, not a loopback one. Its DNAT is in nat PREROUTING,
+// where nginx's connections arrive; the SNAT gives them the kernel
+// network's gateway as for a loopback route (the container, on an internal
+// network, has no route back to nginx's machine), and they keep nginx's
+// ports (its one address keeps the tuples apart); an ACCEPT in Docker's
+// DOCKER-USER lets them past Docker's isolation of internal networks. No
+// 127/8 is involved, so no route_localnet and no guards.
+func (r Route) Forwarded() bool {
+	return !r.InNamespace() && r.Listen.IsValid() && !r.Listen.Addr().IsLoopback()
+}
+
 var (
 	serviceRE = regexp.MustCompile(`^[a-zA-Z0-9_.:/-]{1,200}$`)
 	// Linux interface names: at most 15 bytes, no slash or space.
@@ -89,7 +102,11 @@ func (r Route) Validate() error {
 		return nil
 	}
 	switch {
-	case !r.Listen.IsValid() || !r.Listen.Addr().Is4() || !r.Listen.Addr().IsLoopback() || r.Listen.Port() == 0:
+	case r.Forwarded() && (!r.Listen.Addr().Is4() || r.Listen.Addr().IsUnspecified() || r.Listen.Addr().IsMulticast() || r.Listen.Port() == 0):
+		return fmt.Errorf("kernel path: listen address %s: want one IPv4 address of the host with a port", r.Listen)
+	case r.Forwarded() && r.Listen.Addr() == r.Target.Addr():
+		return fmt.Errorf("kernel path: target %s is the relay's own address", r.Target)
+	case !r.Forwarded() && (!r.Listen.IsValid() || !r.Listen.Addr().Is4() || !r.Listen.Addr().IsLoopback() || r.Listen.Port() == 0):
 		return fmt.Errorf("kernel path: listen address %s: want an IPv4 loopback address with a port", r.Listen)
 	case !r.Source.IsValid() || !r.Source.Is4() || r.Source.IsLoopback() || r.Source.IsUnspecified():
 		return fmt.Errorf("kernel path: source address %s: want a non-loopback IPv4 address of this host", r.Source)
@@ -116,7 +133,13 @@ const (
 	chainDNAT = "BATON-KERNELPATH"      // nat, jumped to from OUTPUT
 	chainSNAT = "BATON-KERNELPATH-SNAT" // nat, jumped to from POSTROUTING
 	chainRaw  = "BATON-KERNELPATH-RAW"  // raw, jumped to from PREROUTING
+	chainPre  = "BATON-KERNELPATH-PRE"  // nat, jumped to from PREROUTING: forwarded routes' DNAT
+	chainFwd  = "BATON-KERNELPATH-FWD"  // filter, jumped to from DOCKER-USER: forwarded routes' ACCEPT
 )
+
+// dnatChains are the chains a service's DNAT may be in: a loopback route's
+// and a forwarded one's.
+var dnatChains = []string{chainDNAT, chainPre}
 
 // rule is one iptables rule: its table, chain and match/target arguments.
 type rule struct {
@@ -129,7 +152,14 @@ func (r Route) comment() string { return "baton:" + r.Service }
 // dnat is the rule that carries new connections past the relay; it is the
 // one a deploy removes and adds.
 func (r Route) dnat() rule {
-	return rule{"nat", chainDNAT, []string{
+	chain := chainDNAT
+	if r.Forwarded() {
+		// Only for connections arriving from elsewhere: a forwarded
+		// DNAT in OUTPUT would also catch this host's own connections
+		// to that address, which the relay serves as before.
+		chain = chainPre
+	}
+	return rule{"nat", chain, []string{
 		"-d", r.Listen.Addr().String() + "/32", "-p", "tcp", "--dport", fmt.Sprint(r.Listen.Port()),
 		"-m", "comment", "--comment", r.comment(),
 		"-j", "DNAT", "--to-destination", r.Target.String(),
@@ -140,14 +170,32 @@ func (r Route) dnat() rule {
 // matches on the original destination, so it follows the DNAT to whichever
 // container it names and stays in place across deploys.
 func (r Route) snat() rule {
-	return rule{"nat", chainSNAT, []string{
-		"-s", "127.0.0.0/8", "-o", r.Bridge, "-p", "tcp",
+	var src []string
+	if !r.Forwarded() {
+		src = []string{"-s", "127.0.0.0/8"}
+	}
+	return rule{"nat", chainSNAT, append(src,
+		"-o", r.Bridge, "-p", "tcp",
 		"-m", "conntrack", "--ctstate", "DNAT", "--ctorigdst", r.Listen.Addr().String(), "--ctorigdstport", fmt.Sprint(r.Listen.Port()),
 		"-m", "comment", "--comment", r.comment(),
 		// No port range: the SNAT keeps nginx's port (see the package
 		// comment); it remaps one only on a tuple already taken, which
 		// on a network of the kernel path's own means never in practice.
 		"-j", "SNAT", "--to-source", r.Source.String(),
+	)}
+}
+
+// accept lets a forwarded route's connections, both ways, past the FORWARD
+// chain's rules that Docker adds after DOCKER-USER (an internal network
+// takes no packet from outside its subnet). It matches only connections
+// the route's DNAT made, by their original destination, so it opens
+// nothing else: not the container's other ports, not its address.
+func (r Route) accept() rule {
+	return rule{"filter", chainFwd, []string{
+		"-p", "tcp",
+		"-m", "conntrack", "--ctstate", "DNAT", "--ctorigdst", r.Listen.Addr().String(), "--ctorigdstport", fmt.Sprint(r.Listen.Port()),
+		"-m", "comment", "--comment", r.comment(),
+		"-j", "ACCEPT",
 	}}
 }
 
@@ -174,11 +222,21 @@ var jumps = []rule{
 	{"nat", "OUTPUT", []string{"-j", chainDNAT}},
 	{"nat", "POSTROUTING", []string{"-j", chainSNAT}},
 	{"raw", "PREROUTING", []string{"-j", chainRaw}},
+	{"nat", "PREROUTING", []string{"-j", chainPre}},
+	{"filter", "DOCKER-USER", []string{"-j", chainFwd}},
 }
 
-// dnatJumps is the DNAT's hook alone: all a route in nginx's namespace
-// needs.
-var dnatJumps = jumps[:1]
+// loopbackJumps are the hooks a loopback route needs, dnatJumps the
+// DNAT's alone (all a route in nginx's namespace needs), forwardJumps a
+// forwarded route's. DOCKER-USER is Docker's chain, which FORWARD jumps to
+// first; a host without it has no Docker isolation to pass either, but
+// baton asks for it anyway: a route there would fail on its first packet
+// in ways no error says.
+var (
+	loopbackJumps = jumps[:3]
+	dnatJumps     = jumps[:1]
+	forwardJumps  = []rule{jumps[3], jumps[1], jumps[4]}
+)
 
 // movedComment marks the second spelling of a jump.
 const movedComment = "baton-jump"

@@ -23,6 +23,9 @@ func TestRouteValidate(t *testing.T) {
 	if err := validRoute().Validate(); err != nil {
 		t.Fatalf("valid route refused: %v", err)
 	}
+	if r := forwardedRoute(); !r.Forwarded() || r.Validate() != nil {
+		t.Fatalf("valid forwarded route refused: %v", r.Validate())
+	}
 	for _, tc := range []struct {
 		name   string
 		change func(*Route)
@@ -30,7 +33,10 @@ func TestRouteValidate(t *testing.T) {
 	}{
 		{"service with a space", func(r *Route) { r.Service = "web --to 1.2.3.4" }, "service name"},
 		{"empty service", func(r *Route) { r.Service = "" }, "service name"},
-		{"listen not loopback", func(r *Route) { r.Listen = netip.MustParseAddrPort("10.0.0.1:80") }, "listen address"},
+		{"listen unspecified", func(r *Route) { r.Listen = netip.MustParseAddrPort("0.0.0.0:80") }, "listen address"},
+		{"listen multicast", func(r *Route) { r.Listen = netip.MustParseAddrPort("224.0.0.1:80") }, "listen address"},
+		{"forwarded listen without port", func(r *Route) { r.Listen = netip.AddrPortFrom(netip.MustParseAddr("10.0.0.1"), 0) }, "listen address"},
+		{"forwarded listen is the target", func(r *Route) { r.Listen = netip.MustParseAddrPort("172.18.0.5:80") }, "relay's own address"},
 		{"listen without port", func(r *Route) { r.Listen = netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), 0) }, "listen address"},
 		{"listen IPv6", func(r *Route) { r.Listen = netip.MustParseAddrPort("[::1]:80") }, "listen address"},
 		{"target loopback", func(r *Route) { r.Target = netip.MustParseAddrPort("127.0.0.2:80") }, "target"},

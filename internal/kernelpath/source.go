@@ -1,10 +1,14 @@
 package kernelpath
 
 import (
+	"bufio"
 	"context"
+	"encoding/binary"
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 )
@@ -34,12 +38,13 @@ func PickSource(bridge string, target netip.Addr) (netip.Addr, error) {
 // Connections is how many connections the service's DNAT has carried since
 // it was last added: the nat table sees the first packet of each.
 func (t *Table) Connections(ctx context.Context, service string) (uint64, error) {
-	out, err := t.ipt.Run(ctx, "-t", "nat", "-L", chainDNAT, "-n", "-v", "-x")
-	if err != nil {
-		if exitCode1(err) {
-			return 0, nil
+	var out []byte
+	for _, c := range dnatChains {
+		o, err := t.ipt.Run(ctx, "-t", "nat", "-L", c, "-n", "-v", "-x")
+		if err != nil && !exitCode1(err) {
+			return 0, err
 		}
-		return 0, err
+		out = append(out, o...)
 	}
 	var n uint64
 	for _, line := range strings.Split(string(out), "\n") {
@@ -54,4 +59,55 @@ func (t *Table) Connections(ctx context.Context, service string) (uint64, error)
 		n += v
 	}
 	return n, nil
+}
+
+// tcpEstablished is ESTABLISHED in /proc/<pid>/net/tcp's st column.
+const tcpEstablished = "01"
+
+// EstablishedFrom counts the TCP connections in state ESTABLISHED on local
+// port from address from, in the network namespace of process pid, read
+// from <proc>/<pid>/net/tcp: the connections the kernel path carries to a
+// container (they come from its source address). ok is false when the
+// table cannot be read (the container is gone, or not root on its host).
+func EstablishedFrom(proc string, pid, port int, from netip.Addr) (n int, ok bool) {
+	if pid <= 0 || port <= 0 || !from.Is4() {
+		return 0, false
+	}
+	file, err := os.Open(filepath.Join(proc, strconv.Itoa(pid), "net", "tcp"))
+	if err != nil {
+		return 0, false
+	}
+	defer file.Close()
+	// /proc/net/tcp prints an IPv4 address, kept in network byte order,
+	// as one 32-bit number of the machine's byte order.
+	b := from.As4()
+	wantRemote := fmt.Sprintf("%08X:", binary.NativeEndian.Uint32(b[:]))
+	wantLocal := fmt.Sprintf(":%04X", port)
+	sc := bufio.NewScanner(file)
+	sc.Scan() // header
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		if len(f) < 4 || f[3] != tcpEstablished {
+			continue
+		}
+		if !strings.HasSuffix(f[1], wantLocal) || !strings.HasPrefix(f[2], wantRemote) {
+			continue
+		}
+		n++
+	}
+	return n, sc.Err() == nil
+}
+
+// Empty reports whether nothing of baton's is left in this firewall: none
+// of its chains exists.
+func (t *Table) Empty(ctx context.Context) (bool, error) {
+	for _, j := range jumps {
+		if _, err := t.ipt.Run(ctx, "-t", j.table, "-S", j.spec[1]); exitCode1(err) {
+			continue
+		} else if err != nil {
+			return false, err
+		}
+		return false, nil
+	}
+	return true, nil
 }

@@ -244,12 +244,31 @@ func (t *Table) Route(ctx context.Context, r Route) error {
 		return err
 	}
 	defer unlock()
-	if r.InNamespace() {
+	switch {
+	case r.InNamespace():
 		// nginx's own namespace: the DNAT alone (see Route.InNamespace).
 		if err := t.setupChains(ctx, dnatJumps); err != nil {
 			return err
 		}
-	} else {
+	case r.Forwarded():
+		if err := t.setupChains(ctx, forwardJumps); err != nil {
+			return err
+		}
+		// The ACCEPT before the SNAT and both before the DNAT: a
+		// connection the DNAT sends must find its way open.
+		if err := t.ensure(ctx, r.accept()); err != nil {
+			return err
+		}
+		if err := t.dropStale(ctx, r.accept(), acceptKey); err != nil {
+			return err
+		}
+		if err := t.ensure(ctx, r.snat()); err != nil {
+			return err
+		}
+		if err := t.dropStaleSNAT(ctx, r); err != nil {
+			return err
+		}
+	default:
 		if err := t.setup(ctx, r.Bridge); err != nil {
 			return err
 		}
@@ -260,7 +279,8 @@ func (t *Table) Route(ctx context.Context, r Route) error {
 			return err
 		}
 	}
-	rules, err := t.list(ctx, "nat", chainDNAT)
+	d := r.dnat()
+	rules, err := t.list(ctx, "nat", d.chain)
 	if err != nil {
 		return err
 	}
@@ -269,12 +289,25 @@ func (t *Table) Route(ctx context.Context, r Route) error {
 			return fmt.Errorf("kernel path: %s is %s's already; each service needs its own listen address", r.Listen, strings.TrimPrefix(commentOf(s), "baton:"))
 		}
 	}
-	if i := slices.IndexFunc(rules, func(s []string) bool { return commentOf(s) == r.comment() }); i < 0 || dnatKey(rules[i]) != dnatKey(r.dnat().spec) {
-		d := r.dnat()
+	if i := slices.IndexFunc(rules, func(s []string) bool { return commentOf(s) == r.comment() }); i < 0 || dnatKey(rules[i]) != dnatKey(d.spec) {
 		if _, err := t.ipt.Run(ctx, append([]string{"-t", d.table, "-I", d.chain, "1"}, d.spec...)...); err != nil {
 			return err
 		}
-		if rules, err = t.list(ctx, "nat", chainDNAT); err != nil {
+		if rules, err = t.list(ctx, "nat", d.chain); err != nil {
+			return err
+		}
+	}
+	// A route of the other kind (the relay moved between a loopback and
+	// a host address) leaves its DNAT in the other chain: it goes now.
+	for _, c := range dnatChains {
+		if c != d.chain {
+			if err := t.deleteComment(ctx, "nat", c, r.comment()); err != nil {
+				return err
+			}
+		}
+	}
+	if !r.Forwarded() {
+		if err := t.deleteComment(ctx, "filter", chainFwd, r.comment()); err != nil {
 			return err
 		}
 	}
@@ -292,7 +325,30 @@ func (t *Table) Route(ctx context.Context, r Route) error {
 		}
 		del = append(del, i+1)
 	}
-	return t.deleteNumbers(ctx, "nat", chainDNAT, del)
+	return t.deleteNumbers(ctx, "nat", d.chain, del)
+}
+
+// dropStale deletes the rules of want's chain with want's comment whose key
+// is not want's: what a route of the same service left with another
+// address or port.
+func (t *Table) dropStale(ctx context.Context, want rule, key func([]string) string) error {
+	rules, err := t.list(ctx, want.table, want.chain)
+	if err != nil {
+		return err
+	}
+	var del []int
+	for i, spec := range rules {
+		if commentOf(spec) == commentOf(want.spec) && key(spec) != key(want.spec) {
+			del = append(del, i+1)
+		}
+	}
+	return t.deleteNumbers(ctx, want.table, want.chain, del)
+}
+
+// acceptKey is what makes an ACCEPT rule the one a route wants: the
+// original destination it lets through.
+func acceptKey(spec []string) string {
+	return strings.TrimSuffix(argAfter(spec, "--ctorigdst"), "/32") + " " + argAfter(spec, "--ctorigdstport")
 }
 
 // dropStaleSNAT deletes the service's SNAT rules other than r's (a relay
@@ -335,7 +391,7 @@ func dnatKey(spec []string) string {
 // the original destination it follows and the source it gives, compared by
 // value, so iptables' way of printing them back does not matter.
 func snatKey(spec []string) string {
-	return strings.Join([]string{argAfter(spec, "-o"), strings.TrimSuffix(argAfter(spec, "--ctorigdst"), "/32"), argAfter(spec, "--ctorigdstport"), argAfter(spec, "--to-source")}, " ")
+	return strings.Join([]string{argAfter(spec, "-s"), argAfter(spec, "-o"), strings.TrimSuffix(argAfter(spec, "--ctorigdst"), "/32"), argAfter(spec, "--ctorigdstport"), argAfter(spec, "--to-source")}, " ")
 }
 
 // Bypass removes the service's DNAT: from now on new connections reach the
@@ -350,7 +406,12 @@ func (t *Table) Bypass(ctx context.Context, service string) error {
 		return err
 	}
 	defer unlock()
-	return t.deleteComment(ctx, "nat", chainDNAT, "baton:"+service)
+	for _, c := range dnatChains {
+		if err := t.deleteComment(ctx, "nat", c, "baton:"+service); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Remove takes the service's kernel path away entirely (DNAT and SNAT).
@@ -366,8 +427,10 @@ func (t *Table) Remove(ctx context.Context, service string) error {
 	}
 	defer unlock()
 	comment := "baton:" + service
-	if err := t.deleteComment(ctx, "nat", chainDNAT, comment); err != nil {
-		return err
+	for _, c := range dnatChains {
+		if err := t.deleteComment(ctx, "nat", c, comment); err != nil {
+			return err
+		}
 	}
 	snats, err := t.list(ctx, "nat", chainSNAT)
 	if err != nil {
@@ -383,6 +446,11 @@ func (t *Table) Remove(ctx context.Context, service string) error {
 		return err
 	}
 	if err := t.releaseUnused(ctx, bridges); err != nil {
+		return err
+	}
+	// The ACCEPT goes last: the DNAT that sent connections its way is
+	// gone, and those already open have finished or will be cut anyway.
+	if err := t.deleteComment(ctx, "filter", chainFwd, comment); err != nil {
 		return err
 	}
 	return t.dropIfEmpty(ctx)
@@ -436,13 +504,15 @@ func (t *Table) dropIfEmpty(ctx context.Context) error {
 // Target says where the service's DNAT sends new connections now, if it has
 // one: "" when they go to the relay.
 func (t *Table) Target(ctx context.Context, service string) (string, error) {
-	rules, err := t.list(ctx, "nat", chainDNAT)
-	if err != nil {
-		return "", err
-	}
-	for _, spec := range rules {
-		if commentOf(spec) == "baton:"+service {
-			return toDestination(spec), nil
+	for _, c := range dnatChains {
+		rules, err := t.list(ctx, "nat", c)
+		if err != nil {
+			return "", err
+		}
+		for _, spec := range rules {
+			if commentOf(spec) == "baton:"+service {
+				return toDestination(spec), nil
+			}
 		}
 	}
 	return "", nil
@@ -451,8 +521,12 @@ func (t *Table) Target(ctx context.Context, service string) (string, error) {
 // Has reports whether the service has any rule of a kernel path (its DNAT,
 // or the SNAT a bypassed route keeps).
 func (t *Table) Has(ctx context.Context, service string) (bool, error) {
-	for _, chain := range []string{chainDNAT, chainSNAT} {
-		rules, err := t.list(ctx, "nat", chain)
+	for _, chain := range []string{chainDNAT, chainPre, chainSNAT, chainFwd} {
+		table := "nat"
+		if chain == chainFwd {
+			table = "filter"
+		}
+		rules, err := t.list(ctx, table, chain)
 		if err != nil {
 			return false, err
 		}
@@ -468,7 +542,7 @@ func (t *Table) Has(ctx context.Context, service string) (bool, error) {
 // SNAT), the bridge's guards and its route_localnet, in that order: the
 // guards are in place before the bridge may route 127/8.
 func (t *Table) setup(ctx context.Context, bridge string) error {
-	if err := t.setupChains(ctx, jumps); err != nil {
+	if err := t.setupChains(ctx, loopbackJumps); err != nil {
 		return err
 	}
 	path := filepath.Join(t.procSys, "net", "ipv4", "conf", bridge, "route_localnet")

@@ -31,7 +31,7 @@ type fakeExit int
 func (e fakeExit) Error() string { return "exit status " + strconv.Itoa(int(e)) }
 func (e fakeExit) ExitCode() int { return int(e) }
 
-var builtin = []string{"nat/OUTPUT", "nat/POSTROUTING", "nat/PREROUTING", "raw/PREROUTING", "raw/OUTPUT"}
+var builtin = []string{"nat/OUTPUT", "nat/POSTROUTING", "nat/PREROUTING", "raw/PREROUTING", "raw/OUTPUT", "filter/DOCKER-USER"}
 
 func newFakeIPT() *fakeIPT {
 	f := &fakeIPT{chains: map[string][]string{}}
@@ -193,7 +193,7 @@ func TestTableRouteRetargetsWithOneRule(t *testing.T) {
 	if got := f.serviceRules("nat", chainSNAT, "web"); len(got) != 1 {
 		t.Errorf("SNAT rules %q, want one", got)
 	}
-	for _, j := range jumps {
+	for _, j := range loopbackJumps {
 		rules := f.chains[j.table+"/"+j.chain]
 		if len(rules) == 0 || rules[0] != strings.Join(j.spec, " ") || slices.Index(rules[1:], rules[0]) >= 0 {
 			t.Errorf("%s/%s: %q, want the jump first and once", j.table, j.chain, rules)
@@ -414,10 +414,23 @@ func TestTableRouteReplacesStaleSNAT(t *testing.T) {
 // ever without its jump: with the SNAT's gone for a moment, a DNAT'd SYN
 // leaves with 127.0.0.1 as its source and is never answered.
 func TestTableJumpMovesBackFirst(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		route Route
+		jumps []rule
+	}{
+		{"loopback", validRoute(), loopbackJumps},
+		{"forwarded", forwardedRoute(), forwardJumps},
+	} {
+		t.Run(tc.name, func(t *testing.T) { testJumpMovesBackFirst(t, tc.route, tc.jumps) })
+	}
+}
+
+func testJumpMovesBackFirst(t *testing.T, route Route, jumps []rule) {
 	ctx := context.Background()
 	f := newFakeIPT()
 	tbl, _ := fakeTable(t, f, "br-0123456789ab", "0")
-	if err := tbl.Route(ctx, validRoute()); err != nil {
+	if err := tbl.Route(ctx, route); err != nil {
 		t.Fatal(err)
 	}
 	jumpCount := func(j rule) int {
@@ -437,9 +450,11 @@ func TestTableJumpMovesBackFirst(t *testing.T) {
 		}
 	}
 	foreign := map[string]string{
-		"nat/OUTPUT":      "! -d 127.0.0.0/8 -m addrtype --dst-type LOCAL -j DOCKER",
-		"nat/POSTROUTING": "-s 172.18.0.0/16 ! -o br-0123456789ab -j MASQUERADE",
-		"raw/PREROUTING":  "-d 172.18.0.2/32 ! -i br-0123456789ab -j DROP",
+		"nat/OUTPUT":         "! -d 127.0.0.0/8 -m addrtype --dst-type LOCAL -j DOCKER",
+		"nat/POSTROUTING":    "-s 172.18.0.0/16 ! -o br-0123456789ab -j MASQUERADE",
+		"raw/PREROUTING":     "-d 172.18.0.2/32 ! -i br-0123456789ab -j DROP",
+		"nat/PREROUTING":     "-m addrtype --dst-type LOCAL -j DOCKER",
+		"filter/DOCKER-USER": "-j RETURN",
 	}
 	for round := 1; round <= 3; round++ {
 		for _, j := range jumps {
@@ -456,7 +471,7 @@ func TestTableJumpMovesBackFirst(t *testing.T) {
 			}
 		}
 		f.calls = nil
-		if err := tbl.Route(ctx, validRoute()); err != nil {
+		if err := tbl.Route(ctx, route); err != nil {
 			t.Fatal(err)
 		}
 		for _, j := range jumps {
@@ -479,7 +494,7 @@ func TestTableJumpMovesBackFirst(t *testing.T) {
 	}
 	// The last route's removal takes either spelling away.
 	f.after = nil
-	if err := tbl.Remove(ctx, validRoute().Service); err != nil {
+	if err := tbl.Remove(ctx, route.Service); err != nil {
 		t.Fatal(err)
 	}
 	for _, j := range jumps {
@@ -523,5 +538,109 @@ func TestTableLock(t *testing.T) {
 	_ = held.Close()
 	if err := tbl.Route(context.Background(), validRoute()); err != nil {
 		t.Fatalf("route with the lock free: %v", err)
+	}
+}
+
+func forwardedRoute() Route {
+	r := validRoute()
+	r.Listen = netip.MustParseAddrPort("10.0.0.11:8081")
+	return r
+}
+
+// A forwarded route (nginx on another machine reaches the relay on the
+// host's own address) puts its DNAT in nat PREROUTING, where those
+// connections arrive, not in OUTPUT; its SNAT takes any source; an ACCEPT
+// in DOCKER-USER lets exactly the DNAT'd connections past Docker's
+// isolation; no 127/8 is touched (no guards, route_localnet as it was).
+// Moving the relay between kinds leaves no rule of the other kind, and
+// the last Remove leaves nothing of baton's.
+func TestTableForwardedRoute(t *testing.T) {
+	ctx := context.Background()
+	f := newFakeIPT()
+	tbl, rl := fakeTable(t, f, "br-0123456789ab", "0")
+	fw := forwardedRoute()
+	if err := tbl.Route(ctx, fw); err != nil {
+		t.Fatal(err)
+	}
+	if got := f.serviceRules("nat", chainPre, "web"); len(got) != 1 || !strings.Contains(got[0], "-d 10.0.0.11/32") || !strings.HasSuffix(got[0], "--to-destination 172.18.0.5:8080") {
+		t.Errorf("PREROUTING DNAT %q", got)
+	}
+	if got := f.serviceRules("nat", chainDNAT, "web"); len(got) != 0 {
+		t.Errorf("a forwarded route's DNAT in OUTPUT's chain: %q", got)
+	}
+	if got := f.serviceRules("nat", chainSNAT, "web"); len(got) != 1 || strings.Contains(got[0], "127.0.0.0/8") || !strings.Contains(got[0], "--ctorigdst 10.0.0.11") {
+		t.Errorf("SNAT %q", got)
+	}
+	if got := f.serviceRules("filter", chainFwd, "web"); len(got) != 1 || !strings.Contains(got[0], "--ctorigdst 10.0.0.11 --ctorigdstport 8081") || !strings.HasSuffix(got[0], "-j ACCEPT") {
+		t.Errorf("ACCEPT %q", got)
+	}
+	if got := f.chains["raw/"+chainRaw]; len(got) != 0 {
+		t.Errorf("guards for a forwarded route: %q", got)
+	}
+	if v := readTrim(t, rl); v != "0" {
+		t.Errorf("route_localnet %s for a forwarded route", v)
+	}
+	if got, _ := tbl.Target(ctx, "web"); got != "172.18.0.5:8080" {
+		t.Errorf("Target %q", got)
+	}
+	if has, _ := tbl.Has(ctx, "web"); !has {
+		t.Error("Has: false")
+	}
+	// Bypass takes the DNAT away and keeps the way open for the
+	// connections already carried.
+	if err := tbl.Bypass(ctx, "web"); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := tbl.Target(ctx, "web"); got != "" {
+		t.Errorf("Target after Bypass %q", got)
+	}
+	if got := f.serviceRules("filter", chainFwd, "web"); len(got) != 1 {
+		t.Errorf("ACCEPT after Bypass %q", got)
+	}
+	// The relay moved to another address of the host: one rule of each.
+	moved := fw
+	moved.Listen = netip.MustParseAddrPort("10.0.0.12:8081")
+	for _, r := range []Route{fw, moved} {
+		if err := tbl.Route(ctx, r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, c := range []struct{ table, chain string }{{"nat", chainPre}, {"nat", chainSNAT}, {"filter", chainFwd}} {
+		got := f.serviceRules(c.table, c.chain, "web")
+		if len(got) != 1 || !strings.Contains(got[0], "10.0.0.12") {
+			t.Errorf("%s %s after the move: %q, want one rule for 10.0.0.12", c.table, c.chain, got)
+		}
+	}
+	// Back to a loopback relay: the forwarded rules go.
+	if err := tbl.Route(ctx, validRoute()); err != nil {
+		t.Fatal(err)
+	}
+	if got := f.serviceRules("nat", chainPre, "web"); len(got) != 0 {
+		t.Errorf("forwarded DNAT left after a loopback route: %q", got)
+	}
+	if got := f.serviceRules("filter", chainFwd, "web"); len(got) != 0 {
+		t.Errorf("ACCEPT left after a loopback route: %q", got)
+	}
+	if got := f.serviceRules("nat", chainDNAT, "web"); len(got) != 1 {
+		t.Errorf("loopback DNAT %q", got)
+	}
+	if err := tbl.Route(ctx, fw); err != nil {
+		t.Fatal(err)
+	}
+	if got := f.serviceRules("nat", chainDNAT, "web"); len(got) != 0 {
+		t.Errorf("loopback DNAT left after a forwarded route: %q", got)
+	}
+	if err := tbl.Remove(ctx, "web"); err != nil {
+		t.Fatal(err)
+	}
+	for key, rules := range f.chains {
+		for _, r := range rules {
+			if strings.Contains(r, "BATON") || strings.Contains(r, "baton") {
+				t.Errorf("after Remove: %s has %q", key, r)
+			}
+		}
+		if strings.Contains(key, "BATON") {
+			t.Errorf("after Remove: chain %s left", key)
+		}
 	}
 }

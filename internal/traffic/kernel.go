@@ -37,9 +37,15 @@ import (
 // at the address nginx names, carries its connections until baton status
 // or a deploy routes them again, as after a reboot for an nginx on the
 // host.
+//
+// For an engine's host that is another machine (a host of a rollout, nginx
+// here) the route is a forwarded one (kernelpath.Route.Forwarded) in that
+// host's firewall, which baton reaches through a helper container there
+// (remoteKernel).
 type KernelRelay struct {
 	*Relay
-	table *kernelpath.Table // the host's
+	table  *kernelpath.Table // this host's
+	remote *remoteKernel     // the engine's host, when it is another machine
 }
 
 // inNginx reports whether the route lives in an nginx container's network
@@ -53,8 +59,12 @@ var errNginxDown = errors.New("not running")
 // rules is the table the service's route is in: the host's, or the nginx
 // container's namespace's. done releases what it holds. For an nginx
 // container that does not run, the error wraps errNginxDown.
-func (k *KernelRelay) rules(ctx context.Context) (tbl *kernelpath.Table, done func(), err error) {
-	if !k.inNginx() {
+func (k *KernelRelay) rules(ctx context.Context) (tbl kernelRules, done func(), err error) {
+	switch {
+	case k.remote != nil:
+		tbl, err := k.remote.rules(ctx)
+		return tbl, func() {}, err
+	case !k.inNginx():
 		return k.table, func() {}, nil
 	}
 	return nginxRules(ctx, k.eng, k.settings.NginxContainer)
@@ -212,7 +222,14 @@ func (k *KernelRelay) route(ctx context.Context, cur deploy.Endpoint, attach boo
 	if err != nil {
 		return kernelpath.Route{}, err
 	}
-	src, err := kernelpath.PickSource(bridge, ip)
+	var src netip.Addr
+	if k.remote != nil {
+		// The bridge is on the engine's host: its gateway as Docker
+		// says, which the helper checks against the bridge there.
+		src, err = gatewayOn(nw, ip)
+	} else {
+		src, err = kernelpath.PickSource(bridge, ip)
+	}
 	if err != nil {
 		return kernelpath.Route{}, err
 	}
@@ -283,6 +300,22 @@ func answers(ctx context.Context, addr netip.AddrPort) error {
 	return c.Close()
 }
 
+// answers checks that the app accepts connections on addr (see answers),
+// from the engine's host: through the relay container, which is in that
+// host's network namespace, when it is another machine.
+func (k *KernelRelay) answers(ctx context.Context, addr netip.AddrPort) error {
+	if k.remote == nil || k.dialVia == nil {
+		return answers(ctx, addr) // the engine's containers are reachable from here
+	}
+	ctx, cancel := context.WithTimeout(ctx, kernelDialCheck)
+	defer cancel()
+	c, err := k.dialVia(ctx, RelayName(k.svc.Key), addr.String())
+	if err != nil {
+		return fmt.Errorf("the app does not answer on %s, its kernel network address (it must listen on all its interfaces, as on 0.0.0.0): %w", addr, err)
+	}
+	return c.Close()
+}
+
 // Prepare connects next, a new container still warming up, to its
 // service's kernel network, so the route that Finish gives it needs no
 // connect (about 0.1 s of Docker's, measured under load) on the deploy's
@@ -319,7 +352,7 @@ func (k *KernelRelay) routeTo(ctx context.Context, cur deploy.Endpoint) error {
 	if err == nil && !k.inNginx() {
 		// In nginx's namespace the route names the address the relay
 		// dials and the probes reached: the app answers there.
-		err = answers(ctx, r.Target)
+		err = k.answers(ctx, r.Target)
 	}
 	if err == nil {
 		err = k.setRoute(ctx, r)
@@ -389,6 +422,10 @@ func (k *KernelRelay) Split(ctx context.Context, from, to deploy.Endpoint, perce
 // table: the kernel tells no one when a connection ends.
 const kernelPoll = 20 * time.Millisecond
 
+// remoteKernelPoll is kernelPoll on an engine's host that is another
+// machine, where each look is a docker exec (perhaps over ssh).
+const remoteKernelPoll = 200 * time.Millisecond
+
 // Drain waits for the relay's connections to from, as the relay does, and
 // for those the kernel carries to it: established connections on its port
 // from the kernel path's source address, read from its own connection
@@ -403,7 +440,9 @@ func (k *KernelRelay) Drain(ctx context.Context, from deploy.Endpoint, max time.
 		} else {
 			k.log.Warn("kernel path: connections of the old container not counted", "container", from.Name, "error", err)
 		}
-	} else if r, err := k.route(ctx, from, false); err == nil {
+	} else if r, err := k.route(ctx, from, false); err == nil && k.remote != nil {
+		count = func() (int, bool) { return k.remote.established(ctx, from.PID, int(r.Target.Port()), r.Source) }
+	} else if err == nil {
 		count = func() (int, bool) { return establishedFrom(from.PID, int(r.Target.Port()), r.Source) }
 	} else if errors.Is(err, errNotOnKernelNet) {
 		count = func() (int, bool) { return 0, true } // never routed: the kernel carries none of its connections
@@ -418,11 +457,15 @@ func (k *KernelRelay) Drain(ctx context.Context, from deploy.Endpoint, max time.
 	rep.Waited += open
 	left := open
 	deadline := t0.Add(max)
+	poll := kernelPoll
+	if k.remote != nil {
+		poll = remoteKernelPoll // each look is a docker exec on that host
+	}
 	for left > 0 && time.Now().Before(deadline) {
 		select {
 		case <-ctx.Done():
 			return rep, ctx.Err()
-		case <-time.After(kernelPoll):
+		case <-time.After(poll):
 		}
 		if left, counted = count(); !counted {
 			left = 0 // the container is gone: nothing left to wait for
@@ -484,7 +527,15 @@ func firstLine(s string) string {
 type KernelRoutes struct {
 	Engine Engine
 	Host   *kernelpath.Table
+	// Remote says the engine's host is another machine: its routes are
+	// in its firewall, reached through the helper container there, and
+	// Host is not used.
+	Remote bool
+	// RelayImage is the helper's image ("" for baton's own).
+	RelayImage string
 }
+
+func (k KernelRoutes) remote() *remoteKernel { return &remoteKernel{eng: k.Engine, image: k.RelayImage} }
 
 // inNginx runs f on the table of nginx's namespace; an nginx that does not
 // run has none, so no route.
@@ -501,6 +552,9 @@ func (k KernelRoutes) inNginx(ctx context.Context, nginx string, f func(*kernelp
 }
 
 func (k KernelRoutes) Has(ctx context.Context, service, nginx string) (bool, error) {
+	if k.Remote {
+		return k.remote().has(ctx, service)
+	}
 	has, err := k.Host.Has(ctx, service)
 	if err != nil || has || nginx == "" {
 		return has, err
@@ -513,6 +567,9 @@ func (k KernelRoutes) Has(ctx context.Context, service, nginx string) (bool, err
 }
 
 func (k KernelRoutes) Remove(ctx context.Context, service, nginx string) error {
+	if k.Remote {
+		return k.remote().remove(ctx, service)
+	}
 	if err := k.Host.Remove(ctx, service); err != nil {
 		return err
 	}

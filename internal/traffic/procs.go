@@ -2,8 +2,8 @@ package traffic
 
 import (
 	"bufio"
-	"encoding/binary"
 	"fmt"
+	"github.com/baton-sh/baton/internal/kernelpath"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -182,37 +182,9 @@ func parentPID(pid int) int {
 	return ppid
 }
 
-// establishedFrom counts the TCP connections in state ESTABLISHED on local
-// port from address from, in the network namespace of
-// process pid, read from /proc/<pid>/net/tcp. ok is false when the table
-// cannot be read (the container is gone, or baton is not root on its host).
+// establishedFrom is kernelpath.EstablishedFrom on this host's /proc.
 func establishedFrom(pid, port int, from netip.Addr) (n int, ok bool) {
-	if pid <= 0 || port <= 0 || !from.Is4() {
-		return 0, false
-	}
-	file, err := os.Open(filepath.Join(procRoot, strconv.Itoa(pid), "net", "tcp"))
-	if err != nil {
-		return 0, false
-	}
-	defer file.Close()
-	// /proc/net/tcp prints an IPv4 address, kept in network byte order,
-	// as one 32-bit number of the machine's byte order.
-	b := from.As4()
-	wantRemote := fmt.Sprintf("%08X:", binary.NativeEndian.Uint32(b[:]))
-	wantLocal := fmt.Sprintf(":%04X", port)
-	sc := bufio.NewScanner(file)
-	sc.Scan() // header
-	for sc.Scan() {
-		f := strings.Fields(sc.Text())
-		if len(f) < 4 || f[3] != tcpEstablised {
-			continue
-		}
-		if !strings.HasSuffix(f[1], wantLocal) || !strings.HasPrefix(f[2], wantRemote) {
-			continue
-		}
-		n++
-	}
-	return n, sc.Err() == nil
+	return kernelpath.EstablishedFrom(procRoot, pid, port, from)
 }
 
 // establishedConns counts the TCP connections in state ESTABLISHED on local

@@ -16,6 +16,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/image"
@@ -122,9 +123,19 @@ func (f *Factory) New(ctx context.Context, svc deploy.Service, s deploy.Settings
 			return r, nil
 		}
 		if f.Remote || f.SharedUpstream != nil {
-			// The rules go in a network namespace of the engine's host:
-			// its own, or its nginx container's.
-			return nil, deploy.Classify(deploy.ErrInvalid, "service %s: --kernel-path needs baton on the engine's own host, with nginx there (on the host or in a container); drop --kernel-path", svc.Key)
+			// The rules go in the firewall of the engine's host, which
+			// baton reaches through a helper container there: a host
+			// of a rollout may be another machine, or an engine here
+			// in a network namespace of its own (its unix socket tells
+			// nothing of that), and the helper is in the engine's own
+			// by construction. nginx reaches the relay on an address
+			// of that host (a loopback route would need that host's
+			// nginx and route_localnet, which the helper does not
+			// touch).
+			if a, err := netip.ParseAddr(s.RelayAddress); err != nil || a.IsLoopback() {
+				return nil, deploy.Classify(deploy.ErrInvalid, "service %s: --kernel-path on an engine on another machine needs the relay on the address of that host that nginx reaches (--relay-address, or relay-address= in the hosts file); drop --kernel-path or give it", svc.Key)
+			}
+			return &KernelRelay{Relay: r, remote: &remoteKernel{eng: f.Engine, image: f.RelayImage}}, nil
 		}
 		tbl := f.Kernel
 		if tbl == nil {

@@ -1,0 +1,215 @@
+package multihost
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/baton-sh/baton/internal/loadgen"
+	"github.com/baton-sh/baton/internal/testenv"
+)
+
+const kernelRepo = "h13k/web"
+
+// TestRolloutKernelPath proves the kernel path across hosts (issue 13): a
+// rollout with --kernel-path puts, in each engine host's own firewall, a
+// DNAT from the relay's address (where this machine's nginx connects) to
+// the serving container, so the kernel carries nginx's connections there
+// and no relay copies them; each later rollout moves traffic through the
+// relay and back to the kernel for the new container; --kernel-path=false
+// leaves nothing of baton's in either host's firewall. Host 1 is reached
+// over its unix socket, host 2 only over ssh (a docker context), whose
+// rules baton sets through the helper container there. Under keep-alive
+// GET/POST load through the shared nginx for the whole test, no request
+// may fail.
+func TestRolloutKernelPath(t *testing.T) {
+	testenv.Docker(t) // -short skips; make test runs it
+	start := time.Now()
+	m := &multiHost{
+		t:        t,
+		hosts:    engineHosts(t, "h13k", 200, 2),
+		baton:    testenv.BuildBinary(t, "./cmd/baton"),
+		stateDir: t.TempDir(),
+		name:     "h13k-web",
+		repo:     kernelRepo,
+	}
+	ssh := m.hosts[1].StartSSH(t)
+	remote := m.hosts[1].Name
+	m.useContexts(map[string]string{remote: ssh.DockerHost}, ssh.Env)
+	m.engineURL = []string{m.hosts[0].Socket, ssh.DockerHost}
+	for _, h := range m.hosts {
+		for _, v := range []string{"v1", "v2"} {
+			testenv.DemoImage(t, h.Client, testenv.DemoImageOpts{Repo: kernelRepo, Tag: v, Version: v, Env: map[string]string{"WARMUP": "300ms"}, HealthCheck: true})
+		}
+		id := testenv.RunDemo(t, h.Client, testenv.RunOpts{Name: m.name, Image: m.image("v2")})
+		testenv.WaitHealthy(t, h.Client, id, 60*time.Second)
+		m.cleanupService(h)
+		h := h
+		t.Cleanup(func() {
+			_ = exec.Command("docker", "-H", h.Socket, "rm", "-f", "baton-kernelpath").Run()
+		})
+	}
+	h1, h2 := m.hosts[0], m.hosts[1]
+	m.hostsFile = filepath.Join(t.TempDir(), "hosts")
+	hostsText := fmt.Sprintf("host1 relay-address=%s docker-host=%s\n%s relay-address=%s\n", h1.Addr, h1.Socket, remote, h2.Addr)
+	if err := os.WriteFile(m.hostsFile, []byte(hostsText), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	upDir := filepath.Join(t.TempDir(), "nginx")
+	if err := os.MkdirAll(upDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	m.nginx = testenv.HostNginx(t, testenv.NginxOpts{UpstreamFile: filepath.Join(upDir, "web.conf")})
+	m.relayPort = testenv.FreePort(t)
+	t.Logf("set-up done in %s", time.Since(start).Round(100*time.Millisecond))
+
+	m.expect(m.deploy("--image", m.image("v1"), "--nginx-upstream", m.nginx.UpstreamFile(), "--nginx-reload", m.nginx.ReloadCommand(),
+		"--relay-port", strconv.Itoa(m.relayPort), "--port", "8080", "--http-probe", "/healthz", "--kernel-path"), 0, "deployed deployed")
+	m.assertServing("v1", "v1")
+	m.assertKernelRoute()
+
+	load, err := loadgen.Start(t.Context(), loadgen.Config{URL: m.nginx.URL(), Clients: 8, Duration: 10 * time.Minute, Rate: 25})
+	if err != nil {
+		t.Fatal(err)
+	}
+	loadStopped := false
+	stopLoad := func() {
+		if loadStopped {
+			return
+		}
+		loadStopped = true
+		res := load.Stop()
+		testenv.CheckLoad(t, res)
+		t.Logf("versions served: %v", res.Versions())
+	}
+	defer stopLoad()
+
+	// The kernel carries nginx's connections on both hosts: each DNAT's
+	// counter grows under the load (its first packets only, so one per
+	// connection nginx opened).
+	before := m.dnatPackets()
+	time.Sleep(3 * time.Second)
+	after := m.dnatPackets()
+	for i, h := range m.hosts {
+		if after[i] <= before[i] {
+			t.Fatalf("host %s: the kernel path's DNAT counted %d connections, then %d after 3 s of load: nginx's connections do not take it", h.Name, before[i], after[i])
+		}
+		t.Logf("host %s: %d connections through the kernel path in 3 s", h.Name, after[i]-before[i])
+	}
+
+	// Later rollouts keep the kernel path (recorded) and move it to each
+	// new container.
+	var took []time.Duration
+	for i, v := range []string{"v2", "v1", "v2", "v1"} {
+		r := m.deploy("--image", m.image(v))
+		m.expect(r, 0, "deployed deployed")
+		took = append(took, r.took)
+		m.assertServing(v, v)
+		m.assertKernelRoute()
+		t.Logf("rollout %d to %s with the kernel path: %s", i+1, v, r.took.Round(100*time.Millisecond))
+	}
+	// As after a reboot of both hosts: their DNATs gone, the relays
+	// carry the load (which must not fail), and baton status (the boot
+	// unit runs it) puts the routes back.
+	for _, h := range m.hosts {
+		if out, err := exec.Command("ip", "netns", "exec", h.Name, "iptables", "-w", "5", "-t", "nat", "-F", "BATON-KERNELPATH-PRE").CombinedOutput(); err != nil {
+			t.Fatalf("host %s: flushing the kernel path: %v: %s", h.Name, err, out)
+		}
+	}
+	time.Sleep(time.Second)
+	st := m.run("status", m.name, "--hosts", m.hostsFile)
+	if st.code != 0 || strings.Count(st.stdout, "kernel path -> ") != 2 {
+		t.Fatalf("status across hosts: exit %d, want 0 with the kernel path of both hosts\n%s\n%s", st.code, st.stdout, st.stderr)
+	}
+	m.assertKernelRoute()
+
+	// Turned off: the relay carries again, and nothing of baton's is left
+	// in either host's firewall, the helper container gone too.
+	m.expect(m.deploy("--kernel-path=false"), 0, "up-to-date up-to-date") // nothing on the containers changes
+	m.assertServing("v1", "v1")
+	for _, h := range m.hosts {
+		if out := iptablesSave(t, h); strings.Contains(out, "BATON") || strings.Contains(out, "baton") {
+			t.Fatalf("host %s: baton's rules left after --kernel-path=false:\n%s", h.Name, out)
+		}
+		if out, err := exec.Command("docker", "-H", h.Socket, "ps", "-aq", "--filter", "name=^baton-kernelpath$").Output(); err != nil || strings.TrimSpace(string(out)) != "" {
+			t.Fatalf("host %s: helper container left after the last kernel path went: %q %v", h.Name, out, err)
+		}
+	}
+	time.Sleep(time.Second) // load through the relays again
+	stopLoad()
+	for _, h := range m.hosts {
+		m.assertSingle(h)
+	}
+	t.Logf("rollouts with the kernel path took %v; whole test %s", roundAll(took), time.Since(start).Round(100*time.Millisecond))
+}
+
+// iptablesSave is host h's whole firewall.
+func iptablesSave(t *testing.T, h *testenv.EngineHost) string {
+	t.Helper()
+	out, err := exec.Command("ip", "netns", "exec", h.Name, "iptables-save").CombinedOutput()
+	if err != nil {
+		t.Fatalf("iptables-save in %s: %v: %s", h.Name, err, out)
+	}
+	return string(out)
+}
+
+var dnatRE = regexp.MustCompile(`-d (\S+)/32 -p tcp -m tcp --dport (\d+) .*--comment "?baton:([^" ]+)"? -j DNAT --to-destination (\S+)`)
+
+// assertKernelRoute checks that each host's firewall sends new connections
+// for its relay's address to the container serving there, by its address
+// on the service's kernel network, and that the helper did it there.
+func (m *multiHost) assertKernelRoute() {
+	m.t.Helper()
+	for _, h := range m.hosts {
+		c, err := h.Client.ContainerInspect(m.t.Context(), m.name)
+		if err != nil {
+			m.t.Fatal(err)
+		}
+		want := ""
+		for name, ep := range c.NetworkSettings.Networks {
+			if strings.HasPrefix(name, "baton-kp-") {
+				want = ep.IPAddress + ":8080"
+			}
+		}
+		var got []string
+		for _, line := range strings.Split(iptablesSave(m.t, h), "\n") {
+			if mm := dnatRE.FindStringSubmatch(line); mm != nil && strings.Contains(line, "BATON-KERNELPATH-PRE") {
+				if mm[1] != h.Addr || mm[2] != strconv.Itoa(m.relayPort) {
+					m.t.Fatalf("host %s: DNAT for %s:%s, want the relay's %s:%d: %s", h.Name, mm[1], mm[2], h.Addr, m.relayPort, line)
+				}
+				got = append(got, mm[4])
+			}
+		}
+		if want == "" || len(got) != 1 || got[0] != want {
+			m.t.Fatalf("host %s: kernel path DNATs %v, want one to the serving container's kernel network address %q", h.Name, got, want)
+		}
+	}
+}
+
+// dnatPackets is each host's count of connections its kernel path's DNAT
+// has carried.
+func (m *multiHost) dnatPackets() []uint64 {
+	m.t.Helper()
+	var out []uint64
+	for _, h := range m.hosts {
+		b, err := exec.Command("ip", "netns", "exec", h.Name, "iptables", "-w", "5", "-t", "nat", "-L", "BATON-KERNELPATH-PRE", "-n", "-v", "-x").CombinedOutput()
+		if err != nil {
+			m.t.Fatalf("host %s: %v: %s", h.Name, err, b)
+		}
+		var n uint64
+		for _, line := range strings.Split(string(b), "\n") {
+			if f := strings.Fields(line); len(f) > 0 && strings.Contains(line, "DNAT") {
+				v, _ := strconv.ParseUint(f[0], 10, 64)
+				n += v
+			}
+		}
+		out = append(out, n)
+	}
+	return out
+}

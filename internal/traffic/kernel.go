@@ -535,7 +535,9 @@ type KernelRoutes struct {
 	RelayImage string
 }
 
-func (k KernelRoutes) remote() *remoteKernel { return &remoteKernel{eng: k.Engine, image: k.RelayImage} }
+func (k KernelRoutes) remote() *remoteKernel {
+	return &remoteKernel{eng: k.Engine, image: k.RelayImage}
+}
 
 // inNginx runs f on the table of nginx's namespace; an nginx that does not
 // run has none, so no route.

@@ -184,6 +184,12 @@ func TestResolveProvenance(t *testing.T) {
 		{name: "--kernel-path without nginx is refused",
 			src:     Sources{Flags: map[string]string{"kernel-path": "true"}},
 			wantErr: "--kernel-path needs baton's relay"},
+		{name: "--kernel-path with a relay on every address is refused: a DNAT catches one",
+			src:     Sources{Flags: map[string]string{"nginx-upstream": "/etc/nginx/baton/web.conf", "nginx-reload": "nginx -s reload", "relay-address": "0.0.0.0", "kernel-path": "true"}},
+			wantErr: "--kernel-path needs the relay on one IPv4 address of the host"},
+		{name: "--kernel-path with a relay on an IPv6 address is refused",
+			src:     Sources{Flags: map[string]string{"nginx-upstream": "/etc/nginx/baton/web.conf", "nginx-reload": "nginx -s reload", "relay-address": "fd00::5", "kernel-path": "true"}},
+			wantErr: "--kernel-path needs the relay on one IPv4 address of the host"},
 		{name: "--kernel-path with a relay on a host address is taken (a forwarded route)",
 			src: Sources{Flags: map[string]string{"nginx-upstream": "/etc/nginx/baton/web.conf", "nginx-reload": "nginx -s reload", "relay-address": "10.0.0.5", "kernel-path": "true"}},
 			check: func(r Resolved) string {

@@ -289,6 +289,8 @@ func (s Settings) validate() error {
 		return classify(ErrInvalid, "--bake-max-dial-errors needs baton's relay, which counts the dials; drop it or use the relay")
 	case s.BakeMaxResets > 0 && s.TrafficMode() != TrafficRelay:
 		return classify(ErrInvalid, "--bake-max-resets needs baton's relay, which counts the resets; drop it or use the relay")
+	case s.KernelPath && s.NginxContainer == "" && s.RelayAddress != "" && !kernelListenAddr(s.RelayAddress):
+		return classify(ErrInvalid, "--kernel-path needs the relay on one IPv4 address of the host (loopback for an nginx there, or the address nginx on another machine reaches), but --relay-address is %s; give such an address or drop --kernel-path", s.RelayAddress)
 	case s.KernelPath && !s.kernelPathFits():
 		return classify(ErrInvalid, "--kernel-path needs baton's relay (--nginx-upstream with --nginx-reload or --nginx-container, the relay on): the kernel carries nginx's connections for the relay's address; drop --kernel-path")
 	}
@@ -402,6 +404,13 @@ func parseSignal(v string, dst *string) error {
 // of the host, --relay-address).
 func (s Settings) kernelPathFits() bool {
 	return s.TrafficMode() == TrafficRelay
+}
+
+// kernelListenAddr reports whether a relay address can be a kernel path's
+// listen address: one IPv4 address (a DNAT catches one destination).
+func kernelListenAddr(ip string) bool {
+	a, err := netip.ParseAddr(ip)
+	return err == nil && a.Is4() && !a.IsUnspecified() && !a.IsMulticast() && a != netip.AddrFrom4([4]byte{255, 255, 255, 255})
 }
 
 func itoa0(n int) string {

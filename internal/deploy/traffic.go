@@ -110,6 +110,13 @@ func (d *Deployer) dropKernelPath(ctx context.Context, svc Service, s Settings, 
 		nginx = "" // baton enters no namespace a label names
 	}
 	has, err := d.KernelRoutes.Has(ctx, svc.Key, nginx)
+	if err != nil && (d.Remote || d.NginxHere) {
+		// The engine's host is reached through a helper there: that it
+		// did not answer says nothing of its rules, and a DNAT left in
+		// place would send connections to a container this deploy may
+		// stop. Nothing has changed yet.
+		return fmt.Errorf("looking for the kernel path of %s on the engine's host (kernel-path is off now): %w", svc.Name, err)
+	}
 	if err != nil {
 		if d.Log != nil {
 			d.Log.Debug("kernel path: not looked for", "service", svc.Key, "error", err)

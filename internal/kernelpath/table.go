@@ -1,6 +1,7 @@
 package kernelpath
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -167,12 +168,15 @@ type Table struct {
 	procSys   string
 	lockPath  string
 	checkLive func(Route) error
+	// openFlows counts open connections by original destination (see
+	// openFlows); nil waits for none.
+	openFlows func(dests []string) (int, bool)
 	mu        sync.Mutex
 }
 
 // NewTable returns a Table that runs iptables through ipt.
 func NewTable(ipt Runner) *Table {
-	return &Table{ipt: ipt, procSys: "/proc/sys", lockPath: "/run/baton/kernelpath.lock", checkLive: checkLive}
+	return &Table{ipt: ipt, procSys: "/proc/sys", lockPath: "/run/baton/kernelpath.lock", checkLive: checkLive, openFlows: openFlows}
 }
 
 // lock takes the process's and the host's lock, waiting at most as long as
@@ -368,7 +372,9 @@ func (t *Table) dropStaleSNAT(ctx context.Context, r Route) error {
 			continue
 		}
 		del = append(del, i+1)
-		if b := argAfter(spec, "-o"); b != r.Bridge && !slices.Contains(bridges, b) {
+		// The route's own bridge too: a loopback route replaced by a
+		// forwarded one there leaves the bridge no loopback route.
+		if b := argAfter(spec, "-o"); !slices.Contains(bridges, b) {
 			bridges = append(bridges, b)
 		}
 	}
@@ -416,25 +422,55 @@ func (t *Table) Bypass(ctx context.Context, service string) error {
 
 // Remove takes the service's kernel path away entirely (DNAT and SNAT).
 // When no other route uses its bridge, the bridge's route_localnet goes
-// back to what it was before baton set it, then its guards go.
+// back to what it was before baton set it, then its guards go. A forwarded
+// route's ACCEPT goes only once the connections its DNAT made have ended
+// (or after flowWait): unlike a NAT rule, which only the first packet of a
+// connection meets, the filter meets every packet, and without it Docker's
+// isolation drops the rest of a connection still open (an nginx keep-alive
+// upstream connection, a request in flight). The wait is made without the
+// host lock.
 func (t *Table) Remove(ctx context.Context, service string) error {
 	if err := checkService(service); err != nil {
 		return err
 	}
+	comment := "baton:" + service
+	accepts, err := t.removeRoute(ctx, comment)
+	if err != nil || len(accepts) == 0 {
+		return err
+	}
+	t.waitFlows(ctx, accepts)
 	unlock, err := t.lock(ctx)
 	if err != nil {
 		return err
 	}
 	defer unlock()
-	comment := "baton:" + service
+	if has, err := t.hasDNAT(ctx, comment); err != nil || has {
+		return err // routed again meanwhile: its ACCEPT is in use
+	}
+	if err := t.deleteComment(ctx, "filter", chainFwd, comment); err != nil {
+		return err
+	}
+	return t.dropIfEmpty(ctx)
+}
+
+// removeRoute is Remove's first part, under the host lock: the DNATs and
+// SNATs go, and the bridges no loopback route uses any more are released.
+// It returns the original destinations ("ADDR PORT") of the service's
+// ACCEPTs, still in place; without any, the chains are dropped if empty.
+func (t *Table) removeRoute(ctx context.Context, comment string) ([]string, error) {
+	unlock, err := t.lock(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
 	for _, c := range dnatChains {
 		if err := t.deleteComment(ctx, "nat", c, comment); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	snats, err := t.list(ctx, "nat", chainSNAT)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	var bridges []string
 	for _, s := range snats {
@@ -443,27 +479,123 @@ func (t *Table) Remove(ctx context.Context, service string) error {
 		}
 	}
 	if err := t.deleteComment(ctx, "nat", chainSNAT, comment); err != nil {
-		return err
+		return nil, err
 	}
 	if err := t.releaseUnused(ctx, bridges); err != nil {
-		return err
+		return nil, err
 	}
-	// The ACCEPT goes last: the DNAT that sent connections its way is
-	// gone, and those already open have finished or will be cut anyway.
-	if err := t.deleteComment(ctx, "filter", chainFwd, comment); err != nil {
-		return err
+	fwd, err := t.list(ctx, "filter", chainFwd)
+	if err != nil {
+		return nil, err
 	}
-	return t.dropIfEmpty(ctx)
+	var accepts []string
+	for _, s := range fwd {
+		if commentOf(s) == comment {
+			accepts = append(accepts, acceptKey(s))
+		}
+	}
+	if len(accepts) == 0 {
+		return nil, t.dropIfEmpty(ctx)
+	}
+	return accepts, nil
 }
 
-// releaseUnused releases each of bridges that no SNAT rule names any more.
+// hasDNAT reports whether a DNAT with the comment is in either chain.
+func (t *Table) hasDNAT(ctx context.Context, comment string) (bool, error) {
+	for _, c := range dnatChains {
+		rules, err := t.list(ctx, "nat", c)
+		if err != nil {
+			return false, err
+		}
+		if slices.ContainsFunc(rules, func(s []string) bool { return commentOf(s) == comment }) {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// flowWait bounds how long Remove waits for a forwarded route's
+// connections (baton's default --drain).
+const flowWait = 30 * time.Second
+
+// waitFlows waits until conntrack holds no open connection for any of the
+// original destinations ("ADDR PORT"), at most flowWait. Where conntrack
+// cannot be read it waits flowGrace, which covers a request in flight.
+func (t *Table) waitFlows(ctx context.Context, dests []string) {
+	if t.openFlows == nil {
+		return
+	}
+	deadline := time.Now().Add(flowWait)
+	for {
+		n, ok := t.openFlows(dests)
+		if !ok {
+			n = 1
+			if g := time.Now().Add(flowGrace); g.Before(deadline) {
+				deadline = g
+			}
+		}
+		if n == 0 || !time.Now().Before(deadline) {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// flowGrace is the wait when conntrack cannot be read.
+const flowGrace = 2 * time.Second
+
+// openFlows counts, in this network namespace's conntrack table, the
+// connections not yet closed whose original destination is one of dests
+// ("ADDR PORT"). ok is false when the table cannot be read.
+func openFlows(dests []string) (n int, ok bool) { return openFlowsIn("/proc/net/nf_conntrack", dests) }
+
+func openFlowsIn(path string, dests []string) (n int, ok bool) {
+	f, err := os.Open(path)
+	if err != nil {
+		return 0, false
+	}
+	defer f.Close()
+	want := map[string]bool{}
+	for _, d := range dests {
+		want[d] = true
+	}
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		// ipv4 2 tcp 6 TIMEOUT STATE src= dst= sport= dport= ...: the
+		// first dst= and dport= are the original direction's.
+		if len(fields) < 6 || fields[2] != "tcp" || fields[5] == "TIME_WAIT" || fields[5] == "CLOSE" {
+			continue
+		}
+		var dst, dport string
+		for _, f := range fields[6:] {
+			if dst == "" && strings.HasPrefix(f, "dst=") {
+				dst = f[4:]
+			}
+			if dport == "" && strings.HasPrefix(f, "dport=") {
+				dport = f[6:]
+			}
+		}
+		if want[dst+" "+dport] {
+			n++
+		}
+	}
+	return n, sc.Err() == nil
+}
+
+// releaseUnused releases each of bridges that no loopback route's SNAT
+// names any more (a forwarded route's needs no route_localnet).
 func (t *Table) releaseUnused(ctx context.Context, bridges []string) error {
 	snats, err := t.list(ctx, "nat", chainSNAT)
 	if err != nil {
 		return err
 	}
 	for _, b := range bridges {
-		if b == "" || slices.ContainsFunc(snats, func(s []string) bool { return argAfter(s, "-o") == b }) {
+		if b == "" || slices.ContainsFunc(snats, func(s []string) bool { return argAfter(s, "-o") == b && argAfter(s, "-s") == "127.0.0.0/8" }) {
 			continue
 		}
 		if err := t.releaseBridge(ctx, b); err != nil {
@@ -797,6 +929,22 @@ func checkLive(r Route) error {
 	}
 	if !slices.ContainsFunc(onBridge, func(p netip.Prefix) bool { return p.Addr() == r.Source && p.Contains(r.Target.Addr()) }) {
 		return fmt.Errorf("kernel path: source %s is not %s's own address on %s's subnet %v: the container could not answer it on its link", r.Source, r.Bridge, r.Target.Addr(), onBridge)
+	}
+	if r.Forwarded() {
+		// The DNAT catches connections for an address of this host
+		// only: one of another machine would redirect traffic this
+		// host merely routes.
+		addrs, err := net.InterfaceAddrs()
+		if err != nil {
+			return fmt.Errorf("kernel path: this host's addresses: %w", err)
+		}
+		if !slices.ContainsFunc(addrs, func(a net.Addr) bool {
+			n, ok := a.(*net.IPNet)
+			p, perr := netip.ParsePrefix(fmt.Sprint(n))
+			return ok && perr == nil && p.Addr() == r.Listen.Addr()
+		}) {
+			return fmt.Errorf("kernel path: relay address %s is not an address of the engine's host", r.Listen.Addr())
+		}
 	}
 	return nil
 }

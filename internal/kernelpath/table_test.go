@@ -624,14 +624,45 @@ func TestTableForwardedRoute(t *testing.T) {
 	if got := f.serviceRules("nat", chainDNAT, "web"); len(got) != 1 {
 		t.Errorf("loopback DNAT %q", got)
 	}
+	if v := readTrim(t, rl); v != "1" {
+		t.Errorf("route_localnet %s for a loopback route", v)
+	}
 	if err := tbl.Route(ctx, fw); err != nil {
 		t.Fatal(err)
 	}
 	if got := f.serviceRules("nat", chainDNAT, "web"); len(got) != 0 {
 		t.Errorf("loopback DNAT left after a forwarded route: %q", got)
 	}
+	// The bridge has no loopback route left: its guards go and its
+	// route_localnet is back, although a forwarded route's SNAT names it.
+	if got := f.chains["raw/"+chainRaw]; len(got) != 0 {
+		t.Errorf("guards left after the loopback route became a forwarded one: %q", got)
+	}
+	if v := readTrim(t, rl); v != "0" {
+		t.Errorf("route_localnet %s after the loopback route became a forwarded one", v)
+	}
+	// Remove waits for the connections the DNAT made before the ACCEPT
+	// goes: the DNAT and SNAT are gone while they finish, the ACCEPT not.
+	left := 3
+	var acceptDuring []string
+	tbl.openFlows = func(dests []string) (int, bool) {
+		if !slices.Equal(dests, []string{"10.0.0.11 8081"}) {
+			t.Errorf("flows looked for %q", dests)
+		}
+		if left == 3 {
+			acceptDuring = f.serviceRules("filter", chainFwd, "web")
+			if n := len(f.serviceRules("nat", chainPre, "web")); n != 0 {
+				t.Errorf("DNAT still there while waiting for flows")
+			}
+		}
+		left--
+		return left, true
+	}
 	if err := tbl.Remove(ctx, "web"); err != nil {
 		t.Fatal(err)
+	}
+	if left != 0 || len(acceptDuring) != 1 {
+		t.Errorf("Remove: %d looks left, ACCEPT while waiting %q; want it kept until no flow was open", left, acceptDuring)
 	}
 	for key, rules := range f.chains {
 		for _, r := range rules {
@@ -642,5 +673,29 @@ func TestTableForwardedRoute(t *testing.T) {
 		if strings.Contains(key, "BATON") {
 			t.Errorf("after Remove: chain %s left", key)
 		}
+	}
+}
+
+// openFlows counts the connections not yet closed by their original
+// destination, whatever the NAT made of the reply.
+func TestOpenFlows(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "nf_conntrack")
+	table := `ipv4     2 tcp      6 431999 ESTABLISHED src=10.200.1.1 dst=10.200.1.2 sport=40000 dport=8081 src=172.18.0.5 dst=172.18.0.1 sport=8080 dport=40000 [ASSURED] mark=0 zone=0 use=2
+ipv4     2 tcp      6 119 TIME_WAIT src=10.200.1.1 dst=10.200.1.2 sport=40001 dport=8081 src=172.18.0.5 dst=172.18.0.1 sport=8080 dport=40001 [ASSURED] mark=0 zone=0 use=2
+ipv4     2 tcp      6 59 FIN_WAIT src=10.200.1.1 dst=10.200.1.2 sport=40002 dport=8081 src=172.18.0.5 dst=172.18.0.1 sport=8080 dport=40002 [ASSURED] mark=0 zone=0 use=2
+ipv4     2 tcp      6 431999 ESTABLISHED src=10.200.1.1 dst=10.200.1.2 sport=40003 dport=22 src=10.200.1.2 dst=10.200.1.1 sport=22 dport=40003 [ASSURED] mark=0 zone=0 use=2
+ipv4     2 udp      17 29 src=10.200.1.1 dst=10.200.1.2 sport=53 dport=8081 src=10.200.1.2 dst=10.200.1.1 sport=8081 dport=53 mark=0 zone=0 use=2
+`
+	if err := os.WriteFile(path, []byte(table), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if n, ok := openFlowsIn(path, []string{"10.200.1.2 8081"}); !ok || n != 2 {
+		t.Errorf("open flows %d %v, want 2 (ESTABLISHED and FIN_WAIT; not TIME_WAIT, not UDP, not another port)", n, ok)
+	}
+	if n, ok := openFlowsIn(path, []string{"10.200.1.3 8081"}); !ok || n != 0 {
+		t.Errorf("another address: %d %v", n, ok)
+	}
+	if _, ok := openFlowsIn(filepath.Join(t.TempDir(), "none"), nil); ok {
+		t.Error("an unreadable table read as empty")
 	}
 }

@@ -65,7 +65,10 @@ func TestRolloutKernelPath(t *testing.T) {
 	if err := os.MkdirAll(upDir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	m.nginx = testenv.HostNginx(t, testenv.NginxOpts{UpstreamFile: filepath.Join(upDir, "web.conf")})
+	// nginx keeps upstream connections (for at most 1 s, as the README
+	// asks): connections the kernel carries stay open across a switch and
+	// across --kernel-path=false, whose ACCEPT must outlive them.
+	m.nginx = testenv.HostNginx(t, testenv.NginxOpts{UpstreamFile: filepath.Join(upDir, "web.conf"), Upstream: testenv.KeepaliveUpstream, Location: testenv.KeepaliveLocation})
 	m.relayPort = testenv.FreePort(t)
 	t.Logf("set-up done in %s", time.Since(start).Round(100*time.Millisecond))
 
@@ -118,8 +121,10 @@ func TestRolloutKernelPath(t *testing.T) {
 	// carry the load (which must not fail), and baton status (the boot
 	// unit runs it) puts the routes back.
 	for _, h := range m.hosts {
-		if out, err := exec.Command("ip", "netns", "exec", h.Name, "iptables", "-w", "5", "-t", "nat", "-F", "BATON-KERNELPATH-PRE").CombinedOutput(); err != nil {
-			t.Fatalf("host %s: flushing the kernel path: %v: %s", h.Name, err, out)
+		for _, chain := range [][]string{{"nat", "BATON-KERNELPATH-PRE"}, {"nat", "BATON-KERNELPATH-SNAT"}, {"filter", "BATON-KERNELPATH-FWD"}} {
+			if out, err := exec.Command("ip", "netns", "exec", h.Name, "iptables", "-w", "5", "-t", chain[0], "-F", chain[1]).CombinedOutput(); err != nil {
+				t.Fatalf("host %s: flushing the kernel path: %v: %s", h.Name, err, out)
+			}
 		}
 	}
 	time.Sleep(time.Second)
@@ -163,7 +168,10 @@ var dnatRE = regexp.MustCompile(`-d (\S+)/32 -p tcp -m tcp --dport (\d+) .*--com
 
 // assertKernelRoute checks that each host's firewall sends new connections
 // for its relay's address to the container serving there, by its address
-// on the service's kernel network, and that the helper did it there.
+// on the service's kernel network, gives them that network's gateway as
+// their source, and lets exactly them through DOCKER-USER; the helper did
+// it there. (assertServing's GETs, made straight to each host's relay
+// address without nginx, then take that path.)
 func (m *multiHost) assertKernelRoute() {
 	m.t.Helper()
 	for _, h := range m.hosts {
@@ -171,14 +179,22 @@ func (m *multiHost) assertKernelRoute() {
 		if err != nil {
 			m.t.Fatal(err)
 		}
-		want := ""
+		want, gw := "", ""
 		for name, ep := range c.NetworkSettings.Networks {
 			if strings.HasPrefix(name, "baton-kp-") {
-				want = ep.IPAddress + ":8080"
+				want, gw = ep.IPAddress+":8080", ep.Gateway
 			}
 		}
+		save := iptablesSave(m.t, h)
+		orig := fmt.Sprintf("--ctorigdst %s/32 --ctorigdstport %d", h.Addr, m.relayPort)
+		snat := regexp.MustCompile(`-A BATON-KERNELPATH-SNAT -o \S+ -p tcp -m conntrack --ctstate DNAT ` + regexp.QuoteMeta(orig) + `.* -j SNAT --to-source ` + regexp.QuoteMeta(gw) + `\n`)
+		accept := regexp.MustCompile(`-A BATON-KERNELPATH-FWD -p tcp -m conntrack --ctstate DNAT ` + regexp.QuoteMeta(orig) + `.* -j ACCEPT\n`)
+		if gw == "" || len(snat.FindAllString(save, -1)) != 1 || len(accept.FindAllString(save, -1)) != 1 ||
+			!strings.Contains(save, "-A DOCKER-USER -j BATON-KERNELPATH-FWD") && !strings.Contains(save, "-A DOCKER-USER -m comment --comment baton-jump -j BATON-KERNELPATH-FWD") {
+			m.t.Fatalf("host %s: want one SNAT to %q and one ACCEPT for %s:%d, jumped to from DOCKER-USER:\n%s", h.Name, gw, h.Addr, m.relayPort, save)
+		}
 		var got []string
-		for _, line := range strings.Split(iptablesSave(m.t, h), "\n") {
+		for _, line := range strings.Split(save, "\n") {
 			if mm := dnatRE.FindStringSubmatch(line); mm != nil && strings.Contains(line, "BATON-KERNELPATH-PRE") {
 				if mm[1] != h.Addr || mm[2] != strconv.Itoa(m.relayPort) {
 					m.t.Fatalf("host %s: DNAT for %s:%s, want the relay's %s:%d: %s", h.Name, mm[1], mm[2], h.Addr, m.relayPort, line)

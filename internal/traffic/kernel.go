@@ -59,10 +59,14 @@ var errNginxDown = errors.New("not running")
 // rules is the table the service's route is in: the host's, or the nginx
 // container's namespace's. done releases what it holds. For an nginx
 // container that does not run, the error wraps errNginxDown.
-func (k *KernelRelay) rules(ctx context.Context) (tbl kernelRules, done func(), err error) {
+//
+// On an engine's host that is another machine the helper container is made
+// only to set a route (make): without it there is no rule of baton's to
+// take away or describe, and the error wraps errNoHelper.
+func (k *KernelRelay) rules(ctx context.Context, make bool) (tbl kernelRules, done func(), err error) {
 	switch {
 	case k.remote != nil:
-		tbl, err := k.remote.rules(ctx)
+		tbl, err := k.remote.rules(ctx, make)
 		return tbl, func() {}, err
 	case !k.inNginx():
 		return k.table, func() {}, nil
@@ -370,7 +374,7 @@ func (k *KernelRelay) routeTo(ctx context.Context, cur deploy.Endpoint) error {
 
 // setRoute installs r where the service's route lives.
 func (k *KernelRelay) setRoute(ctx context.Context, r kernelpath.Route) error {
-	tbl, done, err := k.rules(ctx)
+	tbl, done, err := k.rules(ctx, true)
 	if err != nil {
 		return err
 	}
@@ -381,7 +385,9 @@ func (k *KernelRelay) setRoute(ctx context.Context, r kernelpath.Route) error {
 // bypassRoute takes the service's route away. An nginx container that does
 // not run has no namespace, so no route: nothing to take away.
 func (k *KernelRelay) bypassRoute(ctx context.Context) error {
-	tbl, done, err := k.rules(ctx)
+	// On another machine the helper is made if need be: one removed by
+	// hand does not mean its rules are gone.
+	tbl, done, err := k.rules(ctx, true)
 	if errors.Is(err, errNginxDown) {
 		return nil
 	}
@@ -494,9 +500,12 @@ func (k *KernelRelay) Describe(ctx context.Context) (string, error) {
 	if err != nil {
 		return desc, err
 	}
-	tbl, done, err := k.rules(ctx)
+	tbl, done, err := k.rules(ctx, false)
 	if errors.Is(err, errNginxDown) {
 		return desc + "; kernel path off (nginx container " + k.settings.NginxContainer + " is not running)", nil
+	}
+	if errors.Is(err, errNoHelper) {
+		return desc + "; kernel path off (no helper " + KernelHelperName + " on the engine's host: new connections go through the relay until baton status or a deploy sets it up)", nil
 	}
 	if err != nil {
 		return desc + "; kernel path unknown: " + firstLine(err.Error()), nil

@@ -5,10 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/network"
 	"github.com/docker/docker/errdefs"
+
+	"github.com/baton-sh/baton/dockerctl"
 
 	"github.com/baton-sh/baton/internal/deploy"
 	"github.com/baton-sh/baton/internal/kernelpath"
@@ -56,21 +59,40 @@ func (r *remoteKernel) wantImage(ctx context.Context) (string, error) {
 }
 
 // helper returns the Helper, making its container first when make is set;
-// without it and without the container, ok is false.
+// without it and without the container, ok is false. A container of that
+// name is used only if it carries the helper's role and runs in the host's
+// network and PID namespaces with the host's root at kernelpath.HelperRoot,
+// as create makes it: otherwise its answers would be of another
+// namespace's rules. One of another image (an earlier baton's, which may
+// not know every verb) is replaced before a route is set.
 func (r *remoteKernel) helper(ctx context.Context, make bool) (h kernelpath.Helper, ok bool, err error) {
 	c, err := r.eng.ContainerInspect(ctx, KernelHelperName)
-	if err == nil && make && c.Config != nil && c.Config.Labels[deploy.LabelRole] == RoleKernelHelper {
-		// A helper of an earlier baton may not know every verb of this
-		// one's: a route is set by the helper of this binary.
-		want, werr := r.wantImage(ctx)
-		if werr != nil {
-			return h, false, werr
-		}
-		if c.Config.Image != want {
-			if err := r.eng.ContainerRemove(ctx, c.ID, container.RemoveOptions{Force: true}); err != nil && !errdefs.IsNotFound(err) {
-				return h, false, fmt.Errorf("replacing the kernel path's helper %s of an earlier baton: %w", KernelHelperName, err)
+	if err == nil && (c.Config == nil || c.Config.Labels[deploy.LabelRole] != RoleKernelHelper) {
+		// Something else has the name: never exec into it as if it
+		// were baton's, never remove it.
+		return h, false, deploy.Classify(deploy.ErrInvalid, "container %s on the engine's host is not baton's kernel path helper; rename or remove it", KernelHelperName)
+	}
+	if err == nil {
+		stale := !helperShaped(c)
+		if !stale && make {
+			want, werr := r.wantImage(ctx)
+			if werr != nil {
+				return h, false, werr
 			}
-			_, err = r.eng.ContainerInspect(ctx, KernelHelperName)
+			img, ierr := r.eng.ImageInspect(ctx, want)
+			if ierr != nil {
+				return h, false, fmt.Errorf("inspecting image %s: %w", want, ierr)
+			}
+			stale = c.Image != img.ID
+		}
+		if stale && !make {
+			return h, false, fmt.Errorf("the kernel path's helper %s on the engine's host is not as baton makes it; the next deploy with --kernel-path replaces it", KernelHelperName)
+		}
+		if stale {
+			if err := r.eng.ContainerRemove(ctx, c.ID, container.RemoveOptions{Force: true}); err != nil && !errdefs.IsNotFound(err) {
+				return h, false, fmt.Errorf("replacing the kernel path's helper %s: %w", KernelHelperName, err)
+			}
+			c, err = r.eng.ContainerInspect(ctx, KernelHelperName)
 		}
 	}
 	switch {
@@ -83,10 +105,6 @@ func (r *remoteKernel) helper(ctx context.Context, make bool) (h kernelpath.Help
 		}
 	case err != nil:
 		return h, false, fmt.Errorf("inspecting the kernel path's helper %s: %w", KernelHelperName, err)
-	case c.Config == nil || c.Config.Labels[deploy.LabelRole] != RoleKernelHelper:
-		// Something else has the name: never exec into it as if it
-		// were baton's.
-		return h, false, deploy.Classify(deploy.ErrInvalid, "container %s on the engine's host is not baton's kernel path helper; rename or remove it", KernelHelperName)
 	case c.State == nil || !c.State.Running:
 		if err := r.eng.ContainerStart(ctx, c.ID, container.StartOptions{}); err != nil {
 			return h, false, fmt.Errorf("starting the kernel path's helper %s: %w", KernelHelperName, err)
@@ -99,14 +117,25 @@ func (r *remoteKernel) helper(ctx context.Context, make bool) (h kernelpath.Help
 	}}, true, nil
 }
 
+// helperShaped reports whether c is in the host's network and PID
+// namespaces with the host's root where the helper reads it.
+func helperShaped(c container.InspectResponse) bool {
+	h := c.HostConfig
+	return h != nil && h.NetworkMode.IsHost() && h.PidMode.IsHost() && slices.Contains(h.Binds, helperRootBind)
+}
+
+// helperRootBind is the helper's mount of the host's root.
+const helperRootBind = "/:" + kernelpath.HelperRoot + ":ro"
+
 // create makes the helper container: baton's own image, in the host's
 // network namespace (whose firewall it changes) and PID namespace (whose
 // containers' connection tables it reads), with the host's root read-only
 // at kernelpath.HelperRoot (whose iptables it runs) and the host's
 // /run/baton (the kernel path's lock, shared with a baton running on that
 // host). It gets NET_ADMIN and NET_RAW for iptables, SYS_CHROOT to run
-// the host's, SYS_PTRACE to read other processes' /proc entries, and
-// nothing else; its own root filesystem is read-only. It only waits: baton
+// the host's, and nothing else: not SYS_PTRACE, which /proc/PID/net/tcp
+// does not need (measured) and which, with the host's PIDs, would let it
+// read every process's environment. Its own root filesystem is read-only. It only waits: baton
 // runs each verb in it with docker exec, so nothing an image or a caller
 // supplies becomes its command.
 func (r *remoteKernel) create(ctx context.Context) error {
@@ -127,15 +156,26 @@ func (r *remoteKernel) create(ctx context.Context) error {
 		RestartPolicy:  container.RestartPolicy{Name: container.RestartPolicyUnlessStopped},
 		NetworkMode:    network.NetworkHost,
 		PidMode:        "host",
-		Binds:          []string{"/:" + kernelpath.HelperRoot + ":ro", "/run/baton:/run/baton"},
+		Binds:          []string{helperRootBind, "/run/baton:/run/baton"},
+		UsernsMode:     "host", // a daemon with userns-remap refuses the host's namespaces otherwise
 		CapDrop:        []string{"ALL"},
-		CapAdd:         []string{"NET_ADMIN", "NET_RAW", "SYS_CHROOT", "SYS_PTRACE"},
+		CapAdd:         []string{"NET_ADMIN", "NET_RAW", "SYS_CHROOT"},
 		SecurityOpt:    []string{"no-new-privileges:true"},
 		ReadonlyRootfs: true,
 	}
 	pids := int64(64)
 	host.PidsLimit = &pids
 	created, err := r.eng.ContainerCreate(ctx, cfg, host, nil, nil, KernelHelperName)
+	if errdefs.IsConflict(err) {
+		// Another baton made it a moment ago: theirs serves.
+		c, ierr := r.eng.ContainerInspect(ctx, KernelHelperName)
+		if ierr == nil && c.Config != nil && c.Config.Labels[deploy.LabelRole] == RoleKernelHelper && helperShaped(c) {
+			if c.State != nil && c.State.Running {
+				return nil
+			}
+			return r.eng.ContainerStart(ctx, c.ID, container.StartOptions{})
+		}
+	}
 	if err != nil {
 		return fmt.Errorf("creating the kernel path's helper %s: %w", KernelHelperName, err)
 	}
@@ -146,11 +186,18 @@ func (r *remoteKernel) create(ctx context.Context) error {
 	return nil
 }
 
-// rules is the helper's kernelRules, made if need be.
-func (r *remoteKernel) rules(ctx context.Context) (kernelRules, error) {
-	h, _, err := r.helper(ctx, true)
+// errNoHelper says the engine's host has no helper container, so no rule
+// of baton's (the helper goes only with the last of them).
+var errNoHelper = errors.New("no kernel path helper on the engine's host")
+
+// rules is the helper's kernelRules, made first when make is set.
+func (r *remoteKernel) rules(ctx context.Context, make bool) (kernelRules, error) {
+	h, ok, err := r.helper(ctx, make)
 	if err != nil {
 		return nil, err
+	}
+	if !ok {
+		return nil, errNoHelper
 	}
 	return h, nil
 }
@@ -159,17 +206,36 @@ func (r *remoteKernel) rules(ctx context.Context) (kernelRules, error) {
 // without the helper has none of baton's rules (the helper goes only with
 // the last of them).
 func (r *remoteKernel) has(ctx context.Context, service string) (bool, error) {
-	h, ok, err := r.helper(ctx, false)
+	h, ok, err := r.helperFor(ctx, service)
 	if err != nil || !ok {
 		return false, err
 	}
 	return h.Has(ctx, service)
 }
 
+// helperFor is the helper, made if need be when the service may have
+// rules on the engine's host: its kernel network exists (every route's
+// SNAT goes out on it), so a helper removed by hand, or between another
+// baton's last removal and its route, does not read as no rules. A host
+// without that network holds none of the service's, and gets no helper.
+func (r *remoteKernel) helperFor(ctx context.Context, service string) (kernelpath.Helper, bool, error) {
+	h, ok, err := r.helper(ctx, false)
+	if err != nil || ok {
+		return h, ok, err
+	}
+	netName := dockerctl.KernelNetwork(service)
+	if _, err := r.eng.NetworkInspect(ctx, netName, network.InspectOptions{}); errdefs.IsNotFound(err) {
+		return h, false, nil
+	} else if err != nil {
+		return h, false, fmt.Errorf("inspecting network %s: %w", netName, err)
+	}
+	return r.helper(ctx, true)
+}
+
 // remove takes the service's kernel path away on the engine's host, and
 // the helper with the last one.
 func (r *remoteKernel) remove(ctx context.Context, service string) error {
-	h, ok, err := r.helper(ctx, false)
+	h, ok, err := r.helperFor(ctx, service)
 	if err != nil || !ok {
 		return err
 	}
@@ -177,7 +243,18 @@ func (r *remoteKernel) remove(ctx context.Context, service string) error {
 	if err != nil || !empty {
 		return err
 	}
-	if err := r.eng.ContainerRemove(ctx, KernelHelperName, container.RemoveOptions{Force: true}); err != nil && !errdefs.IsNotFound(err) {
+	// By ID, the one asked: a helper another baton made since is not this
+	// one. (A route another baton set between the answer and this
+	// removal keeps its rules; its kernel network makes the next look
+	// make a helper again.)
+	c, err := r.eng.ContainerInspect(ctx, KernelHelperName)
+	if errdefs.IsNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("inspecting the kernel path's helper %s: %w", KernelHelperName, err)
+	}
+	if err := r.eng.ContainerRemove(ctx, c.ID, container.RemoveOptions{Force: true}); err != nil && !errdefs.IsNotFound(err) {
 		return fmt.Errorf("removing the kernel path's helper %s: %w", KernelHelperName, err)
 	}
 	return nil

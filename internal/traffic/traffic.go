@@ -132,6 +132,9 @@ func (f *Factory) New(ctx context.Context, svc deploy.Service, s deploy.Settings
 			// of that host (a loopback route would need that host's
 			// nginx and route_localnet, which the helper does not
 			// touch).
+			if s.NginxContainer != "" {
+				return nil, deploy.Classify(deploy.ErrInvalid, "service %s: --kernel-path for an nginx container needs baton on the engine's own host (the rule goes in that container's network namespace); drop --kernel-path", svc.Key)
+			}
 			if a, err := netip.ParseAddr(s.RelayAddress); err != nil || a.IsLoopback() {
 				return nil, deploy.Classify(deploy.ErrInvalid, "service %s: --kernel-path on an engine on another machine needs the relay on the address of that host that nginx reaches (--relay-address, or relay-address= in the hosts file); drop --kernel-path or give it", svc.Key)
 			}

@@ -550,7 +550,8 @@ const flowGrace = 2 * time.Second
 
 // openFlows counts, in this network namespace's conntrack table, the
 // connections not yet closed whose original destination is one of dests
-// ("ADDR PORT"). ok is false when the table cannot be read.
+// ("ADDR PORT") and that a DNAT sent elsewhere. ok is false when the table
+// cannot be read.
 func openFlows(dests []string) (n int, ok bool) { return openFlowsIn("/proc/net/nf_conntrack", dests) }
 
 func openFlowsIn(path string, dests []string) (n int, ok bool) {
@@ -571,16 +572,25 @@ func openFlowsIn(path string, dests []string) (n int, ok bool) {
 		if len(fields) < 6 || fields[2] != "tcp" || fields[5] == "TIME_WAIT" || fields[5] == "CLOSE" {
 			continue
 		}
-		var dst, dport string
+		// The reply's src= is the second: a DNAT'd connection's is the
+		// container's, not the original destination. The relay's own
+		// connections have the same original destination and no NAT:
+		// they pass no filter of baton's and do not count.
+		var dst, dport, replySrc string
+		srcs := 0
 		for _, f := range fields[6:] {
-			if dst == "" && strings.HasPrefix(f, "dst=") {
+			switch {
+			case dst == "" && strings.HasPrefix(f, "dst="):
 				dst = f[4:]
-			}
-			if dport == "" && strings.HasPrefix(f, "dport=") {
+			case dport == "" && strings.HasPrefix(f, "dport="):
 				dport = f[6:]
+			case strings.HasPrefix(f, "src="):
+				if srcs++; srcs == 2 {
+					replySrc = f[4:]
+				}
 			}
 		}
-		if want[dst+" "+dport] {
+		if want[dst+" "+dport] && replySrc != "" && replySrc != dst {
 			n++
 		}
 	}

@@ -684,13 +684,14 @@ func TestOpenFlows(t *testing.T) {
 ipv4     2 tcp      6 119 TIME_WAIT src=10.200.1.1 dst=10.200.1.2 sport=40001 dport=8081 src=172.18.0.5 dst=172.18.0.1 sport=8080 dport=40001 [ASSURED] mark=0 zone=0 use=2
 ipv4     2 tcp      6 59 FIN_WAIT src=10.200.1.1 dst=10.200.1.2 sport=40002 dport=8081 src=172.18.0.5 dst=172.18.0.1 sport=8080 dport=40002 [ASSURED] mark=0 zone=0 use=2
 ipv4     2 tcp      6 431999 ESTABLISHED src=10.200.1.1 dst=10.200.1.2 sport=40003 dport=22 src=10.200.1.2 dst=10.200.1.1 sport=22 dport=40003 [ASSURED] mark=0 zone=0 use=2
+ipv4     2 tcp      6 431999 ESTABLISHED src=10.200.1.1 dst=10.200.1.2 sport=40004 dport=8081 src=10.200.1.2 dst=10.200.1.1 sport=8081 dport=40004 [ASSURED] mark=0 zone=0 use=2
 ipv4     2 udp      17 29 src=10.200.1.1 dst=10.200.1.2 sport=53 dport=8081 src=10.200.1.2 dst=10.200.1.1 sport=8081 dport=53 mark=0 zone=0 use=2
 `
 	if err := os.WriteFile(path, []byte(table), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	if n, ok := openFlowsIn(path, []string{"10.200.1.2 8081"}); !ok || n != 2 {
-		t.Errorf("open flows %d %v, want 2 (ESTABLISHED and FIN_WAIT; not TIME_WAIT, not UDP, not another port)", n, ok)
+		t.Errorf("open flows %d %v, want 2 (ESTABLISHED and FIN_WAIT; not TIME_WAIT, not UDP, not another port, not one to the relay itself)", n, ok)
 	}
 	if n, ok := openFlowsIn(path, []string{"10.200.1.3 8081"}); !ok || n != 0 {
 		t.Errorf("another address: %d %v", n, ok)

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/docker/docker/api/types/network"
+
 	"github.com/baton-sh/baton/internal/loadgen"
 	"github.com/baton-sh/baton/internal/testenv"
 )
@@ -56,6 +58,13 @@ func TestRolloutKernelPath(t *testing.T) {
 		})
 	}
 	h1, h2 := m.hosts[0], m.hosts[1]
+	// The rig lets the controller's traffic into every network of a
+	// host's engine (DOCKER-USER ACCEPTs and a MASQUERADE for the veth),
+	// which host 1, a unix socket baton probes from here, needs; host 2 is
+	// reached like another machine, by ssh, and gets none of that, so
+	// there only baton's own rules can let the kernel path's connections
+	// in and their answers out.
+	unmask(t, h2)
 	m.hostsFile = filepath.Join(t.TempDir(), "hosts")
 	hostsText := fmt.Sprintf("host1 relay-address=%s docker-host=%s\n%s relay-address=%s\n", h1.Addr, h1.Socket, remote, h2.Addr)
 	if err := os.WriteFile(m.hostsFile, []byte(hostsText), 0o600); err != nil {
@@ -92,6 +101,12 @@ func TestRolloutKernelPath(t *testing.T) {
 		t.Logf("versions served: %v", res.Versions())
 	}
 	defer stopLoad()
+	defer func() {
+		if t.Failed() {
+			b, _ := os.ReadFile(m.nginx.ErrorLog())
+			t.Logf("nginx error log:\n%s", lastLines(string(b), 40))
+		}
+	}()
 
 	// The kernel carries nginx's connections on both hosts: each DNAT's
 	// counter grows under the load (its first packets only, so one per
@@ -182,13 +197,20 @@ func (m *multiHost) assertKernelRoute() {
 		want, gw := "", ""
 		for name, ep := range c.NetworkSettings.Networks {
 			if strings.HasPrefix(name, "baton-kp-") {
-				want, gw = ep.IPAddress+":8080", ep.Gateway
+				want = ep.IPAddress + ":8080"
+				// An internal network gives its containers no gateway;
+				// the network's own is the bridge's address.
+				nw, err := h.Client.NetworkInspect(m.t.Context(), name, network.InspectOptions{})
+				if err != nil || len(nw.IPAM.Config) == 0 {
+					m.t.Fatalf("host %s: network %s: %v", h.Name, name, err)
+				}
+				gw = nw.IPAM.Config[0].Gateway
 			}
 		}
 		save := iptablesSave(m.t, h)
-		orig := fmt.Sprintf("--ctorigdst %s/32 --ctorigdstport %d", h.Addr, m.relayPort)
-		snat := regexp.MustCompile(`-A BATON-KERNELPATH-SNAT -o \S+ -p tcp -m conntrack --ctstate DNAT ` + regexp.QuoteMeta(orig) + `.* -j SNAT --to-source ` + regexp.QuoteMeta(gw) + `\n`)
-		accept := regexp.MustCompile(`-A BATON-KERNELPATH-FWD -p tcp -m conntrack --ctstate DNAT ` + regexp.QuoteMeta(orig) + `.* -j ACCEPT\n`)
+		orig := fmt.Sprintf(`--ctorigdst %s(/32)? --ctorigdstport %d `, regexp.QuoteMeta(h.Addr), m.relayPort)
+		snat := regexp.MustCompile(`-A BATON-KERNELPATH-SNAT -o \S+ -p tcp -m conntrack --ctstate DNAT ` + orig + `.* -j SNAT --to-source ` + regexp.QuoteMeta(gw) + `\n`)
+		accept := regexp.MustCompile(`-A BATON-KERNELPATH-FWD -p tcp -m conntrack --ctstate DNAT ` + orig + `.* -j ACCEPT\n`)
 		if gw == "" || len(snat.FindAllString(save, -1)) != 1 || len(accept.FindAllString(save, -1)) != 1 ||
 			!strings.Contains(save, "-A DOCKER-USER -j BATON-KERNELPATH-FWD") && !strings.Contains(save, "-A DOCKER-USER -m comment --comment baton-jump -j BATON-KERNELPATH-FWD") {
 			m.t.Fatalf("host %s: want one SNAT to %q and one ACCEPT for %s:%d, jumped to from DOCKER-USER:\n%s", h.Name, gw, h.Addr, m.relayPort, save)
@@ -228,4 +250,31 @@ func (m *multiHost) dnatPackets() []uint64 {
 		out = append(out, n)
 	}
 	return out
+}
+
+var rigRuleRE = regexp.MustCompile(`(?m)^-A (DOCKER-USER -[io] \S+ -j ACCEPT|POSTROUTING -s \S+ ! -o \S+ -j MASQUERADE)$`)
+
+// unmask deletes the rig's rules that let the controller's traffic into
+// host h's container networks.
+func unmask(t *testing.T, h *testenv.EngineHost) {
+	t.Helper()
+	save := iptablesSave(t, h)
+	n := 0
+	for _, rule := range rigRuleRE.FindAllString(save, -1) {
+		if strings.HasPrefix(rule, "-A POSTROUTING") && !strings.Contains(rule, h.LocalAddr) {
+			continue
+		}
+		args := []string{"netns", "exec", h.Name, "iptables", "-w", "5"}
+		if strings.HasPrefix(rule, "-A POSTROUTING") {
+			args = append(args, "-t", "nat")
+		}
+		args = append(args, append([]string{"-D"}, strings.Fields(strings.TrimPrefix(rule, "-A "))...)...)
+		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
+			t.Fatalf("host %s: %v: %s", h.Name, err, out)
+		}
+		n++
+	}
+	if n != 3 {
+		t.Fatalf("host %s: %d of the rig's 3 rules found to delete:\n%s", h.Name, n, save)
+	}
 }

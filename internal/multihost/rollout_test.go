@@ -291,7 +291,7 @@ func (m *multiHost) run(args ...string) batonRun {
 	} else if err != nil {
 		m.t.Fatalf("running baton: %v", err)
 	}
-	m.t.Logf("baton %s -> exit %d in %s\nstderr: %s", strings.Join(args, " "), r.code, r.took.Round(time.Millisecond), lastLines(r.stderr, 8))
+	m.t.Logf("baton %s -> exit %d in %s (%s to %s)\nstderr: %s", strings.Join(args, " "), r.code, r.took.Round(time.Millisecond), start.Format("15:04:05.000"), time.Now().Format("15:04:05.000"), lastLines(r.stderr, 8))
 	return r
 }
 

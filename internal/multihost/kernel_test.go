@@ -135,13 +135,21 @@ func TestRolloutKernelPath(t *testing.T) {
 	// As after a reboot of both hosts: their DNATs gone, the relays
 	// carry the load (which must not fail), and baton status (the boot
 	// unit runs it) puts the routes back.
-	for _, h := range m.hosts {
-		for _, chain := range [][]string{{"nat", "BATON-KERNELPATH-PRE"}, {"nat", "BATON-KERNELPATH-SNAT"}, {"filter", "BATON-KERNELPATH-FWD"}} {
-			if out, err := exec.Command("ip", "netns", "exec", h.Name, "iptables", "-w", "5", "-t", chain[0], "-F", chain[1]).CombinedOutput(); err != nil {
-				t.Fatalf("host %s: flushing the kernel path: %v: %s", h.Name, err, out)
+	// The DNATs go first, and the SNATs and ACCEPTs once the connections
+	// the kernel carried have ended (nginx keeps them at most 1 s): a
+	// real reboot takes those connections with it, which a flush of the
+	// ACCEPT under them would only imitate by cutting them.
+	flush := func(table, chain string) {
+		for _, h := range m.hosts {
+			if out, err := exec.Command("ip", "netns", "exec", h.Name, "iptables", "-w", "5", "-t", table, "-F", chain).CombinedOutput(); err != nil {
+				t.Fatalf("host %s: flushing %s: %v: %s", h.Name, chain, err, out)
 			}
 		}
 	}
+	flush("nat", "BATON-KERNELPATH-PRE")
+	time.Sleep(2 * time.Second)
+	flush("nat", "BATON-KERNELPATH-SNAT")
+	flush("filter", "BATON-KERNELPATH-FWD")
 	time.Sleep(time.Second)
 	st := m.run("status", m.name, "--hosts", m.hostsFile)
 	if st.code != 0 || strings.Count(st.stdout, "kernel path -> ") != 2 {

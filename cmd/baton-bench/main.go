@@ -84,7 +84,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stderr, "baton-bench: -hosts with -datapath takes 2 to 9 engines, a positive -clients, a -duration up to 10m, -rounds from 1 to 20, no arguments, and neither -swarm nor -kernel-path\n")
 			return 2
 		}
-		rep, err := bench.RunHostsDataPath(ctx, bench.HostsDataPathConfig{Hosts: *hosts, Clients: *clients, Duration: *duration, Rounds: *rounds, Out: stderr})
+		rep, err := bench.RunHostsDataPath(ctx, bench.HostsDataPathConfig{Hosts: *hosts, DataPathConfig: bench.DataPathConfig{Clients: *clients, Duration: *duration, Rounds: *rounds, Out: stderr}})
 		return finishDataPath(rep, err, stdout, stderr, *markdown, *jsonFile)
 	}
 	if *hosts != 0 {

@@ -158,26 +158,9 @@ var routes = map[string]string{
 // the benchmark running. A path that cannot be set up or measured keeps its
 // error in the report and the others still run.
 func RunDataPath(ctx context.Context, cfg DataPathConfig) (*DataPathReport, error) {
-	if cfg.Clients <= 0 {
-		cfg.Clients = DefaultClients
-	}
-	if cfg.Duration <= 0 {
-		cfg.Duration = DefaultDataPathDuration
-	}
-	if cfg.Rounds <= 0 {
-		cfg.Rounds = DefaultDataPathRounds
-	}
-	if cfg.Out == nil {
-		cfg.Out = io.Discard
-	}
-	rep := &DataPathReport{Started: time.Now(), Clients: cfg.Clients, Duration: cfg.Duration, Rounds: cfg.Rounds, LoadAvg: loadAvg()}
-	byPath := map[string]*PathResult{}
-	for _, p := range DataPaths() {
-		byPath[p] = &PathResult{Path: p, Route: routes[p]}
-		rep.Paths = append(rep.Paths, byPath[p])
-	}
-	per := cfg.Duration + dataPathWarmup + 10*time.Second
-	ctx, cancel := context.WithTimeout(ctx, setupBudget+time.Duration(cfg.Rounds*len(rep.Paths))*per)
+	cfg.defaults()
+	rep, byPath := newDataPathReport(cfg, DataPaths())
+	ctx, cancel := context.WithTimeout(ctx, cfg.budget(len(rep.Paths)))
 	defer cancel()
 	env := testenv.NewEnv(ctx, "bench-datapath", cfg.Out)
 	var targets []*pathTarget
@@ -211,6 +194,39 @@ func RunDataPath(ctx context.Context, cfg DataPathConfig) (*DataPathReport, erro
 	// Close returns every failure of the Env's life, the set-ups' and
 	// measurements' included.
 	return rep, env.Close()
+}
+
+// defaults fills in what cfg leaves unset.
+func (cfg *DataPathConfig) defaults() {
+	if cfg.Clients <= 0 {
+		cfg.Clients = DefaultClients
+	}
+	if cfg.Duration <= 0 {
+		cfg.Duration = DefaultDataPathDuration
+	}
+	if cfg.Rounds <= 0 {
+		cfg.Rounds = DefaultDataPathRounds
+	}
+	if cfg.Out == nil {
+		cfg.Out = io.Discard
+	}
+}
+
+// budget bounds a run of n paths: their set-up, then every round of each.
+func (cfg DataPathConfig) budget(n int) time.Duration {
+	per := cfg.Duration + dataPathWarmup + 10*time.Second
+	return setupBudget + time.Duration(cfg.Rounds*n)*per
+}
+
+// newDataPathReport is an empty report of paths, and its paths by name.
+func newDataPathReport(cfg DataPathConfig, paths []string) (*DataPathReport, map[string]*PathResult) {
+	rep := &DataPathReport{Started: time.Now(), Clients: cfg.Clients, Duration: cfg.Duration, Rounds: cfg.Rounds, LoadAvg: loadAvg()}
+	byPath := map[string]*PathResult{}
+	for _, p := range paths {
+		byPath[p] = &PathResult{Path: p, Route: routes[p]}
+		rep.Paths = append(rep.Paths, byPath[p])
+	}
+	return rep, byPath
 }
 
 // setup builds what some paths need and returns them ready to load.

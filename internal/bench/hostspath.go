@@ -3,7 +3,6 @@ package bench
 import (
 	"context"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -44,13 +43,12 @@ func init() {
 	routes[PathHostsKernel] = "host nginx -> each host's relay address, baton --kernel-path's DNAT + SNAT there -> app"
 }
 
-// HostsDataPathConfig says how RunHostsDataPath measures.
+// HostsDataPathConfig says how RunHostsDataPath measures: on Hosts engines
+// (each in its own network namespace, default 2), the rest as for
+// RunDataPath.
 type HostsDataPathConfig struct {
-	Hosts    int // engines, each in its own network namespace (default 2)
-	Clients  int
-	Duration time.Duration
-	Rounds   int
-	Out      io.Writer
+	Hosts int
+	DataPathConfig
 }
 
 // RunHostsDataPath measures the data paths across hosts in one run: on
@@ -62,26 +60,9 @@ func RunHostsDataPath(ctx context.Context, cfg HostsDataPathConfig) (*DataPathRe
 	if cfg.Hosts <= 0 {
 		cfg.Hosts = 2
 	}
-	if cfg.Clients <= 0 {
-		cfg.Clients = DefaultClients
-	}
-	if cfg.Duration <= 0 {
-		cfg.Duration = DefaultDataPathDuration
-	}
-	if cfg.Rounds <= 0 {
-		cfg.Rounds = DefaultDataPathRounds
-	}
-	if cfg.Out == nil {
-		cfg.Out = io.Discard
-	}
-	rep := &DataPathReport{Started: time.Now(), Clients: cfg.Clients, Duration: cfg.Duration, Rounds: cfg.Rounds, LoadAvg: loadAvg()}
-	byPath := map[string]*PathResult{}
-	for _, p := range HostsDataPaths() {
-		byPath[p] = &PathResult{Path: p, Route: routes[p]}
-		rep.Paths = append(rep.Paths, byPath[p])
-	}
-	per := cfg.Duration + dataPathWarmup + 10*time.Second
-	ctx, cancel := context.WithTimeout(ctx, setupBudget+time.Duration(cfg.Rounds*len(rep.Paths))*per)
+	cfg.defaults()
+	rep, byPath := newDataPathReport(cfg.DataPathConfig, HostsDataPaths())
+	ctx, cancel := context.WithTimeout(ctx, cfg.budget(len(rep.Paths)))
 	defer cancel()
 	env := testenv.NewEnv(ctx, "bench-hosts-datapath", cfg.Out)
 	err := env.Run(func(t testenv.TB) {
@@ -89,7 +70,7 @@ func RunHostsDataPath(ctx context.Context, cfg HostsDataPathConfig) (*DataPathRe
 		for round := 1; round <= cfg.Rounds; round++ {
 			for _, tg := range targets {
 				t.Logf("data path across hosts: round %d/%d: %s", round, cfg.Rounds, tg.p.Path)
-				tg.measure(t, DataPathConfig{Clients: cfg.Clients, Duration: cfg.Duration})
+				tg.measure(t, cfg.DataPathConfig)
 			}
 		}
 	})

@@ -18,7 +18,7 @@ func TestRunHostsDataPath(t *testing.T) {
 	if testing.Short() {
 		t.Skip("integration test: needs Docker engines in network namespaces and nginx (skipped with -short)")
 	}
-	rep, err := bench.RunHostsDataPath(t.Context(), bench.HostsDataPathConfig{Hosts: 2, Duration: time.Second, Rounds: 1, Out: testWriter{t}})
+	rep, err := bench.RunHostsDataPath(t.Context(), bench.HostsDataPathConfig{Hosts: 2, DataPathConfig: bench.DataPathConfig{Duration: time.Second, Rounds: 1, Out: testWriter{t}}})
 	if rep == nil {
 		t.Fatalf("RunHostsDataPath: %v", err)
 	}

@@ -45,13 +45,8 @@ func TestRolloutKernelPath(t *testing.T) {
 	remote := m.hosts[1].Name
 	m.useContexts(map[string]string{remote: ssh.DockerHost}, ssh.Env)
 	m.engineURL = []string{m.hosts[0].Socket, ssh.DockerHost}
+	m.runDemoV2()
 	for _, h := range m.hosts {
-		for _, v := range []string{"v1", "v2"} {
-			testenv.DemoImage(t, h.Client, testenv.DemoImageOpts{Repo: kernelRepo, Tag: v, Version: v, Env: map[string]string{"WARMUP": "300ms"}, HealthCheck: true})
-		}
-		id := testenv.RunDemo(t, h.Client, testenv.RunOpts{Name: m.name, Image: m.image("v2")})
-		testenv.WaitHealthy(t, h.Client, id, 60*time.Second)
-		m.cleanupService(h)
 		h := h
 		t.Cleanup(func() {
 			_ = exec.Command("docker", "-H", h.Socket, "rm", "-f", "baton-kernelpath").Run()

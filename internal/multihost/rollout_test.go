@@ -46,11 +46,14 @@ type multiHost struct {
 	engineURL []string
 }
 
-func (m *multiHost) image(tag string) string {
+func (m *multiHost) image(tag string) string { return m.repoName() + ":" + tag }
+
+// repoName is the demo images' repository.
+func (m *multiHost) repoName() string {
 	if m.repo != "" {
-		return m.repo + ":" + tag
+		return m.repo
 	}
-	return mhRepo + ":" + tag
+	return mhRepo
 }
 
 const mhRepo = "h10b/web"
@@ -438,6 +441,20 @@ func (m *multiHost) runUntil(stop func(host, phase string) bool, args ...string)
 	}
 	m.t.Logf("baton %s: killed=%v exit=%d stderr: %s", strings.Join(args, " "), killed, code, lastLines(stderr.String(), 5))
 	return killed, code
+}
+
+// runDemoV2 builds m's demo images v1 and v2 (a 300 ms warm-up, a
+// HEALTHCHECK) on every host and runs v2 there as the service, healthy.
+func (m *multiHost) runDemoV2() {
+	m.t.Helper()
+	for _, h := range m.hosts {
+		for _, v := range []string{"v1", "v2"} {
+			testenv.DemoImage(m.t, h.Client, testenv.DemoImageOpts{Repo: m.repoName(), Tag: v, Version: v, Env: map[string]string{"WARMUP": "300ms"}, HealthCheck: true})
+		}
+		id := testenv.RunDemo(m.t, h.Client, testenv.RunOpts{Name: m.name, Image: m.image("v2")})
+		testenv.WaitHealthy(m.t, h.Client, id, 60*time.Second)
+		m.cleanupService(h)
+	}
 }
 
 // cleanupService removes what baton made on a host (the engine goes with

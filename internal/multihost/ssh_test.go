@@ -57,14 +57,7 @@ func TestRolloutOverSSH(t *testing.T) {
 	m.useContexts(map[string]string{remote: ssh.DockerHost, local: m.hosts[0].Socket}, ssh.Env)
 	m.engineURL = []string{m.hosts[0].Socket, ssh.DockerHost}
 	t.Logf("two engines and sshd up in %s", time.Since(start).Round(100*time.Millisecond))
-	for _, h := range m.hosts {
-		for _, v := range []string{"v1", "v2"} {
-			testenv.DemoImage(t, h.Client, testenv.DemoImageOpts{Repo: sshRepo, Tag: v, Version: v, Env: map[string]string{"WARMUP": "300ms"}, HealthCheck: true})
-		}
-		id := testenv.RunDemo(t, h.Client, testenv.RunOpts{Name: m.name, Image: m.image("v2")})
-		testenv.WaitHealthy(t, h.Client, id, 60*time.Second)
-		m.cleanupService(h)
-	}
+	m.runDemoV2()
 	h1, h2 := m.hosts[0], m.hosts[1]
 	m.hostsFile = filepath.Join(t.TempDir(), "hosts")
 	hostsText := fmt.Sprintf("host1 relay-address=%s docker-host=%s\n%s relay-address=%s\n", h1.Addr, h1.Socket, remote, h2.Addr)

@@ -14,9 +14,6 @@ import (
 	"github.com/docker/docker/pkg/stdcopy"
 )
 
-// selfBinary is where baton's own image (the relay's) holds baton.
-const selfBinary = "/baton"
-
 // dialConnected is relay.DialConnected (dockerctl does not import the
 // relay): the first byte `baton relay dial` writes once connected.
 const dialConnected = 0
@@ -43,7 +40,7 @@ func (c *Client) DialContainer(ctx context.Context, via, network, addr string) (
 // probes, which open a fresh connection each, and for relay control, which
 // keeps its connection.
 func (c *Client) DialVia(ctx context.Context, via, addr string) (net.Conn, error) {
-	argv := []string{selfBinary, "relay", "dial", addr}
+	argv := []string{SelfBinary, "relay", "dial", addr}
 	fail := func(err error) (net.Conn, error) {
 		return nil, fmt.Errorf("dial %s from container %s on %s: %w", addr, via, c.Endpoint, err)
 	}

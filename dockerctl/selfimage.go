@@ -27,8 +27,9 @@ import (
 // binary to run its relay.
 const SelfImageRepo = "baton"
 
-// selfBinaryPath is where the baton binary sits in its relay image.
-const selfBinaryPath = "/baton"
+// SelfBinary is where the baton binary sits in its own image (the relay's
+// and the kernel path helper's): the one path every exec into them names.
+const SelfBinary = "/baton"
 
 // RelayUser is the user the relay runs as: nobody, since it binds only
 // unprivileged ports. The image's /state belongs to it, so a new volume
@@ -100,7 +101,7 @@ func selfImageFor(exe string, r libResolver) (selfImage, error) {
 	if err != nil {
 		return selfImage{}, fmt.Errorf("reading the baton binary %s: %w", exe, err)
 	}
-	files := []elfFile{{Path: selfBinaryPath, Src: src}}
+	files := []elfFile{{Path: SelfBinary, Src: src}}
 	if deps.Interp.Path != "" {
 		files = append(files, deps.Interp)
 	}
@@ -109,7 +110,7 @@ func selfImageFor(exe string, r libResolver) (selfImage, error) {
 	if err != nil {
 		return selfImage{}, err
 	}
-	changes := []string{`ENTRYPOINT ["` + selfBinaryPath + `"]`, "LABEL baton.managed=true"}
+	changes := []string{`ENTRYPOINT ["` + SelfBinary + `"]`, "LABEL baton.managed=true"}
 	if dirs := deps.LibDirs(); len(dirs) > 0 {
 		changes = append(changes, "ENV LD_LIBRARY_PATH="+strings.Join(dirs, ":"))
 	}

@@ -25,9 +25,6 @@ const KernelHelperName = "baton-kernelpath"
 // RoleKernelHelper is the helper container's baton.role.
 const RoleKernelHelper = "kernel-helper"
 
-// selfBinary is where baton's own image holds baton (dockerctl's too).
-const selfBinary = "/baton"
-
 // kernelRules is what the kernel path needs of the firewall its route is
 // in: this host's or an nginx container's (*kernelpath.Table), or an
 // engine's host on another machine (kernelpath.Helper).
@@ -111,7 +108,7 @@ func (r *remoteKernel) helper(ctx context.Context, make bool) (h kernelpath.Help
 		}
 	}
 	eng := r.eng
-	return kernelpath.Helper{Binary: selfBinary, Exec: func(ctx context.Context, argv []string) (string, string, int, error) {
+	return kernelpath.Helper{Binary: dockerctl.SelfBinary, Exec: func(ctx context.Context, argv []string) (string, string, int, error) {
 		res, err := eng.Exec(ctx, KernelHelperName, argv)
 		return res.Stdout, res.Stderr, res.ExitCode, err
 	}}, true, nil

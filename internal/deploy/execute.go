@@ -342,6 +342,9 @@ func (r *run) drain(ctx context.Context) error {
 	r.res.Drain = &rep
 	if rep.Counted {
 		msg := fmt.Sprintf("drained %s in %s: waited for %d connection(s) open when traffic moved", r.svc.Name, rep.Duration.Round(time.Millisecond), rep.Waited)
+		if rep.KernelWaited > 0 {
+			msg += fmt.Sprintf(" (%d on the kernel path)", rep.KernelWaited)
+		}
 		if rep.Cut > 0 {
 			msg += fmt.Sprintf("; %d still open after --drain %s are cut by the stop", rep.Cut, s.Drain)
 		} else {

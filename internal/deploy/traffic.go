@@ -81,10 +81,13 @@ type splitter interface {
 // still open when --drain ended, which the old container's stop closes.
 // Counted is false when the traffic mode cannot count (none).
 type DrainReport struct {
-	Counted  bool          `json:"counted"`
-	Waited   int           `json:"waited"`
-	Cut      int           `json:"cut"`
-	Duration time.Duration `json:"duration_ns"`
+	Counted bool `json:"counted"`
+	Waited  int  `json:"waited"`
+	// KernelWaited is the part of Waited that the kernel path carried
+	// (--kernel-path), counted in the old container's own table.
+	KernelWaited int           `json:"kernel_waited,omitempty"`
+	Cut          int           `json:"cut"`
+	Duration     time.Duration `json:"duration_ns"`
 	// Signal is the signal sent to the old container when traffic moved
 	// (--drain-signal), if any.
 	Signal string `json:"signal,omitempty"`

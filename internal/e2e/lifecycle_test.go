@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/baton-sh/baton/internal/kernelpath"
 	"github.com/baton-sh/baton/internal/loadgen"
 	"github.com/baton-sh/baton/internal/testenv"
 )
@@ -183,6 +184,7 @@ func (e *env) deployResult(args ...string) (res struct {
 	Drain   *struct {
 		Counted bool   `json:"counted"`
 		Waited  int    `json:"waited"`
+		Kernel  int    `json:"kernel_waited"`
 		Cut     int    `json:"cut"`
 		Signal  string `json:"signal"`
 	} `json:"drain"`
@@ -205,7 +207,17 @@ func (e *env) deployResult(args ...string) (res struct {
 // reconnects to the new container and baton reports none cut. Without a
 // signal and a short --drain, the same clients are cut when the old
 // container stops, and baton counts exactly those. No HTTP request fails.
-func TestLongLivedConnectionsDrain(t *testing.T) {
+func TestLongLivedConnectionsDrain(t *testing.T) { testLongLivedDrain(t, false) }
+
+// TestLongLivedConnectionsDrainKernelPath is the same with --kernel-path:
+// the WebSockets reach the old container through the kernel, which no
+// relay counts, so the drain reads the container's own connection table.
+// The demo app listens dual-stack, as Go servers do: its connections are
+// in tcp6, which a count of tcp alone missed, and the drain then stopped
+// the old container under them at once.
+func TestLongLivedConnectionsDrainKernelPath(t *testing.T) { testLongLivedDrain(t, true) }
+
+func testLongLivedDrain(t *testing.T, kernelPath bool) {
 	e := newEnv(t)
 	v1 := e.version("v1", "v1", nil)
 	v2 := e.version("v2", "v2", nil)
@@ -215,7 +227,12 @@ func TestLongLivedConnectionsDrain(t *testing.T) {
 	ng := testenv.HostNginx(t, testenv.NginxOpts{UpstreamFile: t.TempDir() + "/ws.conf",
 		InitialServers: []string{"127.0.0.1:" + itoa(hostPort)}, Location: wsLocation})
 	flags := []string{"--nginx-upstream", ng.UpstreamFile(), "--nginx-reload", ng.ReloadCommand(), "--http-probe", "/healthz"}
-	e.mustDeploy(append(append([]string{"--image", v2}, flags...), name)...) // sets up the relay (the one reload)
+	first := append([]string{"--image", v2}, flags...)
+	if kernelPath {
+		removeRoute(t, kernelpath.NewTable(kernelpath.ExecRunner{}), name)
+		first = append(first, "--kernel-path") // recorded: the later deploys keep it
+	}
+	e.mustDeploy(append(first, name)...) // sets up the relay (the one reload)
 
 	u, err := url.Parse(ng.URL())
 	if err != nil {
@@ -248,6 +265,9 @@ func TestLongLivedConnectionsDrain(t *testing.T) {
 	}
 	if res.Drain == nil || !res.Drain.Counted || res.Drain.Signal != "SIGUSR1" || res.Drain.Cut != 0 || res.Drain.Waited < len(fleet) {
 		t.Fatalf("baton's drain report %+v, want signal SIGUSR1, waited >= %d, cut 0", res.Drain, len(fleet))
+	}
+	if kernelPath && res.Drain.Kernel < len(fleet) {
+		t.Fatalf("baton's drain report %+v: the kernel path carried the %d WebSockets, want kernel_waited >= %d", res.Drain, len(fleet), len(fleet))
 	}
 
 	// Control: no signal, a short drain: the stop cuts them, and baton

@@ -319,12 +319,21 @@ func (h Helper) Connections(ctx context.Context, service string) (uint64, error)
 	return strconv.ParseUint(out, 10, 64)
 }
 
-// Established is EstablishedFrom on the engine's host (its PIDs).
-func (h Helper) Established(ctx context.Context, pid, port int, from netip.Addr) (int, bool) {
+// Established is EstablishedFrom on the engine's host (its PIDs). ok is
+// false, with no error, when the helper says the table cannot be read
+// (the container is gone); an error is a look that failed (the exec, the
+// helper, the link to the engine) and says nothing about the container.
+func (h Helper) Established(ctx context.Context, pid, port int, from netip.Addr) (n int, ok bool, err error) {
 	out, err := h.run(ctx, "established", "--pid", strconv.Itoa(pid), "--port", strconv.Itoa(port), "--from", from.String())
-	if err != nil {
-		return 0, false
+	var he *HelperError
+	if errors.As(err, &he) && he.Code == exitUnreadable {
+		return 0, false, nil
 	}
-	n, err := strconv.Atoi(out)
-	return n, err == nil
+	if err != nil {
+		return 0, false, err
+	}
+	if n, err = strconv.Atoi(out); err != nil {
+		return 0, false, fmt.Errorf("kernel path on the engine's host (established): %q is not a count", out)
+	}
+	return n, true, nil
 }

@@ -45,8 +45,8 @@ func TestHelperClient(t *testing.T) {
 		t.Fatalf("Has: %v %v", has, err)
 	}
 	reply.out = "12\n"
-	if n, ok := h.Established(ctx, 42, 8080, netip.MustParseAddr("172.18.0.1")); !ok || n != 12 {
-		t.Fatalf("Established: %d %v", n, ok)
+	if n, ok, err := h.Established(ctx, 42, 8080, netip.MustParseAddr("172.18.0.1")); !ok || n != 12 || err != nil {
+		t.Fatalf("Established: %d %v %v", n, ok, err)
 	}
 	reply.out, reply.errOut, reply.code = "", "warning\nkernel path: lock /run/baton/kernelpath.lock: busy\n", 1
 	err := h.Bypass(ctx, "web")
@@ -54,8 +54,15 @@ func TestHelperClient(t *testing.T) {
 	if !errors.As(err, &he) || he.Code != 1 || !strings.HasSuffix(err.Error(), "kernel path: lock /run/baton/kernelpath.lock: busy") {
 		t.Fatalf("failed verb: %v", err)
 	}
-	if _, ok := h.Established(ctx, 42, 8080, netip.MustParseAddr("172.18.0.1")); ok {
-		t.Fatal("Established counted although the helper failed")
+	// A failed look is an error, not a container that is gone: a drain
+	// that took it for "no connections" would stop the container under
+	// them.
+	if _, ok, err := h.Established(ctx, 42, 8080, netip.MustParseAddr("172.18.0.1")); ok || err == nil {
+		t.Fatalf("Established after the helper failed: ok %v, error %v; want an error", ok, err)
+	}
+	reply.errOut, reply.code = "kernel path: the connection table of process 42 cannot be read\n", exitUnreadable
+	if _, ok, err := h.Established(ctx, 42, 8080, netip.MustParseAddr("172.18.0.1")); ok || err != nil {
+		t.Fatalf("Established of a container that is gone: ok %v, error %v; want not ok, no error", ok, err)
 	}
 }
 

@@ -1,16 +1,14 @@
 package kernelpath
 
 import (
-	"bufio"
 	"context"
-	"encoding/binary"
 	"fmt"
 	"net"
 	"net/netip"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
+
+	"github.com/baton-sh/baton/internal/procnet"
 )
 
 // PickSource returns the address the kernel path's connections to target,
@@ -61,41 +59,19 @@ func (t *Table) Connections(ctx context.Context, service string) (uint64, error)
 	return n, nil
 }
 
-// tcpEstablished is ESTABLISHED in /proc/<pid>/net/tcp's st column.
-const tcpEstablished = "01"
-
 // EstablishedFrom counts the TCP connections in state ESTABLISHED on local
 // port from address from, in the network namespace of process pid, read
-// from <proc>/<pid>/net/tcp: the connections the kernel path carries to a
-// container (they come from its source address). ok is false when the
-// table cannot be read (the container is gone, or not root on its host).
+// from <proc>/<pid>/net/tcp and tcp6: the connections the kernel path
+// carries to a container (they come from its source address). ok is false
+// when the tables cannot be read (the container is gone, or not root on
+// its host).
 func EstablishedFrom(proc string, pid, port int, from netip.Addr) (n int, ok bool) {
-	if pid <= 0 || port <= 0 || !from.Is4() {
+	if pid <= 0 || port <= 0 || port > 65535 || !from.Is4() {
 		return 0, false
 	}
-	file, err := os.Open(filepath.Join(proc, strconv.Itoa(pid), "net", "tcp"))
-	if err != nil {
-		return 0, false
-	}
-	defer file.Close()
-	// /proc/net/tcp prints an IPv4 address, kept in network byte order,
-	// as one 32-bit number of the machine's byte order.
-	b := from.As4()
-	wantRemote := fmt.Sprintf("%08X:", binary.NativeEndian.Uint32(b[:]))
-	wantLocal := fmt.Sprintf(":%04X", port)
-	sc := bufio.NewScanner(file)
-	sc.Scan() // header
-	for sc.Scan() {
-		f := strings.Fields(sc.Text())
-		if len(f) < 4 || f[3] != tcpEstablished {
-			continue
-		}
-		if !strings.HasSuffix(f[1], wantLocal) || !strings.HasPrefix(f[2], wantRemote) {
-			continue
-		}
-		n++
-	}
-	return n, sc.Err() == nil
+	return procnet.CountEstablished(proc, pid, func(c procnet.Conn) bool {
+		return c.Local.Port() == uint16(port) && c.Remote.Addr() == from
+	})
 }
 
 // Empty reports whether nothing of baton's is left in this firewall: none

@@ -119,14 +119,34 @@ func TestRolloutKernelPath(t *testing.T) {
 	// Later rollouts keep the kernel path (recorded) and move it to each
 	// new container.
 	var took []time.Duration
+	waited := map[string]int{}
 	for i, v := range []string{"v2", "v1", "v2", "v1"} {
 		r := m.deploy("--image", m.image(v))
-		m.expect(r, 0, "deployed deployed")
+		res := m.expect(r, 0, "deployed deployed")
 		took = append(took, r.took)
+		for _, h := range res.Hosts {
+			if d := h.Deploy; d == nil || d.Drain == nil || !d.Drain.Counted {
+				t.Fatalf("rollout %d: host %s's drain counted nothing: %+v", i+1, h.Host, d)
+			}
+			if h.Deploy.Drain.Cut != 0 {
+				t.Fatalf("rollout %d: host %s's drain cut %d connections", i+1, h.Host, h.Deploy.Drain.Cut)
+			}
+			waited[h.Host] += h.Deploy.Drain.KernelWaited
+		}
 		m.assertServing(v, v)
 		m.assertKernelRoute()
 		t.Logf("rollout %d to %s with the kernel path: %s", i+1, v, r.took.Round(100*time.Millisecond))
 	}
+	// Each host's drains waited for nginx's kept connections the kernel
+	// carried to the old container (read by the helper there), and none
+	// was cut: a drain that counted none would stop the old container
+	// under them, and nginx's next request on one would fail.
+	for _, h := range []string{"host1", remote} {
+		if waited[h] == 0 {
+			t.Fatalf("host %s: the drains of 4 rollouts waited for no connection of the kernel path's (waited %v)", h, waited)
+		}
+	}
+	t.Logf("connections the drains waited for, per host over 4 rollouts: %v", waited)
 	// As after a reboot of both hosts: their DNATs gone, the relays
 	// carry the load (which must not fail), and baton status (the boot
 	// unit runs it) puts the routes back.

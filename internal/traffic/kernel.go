@@ -435,55 +435,116 @@ const remoteKernelPoll = 200 * time.Millisecond
 // Drain waits for the relay's connections to from, as the relay does, and
 // for those the kernel carries to it: established connections on its port
 // from the kernel path's source address, read from its own connection
-// table.
+// table. A look that fails (a helper's exec on another machine) is tried
+// again at the next poll: it says nothing about the connections, and
+// taking it for "none left" would stop the old container under them.
 func (k *KernelRelay) Drain(ctx context.Context, from deploy.Endpoint, max time.Duration) (deploy.DrainReport, error) {
 	t0 := time.Now()
-	count := func() (int, bool) { return 0, false }
+	local := func(c func() (int, bool)) connCounter {
+		return func() (int, bool, error) { n, ok := c(); return n, ok, nil }
+	}
+	var count connCounter
 	if k.inNginx() {
 		// From nginx's own address: the relay dials from its own.
 		if src, err := k.nginxAddr(ctx); err == nil {
-			count = func() (int, bool) { return establishedFrom(from.PID, from.Port, src) }
+			count = local(func() (int, bool) { return establishedFrom(from.PID, from.Port, src) })
 		} else {
 			k.log.Warn("kernel path: connections of the old container not counted", "container", from.Name, "error", err)
 		}
 	} else if r, err := k.route(ctx, from, false); err == nil && k.remote != nil {
-		count = func() (int, bool) { return k.remote.established(ctx, from.PID, int(r.Target.Port()), r.Source) }
+		count = func() (int, bool, error) { return k.remote.established(ctx, from.PID, int(r.Target.Port()), r.Source) }
 	} else if err == nil {
-		count = func() (int, bool) { return establishedFrom(from.PID, int(r.Target.Port()), r.Source) }
+		count = local(func() (int, bool) { return establishedFrom(from.PID, int(r.Target.Port()), r.Source) })
 	} else if errors.Is(err, errNotOnKernelNet) {
-		count = func() (int, bool) { return 0, true } // never routed: the kernel carries none of its connections
+		count = local(func() (int, bool) { return 0, true }) // never routed: the kernel carries none of its connections
 	} else {
 		k.log.Warn("kernel path: connections of the old container not counted", "container", from.Name, "error", err)
 	}
-	open, counted := count()
+	if count == nil {
+		return k.Relay.Drain(ctx, from, max)
+	}
+	first := count.look()
 	rep, err := k.Relay.Drain(ctx, from, max)
-	if err != nil || !counted {
+	if err != nil {
 		return rep, err
 	}
-	rep.Waited += open
-	left := open
-	deadline := t0.Add(max)
 	poll := kernelPoll
 	if k.remote != nil {
 		poll = remoteKernelPoll // each look is a docker exec on that host
 	}
-	for left > 0 && time.Now().Before(deadline) {
-		select {
-		case <-ctx.Done():
-			return rep, ctx.Err()
-		case <-time.After(poll):
-		}
-		if left, counted = count(); !counted {
-			left = 0 // the container is gone: nothing left to wait for
-		}
+	kd, err := waitKernelConns(ctx, first, count, poll, t0.Add(max))
+	if err != nil {
+		return rep, err
 	}
-	if left > 0 {
-		k.log.Warn("drain time over; stopping the old container with connections the kernel carries still open", "container", from.Name, "max", max, "open", left)
+	rep.Waited += kd.waited
+	rep.KernelWaited = kd.waited
+	rep.Cut += kd.left
+	switch {
+	case kd.err != nil:
+		k.log.Warn("drain time over; the connections the kernel carries to the old container could not be counted, stopping it", "container", from.Name, "max", max, "error", kd.err)
+	case kd.left > 0:
+		k.log.Warn("drain time over; stopping the old container with connections the kernel carries still open", "container", from.Name, "max", max, "open", kd.left)
 	}
-	rep.Cut += left
 	rep.Duration = time.Since(t0)
 	return rep, nil
 }
+
+// kernelDrain is what a drain saw of the kernel path's connections:
+// waited, those open at the first look that worked; left, those still
+// open at the deadline; err, the last look's failure when no look after
+// it worked.
+type kernelDrain struct {
+	waited, left int
+	err          error
+}
+
+// waitKernelConns polls count until no connection the kernel carries is
+// open, the container is gone, or the deadline passes; first is the look
+// taken when traffic moved.
+func waitKernelConns(ctx context.Context, first connLook, count connCounter, poll time.Duration, deadline time.Time) (kernelDrain, error) {
+	var kd kernelDrain
+	last, seen := first, first.err == nil
+	if seen {
+		kd.waited = first.open
+	}
+	for last.pending() && time.Now().Before(deadline) {
+		select {
+		case <-ctx.Done():
+			return kd, ctx.Err()
+		case <-time.After(poll):
+		}
+		last = count.look()
+		if !seen && last.err == nil {
+			seen = true // the first look that worked: what was open then
+			kd.waited = last.open
+		}
+	}
+	if last.ok {
+		kd.left = last.open
+	}
+	kd.err = last.err
+	return kd, nil
+}
+
+// connCounter counts the connections the kernel carries to a container:
+// ok false (with no error) when its table cannot be read because it is
+// gone; an error when the look itself failed.
+type connCounter func() (n int, ok bool, err error)
+
+// connLook is one look of a connCounter.
+type connLook struct {
+	open int
+	ok   bool
+	err  error
+}
+
+func (c connCounter) look() connLook {
+	n, ok, err := c()
+	return connLook{open: n, ok: ok, err: err}
+}
+
+// pending: connections are open, or it is not known whether any are.
+func (l connLook) pending() bool { return l.err != nil || (l.ok && l.open > 0) }
 
 // Finish gives the kernel path to cur, which serves alone now.
 func (k *KernelRelay) Finish(ctx context.Context, cur, old deploy.Endpoint) error {

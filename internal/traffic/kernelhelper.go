@@ -258,11 +258,15 @@ func (r *remoteKernel) remove(ctx context.Context, service string) error {
 }
 
 // established counts the kernel's connections to a container of the
-// engine's host, from its PID namespace.
-func (r *remoteKernel) established(ctx context.Context, pid, port int, from netip.Addr) (int, bool) {
+// engine's host, from its PID namespace: Helper.Established. A helper that
+// is not there is a look that failed, not a container that is gone.
+func (r *remoteKernel) established(ctx context.Context, pid, port int, from netip.Addr) (int, bool, error) {
 	h, ok, err := r.helper(ctx, false)
-	if err != nil || !ok {
-		return 0, false
+	if err == nil && !ok {
+		err = errNoHelper
+	}
+	if err != nil {
+		return 0, false, err
 	}
 	return h.Established(ctx, pid, port, from)
 }

@@ -1,15 +1,11 @@
 package traffic
 
 import (
-	"bufio"
 	"context"
-	"encoding/hex"
 	"fmt"
 	"log/slog"
 	"net"
-	"os"
-	"path/filepath"
-	"strconv"
+	"net/netip"
 	"strings"
 	"time"
 
@@ -18,6 +14,7 @@ import (
 
 	"github.com/baton-sh/baton/dockerctl"
 	"github.com/baton-sh/baton/internal/deploy"
+	"github.com/baton-sh/baton/internal/procnet"
 )
 
 // Earlier versions joined every managed container, relay and nginx
@@ -192,33 +189,9 @@ func (l legacyLeaver) detach(ctx context.Context, netID, id string, mustHaveMove
 // Go and nginx listen that way). ok is false when neither table can be
 // read.
 func establishedOn(pid int, ip net.IP) (n int, ok bool) {
-	ip4 := ip.To4()
-	if pid <= 0 || ip4 == nil {
+	addr, valid := netip.AddrFromSlice(ip.To4())
+	if !valid {
 		return 0, false
 	}
-	// The tables print an address as 32-bit words in host byte order:
-	// little-endian here.
-	word := strings.ToUpper(hex.EncodeToString([]byte{ip4[3], ip4[2], ip4[1], ip4[0]}))
-	for file, want := range map[string]string{"tcp": word, "tcp6": "0000000000000000FFFF0000" + word} {
-		f, err := os.Open(filepath.Join(procRoot, strconv.Itoa(pid), "net", file))
-		if err != nil {
-			continue
-		}
-		sc := bufio.NewScanner(f)
-		sc.Scan() // header
-		for sc.Scan() {
-			fields := strings.Fields(sc.Text())
-			if len(fields) < 4 || fields[3] != tcpEstablised {
-				continue
-			}
-			if addr, _, found := strings.Cut(fields[1], ":"); found && addr == want {
-				n++
-			}
-		}
-		if sc.Err() == nil {
-			ok = true
-		}
-		_ = f.Close()
-	}
-	return n, ok
+	return procnet.CountEstablished(procRoot, pid, func(c procnet.Conn) bool { return c.Local.Addr() == addr })
 }

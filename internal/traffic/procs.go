@@ -1,14 +1,15 @@
 package traffic
 
 import (
-	"bufio"
 	"fmt"
-	"github.com/baton-sh/baton/internal/kernelpath"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+
+	"github.com/baton-sh/baton/internal/kernelpath"
+	"github.com/baton-sh/baton/internal/procnet"
 )
 
 // workerSet maps nginx worker PIDs to their master's PID (0 when unknown).
@@ -72,10 +73,9 @@ func (s workerSet) reloaded(before workerSet) workerSet {
 }
 
 const (
-	workerTitle   = "nginx: worker process"
-	shuttingDown  = "is shutting down"
-	procRoot      = "/proc"
-	tcpEstablised = "01"
+	workerTitle  = "nginx: worker process"
+	shuttingDown = "is shutting down"
+	procRoot     = "/proc"
 )
 
 func workersFromTop(titles []string, procs [][]string) workerSet {
@@ -192,30 +192,8 @@ func establishedFrom(pid, port int, from netip.Addr) (n int, ok bool) {
 // read from /proc/<pid>/net/tcp{,6}. ok is false when the table cannot be read
 // (baton not on the host, or not root).
 func establishedConns(pid, port int) (n int, ok bool) {
-	if pid <= 0 || port <= 0 {
+	if port <= 0 || port > 65535 {
 		return 0, false
 	}
-	hexPort := fmt.Sprintf("%04X", port)
-	read := false
-	for _, f := range []string{"tcp", "tcp6"} {
-		file, err := os.Open(filepath.Join(procRoot, strconv.Itoa(pid), "net", f))
-		if err != nil {
-			continue
-		}
-		read = true
-		sc := bufio.NewScanner(file)
-		sc.Scan() // header
-		for sc.Scan() {
-			fields := strings.Fields(sc.Text())
-			if len(fields) < 4 || fields[3] != tcpEstablised {
-				continue
-			}
-			local := fields[1]
-			if i := strings.LastIndexByte(local, ':'); i >= 0 && local[i+1:] == hexPort {
-				n++
-			}
-		}
-		_ = file.Close()
-	}
-	return n, read
+	return procnet.CountEstablished(procRoot, pid, func(c procnet.Conn) bool { return c.Local.Port() == uint16(port) })
 }

@@ -46,6 +46,16 @@ type KernelRelay struct {
 	*Relay
 	table  *kernelpath.Table // this host's
 	remote *remoteKernel     // the engine's host, when it is another machine
+	// atSwitch is the look at the old container's kernel connections
+	// taken when traffic moved: what the drain waits for, before a drain
+	// signal has the app close them.
+	atSwitch *switchLook
+}
+
+// switchLook is a look taken at a switch, for the drain of that container.
+type switchLook struct {
+	id   string
+	look connLook
 }
 
 // inNginx reports whether the route lives in an nginx container's network
@@ -407,12 +417,20 @@ func (k *KernelRelay) bypass(ctx context.Context) error {
 }
 
 // Switch takes the kernel path away first, so the relay's call moves every
-// new connection.
+// new connection. It then counts the connections the kernel still carries
+// to from, as the relay counts its own when traffic moves: the drain waits
+// for those (a drain signal may have the app close them before it begins).
 func (k *KernelRelay) Switch(ctx context.Context, from, to deploy.Endpoint) error {
 	if err := k.bypass(ctx); err != nil {
 		return err
 	}
-	return k.Relay.Switch(ctx, from, to)
+	if err := k.Relay.Switch(ctx, from, to); err != nil {
+		return err
+	}
+	if count := k.kernelCounter(ctx, from); count != nil {
+		k.atSwitch = &switchLook{id: from.ID, look: count.look()}
+	}
+	return nil
 }
 
 // Split takes the kernel path away first, so the relay splits every new
@@ -432,6 +450,35 @@ const kernelPoll = 20 * time.Millisecond
 // machine, where each look is a docker exec (perhaps over ssh).
 const remoteKernelPoll = 200 * time.Millisecond
 
+// kernelCounter counts the connections the kernel path carries to from:
+// on its port, from the route's source address, in its own table; nil
+// when they cannot be counted (said in the log).
+func (k *KernelRelay) kernelCounter(ctx context.Context, from deploy.Endpoint) connCounter {
+	local := func(c func() (int, bool)) connCounter {
+		return func() (int, bool, error) { n, ok := c(); return n, ok, nil }
+	}
+	if k.inNginx() {
+		// From nginx's own address: the relay dials from its own.
+		src, err := k.nginxAddr(ctx)
+		if err != nil {
+			k.log.Warn("kernel path: connections of the old container not counted", "container", from.Name, "error", err)
+			return nil
+		}
+		return local(func() (int, bool) { return establishedFrom(from.PID, from.Port, src) })
+	}
+	r, err := k.route(ctx, from, false)
+	switch {
+	case err == nil && k.remote != nil:
+		return func() (int, bool, error) { return k.remote.established(ctx, from.PID, int(r.Target.Port()), r.Source) }
+	case err == nil:
+		return local(func() (int, bool) { return establishedFrom(from.PID, int(r.Target.Port()), r.Source) })
+	case errors.Is(err, errNotOnKernelNet):
+		return local(func() (int, bool) { return 0, true }) // never routed: the kernel carries none of its connections
+	}
+	k.log.Warn("kernel path: connections of the old container not counted", "container", from.Name, "error", err)
+	return nil
+}
+
 // Drain waits for the relay's connections to from, as the relay does, and
 // for those the kernel carries to it: established connections on its port
 // from the kernel path's source address, read from its own connection
@@ -440,30 +487,17 @@ const remoteKernelPoll = 200 * time.Millisecond
 // taking it for "none left" would stop the old container under them.
 func (k *KernelRelay) Drain(ctx context.Context, from deploy.Endpoint, max time.Duration) (deploy.DrainReport, error) {
 	t0 := time.Now()
-	local := func(c func() (int, bool)) connCounter {
-		return func() (int, bool, error) { n, ok := c(); return n, ok, nil }
-	}
-	var count connCounter
-	if k.inNginx() {
-		// From nginx's own address: the relay dials from its own.
-		if src, err := k.nginxAddr(ctx); err == nil {
-			count = local(func() (int, bool) { return establishedFrom(from.PID, from.Port, src) })
-		} else {
-			k.log.Warn("kernel path: connections of the old container not counted", "container", from.Name, "error", err)
-		}
-	} else if r, err := k.route(ctx, from, false); err == nil && k.remote != nil {
-		count = func() (int, bool, error) { return k.remote.established(ctx, from.PID, int(r.Target.Port()), r.Source) }
-	} else if err == nil {
-		count = local(func() (int, bool) { return establishedFrom(from.PID, int(r.Target.Port()), r.Source) })
-	} else if errors.Is(err, errNotOnKernelNet) {
-		count = local(func() (int, bool) { return 0, true }) // never routed: the kernel carries none of its connections
-	} else {
-		k.log.Warn("kernel path: connections of the old container not counted", "container", from.Name, "error", err)
-	}
+	count := k.kernelCounter(ctx, from)
 	if count == nil {
 		return k.Relay.Drain(ctx, from, max)
 	}
-	first := count.look()
+	var first connLook
+	if at := k.atSwitch; at != nil && at.id == from.ID {
+		first = at.look // what was open when traffic moved
+	} else {
+		first = count.look()
+	}
+	k.atSwitch = nil
 	rep, err := k.Relay.Drain(ctx, from, max)
 	if err != nil {
 		return rep, err

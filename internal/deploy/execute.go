@@ -345,10 +345,14 @@ func (r *run) drain(ctx context.Context) error {
 		if rep.KernelWaited > 0 {
 			msg += fmt.Sprintf(" (%d on the kernel path)", rep.KernelWaited)
 		}
-		if rep.Cut > 0 {
+		switch {
+		case rep.Cut > 0:
 			msg += fmt.Sprintf("; %d still open after --drain %s are cut by the stop", rep.Cut, s.Drain)
-		} else {
+		case !rep.KernelUncounted:
 			msg += "; none cut"
+		}
+		if rep.KernelUncounted {
+			msg += "; the kernel path's could not be counted (see the warning): any still open are cut by the stop"
 		}
 		r.event(PhaseDrain, r.svc.Name, "%s", msg)
 		r.note("%s", msg)

@@ -85,9 +85,13 @@ type DrainReport struct {
 	Waited  int  `json:"waited"`
 	// KernelWaited is the part of Waited that the kernel path carried
 	// (--kernel-path), counted in the old container's own table.
-	KernelWaited int           `json:"kernel_waited,omitempty"`
-	Cut          int           `json:"cut"`
-	Duration     time.Duration `json:"duration_ns"`
+	KernelWaited int `json:"kernel_waited,omitempty"`
+	// KernelUncounted says the kernel path's connections could not be
+	// counted until the drain's end (a helper that failed every look):
+	// Cut does not hold them.
+	KernelUncounted bool          `json:"kernel_uncounted,omitempty"`
+	Cut             int           `json:"cut"`
+	Duration        time.Duration `json:"duration_ns"`
 	// Signal is the signal sent to the old container when traffic moved
 	// (--drain-signal), if any.
 	Signal string `json:"signal,omitempty"`

@@ -11,6 +11,7 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
+	"io/fs"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -36,8 +37,14 @@ func CountEstablished(proc string, pid int, keep func(Conn) bool) (n int, ok boo
 	}
 	for _, table := range []string{"tcp", "tcp6"} {
 		m, err := countFile(filepath.Join(proc, strconv.Itoa(pid), "net", table), keep)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue // no such table (a kernel without IPv6), or no such process
+		}
 		if err != nil {
-			continue
+			// Not a count: a table read in part would count too few.
+			// A read that fails midway is most often the namespace
+			// going with its process, which unreadable says.
+			return 0, false
 		}
 		n += m
 		ok = true
@@ -55,8 +62,12 @@ func countFile(path string, keep func(Conn) bool) (int, error) {
 	sc := bufio.NewScanner(f)
 	sc.Scan() // header
 	for sc.Scan() {
-		c, st, err := ParseLine(sc.Text())
-		if err != nil || st != stEstablished {
+		line := sc.Text()
+		if f := strings.Fields(line); len(f) < 4 || f[3] != stEstablished {
+			continue // most lines of a busy table: TIME_WAIT and the like
+		}
+		c, _, err := ParseLine(line)
+		if err != nil {
 			continue
 		}
 		if keep == nil || keep(c) {

@@ -52,10 +52,13 @@ type KernelRelay struct {
 	atSwitch *switchLook
 }
 
-// switchLook is a look taken at a switch, for the drain of that container.
+// switchLook is a look taken at a switch, and the counter that took it,
+// for the drain of that container: a counter that cannot be built again
+// at the drain (an inspect that fails) must not make it wait for nothing.
 type switchLook struct {
-	id   string
-	look connLook
+	id    string
+	count connCounter
+	look  connLook
 }
 
 // inNginx reports whether the route lives in an nginx container's network
@@ -428,7 +431,11 @@ func (k *KernelRelay) Switch(ctx context.Context, from, to deploy.Endpoint) erro
 		return err
 	}
 	if count := k.kernelCounter(ctx, from); count != nil {
-		k.atSwitch = &switchLook{id: from.ID, look: count.look()}
+		// Bounded: traffic has moved, and a look that fails here is
+		// taken again by the drain.
+		lctx, cancel := context.WithTimeout(ctx, switchLookTimeout)
+		k.atSwitch = &switchLook{id: from.ID, count: count, look: count.look(lctx)}
+		cancel()
 	}
 	return nil
 }
@@ -455,7 +462,7 @@ const remoteKernelPoll = 200 * time.Millisecond
 // when they cannot be counted (said in the log).
 func (k *KernelRelay) kernelCounter(ctx context.Context, from deploy.Endpoint) connCounter {
 	local := func(c func() (int, bool)) connCounter {
-		return func() (int, bool, error) { n, ok := c(); return n, ok, nil }
+		return func(context.Context) (int, bool, error) { n, ok := c(); return n, ok, nil }
 	}
 	if k.inNginx() {
 		// From nginx's own address: the relay dials from its own.
@@ -469,7 +476,9 @@ func (k *KernelRelay) kernelCounter(ctx context.Context, from deploy.Endpoint) c
 	r, err := k.route(ctx, from, false)
 	switch {
 	case err == nil && k.remote != nil:
-		return func() (int, bool, error) { return k.remote.established(ctx, from.PID, int(r.Target.Port()), r.Source) }
+		return func(ctx context.Context) (int, bool, error) {
+			return k.remote.established(ctx, from.PID, int(r.Target.Port()), r.Source)
+		}
 	case err == nil:
 		return local(func() (int, bool) { return establishedFrom(from.PID, int(r.Target.Port()), r.Source) })
 	case errors.Is(err, errNotOnKernelNet):
@@ -487,17 +496,22 @@ func (k *KernelRelay) kernelCounter(ctx context.Context, from deploy.Endpoint) c
 // taking it for "none left" would stop the old container under them.
 func (k *KernelRelay) Drain(ctx context.Context, from deploy.Endpoint, max time.Duration) (deploy.DrainReport, error) {
 	t0 := time.Now()
-	count := k.kernelCounter(ctx, from)
+	var count connCounter
+	var first connLook
+	if at := k.atSwitch; at != nil && at.id == from.ID {
+		count, first = at.count, at.look // what was open when traffic moved
+	} else if count = k.kernelCounter(ctx, from); count != nil {
+		first = count.look(ctx)
+	}
+	k.atSwitch = nil
 	if count == nil {
 		return k.Relay.Drain(ctx, from, max)
 	}
-	var first connLook
-	if at := k.atSwitch; at != nil && at.id == from.ID {
-		first = at.look // what was open when traffic moved
-	} else {
-		first = count.look()
+	if first.gone() {
+		// The container serves (or served a moment ago) but its table
+		// cannot be read: a PID that is not the one baton can see.
+		k.log.Warn("kernel path: the old container's connection table cannot be read; its connections are not waited for", "container", from.Name, "pid", from.PID)
 	}
-	k.atSwitch = nil
 	rep, err := k.Relay.Drain(ctx, from, max)
 	if err != nil {
 		return rep, err
@@ -513,6 +527,7 @@ func (k *KernelRelay) Drain(ctx context.Context, from deploy.Endpoint, max time.
 	rep.Waited += kd.waited
 	rep.KernelWaited = kd.waited
 	rep.Cut += kd.left
+	rep.KernelUncounted = kd.err != nil
 	switch {
 	case kd.err != nil:
 		k.log.Warn("drain time over; the connections the kernel carries to the old container could not be counted, stopping it", "container", from.Name, "max", max, "error", kd.err)
@@ -534,20 +549,28 @@ type kernelDrain struct {
 
 // waitKernelConns polls count until no connection the kernel carries is
 // open, the container is gone, or the deadline passes; first is the look
-// taken when traffic moved.
+// taken when traffic moved. A deadline already past (the relay's drain took
+// it all) still gets one look, so what is cut is what is open now.
 func waitKernelConns(ctx context.Context, first connLook, count connCounter, poll time.Duration, deadline time.Time) (kernelDrain, error) {
 	var kd kernelDrain
 	last, seen := first, first.err == nil
 	if seen {
 		kd.waited = first.open
 	}
-	for last.pending() && time.Now().Before(deadline) {
-		select {
-		case <-ctx.Done():
-			return kd, ctx.Err()
-		case <-time.After(poll):
+	for looked := false; last.pending() && (!looked || time.Now().Before(deadline)); looked = true {
+		if looked || time.Now().Before(deadline) {
+			select {
+			case <-ctx.Done():
+				return kd, ctx.Err()
+			case <-time.After(poll):
+			}
 		}
-		last = count.look()
+		lctx, cancel := context.WithTimeout(ctx, lookTimeout(poll, deadline))
+		last = count.look(lctx)
+		cancel()
+		if err := ctx.Err(); err != nil {
+			return kd, err
+		}
 		if !seen && last.err == nil {
 			seen = true // the first look that worked: what was open then
 			kd.waited = last.open
@@ -560,10 +583,27 @@ func waitKernelConns(ctx context.Context, first connLook, count connCounter, pol
 	return kd, nil
 }
 
+// lookTimeout bounds one look (a docker exec on another machine may hang)
+// so that it cannot hold the drain much past its deadline.
+func lookTimeout(poll time.Duration, deadline time.Time) time.Duration {
+	d := time.Until(deadline)
+	if floor := 10 * poll; d < floor {
+		d = floor // the one look after the deadline, and a last one before it
+	}
+	return min(d, maxLook)
+}
+
+// maxLook is the most one look at a container's connections may take;
+// switchLookTimeout the most the one at a switch may.
+const (
+	maxLook           = 10 * time.Second
+	switchLookTimeout = 5 * time.Second
+)
+
 // connCounter counts the connections the kernel carries to a container:
 // ok false (with no error) when its table cannot be read because it is
 // gone; an error when the look itself failed.
-type connCounter func() (n int, ok bool, err error)
+type connCounter func(ctx context.Context) (n int, ok bool, err error)
 
 // connLook is one look of a connCounter.
 type connLook struct {
@@ -572,10 +612,14 @@ type connLook struct {
 	err  error
 }
 
-func (c connCounter) look() connLook {
-	n, ok, err := c()
+func (c connCounter) look(ctx context.Context) connLook {
+	n, ok, err := c(ctx)
 	return connLook{open: n, ok: ok, err: err}
 }
+
+// gone: the container's table cannot be read, so nothing is left to wait
+// for.
+func (l connLook) gone() bool { return l.err == nil && !l.ok }
 
 // pending: connections are open, or it is not known whether any are.
 func (l connLook) pending() bool { return l.err != nil || (l.ok && l.open > 0) }

@@ -36,7 +36,7 @@ func TestWaitKernelConns(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			polls := 0
-			count := func() (int, bool, error) {
+			count := func(context.Context) (int, bool, error) {
 				l := tc.looks[min(polls, len(tc.looks)-1)]
 				polls++
 				return l.open, l.ok, l.err
@@ -57,10 +57,25 @@ func TestWaitKernelConns(t *testing.T) {
 			}
 		})
 	}
+	// The relay's drain took all of --drain: one more look says what the
+	// stop cuts, not the count from when traffic moved.
+	looks := 0
+	kd, err := waitKernelConns(context.Background(), open(3), func(context.Context) (int, bool, error) { looks++; return 1, true, nil }, time.Millisecond, time.Now().Add(-time.Second))
+	if err != nil || looks != 1 || kd.waited != 3 || kd.left != 1 {
+		t.Fatalf("deadline already past: %+v, %d looks, %v; want waited 3, left 1 after one look", kd, looks, err)
+	}
+	// A look that hangs (an exec over a dead ssh link) is given up at the
+	// deadline, not waited for.
+	t0 := time.Now()
+	hang := func(ctx context.Context) (int, bool, error) { <-ctx.Done(); return 0, false, ctx.Err() }
+	kd, err = waitKernelConns(context.Background(), open(2), hang, time.Millisecond, t0.Add(200*time.Millisecond))
+	if err != nil || kd.err == nil || time.Since(t0) > 2*time.Second {
+		t.Fatalf("hanging looks: %+v, %v after %s; want a failed count at about 200ms", kd, err, time.Since(t0))
+	}
 	// A cancelled deploy stops the wait with its error.
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	if _, err := waitKernelConns(ctx, open(1), func() (int, bool, error) { return 1, true, nil }, time.Millisecond, time.Now().Add(time.Minute)); !errors.Is(err, context.Canceled) {
+	if _, err := waitKernelConns(ctx, open(1), func(context.Context) (int, bool, error) { return 1, true, nil }, time.Millisecond, time.Now().Add(time.Minute)); !errors.Is(err, context.Canceled) {
 		t.Fatalf("cancelled: %v", err)
 	}
 }

@@ -46,8 +46,11 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	code := 1
 	var ee *exitError
+	var ec ucli.ExitCoder // the internal commands' own codes (kernel-helper, relay ctl)
 	if errors.As(err, &ee) {
 		code = ee.code
+	} else if errors.As(err, &ec) && ec.ExitCode() != 0 {
+		code = ec.ExitCode()
 	} else if isUsageError(err) {
 		code = 2
 	}
